@@ -1,0 +1,202 @@
+"""Score models behind one contract: ``model(x_t, t) -> Prediction``.
+
+``x_t``: [B, ...] float; ``t``: [B] integer steps in 0..T-1. A :class:`Prediction` holds the predicted
+noise ``eps`` (same shape as x_t) and, for variance-learning models, ``v`` in [-1, 1] (improved DDPM's
+learned-range interpolation value). The exact mixture score is wrapped to the same contract by
+:class:`ExactScoreModel`, so samplers, estimators and metrics accept a trained net or the oracle alike.
+
+Conversions (named functions, never branches inside models), with sigma_t = sqrt(1 - alpha_bar_t)::
+
+    score = -eps / sigma_t          eps = -sigma_t * score
+    x0_hat = (x_t - sigma_t eps) / sqrt(alpha_bar_t)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .mixtures import GaussianMixture
+from .schedules import Schedule, gather
+
+__all__ = [
+    "Prediction",
+    "MLP",
+    "ExactScoreModel",
+    "eps_to_score",
+    "score_to_eps",
+    "eps_to_x0",
+    "x0_to_eps",
+    "timestep_embedding",
+    "predict_score",
+]
+
+
+@dataclass
+class Prediction:
+    """Model output. eps: [B, ...]; v: [B, ...] in [-1, 1] or None (fixed-variance model)."""
+
+    eps: torch.Tensor
+    v: torch.Tensor | None = None
+
+
+def eps_to_score(eps: torch.Tensor, t: torch.Tensor, schedule: Schedule) -> torch.Tensor:
+    """score = -eps / sqrt(1 - alpha_bar_t). eps: [B, ...]; t: [B]."""
+    t = schedule.check_t(t, eps.shape[0])
+    return -eps / gather(schedule.sigma, t, eps)
+
+
+def score_to_eps(score: torch.Tensor, t: torch.Tensor, schedule: Schedule) -> torch.Tensor:
+    """eps = -sqrt(1 - alpha_bar_t) * score. score: [B, ...]; t: [B]."""
+    t = schedule.check_t(t, score.shape[0])
+    return -score * gather(schedule.sigma, t, score)
+
+
+def eps_to_x0(x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, schedule: Schedule) -> torch.Tensor:
+    """x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)."""
+    return schedule.x0_from_eps(x_t, t, eps)
+
+
+def x0_to_eps(x_t: torch.Tensor, t: torch.Tensor, x0: torch.Tensor, schedule: Schedule) -> torch.Tensor:
+    """eps = (x_t - sqrt(alpha_bar_t) x0) / sqrt(1 - alpha_bar_t)."""
+    return schedule.eps_from_x0(x_t, t, x0)
+
+
+def predict_score(model: nn.Module, x_t: torch.Tensor, t: torch.Tensor, schedule: Schedule) -> torch.Tensor:
+    """The score a model implies at (x_t, t): -eps / sigma_t. Shapes as x_t."""
+    return eps_to_score(model(x_t, t).eps, t, schedule)
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding [B, dim] of integer steps t [B] (DDPM/Transformer style; dim must be even)."""
+    if dim % 2:
+        raise ValueError(f"dim: expected an even embedding size, got {dim}")
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = t.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
+
+
+_ACTIVATIONS = {"leaky_relu": nn.LeakyReLU, "silu": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU}
+
+
+class _Block(nn.Module):
+    """Pre-activation residual block: h + Linear(act(norm(h)))."""
+
+    def __init__(self, width: int, norm: bool, activation: str) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(width) if norm else nn.Identity()
+        self.act = _ACTIVATIONS[activation]()
+        self.linear = nn.Linear(width, width)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h + self.linear(self.act(self.norm(h)))
+
+
+class MLP(nn.Module):
+    """Eps-network for flat d-dimensional data with a sinusoidal time embedding.
+
+    x_t [B, d], t [B] -> Prediction(eps [B, d], v [B, d] if ``learn_variance``).
+
+    Architecture: h = W_in [x, fourier(x)] + W_t emb(t); ``depth`` residual blocks h += W act(norm(h));
+    out = W_out act(norm(h)). ``fourier_features`` > 0 appends sin/cos(2 pi B x) with a fixed Gaussian
+    matrix B (std ``fourier_scale``, drawn from ``seed``) so the net can represent sharp score transitions.
+    ``learn_variance`` adds a second head v = tanh(.) in [-1, 1] on the shared trunk.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        width: int = 128,
+        depth: int = 3,
+        time_dim: int = 64,
+        norm: bool = True,
+        activation: str = "leaky_relu",
+        learn_variance: bool = False,
+        fourier_features: int = 0,
+        fourier_scale: float = 1.0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        for name, val, low in (("dim", dim, 1), ("width", width, 1), ("depth", depth, 0), ("fourier_features", fourier_features, 0)):
+            if not isinstance(val, int) or val < low:
+                raise ValueError(f"{name}: expected an int >= {low}, got {val!r}")
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation: expected one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+        if not (isinstance(time_dim, int) and time_dim >= 2 and time_dim % 2 == 0):
+            raise ValueError(f"time_dim: expected an even int >= 2, got {time_dim!r}")
+        self.config = dict(dim=dim, width=width, depth=depth, time_dim=time_dim, norm=norm, activation=activation,
+                           learn_variance=learn_variance, fourier_features=fourier_features,
+                           fourier_scale=fourier_scale, seed=seed)
+        self.dim, self.time_dim, self.learn_variance = dim, time_dim, learn_variance
+        g = torch.Generator().manual_seed(seed)
+        self.register_buffer("fourier_matrix", torch.randn(dim, fourier_features, generator=g) * fourier_scale)
+        in_features = dim + 2 * fourier_features
+        with torch.random.fork_rng(devices=[]):  # parameter init depends on ``seed`` only
+            torch.manual_seed(seed)
+            self.in_proj = nn.Linear(in_features, width)
+            self.time_proj = nn.Sequential(nn.Linear(time_dim, width), _ACTIVATIONS[activation](), nn.Linear(width, width))
+            self.blocks = nn.ModuleList([_Block(width, norm, activation) for _ in range(depth)])
+            self.out_norm = nn.LayerNorm(width) if norm else nn.Identity()
+            self.out_act = _ACTIVATIONS[activation]()
+            self.out = nn.Linear(width, dim * (2 if learn_variance else 1))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Input features [B, d + 2F]: x followed by sin/cos Fourier features."""
+        if self.fourier_matrix.shape[1] == 0:
+            return x
+        proj = 2 * math.pi * x @ self.fourier_matrix
+        return torch.cat([x, torch.sin(proj), torch.cos(proj)], dim=1)
+
+    def time_embedding(self, t: torch.Tensor) -> torch.Tensor:
+        """Projected time embedding [B, width]; computed once when every t in the batch is equal."""
+        if t.numel() > 1 and bool((t == t[0]).all()):
+            return self.time_proj(timestep_embedding(t[:1], self.time_dim)).expand(t.shape[0], -1)
+        return self.time_proj(timestep_embedding(t, self.time_dim))
+
+    def trunk(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Shared hidden features [B, width] (both heads read these)."""
+        if x_t.dim() != 2 or x_t.shape[1] != self.dim:
+            raise ValueError(f"x_t: expected shape [B, {self.dim}], got {tuple(x_t.shape)}")
+        if t.shape != (x_t.shape[0],):
+            raise ValueError(f"t: expected shape [{x_t.shape[0]}] (one step per example), got {tuple(t.shape)}")
+        h = self.in_proj(self.features(x_t)) + self.time_embedding(t)
+        for block in self.blocks:
+            h = block(h)
+        return self.out_act(self.out_norm(h))
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> Prediction:
+        out = self.out(self.trunk(x_t, t))
+        if not self.learn_variance:
+            return Prediction(eps=out)
+        eps, v = out.split(self.dim, dim=1)
+        return Prediction(eps=eps, v=torch.tanh(v))
+
+    def matmul_flops_per_example(self) -> int:
+        """Multiply-add FLOPs (2 per MAC) of the Linear layers for one example (time embedding excluded)."""
+        lins = [self.in_proj, *(b.linear for b in self.blocks), self.out]
+        return sum(2 * m.in_features * m.out_features for m in lins)
+
+
+class ExactScoreModel(nn.Module):
+    """The exact (optionally temperature-smoothed) mixture score behind the model contract.
+
+    Prediction.eps = -sigma_t * score_t(x_t): [B, d] in x_t's dtype. No parameters.
+    """
+
+    def __init__(self, mixture: GaussianMixture, schedule: Schedule, temperature: float = 1.0) -> None:
+        super().__init__()
+        if not isinstance(mixture, GaussianMixture):
+            raise TypeError(f"mixture: expected a GaussianMixture, got {type(mixture).__name__}")
+        if not isinstance(schedule, Schedule):
+            raise TypeError(f"schedule: expected a Schedule, got {type(schedule).__name__}")
+        if not (isinstance(temperature, (int, float)) and temperature > 0):
+            raise ValueError(f"temperature: expected a number > 0 (1 = exact), got {temperature!r}")
+        self.mixture, self.schedule, self.temperature = mixture, schedule, float(temperature)
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> Prediction:
+        score = self.mixture.score(x_t, t, self.schedule, temperature=self.temperature)
+        return Prediction(eps=score_to_eps(score, t, self.schedule))
