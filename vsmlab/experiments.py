@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -73,17 +73,30 @@ def make_model(spec: dict[str, Any], dim: int, seed: int) -> MLP:
 
 @dataclass
 class TrainedRun:
-    """A trained model (eval mode) with its per-step total loss, wall time (of the original run) and spec."""
+    """A trained model (eval mode) with its per-step total loss, wall time (of the original run) and spec.
+
+    ``snapshots`` maps each requested intermediate step to a model (eval mode) with the weights it had then.
+    """
 
     model: MLP
     history: list[float]
     seconds: float
     spec: dict[str, Any]
+    snapshots: dict[int, MLP] = field(default_factory=dict)
 
 
-def train_toy(spec: dict[str, Any], use_cache: bool | None = None) -> TrainedRun:
-    """Train (or load from the cache) the toy model described by ``spec`` (see module docstring)."""
+def train_toy(spec: dict[str, Any], use_cache: bool | None = None, snapshot_steps: tuple[int, ...] = ()) -> TrainedRun:
+    """Train (or load from the cache) the toy model described by ``spec`` (see module docstring).
+
+    snapshot_steps: intermediate steps (1..steps) whose weights are kept too (one run gives a
+    training-length sweep).
+    """
     spec = copy.deepcopy(spec)
+    snapshot_steps = tuple(sorted(set(int(s) for s in snapshot_steps)))
+    total = int(spec.get("train", {}).get("steps", 0))
+    for s in snapshot_steps:
+        if not 1 <= s <= total:
+            raise ValueError(f"snapshot_steps: step {s} is outside 1..{total} (the spec's train.steps)")
     for key in ("mixture", "schedule", "model", "train", "n_train", "seed"):
         if key not in spec:
             raise ValueError(f"spec: missing key {key!r}; expected mixture, schedule, model, train, n_train, seed")
@@ -96,14 +109,26 @@ def train_toy(spec: dict[str, Any], use_cache: bool | None = None) -> TrainedRun
         model = make_model(spec["model"], mixture.dim, seed)
         loss_fn = make_loss(spec.get("loss"))
         start = time.perf_counter()
-        history = [rec.terms["total"] for rec in train(model, data, schedule, seed=seed, loss_fn=loss_fn, **spec["train"])]
-        return {"state": model.state_dict(), "history": history, "seconds": time.perf_counter() - start}
+        history, snaps = [], {}
+        for rec in train(model, data, schedule, seed=seed, loss_fn=loss_fn, **spec["train"]):
+            history.append(rec.terms["total"])
+            if rec.step in snapshot_steps:
+                snaps[rec.step] = copy.deepcopy(model.state_dict())
+        return {"state": model.state_dict(), "history": history, "seconds": time.perf_counter() - start, "snapshots": snaps}
 
-    out = load_or_compute({"kind": "train_toy", **spec}, compute, use_cache)
-    mixture = make_mixture(spec["mixture"])
-    model = make_model(spec["model"], mixture.dim, seed)
-    model.load_state_dict(out["state"])
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return TrainedRun(model, out["history"], out["seconds"], spec)
+    key = {"kind": "train_toy", **spec}
+    if snapshot_steps:
+        key["snapshot_steps"] = list(snapshot_steps)
+    out = load_or_compute(key, compute, use_cache)
+    dim = make_mixture(spec["mixture"]).dim
+
+    def frozen(state: dict[str, torch.Tensor]) -> MLP:
+        model = make_model(spec["model"], dim, seed)
+        model.load_state_dict(state)
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        return model
+
+    snapshots = {int(k): frozen(v) for k, v in out.get("snapshots", {}).items()}
+    return TrainedRun(frozen(out["state"]), out["history"], out["seconds"], spec, snapshots)

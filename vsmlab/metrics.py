@@ -47,7 +47,7 @@ def wilson_interval(count: int, n: int, z: float = 1.959963984540054) -> Rate:
     den = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / den
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return Rate(count, n, p, max(0.0, centre - half), min(1.0, centre + half))
+    return Rate(count, n, p, min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half)))
 
 
 def _finite(x: torch.Tensor) -> torch.Tensor:

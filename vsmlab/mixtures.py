@@ -232,6 +232,28 @@ class GaussianMixture:
         u = ((x.to(torch.float64) - self.means[i]) * seg).sum(1) / (seg**2).sum(1)
         return i, j, (u > 0) & (u < 1)
 
+    def neighbour_pairs(self, rtol: float = 1e-6) -> torch.Tensor:
+        """Index pairs [P, 2] (i < j) of modes at the smallest spacing: the nearest neighbours."""
+        d = torch.cdist(self.means, self.means)
+        spacing = self.min_mode_spacing()
+        i, j = torch.nonzero((d - spacing).abs() <= rtol * max(spacing, 1.0), as_tuple=True)
+        keep = i < j
+        return torch.stack([i[keep], j[keep]], 1)
+
+    def distance_to_bridges(self, x: torch.Tensor) -> torch.Tensor:
+        """Distance [B] from each point to the nearest segment joining two nearest-neighbour modes,
+        in units of the smallest component std (a "bridge": where mode interpolation puts its samples)."""
+        self._check_x(x)
+        pairs = self.neighbour_pairs()
+        if pairs.numel() == 0:
+            return torch.full((x.shape[0],), math.inf, dtype=x.dtype)
+        a, b = self.means[pairs[:, 0]], self.means[pairs[:, 1]]  # [P, d]
+        xd = x.to(torch.float64)[:, None, :]  # [B, 1, d]
+        seg = (b - a)[None]
+        u = (((xd - a[None]) * seg).sum(-1) / (seg**2).sum(-1)).clamp(0, 1)  # [B, P]
+        closest = a[None] + u[..., None] * seg
+        return ((xd - closest).norm(dim=-1).min(1).values / self.stds.min()).to(x.dtype)
+
     def min_mode_spacing(self) -> float:
         """Smallest distance between two distinct modes (inf for K = 1)."""
         if self.num_modes < 2:

@@ -1,0 +1,172 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent,ipynb
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · Mode interpolation in 2D: hallucinations land between *nearest* modes
+#
+# 25 narrow Gaussians on a 5x5 grid (spacing 2, std 0.05, the whole mixture divided by its global std), and
+# the control: the same grid rotated by 45 degrees (the "diamond"). If a smooth network interpolates between
+# modes, hallucinated samples should appear on the segments joining **nearest** neighbours: horizontal and
+# vertical segments for the grid, diagonal (+-45 degree) segments for the diamond, and never along the
+# diamond's x-axis where no two modes are neighbours. The exact score is the control for the sampler.
+
+# %% tags=["parameters"]
+profile = "default"  # smoke | default | full
+seed = 0
+figures_dir = ""  # "" -> figures/02_mode_interpolation_2d
+
+# %%
+import math
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+import vsmlab
+from vsmlab.experiments import make_mixture, train_toy
+from vsmlab.notebook import start
+
+PROFILES = {
+    "smoke": dict(n_train=4000, steps=150, batch_size=256, width=32, n_samples=500),
+    "default": dict(n_train=50000, steps=4000, batch_size=2048, width=128, n_samples=20000),
+    "full": dict(n_train=100000, steps=30000, batch_size=10000, width=128, n_samples=100000),
+}
+cfg, saver = start("02_mode_interpolation_2d", profile, seed, figures_dir, PROFILES)
+K_STD = 4.0
+schedule = vsmlab.linear(1000, beta_start=1e-3, beta_end=0.2)
+layouts = {"grid": make_mixture(dict(name="grid")), "diamond": make_mixture(dict(name="diamond"))}
+for name, mix in layouts.items():
+    print(f"{name}: {mix.num_modes} modes, component std {float(mix.stds[0]):.4f}, "
+          f"nearest-mode spacing {mix.min_mode_spacing():.4f}, floor {mix.support_floor(K_STD):.2e}")
+
+# %% [markdown]
+# ## Train one network per layout and sample both it and the exact score
+
+# %%
+results = {}
+for name, mix in layouts.items():
+    spec = dict(mixture=dict(name=name), schedule=dict(name="linear", beta_start=1e-3, beta_end=0.2),
+                model=dict(width=cfg["width"], depth=3),
+                train=dict(steps=cfg["steps"], batch_size=cfg["batch_size"], lr=1e-3),
+                n_train=cfg["n_train"], seed=seed)
+    run = train_toy(spec)
+    x_T = torch.randn(cfg["n_samples"], 2, generator=torch.Generator().manual_seed(seed))
+    t0 = time.perf_counter()
+    learned = vsmlab.ddpm(run.model, schedule, x_T=x_T, generator=torch.Generator().manual_seed(seed + 1)).samples
+    seconds = time.perf_counter() - t0
+    exact = vsmlab.ddpm(vsmlab.ExactScoreModel(mix, schedule), schedule, x_T=x_T,
+                        generator=torch.Generator().manual_seed(seed + 1)).samples
+    results[name] = dict(run=run, learned=learned, exact=exact,
+                         rate_learned=vsmlab.hallucination_rate(learned, mix, K_STD),
+                         rate_exact=vsmlab.hallucination_rate(exact, mix, K_STD),
+                         counts=vsmlab.mode_counts(learned, mix, K_STD))
+    print(f"{name:>8}: training {run.seconds:.1f} s, sampling {seconds:.1f} s")
+    print(f"          learned: {results[name]['rate_learned']}")
+    print(f"          exact:   {results[name]['rate_exact']}")
+    print(f"          per-mode weight error of in-support learned samples (TV): {results[name]['counts']['total_variation']:.4f}")
+
+# %%
+fig, axes = plt.subplots(2, 2, figsize=(10, 10))
+for col, (name, mix) in enumerate(layouts.items()):
+    r = results[name]
+    for row, key in enumerate(("exact", "learned")):
+        a = axes[row, col]
+        x = r[key]
+        inside = mix.in_support(x, K_STD)
+        a.scatter(x[inside, 0], x[inside, 1], s=1, alpha=0.15, color="grey", label="in support")
+        a.scatter(x[~inside, 0], x[~inside, 1], s=4, color=vsmlab.plotting.PALETTE[key], label="hallucinated")
+        a.scatter(mix.means[:, 0], mix.means[:, 1], marker="+", color="black", s=30)
+        rate = r["rate_" + key]
+        a.set(title=f"{name}, {key} score: {100 * rate.rate:.2f}% off-support", aspect="equal",
+              xlim=(-2.1, 2.1), ylim=(-2.1, 2.1))
+axes[0, 0].legend(loc="lower left", fontsize=8, markerscale=4)
+fig.suptitle("Where the samples land (hallucinated samples coloured)")
+fig.tight_layout()
+saver.save(fig, "samples_grid_and_diamond")
+
+# %% [markdown]
+# ## Which pairs of modes do hallucinations connect?
+#
+# For each hallucinated sample we ask (a) whether it lies between its two nearest modes (its projection falls
+# inside the segment joining them), (b) whether it lies on a **bridge**: within 4 component stds of a segment
+# joining two nearest-neighbour modes (horizontal/vertical on the grid, diagonal on the diamond), and (c) the
+# angle of the segment joining its two nearest modes. For comparison, (b) is also computed for points drawn
+# uniformly over the square the modes occupy: the share of the plane that bridges cover.
+
+# %%
+def pair_stats(x: torch.Tensor, mix: vsmlab.GaussianMixture) -> dict:
+    off = ~mix.in_support(x, K_STD)
+    xo = x[off]
+    i, j, between = mix.between_modes(xo)
+    seg = mix.means[j] - mix.means[i]
+    angle = torch.rad2deg(torch.atan2(seg[:, 1], seg[:, 0])) % 180
+    on_bridge = mix.distance_to_bridges(xo) <= K_STD
+    n_off = int(off.sum())
+    lim = float(mix.means.abs().max())
+    uniform = (torch.rand(20000, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 2 - 1) * lim
+    return dict(n_off=n_off, angle=angle[between].numpy(),
+                share_between=float(between.double().mean()) if n_off else float("nan"),
+                share_bridge=float(on_bridge.double().mean()) if n_off else float("nan"),
+                share_bridge_uniform=float((mix.distance_to_bridges(uniform) <= K_STD).double().mean()))
+
+
+stats = {name: pair_stats(results[name]["learned"], mix) for name, mix in layouts.items()}
+for name, s in stats.items():
+    print(f"{name:>8}: {s['n_off']} hallucinated learned samples; {100 * s['share_between']:.1f}% lie between their two "
+          f"nearest modes; {100 * s['share_bridge']:.1f}% lie on a nearest-neighbour bridge "
+          f"(bridges cover {100 * s['share_bridge_uniform']:.1f}% of the square)")
+    if len(s["angle"]):
+        hist, _ = np.histogram(s["angle"], bins=[0, 22.5, 67.5, 112.5, 157.5, 180])
+        hist = [hist[0] + hist[4], hist[1], hist[2], hist[3]]
+        print("          segment angle  ~0 deg: {}, ~45 deg: {}, ~90 deg: {}, ~135 deg: {}".format(*hist))
+
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), sharey=True)
+for a, (name, s) in zip(axes, stats.items()):
+    a.hist(s["angle"], bins=np.arange(0, 181, 7.5), color=vsmlab.plotting.PALETTE["learned"])
+    a.set(xlabel="angle of the segment between the two nearest modes (deg)", title=f"{name}: hallucinations",
+          xticks=[0, 45, 90, 135, 180])
+axes[0].set_ylabel("count")
+fig.tight_layout()
+saver.save(fig, "segment_angles")
+
+# %% [markdown]
+# ## Rates with confidence intervals
+
+# %%
+fig, ax = plt.subplots(figsize=(6, 3.4))
+for off, key in ((-0.18, "learned"), (0.18, "exact")):
+    p = np.array([100 * results[n]["rate_" + key].rate for n in layouts])
+    err = np.array([[100 * (results[n]["rate_" + key].rate - results[n]["rate_" + key].low),
+                     100 * (results[n]["rate_" + key].high - results[n]["rate_" + key].rate)] for n in layouts]).T
+    ax.bar(np.arange(len(layouts)) + off, p, width=0.34, yerr=err, capsize=3, label=key,
+           color=vsmlab.plotting.PALETTE[key])
+ax.set_xticks(range(len(layouts)), list(layouts))
+ax.set(ylabel="hallucination rate (%)", title="2D hallucination rates (95% Wilson intervals)")
+ax.legend()
+fig.tight_layout()
+saver.save(fig, "rates")
+for name in layouts:
+    r = results[name]
+    print(f"{name:>8}: learned {r['rate_learned']}   exact {r['rate_exact']}")
+
+# %% [markdown]
+# ## What this notebook shows
+#
+# - With the exact score both layouts stay at the floor; the trained network puts a measurable share of its
+#   samples off the support (rates and intervals printed above).
+# - The printed shares say how many hallucinated samples lie between their two nearest modes and how many
+#   lie on a bridge between nearest neighbours, against the share of the plane those bridges cover; the
+#   angle histograms show the orientation of the segments: 0/90 degrees on the grid, 45/135 degrees on the
+#   diamond. Where the bridge share far exceeds the coverage, the network interpolates between *nearest*
+#   modes, and rotating the layout rotates the hallucinations with it.
