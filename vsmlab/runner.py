@@ -31,13 +31,19 @@ PROFILES = ("smoke", "default", "full")
 ROOT = Path(__file__).resolve().parent.parent
 VOLATILE_NB_KEYS = ("papermill",)
 VOLATILE_CELL_KEYS = ("papermill", "execution", "collapsed", "scrolled")
+PAPERMILL_CELL_TAGS = ("injected-parameters", "papermill-error-cell-tag")
 
 
 class NotebookFailed(RuntimeError):
-    """A notebook failed; ``notebook``, ``cell`` (index in the notebook) and ``error`` say where and why."""
+    """A notebook failed; ``notebook``, ``cell`` and ``error`` say where and why.
+
+    ``cell`` is the failing cell's 1-based position among the cells of the notebook's source (the
+    ``# %%`` cells of the ``.py`` file); cells that papermill inserts (injected parameters, error
+    banners) are not counted. None when no cell ran (the kernel did not start, say).
+    """
 
     def __init__(self, notebook: str, cell: int | None, error: str, source: str = "") -> None:
-        where = f"cell {cell}" if cell is not None else "before any cell ran"
+        where = f"cell {cell} (counting the source's cells from 1)" if cell is not None else "before any cell ran"
         snippet = f"\n  cell source: {source.strip().splitlines()[0][:120]}" if source.strip() else ""
         super().__init__(f"notebook {notebook!r} failed in {where}: {error}{snippet}")
         self.notebook, self.cell, self.error = notebook, cell, error
@@ -77,6 +83,60 @@ def clean_notebook(nb) -> None:
     for cell in nb.cells:
         for key in VOLATILE_CELL_KEYS:
             cell.metadata.pop(key, None)
+    stable_widget_ids(nb)
+
+
+def stable_widget_ids(nb) -> None:
+    """Replace the random ipywidgets model ids (saved widget state, widget-view outputs) by ids that depend
+    only on the widget tree: numbered depth-first from the displayed widgets (cell order, then attribute
+    names), so re-running the same notebook gives the same text. Widgets never displayed keep their ids."""
+    import hashlib
+
+    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    if not state:
+        return
+
+    def refs(value):
+        if isinstance(value, str) and value.startswith("IPY_MODEL_"):
+            yield value[len("IPY_MODEL_"):]
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                yield from refs(v)
+        elif isinstance(value, dict):
+            for k in sorted(value):
+                yield from refs(value[k])
+
+    order: list[str] = []
+
+    def visit(model_id: str) -> None:
+        if model_id in state and model_id not in order:
+            order.append(model_id)
+            for ref in refs(state[model_id].get("state", {})):
+                visit(ref)
+
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            view = out.get("data", {}).get("application/vnd.jupyter.widget-view+json")
+            if isinstance(view, dict) and "model_id" in view:
+                visit(view["model_id"])
+    ids = {old: hashlib.sha256(f"vsmlab-widget-{i}".encode()).hexdigest()[:32] for i, old in enumerate(order)}
+
+    def swap(value):
+        if isinstance(value, dict):
+            return type(value)((ids.get(k, k), swap(v)) for k, v in value.items())
+        if isinstance(value, list):
+            return [swap(v) for v in value]
+        if isinstance(value, str):
+            if value in ids:
+                return ids[value]
+            if value.startswith("IPY_MODEL_") and value[len("IPY_MODEL_"):] in ids:
+                return "IPY_MODEL_" + ids[value[len("IPY_MODEL_"):]]
+        return value
+
+    nb.metadata["widgets"] = swap(nb.metadata["widgets"])
+    for cell in nb.cells:
+        if "outputs" in cell:
+            cell.outputs = swap(cell.outputs)
 
 
 def _failure(nb_path: Path, stem: str, exc: Exception) -> NotebookFailed:
@@ -85,7 +145,9 @@ def _failure(nb_path: Path, stem: str, exc: Exception) -> NotebookFailed:
     cell_index, source = None, ""
     try:
         nb = nbformat.read(nb_path, as_version=4)
-        for i, cell in enumerate(nb.cells):
+        # papermill adds cells (injected parameters, error banners): number only the source's own cells
+        own = [c for c in nb.cells if not set(c.metadata.get("tags", [])) & set(PAPERMILL_CELL_TAGS)]
+        for i, cell in enumerate(own, 1):
             if cell.cell_type == "code" and any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
                 cell_index, source = i, cell.source
                 break

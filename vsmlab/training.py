@@ -55,12 +55,17 @@ def train(
     loss_fn: LossFn = eps_mse_loss,
     grad_norms: bool = False,
     max_grad_norm: float | None = None,
+    lr_decay: str = "none",
 ) -> Iterator[StepRecord]:
     """Train ``model`` in place, yielding a :class:`StepRecord` per step.
 
     data: a training set [N, ...] (batches drawn with replacement) or a callable ``(n, generator) -> [n, ...]``
-    drawing fresh points. Raises TrainingDiverged naming the step and term on a non-finite loss.
+    drawing fresh points. lr_decay: "none" (constant lr) or "cosine" (lr * (1 + cos(pi step/steps)) / 2,
+    which lets the net settle on sharp features at the end). Raises TrainingDiverged naming the step and
+    term on a non-finite loss.
     """
+    if lr_decay not in ("none", "cosine"):
+        raise ValueError(f"lr_decay: expected 'none' or 'cosine', got {lr_decay!r}")
     for name, val in (("steps", steps), ("batch_size", batch_size)):
         if not isinstance(val, int) or val < 1:
             raise ValueError(f"{name}: expected an int >= 1, got {val!r}")
@@ -75,6 +80,9 @@ def train(
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     for step in range(1, steps + 1):
+        if lr_decay == "cosine":
+            for group in opt.param_groups:
+                group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * (step - 1) / steps))
         x0 = _batch(data, batch_size, g)
         t = torch.randint(0, schedule.num_steps, (x0.shape[0],), generator=g)
         eps = torch.randn(x0.shape, generator=g, dtype=x0.dtype)

@@ -1,0 +1,147 @@
+"""Bad inputs raise ValueError/TypeError whose message names the argument (and what is allowed)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import vsmlab
+from vsmlab import GaussianMixture, MLP
+from vsmlab.notebook import profile_settings
+from vsmlab.schedules import check_t
+
+
+@pytest.mark.parametrize("stds", [0.0, -0.1, [0.1, 0.0], [0.1, -1.0], float("nan"), float("inf")])
+def test_bad_std(stds) -> None:
+    with pytest.raises(ValueError, match=r"^stds: .*> 0"):
+        GaussianMixture([[0.0], [1.0]], stds)
+
+
+@pytest.mark.parametrize("weights", [[0.0, 0.0], [-1.0, 1.0], [0.5, float("nan")], [1.0, float("inf")]])
+def test_bad_weights(weights) -> None:
+    with pytest.raises(ValueError, match=r"^weights: .*positive sum"):
+        GaussianMixture([[0.0], [1.0]], 0.1, weights)
+
+
+def test_mismatched_shapes() -> None:
+    with pytest.raises(ValueError, match=r"^stds: expected a scalar or shape \[2\]"):
+        GaussianMixture([[0.0], [1.0]], [0.1, 0.1, 0.1])
+    with pytest.raises(ValueError, match=r"^weights: expected shape \[2\]"):
+        GaussianMixture([[0.0], [1.0]], 0.1, [1.0])
+    with pytest.raises(ValueError, match=r"^means: expected shape \[K, d\]"):
+        GaussianMixture(torch.zeros(2, 2, 2), 0.1)
+    with pytest.raises(ValueError, match=r"^means: every mean must be finite"):
+        GaussianMixture([[0.0], [float("nan")]], 0.1)
+    mix = vsmlab.grid_2d(2)
+    with pytest.raises(ValueError, match=r"^x: expected shape \[B, 2\]"):
+        mix.score(torch.zeros(3, 1))
+    with pytest.raises(TypeError, match=r"^x: expected a tensor"):
+        mix.log_prob([[0.0, 0.0]])
+    with pytest.raises(ValueError, match=r"^eps: expected shape \(4, 1\)"):
+        vsmlab.linear(10).noise(torch.zeros(4, 1), torch.zeros(4, dtype=torch.long), eps=torch.zeros(4, 2))
+    with pytest.raises(ValueError, match=r"^x_t: expected shape \[B, 2\]"):
+        MLP(2, width=8, depth=1)(torch.zeros(3, 1), torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"^t: expected shape \[3\]"):
+        MLP(2, width=8, depth=1)(torch.zeros(3, 2), torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"^t: expected 3 steps"):
+        vsmlab.evenly_spaced_1d().score(torch.zeros(3, 1), torch.zeros(2, dtype=torch.long), vsmlab.linear(10))
+
+
+def test_t_out_of_range_and_float_t(aggressive) -> None:
+    mix = vsmlab.evenly_spaced_1d()
+    x = torch.zeros(2, 1)
+    with pytest.raises(ValueError, match=r"^t: step 1000 is out of range; allowed 0\.\.999"):
+        mix.score(x, torch.tensor([0, 1000]), aggressive)
+    with pytest.raises(ValueError, match=r"^t: step -1 is out of range"):
+        aggressive.noise(x, torch.tensor([-1, 0]))
+    with pytest.raises(TypeError, match=r"^t: expected an integer tensor .* got dtype torch.float32"):
+        mix.score(x, torch.tensor([0.0, 1.0]), aggressive)
+    with pytest.raises(TypeError, match=r"^t: expected an integer tensor"):
+        check_t(torch.tensor([True, False]), 10)
+    with pytest.raises(TypeError, match=r"^t: expected an integer tensor of shape \[B\], got float"):
+        check_t(0.5, 10)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^schedule: a Schedule is required"):
+        mix.score(x, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"^t: step 10 is out of range"):
+        vsmlab.ExactScoreModel(mix, vsmlab.linear(10))(x, torch.tensor([10, 0]))
+
+
+def test_bad_schedule_arguments() -> None:
+    with pytest.raises(ValueError, match=r"^betas: every beta must lie in \(0, 1\)"):
+        vsmlab.Schedule(torch.tensor([0.1, 1.0]))
+    with pytest.raises(ValueError, match=r"^beta_end: expected a value in \(0, 1\)"):
+        vsmlab.linear(10, 1e-3, 1.5)
+    with pytest.raises(ValueError, match=r"^num_steps: expected an int >= 2"):
+        vsmlab.cosine(1)
+    with pytest.raises(ValueError, match=r"^num_steps: expected an int in 2\.\.10"):
+        vsmlab.linear(10).timesteps(11)
+
+
+def test_bad_sampler_arguments(aggressive) -> None:
+    model = vsmlab.ExactScoreModel(vsmlab.evenly_spaced_1d(), aggressive)
+    with pytest.raises(ValueError, match=r"^name: expected one of \['ddim', 'ddpm', 'ode'\], got 'euler'"):
+        vsmlab.sample("euler", model, aggressive, shape=(2, 1))
+    with pytest.raises(ValueError, match=r"^record_last: expected an int in 1\.\.1000"):
+        vsmlab.ddpm(model, aggressive, shape=(2, 1), record_last=1001)
+    with pytest.raises(ValueError, match=r"^record_last: expected an int in 1\.\.20"):
+        vsmlab.ode(model, aggressive, shape=(2, 1), num_steps=20, record_last=21)
+    with pytest.raises(ValueError, match=r"^record_last: "):
+        vsmlab.ddim(model, aggressive, shape=(2, 1), record_last=0)
+    with pytest.raises(ValueError, match=r"^x_T, shape: give exactly one"):
+        vsmlab.ddim(model, aggressive)
+    with pytest.raises(ValueError, match=r"^variance: expected 'auto', 'beta', 'beta_tilde' or 'learned'"):
+        vsmlab.ddpm(model, aggressive, shape=(2, 1), variance="large")
+    with pytest.raises(ValueError, match=r"^variance: 'learned' needs a model that returns v"):
+        vsmlab.ddpm(model, aggressive, shape=(2, 1), variance="learned")
+    with pytest.raises(ValueError, match=r"^method: expected 'euler' or 'heun'"):
+        vsmlab.ode(model, aggressive, shape=(2, 1), method="rk4")
+    with pytest.raises(ValueError, match=r"^eta: expected a number >= 0"):
+        vsmlab.ddim(model, aggressive, shape=(2, 1), eta=-1)
+
+
+def test_bad_metric_and_model_arguments(mix1d) -> None:
+    with pytest.raises(ValueError, match=r"^count: expected an int in 0\.\.10"):
+        vsmlab.wilson_interval(11, 10)
+    with pytest.raises(ValueError, match=r"^n: expected an int >= 1"):
+        vsmlab.wilson_interval(0, 0)
+    with pytest.raises(ValueError, match=r"^values: expected at least one value"):
+        vsmlab.mean_ci([])
+    with pytest.raises(ValueError, match=r"^k: expected a number > 0"):
+        mix1d.in_support(torch.zeros(2, 1), k=0)
+    with pytest.raises(ValueError, match=r"^temperature: expected a finite number > 0"):
+        mix1d.score(torch.zeros(2, 1), temperature=0.0)
+    with pytest.raises(TypeError, match=r"^mixture: expected a GaussianMixture"):
+        vsmlab.ExactScoreModel("1d", vsmlab.linear(10))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^activation: expected one of"):
+        MLP(1, activation="tanh")
+    with pytest.raises(ValueError, match=r"^width: expected an int >= 1"):
+        MLP(1, width=0)
+    with pytest.raises(ValueError, match=r"^steps: expected an int >= 1"):
+        vsmlab.fit(MLP(1, width=8, depth=1), torch.zeros(4, 1), vsmlab.linear(10), 0)
+    with pytest.raises(ValueError, match=r"^lr: expected a number > 0"):
+        vsmlab.fit(MLP(1, width=8, depth=1), torch.zeros(4, 1), vsmlab.linear(10), 1, lr=-1.0)
+    with pytest.raises(TypeError, match=r"^data: expected a tensor"):
+        vsmlab.fit(MLP(1, width=8, depth=1), [[0.0]], vsmlab.linear(10), 1)
+
+
+def test_unknown_profile_and_notebook(tmp_path) -> None:
+    from vsmlab import runner
+
+    table = {"smoke": {"n": 1}, "default": {"n": 2}, "full": {"n": 3}}
+    with pytest.raises(ValueError, match=r"^profile: expected one of smoke, default, full, got 'huge'"):
+        profile_settings("huge", table)
+    assert profile_settings("smoke", table) == {"n": 1}
+    with pytest.raises(ValueError, match=r"^profile: expected one of smoke, default, full, got 'fast'"):
+        runner.run_figures(profile="fast", out_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"^profile: expected one of"):
+        runner.run_notebook("01_anything", profile="quick", out_dir=tmp_path, executed_dir=tmp_path, notebooks_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"^notebook: no source .*zz_missing\.py"):
+        runner.run_notebook("zz_missing", profile="smoke", out_dir=tmp_path / "f", executed_dir=tmp_path / "e",
+                            notebooks_dir=tmp_path)
+    (tmp_path / "01_real.py").write_text("# %%\nx = 1\n")
+    with pytest.raises(ValueError, match=r"^only: unknown notebook 'zz'; allowed: 01_real"):
+        runner._resolve(["zz"], runner.list_notebooks(tmp_path))
+    assert runner._resolve(["01"], runner.list_notebooks(tmp_path)) == ["01_real"]
+    with pytest.raises(ValueError, match=r"^only: unknown notebook 'no_such_notebook'"):
+        runner.run_figures(["no_such_notebook"], profile="smoke", out_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # nothing written for a rejected request

@@ -1,0 +1,115 @@
+"""The model contract: ExactScoreModel and MLP shapes, heads and seeding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import vsmlab
+from vsmlab import MLP, ExactScoreModel, Prediction, Schedule
+from vsmlab.models import timestep_embedding
+
+
+def test_exact_score_model_eps_is_minus_sigma_times_score(aggressive: Schedule) -> None:
+    for mix in (vsmlab.evenly_spaced_1d(), vsmlab.grid_2d(3)):
+        g = torch.Generator().manual_seed(0)
+        x = 3 * torch.randn(40, mix.dim, generator=g, dtype=torch.float64)
+        t = torch.randint(0, 1000, (40,), generator=g)
+        pred = ExactScoreModel(mix, aggressive)(x, t)
+        assert isinstance(pred, Prediction) and pred.v is None
+        sigma = aggressive.sigma[t][:, None]
+        torch.testing.assert_close(pred.eps, -sigma * mix.score(x, t, aggressive), rtol=0, atol=1e-12)
+        # the conversions invert each other and predict_score recovers the exact score
+        torch.testing.assert_close(vsmlab.eps_to_score(pred.eps, t, aggressive), mix.score(x, t, aggressive))
+        torch.testing.assert_close(vsmlab.score_to_eps(mix.score(x, t, aggressive), t, aggressive), pred.eps)
+        torch.testing.assert_close(vsmlab.predict_score(ExactScoreModel(mix, aggressive), x, t, aggressive),
+                                   mix.score(x, t, aggressive))
+
+
+def test_exact_score_model_x0_hat_is_posterior_mean(mix1d, aggressive: Schedule) -> None:
+    x = torch.linspace(0.5, 3.5, 31, dtype=torch.float64)[:, None]
+    t = torch.full((31,), 20)
+    eps = ExactScoreModel(mix1d, aggressive)(x, t).eps
+    torch.testing.assert_close(vsmlab.eps_to_x0(x, t, eps, aggressive), mix1d.posterior_mean(x, t, aggressive))
+    torch.testing.assert_close(vsmlab.x0_to_eps(x, t, mix1d.posterior_mean(x, t, aggressive), aggressive), eps)
+
+
+def test_exact_score_model_temperature(mix1d, aggressive: Schedule) -> None:
+    x = torch.tensor([[1.4], [1.5], [2.7]], dtype=torch.float64)
+    t = torch.tensor([0, 5, 50])
+    eps = ExactScoreModel(mix1d, aggressive, temperature=2.0)(x, t).eps
+    expected = -aggressive.sigma[t][:, None] * mix1d.score(x, t, aggressive, temperature=2.0)
+    torch.testing.assert_close(eps, expected)
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3])
+def test_mlp_shapes(dim: int) -> None:
+    model = MLP(dim, width=32, depth=2, time_dim=16)
+    x = torch.randn(7, dim)
+    t = torch.randint(0, 1000, (7,))
+    pred = model(x, t)
+    assert pred.eps.shape == (7, dim) and pred.eps.dtype == torch.float32 and pred.v is None
+    assert model.trunk(x, t).shape == (7, 32)
+    # equal steps take the shared-embedding shortcut and must give the same answer as distinct ones
+    same = torch.full((7,), 123)
+    a = model.time_embedding(same)
+    b = model.time_proj(timestep_embedding(same, 16))
+    torch.testing.assert_close(a, b)
+
+
+def test_mlp_learn_variance_head_in_range() -> None:
+    model = MLP(2, width=32, depth=1, learn_variance=True)
+    x = 1e3 * torch.randn(50, 2, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        pred = model(x, torch.randint(0, 1000, (50,)))
+    assert pred.eps.shape == (50, 2) and pred.v is not None and pred.v.shape == (50, 2)
+    assert bool((pred.v.abs() <= 1).all())
+    assert float(pred.v.abs().max()) > 0.5  # large inputs drive the tanh head towards its limits
+
+
+def test_mlp_fourier_features() -> None:
+    model = MLP(2, width=16, depth=1, fourier_features=8, fourier_scale=3.0)
+    x = torch.randn(5, 2)
+    feats = model.features(x)
+    assert feats.shape == (5, 2 + 16)
+    torch.testing.assert_close(feats[:, :2], x)
+    proj = 2 * torch.pi * x @ model.fourier_matrix
+    torch.testing.assert_close(feats[:, 2:10], torch.sin(proj))
+    torch.testing.assert_close(feats[:, 10:], torch.cos(proj))
+    assert model.fourier_matrix.shape == (2, 8)
+    assert model(x, torch.zeros(5, dtype=torch.long)).eps.shape == (5, 2)
+    assert MLP(2, width=16, depth=1).features(x) is x
+
+
+def test_mlp_seeding() -> None:
+    def params(model: MLP) -> list[torch.Tensor]:
+        return [p.detach().clone() for p in model.state_dict().values()]
+
+    a, b = params(MLP(2, seed=3, fourier_features=4)), params(MLP(2, seed=3, fourier_features=4))
+    c = params(MLP(2, seed=4, fourier_features=4))
+    assert all(torch.equal(p, q) for p, q in zip(a, b))
+    assert not all(torch.equal(p, q) for p, q in zip(a, c))
+    # building a model does not consume the global RNG
+    torch.manual_seed(0)
+    before = torch.rand(1)
+    torch.manual_seed(0)
+    MLP(1, seed=5)
+    assert torch.equal(torch.rand(1), before)
+
+
+def test_timestep_embedding() -> None:
+    t = torch.tensor([0, 1, 999])
+    emb = timestep_embedding(t, 8)
+    assert emb.shape == (3, 8)
+    torch.testing.assert_close(emb[0], torch.tensor([1.0] * 4 + [0.0] * 4))
+    # first frequency is 1: cos(t), sin(t)
+    torch.testing.assert_close(emb[:, 0], torch.cos(t.float()))
+    torch.testing.assert_close(emb[:, 4], torch.sin(t.float()))
+
+
+def test_matmul_flops_per_example_by_hand() -> None:
+    model = MLP(2, width=128, depth=3)
+    # in: 2x128, blocks: 3 x 128x128, out: 128x2; 2 FLOPs per multiply-add
+    assert model.matmul_flops_per_example() == 2 * (2 * 128 + 3 * 128 * 128 + 128 * 2)
+    assert MLP(1, width=64, depth=2, learn_variance=True, fourier_features=4).matmul_flops_per_example() == \
+        2 * (9 * 64 + 2 * 64 * 64 + 64 * 2)
