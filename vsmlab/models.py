@@ -96,6 +96,17 @@ class _Block(nn.Module):
         return h + self.linear(self.act(self.norm(h)))
 
 
+class _Scale(nn.Module):
+    """Weight parametrization W -> scale * W (used after spectral normalisation)."""
+
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight * self.scale
+
+
 class MLP(nn.Module):
     """Eps-network for flat d-dimensional data with a sinusoidal time embedding.
 
@@ -105,6 +116,12 @@ class MLP(nn.Module):
     out = W_out act(norm(h)). ``fourier_features`` > 0 appends sin/cos(2 pi B x) with a fixed Gaussian
     matrix B (std ``fourier_scale``, drawn from ``seed``) so the net can represent sharp score transitions.
     ``learn_variance`` adds a second head v = tanh(.) in [-1, 1] on the shared trunk.
+
+    ``lipschitz_budget`` (needs ``norm=False``) spectrally normalises the Linear layers on the x path
+    (``torch.nn.utils.parametrizations.spectral_norm``) and scales each by one common factor c, chosen so
+    that the layer-product bound on Lip(x -> eps) (:func:`vsmlab.estimators.mlp_lipschitz_upper_bound`)
+    equals the budget: Lip(features) c (1 + a c)^depth a c = budget, a = Lip(activation). The time path
+    and the biases are not constrained (they do not change Lip in x).
     """
 
     def __init__(
@@ -119,6 +136,7 @@ class MLP(nn.Module):
         fourier_features: int = 0,
         fourier_scale: float = 1.0,
         seed: int = 0,
+        lipschitz_budget: float | None = None,
     ) -> None:
         super().__init__()
         for name, val, low in (("dim", dim, 1), ("width", width, 1), ("depth", depth, 0), ("fourier_features", fourier_features, 0)):
@@ -128,9 +146,14 @@ class MLP(nn.Module):
             raise ValueError(f"activation: expected one of {sorted(_ACTIVATIONS)}, got {activation!r}")
         if not (isinstance(time_dim, int) and time_dim >= 2 and time_dim % 2 == 0):
             raise ValueError(f"time_dim: expected an even int >= 2, got {time_dim!r}")
+        if lipschitz_budget is not None:
+            if not (isinstance(lipschitz_budget, (int, float)) and 0 < lipschitz_budget < math.inf):
+                raise ValueError(f"lipschitz_budget: expected a finite number > 0 or None, got {lipschitz_budget!r}")
+            if norm:
+                raise ValueError("lipschitz_budget: needs norm=False (LayerNorm is not globally Lipschitz), got norm=True")
         self.config = dict(dim=dim, width=width, depth=depth, time_dim=time_dim, norm=norm, activation=activation,
                            learn_variance=learn_variance, fourier_features=fourier_features,
-                           fourier_scale=fourier_scale, seed=seed)
+                           fourier_scale=fourier_scale, seed=seed, lipschitz_budget=lipschitz_budget)
         self.dim, self.time_dim, self.learn_variance = dim, time_dim, learn_variance
         g = torch.Generator().manual_seed(seed)
         self.register_buffer("fourier_matrix", torch.randn(dim, fourier_features, generator=g) * fourier_scale)
@@ -143,6 +166,32 @@ class MLP(nn.Module):
             self.out_norm = nn.LayerNorm(width) if norm else nn.Identity()
             self.out_act = _ACTIVATIONS[activation]()
             self.out = nn.Linear(width, dim * (2 if learn_variance else 1))
+            if lipschitz_budget is not None:
+                self._constrain_lipschitz(float(lipschitz_budget))
+
+    def _constrain_lipschitz(self, budget: float) -> None:
+        """Spectral-normalise the x-path Linears and scale each by c with feat * c (1 + a c)^depth a c = budget."""
+        from torch.nn.utils import parametrize
+        from torch.nn.utils.parametrizations import spectral_norm
+
+        from .estimators import activation_lipschitz, feature_lipschitz
+
+        a, feat, depth = activation_lipschitz(self.out_act), feature_lipschitz(self.fourier_matrix), len(self.blocks)
+        lo, hi = -40.0, 40.0  # bisection on log c; the bound is increasing in c
+        for _ in range(200):
+            mid = (lo + hi) / 2
+            c = math.exp(mid)
+            if math.log(feat) + 2 * mid + depth * math.log1p(a * c) + math.log(a) > math.log(budget):
+                hi = mid
+            else:
+                lo = mid
+        self.lipschitz_scale = math.exp(lo)
+        for layer in (self.in_proj, *(b.linear for b in self.blocks), self.out):
+            spectral_norm(layer)
+            with torch.no_grad():  # in training mode each access runs one power iteration: converge u, v now
+                for _ in range(100):
+                    _ = layer.weight
+            parametrize.register_parametrization(layer, "weight", _Scale(self.lipschitz_scale))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Input features [B, d + 2F]: x followed by sin/cos Fourier features."""
