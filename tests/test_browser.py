@@ -1,0 +1,257 @@
+"""End to end: a real JupyterLab in headless Chromium runs the explorer notebook and a slider moves the readout.
+
+What it does:
+
+1. builds a notebook in a temporary folder: notebook 03's source (jupytext) with the parameters set to the
+   ``smoke`` profile (a papermill-style injected cell after the ``parameters`` cell), or, while notebook 03 has no explorer yet, a minimal notebook that
+   displays :class:`vsmlab.widgets.Explorer`;
+2. starts JupyterLab on 127.0.0.1 on a free port, token and password off, root allowed, with its own
+   config / data / runtime / settings / workspace folders in the temporary folder (the ipywidgets lab
+   extension still comes from this environment's ``share/jupyter``, which stays on Jupyter's data path);
+3. opens the notebook in Debian's Chromium through Python playwright (``executable_path``; browsers are
+   never downloaded), runs all cells, waits for the explorer, types a new temperature into the slider's
+   readout and asserts that the hallucination readout changes; saves screenshots to ``test-artifacts/``;
+4. always shuts the server down and kills the processes it started (server and kernels).
+
+Skipped (with the reason) when /usr/bin/chromium or playwright is missing; ``.ci/run`` installs chromium.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+NEW_TEMPERATURE = "20"
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
+
+
+def _require_browser_stack() -> None:
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing (install Debian's chromium: apt-get install -y chromium; .ci/run does)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        pytest.skip("Python playwright is not installed (pip install playwright; never `playwright install`)")
+    for module in ("jupyterlab", "ipywidgets", "jupyterlab_widgets", "jupytext"):
+        pytest.importorskip(module, reason=f"{module} is needed to run the explorer notebook in JupyterLab")
+
+
+# ------------------------------------------------------------------------------------ notebook
+def _notebook_03() -> Path | None:
+    found = sorted((ROOT / "notebooks").glob("03_*.py"))
+    return found[0] if found else None
+
+
+def _has_explorer(source: Path) -> bool:
+    text = source.read_text()
+    return "Explorer(" in text and "EXPLORER CELL: the interactive explorer is added here" not in text
+
+
+def build_notebook(folder: Path) -> tuple[Path, str]:
+    """Write the notebook to open; returns (path, description)."""
+    import jupytext
+    import nbformat
+
+    source = _notebook_03()
+    if source is not None and _has_explorer(source):
+        nb = jupytext.read(source)
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        params = {"profile": "smoke", "figures_dir": str(folder / "figures")}
+        index = next((i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])), None)
+        assert index is not None, f"{source.name} has no cell tagged 'parameters'"
+        injected = nbformat.v4.new_code_cell(
+            "# Parameters (injected by the browser test, as papermill does)\n"
+            + "".join(f"{k} = {v!r}\n" for k, v in params.items()))
+        injected.metadata["tags"] = ["injected-parameters"]
+        nb.cells.insert(index + 1, injected)
+        what = f"{source.name} (smoke profile)"
+    else:
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nb.cells = [
+            nbformat.v4.new_markdown_cell("# Explorer (browser test)"),
+            nbformat.v4.new_code_cell("from vsmlab.widgets import Explorer\n\nexplorer = Explorer()\nexplorer"),
+        ]
+        what = "a minimal notebook displaying vsmlab.widgets.Explorer (notebook 03 has no explorer yet)"
+    path = folder / "explorer.ipynb"
+    nbformat.write(nb, path)
+    return path, what
+
+
+# -------------------------------------------------------------------------------------- server
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def lab_environment(tmp: Path) -> dict[str, str]:
+    """Private Jupyter folders; sys.prefix/share/jupyter (lab extensions, kernels) stays on the data path."""
+    env = dict(os.environ)
+    dirs = {"JUPYTER_CONFIG_DIR": "config", "JUPYTER_DATA_DIR": "data", "JUPYTER_RUNTIME_DIR": "runtime",
+            "JUPYTERLAB_SETTINGS_DIR": "lab-settings", "JUPYTERLAB_WORKSPACES_DIR": "lab-workspaces",
+            "IPYTHONDIR": "ipython", "MPLCONFIGDIR": "mpl"}
+    for var, name in dirs.items():
+        (tmp / name).mkdir(parents=True, exist_ok=True)
+        env[var] = str(tmp / name)
+    for var in ("JUPYTER_PATH", "JUPYTER_PREFER_ENV_PATH", "JUPYTER_NO_CONFIG"):
+        env.pop(var, None)
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    settings = tmp / "lab-settings" / "@jupyterlab"
+    user_settings = {
+        "apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false", "checkForUpdates": False},
+        # every cell stays in the DOM (the default windowing detaches cells outside the viewport)
+        "notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+    }
+    for rel, value in user_settings.items():
+        (settings / rel).parent.mkdir(parents=True, exist_ok=True)
+        (settings / rel).write_text(json.dumps(value))
+    return env
+
+
+def descendants(pid: int) -> list[int]:
+    """All live descendant pids of ``pid`` (Linux /proc), children first."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for children in Path(f"/proc/{p}/task").glob("*/children"):
+            try:
+                kids = [int(c) for c in children.read_text().split()]
+            except OSError:
+                continue
+            out.extend(kids)
+            todo.extend(kids)
+    return out
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    """SIGTERM the server (it shuts its kernels down), SIGKILL if it hangs, then kill any process it started
+    that outlived it (kernels and helpers: the descendants recorded before the signal)."""
+    started = descendants(proc.pid)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+    for pid in started:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def wait_for_server(proc: subprocess.Popen, port: int, log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"JupyterLab exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except Exception:
+            time.sleep(0.5)
+    raise AssertionError(f"JupyterLab did not answer on port {port} within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+# ------------------------------------------------------------------------------------- browser
+def rate_text(page) -> str:
+    return page.locator(".vsmlab-explorer .vsmlab-rate").first.inner_text().strip()
+
+
+def test_explorer_slider_changes_readout_in_jupyterlab(tmp_path):
+    _require_browser_stack()
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    root = tmp_path / "lab"
+    root.mkdir()
+    notebook, what = build_notebook(root)
+    env = lab_environment(tmp_path / "jupyter")
+    check = subprocess.run([sys.executable, "-m", "jupyter", "labextension", "list"], env=env, capture_output=True,
+                           text=True, timeout=120)
+    assert "@jupyter-widgets/jupyterlab-manager" in check.stdout + check.stderr, (
+        "the ipywidgets JupyterLab extension (jupyterlab_widgets) is not discoverable with the test's Jupyter "
+        f"folders:\n{check.stdout}\n{check.stderr}")
+
+    port = free_port()
+    log = tmp_path / "jupyterlab.log"
+    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
+           f"--ServerApp.port={port}", "--ServerApp.port_retries=0", "--ServerApp.token=", "--ServerApp.password=",
+           "--allow-root", f"--ServerApp.root_dir={root}", "--LabApp.expose_app_in_browser=True"]
+    with open(log, "w") as log_fh:
+        proc = subprocess.Popen(cmd, env=env, cwd=root, stdout=log_fh, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for_server(proc, port, log)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1100})
+                page.goto(f"http://127.0.0.1:{port}/lab/tree/{notebook.name}", timeout=120_000)
+                page.wait_for_function("() => window.jupyterapp && document.querySelector('.jp-Notebook')",
+                                       timeout=120_000)
+                page.wait_for_function(
+                    "() => { const w = window.jupyterapp.shell.currentWidget;"
+                    " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
+                    " return k && k.status === 'idle'; }", timeout=120_000)
+                page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+                explorer = page.locator(".vsmlab-explorer", has=page.locator(".vsmlab-temperature")).first
+                try:
+                    explorer.locator(".vsmlab-rate").wait_for(timeout=400_000)
+                    page.wait_for_function(
+                        "() => [...document.querySelectorAll('.vsmlab-explorer .vsmlab-rate')]"
+                        ".some(e => e.innerText.includes('hallucination rate'))", timeout=120_000)
+                except Exception:
+                    page.screenshot(path=str(ARTIFACTS / "browser_explorer_failed.png"), full_page=True)
+                    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+                    detail = "\n".join(errors.all_inner_texts())[-3000:]
+                    raise AssertionError(f"the explorer did not appear after running {what}:\n{detail}")
+                explorer.scroll_into_view_if_needed()
+                before = explorer.locator(".vsmlab-rate").inner_text().strip()
+                page.screenshot(path=str(ARTIFACTS / "browser_explorer_before.png"))
+
+                # move the temperature slider: type a new value into its readout, as a user would
+                readout = explorer.locator(".vsmlab-temperature .widget-readout")
+                readout.click()
+                page.keyboard.press("Control+A")
+                page.keyboard.type(NEW_TEMPERATURE)
+                page.keyboard.press("Enter")
+                page.wait_for_function(
+                    "(before) => { const e = document.querySelector('.vsmlab-explorer .vsmlab-rate');"
+                    " return e && e.innerText.trim() !== before && e.innerText.includes('hallucination rate'); }",
+                    arg=before, timeout=120_000)
+                after = explorer.locator(".vsmlab-rate").inner_text().strip()
+                message = explorer.locator(".vsmlab-message").inner_text().strip()
+                slider_value = explorer.locator(".vsmlab-temperature .widget-readout").inner_text().strip()
+                page.screenshot(path=str(ARTIFACTS / "browser_explorer.png"))
+            finally:
+                browser.close()
+    finally:
+        stop_server(proc)
+        shutil.copyfile(log, ARTIFACTS / "browser_jupyterlab.log")
+
+    assert after != before, f"hallucination readout did not change: {before!r}"
+    assert re.search(r"hallucination rate \d+\.\d+%", after), after
+    assert slider_value.startswith(NEW_TEMPERATURE), f"slider readout shows {slider_value!r}"
+    assert message == "", f"the explorer showed a message: {message!r}"
+    assert proc.poll() is not None, "the JupyterLab server is still running"

@@ -1,0 +1,677 @@
+"""Interactive explorers: smoothness of the score vs hallucination, in JupyterLab (ipywidgets).
+
+Two explorers share one layout (controls | readouts | message | plot):
+
+- :class:`Explorer`: the exact score of a 1-D Gaussian mixture, smoothed by a temperature tau (1 = exact,
+  larger = smoother; see :mod:`vsmlab.mixtures`). Controls: temperature, number of modes, spacing,
+  component std, schedule, sampler, steps, number of samples, seed.
+- :class:`TrainedExplorer`: trained eps-networks of different smoothness, loaded from the cache that
+  :func:`vsmlab.experiments.train_toy` keeps (one spec per network).
+
+Readouts: the hallucination rate with its 95% Wilson interval (:func:`vsmlab.metrics.hallucination_rate`),
+the Lipschitz estimate of the score at t = 0 (max spectral norm of the score Jacobian over a grid), the
+lower bound on the mass in the gaps between the modes that this Lipschitz constant implies
+(:mod:`vsmlab.bounds`; for the smoothed exact score also that density's actual gap mass), and when / how
+fast the update ran.
+
+All computing is done by plain functions: :func:`compute_state` (exact explorer) and
+:func:`evaluate_model` (any model) return an :class:`ExplorerState`; :func:`plot_state` draws one;
+:func:`small_multiples` draws several settings side by side (a static figure for ``figures/``). The widget
+classes only read controls, call these, and show the result. Heavy work runs on release
+(``continuous_update=False``), never while a slider is dragged.
+
+Bad input never raises into the notebook: slider values typed out of range are clamped to the slider's
+bounds; other invalid values (e.g. a sample count outside its range, modes so wide they overlap) are refused
+with a visible message, and the previous plot stays in place.
+
+ipywidgets and matplotlib are imported inside the functions that need them, so ``import vsmlab`` stays light.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import functools
+import hashlib
+import html
+import io
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+
+from .metrics import Rate, hallucination_rate
+from .mixtures import GaussianMixture, evenly_spaced_1d
+from .models import ExactScoreModel
+from .samplers import sample
+from .schedules import Schedule, cosine, linear
+
+__all__ = [
+    "DEFAULTS",
+    "LIMITS",
+    "SCHEDULE_CHOICES",
+    "SAMPLER_CHOICES",
+    "ExplorerState",
+    "validate_settings",
+    "explorer_schedule",
+    "compute_state",
+    "describe_settings",
+    "evaluate_model",
+    "plot_state",
+    "small_multiples",
+    "figure_png",
+    "spec_labels",
+    "load_trained",
+    "torch_threads",
+    "Explorer",
+    "TrainedExplorer",
+]
+
+# ----------------------------------------------------------------------------------- settings
+#: Default settings of the exact explorer (respond in well under 1 s on 2 cores, see benchmarks/).
+DEFAULTS: dict[str, Any] = dict(
+    temperature=3.0, num_modes=3, spacing=1.0, std=0.05, schedule="linear", sampler="ddim", steps=100,
+    num_samples=4000, seed=0,
+)
+
+#: Allowed range of each numeric setting (inclusive); the sliders use the same bounds.
+LIMITS: dict[str, tuple[float, float]] = dict(
+    temperature=(10 ** -0.5, 100.0), num_modes=(2, 8), spacing=(0.2, 4.0), std=(0.005, 0.5), steps=(10, 1000),
+    num_samples=(100, 50_000), seed=(0, 2**31 - 1),
+)
+
+#: Schedule key -> (label shown in the dropdown, factory). All have T = 1000 steps.
+SCHEDULE_CHOICES: dict[str, tuple[str, Callable[[], Schedule]]] = {
+    "linear": ("linear, standard (1e-4..0.02)", lambda: linear(1000, 1e-4, 0.02)),
+    "aggressive": ("linear, aggressive (1e-3..0.2)", lambda: linear(1000, 1e-3, 0.2)),
+    "cosine": ("cosine", lambda: cosine(1000)),
+}
+
+#: Sampler key -> label. DDPM runs every step of the schedule; DDIM (eta = 0) and ODE (Heun) run ``steps``.
+SAMPLER_CHOICES: dict[str, str] = {"ddpm": "DDPM", "ddim": "DDIM", "ode": "ODE"}
+
+K_STD = 4.0  # a sample is hallucinated when it lies farther than K_STD component stds from every mode
+GRID_POINTS = 1501  # plot grid (plus the midpoints between modes)
+DENSITY_POINTS = 20_001  # grid of the smoothed density behind the bound (2e-4 spacing for the default mixture)
+
+
+@functools.lru_cache(maxsize=None)
+def explorer_schedule(name: str) -> Schedule:
+    """The schedule behind a dropdown key ("linear", "aggressive", "cosine"); built once (schedules are immutable)."""
+    if name not in SCHEDULE_CHOICES:
+        raise ValueError(f"schedule: expected one of {', '.join(SCHEDULE_CHOICES)}, got {name!r}")
+    return SCHEDULE_CHOICES[name][1]()
+
+
+def _check_number(name: str, value: Any, integer: bool) -> None:
+    low, high = LIMITS[name]
+    kind = "an int" if integer else "a number"
+    ok_type = isinstance(value, int) and not isinstance(value, bool) if integer else (
+        isinstance(value, (int, float)) and not isinstance(value, bool))
+    if not ok_type or not math.isfinite(value) or not low <= value <= high:
+        raise ValueError(f"{name}: expected {kind} in {low:g}..{high:g}, got {value!r}")
+
+
+def validate_settings(**settings: Any) -> dict[str, Any]:
+    """Fill in :data:`DEFAULTS` and check every setting; ValueError naming the setting otherwise.
+
+    Besides the ranges in :data:`LIMITS`, the modes must not overlap: ``K_STD * std`` must stay below half
+    the spacing, or there is no gap between modes and "hallucination" loses its meaning.
+    """
+    unknown = sorted(set(settings) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"settings: unknown {', '.join(unknown)}; allowed: {', '.join(DEFAULTS)}")
+    s = {**DEFAULTS, **settings}
+    for name in ("temperature", "spacing", "std"):
+        _check_number(name, s[name], integer=False)
+    for name in ("num_modes", "steps", "num_samples", "seed"):
+        _check_number(name, s[name], integer=True)
+    if s["schedule"] not in SCHEDULE_CHOICES:
+        raise ValueError(f"schedule: expected one of {', '.join(SCHEDULE_CHOICES)}, got {s['schedule']!r}")
+    if s["sampler"] not in SAMPLER_CHOICES:
+        raise ValueError(f"sampler: expected one of {', '.join(SAMPLER_CHOICES)}, got {s['sampler']!r}")
+    if 2 * K_STD * s["std"] >= s["spacing"]:
+        raise ValueError(
+            f"std: {s['std']:.3g} is too wide for spacing {s['spacing']:.3g}: the {K_STD:g}-std support bands "
+            f"overlap and leave no gap; allowed std < spacing / {2 * K_STD:g} = {s['spacing'] / (2 * K_STD):.3g}")
+    return s
+
+
+# ----------------------------------------------------------------------------- the state
+@dataclass(frozen=True)
+class ExplorerState:
+    """Everything one explorer update shows (all tensors float64, 1-D).
+
+    rate: hallucination rate (farther than K_STD stds from every mode) with its 95% Wilson interval;
+    floor: the rate of perfect samples, P(|z| > K_STD); lipschitz: Lipschitz estimate of the model's score
+    at t = 0; lipschitz_exact: the same for the exact score; bound: lower bound on the mass in the gaps
+    between modes implied by ``lipschitz`` (nan when there is none); gap_mass: the actual gap mass of the
+    smoothed score's density (nan for trained nets); bound_exact_modes: False when the bound used the data's
+    modes instead of the model's; grid [G]; score_exact, score_model [G]: scores at t = 0; density [G]: the
+    data density p_0; model_density: (grid [M], density [M]) of the smoothed score at t = 0 or None;
+    samples [N]; support: the (lo, hi) support band of each mode; seconds: wall time of the computation.
+    """
+
+    rate: Rate
+    floor: float
+    lipschitz: float
+    lipschitz_exact: float
+    bound: float
+    gap_mass: float
+    bound_exact_modes: bool
+    grid: torch.Tensor
+    score_exact: torch.Tensor
+    score_model: torch.Tensor
+    density: torch.Tensor
+    model_density: tuple[torch.Tensor, torch.Tensor] | None
+    samples: torch.Tensor
+    support: list[tuple[float, float]]
+    seconds: float
+    settings: dict[str, Any] = field(default_factory=dict)
+    label: str = ""
+
+    def readouts(self) -> dict[str, str]:
+        """The readout texts (plain strings) the widgets show: rate, lipschitz, bound, time."""
+        r = self.rate
+        if math.isfinite(self.bound):
+            bound = f"bound: mass in the gaps >= {self.bound:.3g}" + (" (underflow: < 1e-300)" if self.bound == 0 else "")
+            if math.isfinite(self.gap_mass):
+                bound += f" (the smoothed density has {self.gap_mass:.3g} there)"
+            if not self.bound_exact_modes:
+                bound += " [approx.: data's mode densities]"
+        else:
+            bound = "bound: n/a"
+        return {
+            "rate": f"hallucination rate {100 * r.rate:.2f}% [{100 * r.low:.2f}, {100 * r.high:.2f}] "
+                    f"({r.count}/{r.n}; floor {100 * self.floor:.4f}%)",
+            "lipschitz": f"Lipschitz L at t=0: {self.lipschitz:.4g} (exact score: {self.lipschitz_exact:.4g})",
+            "bound": bound,
+            "time": f"{self.seconds:.2f} s",
+        }
+
+
+def _grid(mixture: GaussianMixture, schedule: Schedule, points: int = GRID_POINTS) -> torch.Tensor:
+    """1-D grid [G + K - 1] over the modes and a margin, plus the midpoints between neighbouring component
+    centres at t = 0 (sqrt(alpha_bar_0) mu_k): there the exact score's Jacobian peaks, in a band narrower
+    than the grid step."""
+    mu = mixture.means[:, 0].sort().values
+    centres = math.sqrt(float(schedule.alpha_bar[0])) * mu
+    gap = mixture.min_mode_spacing() if mixture.num_modes > 1 else 1.0
+    margin = 0.6 * gap + 6 * float(mixture.stds.max())
+    base = torch.linspace(float(mu[0]) - margin, float(mu[-1]) + margin, points, dtype=torch.float64)
+    return torch.cat([base, 0.5 * (centres[1:] + centres[:-1])]).sort().values
+
+
+def _support_bands(mixture: GaussianMixture, k: float) -> list[tuple[float, float]]:
+    return [(float(m - k * s), float(m + k * s)) for m, s in zip(mixture.means[:, 0], mixture.stds)]
+
+
+# --------------------------------------------------------------------------- computing
+def evaluate_model(
+    model: Callable, mixture: GaussianMixture, schedule: Schedule, *, sampler: str, steps: int, num_samples: int,
+    seed: int, temperature: float | None = None, k: float = K_STD, label: str = "",
+    settings: dict[str, Any] | None = None,
+) -> ExplorerState:
+    """Sample ``model`` and compute the explorer's readouts and plot data against the 1-D ``mixture``.
+
+    sampler: "ddpm" (all T steps), "ddim" (eta = 0) or "ode" (Heun), the last two with ``steps`` steps;
+    samples drawn from ``torch.Generator().manual_seed(seed)``.
+
+    temperature: set when ``model`` is the exact score smoothed by that temperature. Then the density of
+    that score at t = 0 is known (:func:`vsmlab.bounds.smoothed_density_1d`): its Lipschitz constant, modes
+    and mode densities feed the bound (:func:`vsmlab.bounds.interval_mass_lower_bound`) and its actual mass
+    in the gaps is reported next to it. None for any other model (a trained net): L is the max spectral norm
+    of the score Jacobian over the plot grid (:func:`vsmlab.estimators.local_lipschitz`), and the bound
+    uses the *data's* modes and mode densities (an approximation: the net's own density is not known).
+    """
+    from . import bounds, estimators
+
+    if mixture.dim != 1:
+        raise ValueError(f"mixture: the explorer shows 1-D mixtures, got a {mixture.dim}-D one")
+    start = time.perf_counter()
+    kwargs: dict[str, Any] = {} if sampler == "ddpm" else {"num_steps": min(int(steps), schedule.num_steps)}
+    gen = torch.Generator().manual_seed(int(seed))
+    samples = sample(sampler, model, schedule, shape=(int(num_samples), 1), generator=gen, **kwargs).samples
+    rate = hallucination_rate(samples, mixture, k)
+    grid = _grid(mixture, schedule)
+    x = grid[:, None]
+    t0 = torch.zeros(x.shape[0], dtype=torch.long)
+    gaps = bounds.gap_intervals_1d(mixture.means[:, 0], k * mixture.stds)
+    exact = bounds.smoothed_density_1d(mixture, schedule, 0, 1.0, num_points=DENSITY_POINTS)
+    if temperature is not None:
+        smooth = exact if temperature == 1.0 else bounds.smoothed_density_1d(
+            mixture, schedule, 0, temperature, num_points=DENSITY_POINTS)
+        score_model = mixture.score(x, t0, schedule, temperature=temperature)[:, 0]
+        lipschitz, modes, mode_densities = smooth.lipschitz, smooth.modes, smooth.mode_densities
+        gap_mass = bounds.interval_mass(smooth.grid, smooth.density, gaps)
+        model_density = (smooth.grid, smooth.density)
+    else:
+        score_fn = estimators.score_function(model, schedule, 0)
+        with torch.no_grad():
+            score_model = score_fn(x.float())[:, 0].double()
+        lipschitz = estimators.local_lipschitz(score_fn, x.float()).value
+        modes, mode_densities = exact.modes, exact.mode_densities
+        gap_mass, model_density = math.nan, None
+    bound = (bounds.interval_mass_lower_bound(lipschitz, modes, mode_densities, gaps)
+             if gaps and math.isfinite(lipschitz) and lipschitz > 0 and modes.numel() else math.nan)
+    return ExplorerState(
+        rate=rate, floor=mixture.support_floor(k), lipschitz=float(lipschitz), lipschitz_exact=exact.lipschitz,
+        bound=float(bound), gap_mass=float(gap_mass), bound_exact_modes=temperature is not None, grid=grid,
+        score_exact=mixture.score(x, t0, schedule)[:, 0], score_model=score_model,
+        density=mixture.log_prob(x).exp(), model_density=model_density,
+        samples=samples[:, 0].detach().double(), support=_support_bands(mixture, k),
+        seconds=time.perf_counter() - start, settings=dict(settings or {}), label=label,
+    )
+
+
+def compute_state(**settings: Any) -> ExplorerState:
+    """Readouts and plot data of the exact explorer for ``settings`` (see :data:`DEFAULTS`, :data:`LIMITS`).
+
+    Builds the mixture (``num_modes`` modes at 1, 1 + spacing, ..., std ``std``), the schedule and the
+    exact score smoothed by ``temperature``, then calls :func:`evaluate_model`. Pure: same settings, same
+    numbers (seeded), apart from ``seconds``. Raises ValueError naming a bad setting.
+    """
+    s = validate_settings(**settings)
+    mixture = evenly_spaced_1d(s["num_modes"], float(s["spacing"]), 1.0, float(s["std"]))
+    schedule = explorer_schedule(s["schedule"])
+    model = ExactScoreModel(mixture, schedule, float(s["temperature"]))
+    return evaluate_model(model, mixture, schedule, sampler=s["sampler"], steps=s["steps"],
+                          num_samples=s["num_samples"], seed=s["seed"], temperature=float(s["temperature"]),
+                          label=describe_settings(s), settings=s)
+
+
+def _describe_sampling(s: Mapping[str, Any]) -> str:
+    steps = "all T steps" if s["sampler"] == "ddpm" else f"{s['steps']} steps"
+    return f"{SAMPLER_CHOICES[s['sampler']]} ({steps}) · {s['num_samples']} samples, seed {s['seed']}"
+
+
+def describe_settings(s: Mapping[str, Any]) -> str:
+    """One-line description of exact-explorer settings (the plot's title)."""
+    return (f"τ = {s['temperature']:.3g} · {s['num_modes']} modes, spacing {s['spacing']:.3g}, std {s['std']:.3g} · "
+            f"{SCHEDULE_CHOICES[s['schedule']][0]} · {_describe_sampling(s)}")
+
+
+# ---------------------------------------------------------------------------- plotting
+def _draw(state: ExplorerState, ax_score, ax_hist, model_name: str, legend: bool = True) -> None:
+    from .plotting import PALETTE
+
+    for lo, hi in state.support:
+        ax_hist.axvspan(lo, hi, color=PALETTE["exact"], alpha=0.08, lw=0)
+    ax_score.axhline(0, color="0.6", lw=0.6)
+    ax_score.plot(state.grid, state.score_exact, color=PALETTE["exact"], lw=1.2, label="exact")
+    ax_score.plot(state.grid, state.score_model, color=PALETTE["learned"], lw=1.2, ls="--", label=model_name)
+    ax_score.set(xlabel="x", ylabel="score at t = 0", title=f"score (L = {state.lipschitz:.3g})")
+    if legend:
+        ax_score.legend(loc="lower left", fontsize="small")
+    lo, hi = float(state.grid[0]), float(state.grid[-1])
+    n = state.samples.numel()
+    x = state.samples[torch.isfinite(state.samples)]
+    on_plot = x[(x >= lo) & (x <= hi)]
+    off_support = torch.ones_like(on_plot, dtype=torch.bool)
+    for a, b in state.support:
+        off_support &= (on_plot < a) | (on_plot > b)
+    edges = torch.linspace(lo, hi, 241, dtype=torch.float64)
+    scale = 1.0 / (n * float(edges[1] - edges[0]))  # density of all n samples
+    all_counts = torch.histogram(on_plot, edges).hist
+    off_counts = torch.histogram(on_plot[off_support], edges).hist
+    ax_hist.stairs(all_counts.numpy() * scale, edges.numpy(), fill=True, color=PALETTE["data"], alpha=0.4,
+                   label="samples")
+    ax_hist.stairs(off_counts.numpy() * scale, edges.numpy(), fill=True, color="#d6604d", alpha=0.9,
+                   label="hallucinated")
+    ax_hist.plot(state.grid, state.density, color=PALETTE["exact"], lw=1.0, label="true density")
+    if state.model_density is not None:
+        g, d = state.model_density
+        keep = (g >= lo) & (g <= hi)
+        ax_hist.plot(g[keep], d[keep], color=PALETTE["learned"], lw=0.9, ls="--", label=f"{model_name} density")
+    ax_hist.set_yscale("log")
+    ax_hist.set_ylim(0.3 * scale, 3 * float(state.density.max()))
+    r = state.rate
+    outside = n - on_plot.numel()
+    extra = f", {outside} off-plot" if outside else ""
+    ax_hist.set(xlabel="x", ylabel="density (log)",
+                title=f"samples: {100 * r.rate:.2f}% [{100 * r.low:.2f}, {100 * r.high:.2f}] hallucinated{extra}")
+    if legend:
+        ax_hist.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", frameon=False)
+
+
+def plot_state(state: ExplorerState, model_name: str = "smoothed"):
+    """Figure with two panels: exact vs model score at t = 0; sample histogram vs true density (log y)."""
+    import matplotlib.pyplot as plt
+
+    fig, (ax_score, ax_hist) = plt.subplots(1, 2, figsize=(12, 3.4))
+    _draw(state, ax_score, ax_hist, model_name)
+    if state.label:
+        fig.suptitle(state.label, fontsize="medium")
+    # a fixed layout: tight_layout would cost an extra draw (~0.1 s of the 1 s budget per update)
+    fig.subplots_adjust(left=0.065, right=0.82, bottom=0.16, top=0.84, wspace=0.28)
+    return fig
+
+
+def figure_png(fig, dpi: int = 80) -> bytes:
+    """PNG bytes of ``fig`` (no metadata, so equal figures give equal bytes); closes the figure."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    finally:
+        plt.close(fig)
+    return buf.getvalue()
+
+
+def small_multiples(settings_list: Sequence[Mapping[str, Any]], title: str | None = None):
+    """Static figure: one column per settings dict (exact explorer), score on top, histogram below.
+
+    Each settings dict is passed to :func:`compute_state` (missing keys take :data:`DEFAULTS`); columns are
+    titled by the settings that differ between them. Returns the matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    if not settings_list:
+        raise ValueError("settings_list: expected at least one settings dict")
+    states = [compute_state(**dict(s)) for s in settings_list]
+    labels = spec_labels([dict(s) for s in settings_list])
+    n = len(states)
+    fig, axes = plt.subplots(2, n, figsize=(3.6 * n, 5.6), squeeze=False)
+    for j, (state, label) in enumerate(zip(states, labels)):
+        _draw(state, axes[0, j], axes[1, j], "smoothed", legend=j == n - 1)
+        r = state.rate
+        axes[0, j].set_title(f"{label}\nL(t=0) = {state.lipschitz:.3g}", fontsize="small")
+        axes[1, j].set_title(f"{100 * r.rate:.2f}% [{100 * r.low:.2f}, {100 * r.high:.2f}] off-support", fontsize="small")
+        if j:
+            axes[0, j].set_ylabel("")
+            axes[1, j].set_ylabel("")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------ labels
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, val in d.items():
+        if isinstance(val, Mapping):
+            out.update(_flatten(val, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = val
+    return out
+
+
+def spec_labels(specs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Short labels naming only the (flattened) keys whose values differ between the specs."""
+    flat = [_flatten(s) for s in specs]
+    keys = sorted({k for f in flat for k in f})
+    differing = [k for k in keys if len({repr(f.get(k)) for f in flat}) > 1]
+    if not differing:
+        return [f"#{i}" for i in range(len(specs))]
+
+    def short(key: str) -> str:
+        return key.split(".")[-1]
+
+    return [", ".join(f"{short(k)}={f.get(k, '-')}" for k in differing) for f in flat]
+
+
+# ------------------------------------------------------------------------------- widgets
+_CSS_ERROR = "color:#b2182b;font-weight:bold"
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """Run the block with ``threads`` torch intra-op threads (None: unchanged), then restore the setting.
+
+    The explorer's tensors are small (thousands of numbers): extra threads only add synchronisation, and
+    on a busy 2-core machine they made an update about 10x slower (benchmarks/bench_widgets.py).
+    """
+    if threads is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+class _ExplorerBase:
+    """Shared widget plumbing: readouts, message line, plot Output and the guarded update."""
+
+    model_name = "smoothed"
+    threads: int | None = 1  # torch threads during an update (see torch_threads); None leaves torch's setting
+
+    def __init__(self, controls: dict[str, Any], title: str) -> None:
+        import ipywidgets as widgets
+
+        self.controls = controls
+        self.readouts = {name: widgets.HTML(value="", layout=widgets.Layout(margin="0 2.5em 0 0"))
+                         for name in ("rate", "lipschitz", "bound", "time")}
+        for name, w in self.readouts.items():
+            w.add_class(f"vsmlab-{name}")
+        self.message = widgets.HTML(value="")
+        self.message.add_class("vsmlab-message")
+        self.plot = widgets.Output()
+        self.plot.add_class("vsmlab-plot")
+        self.state: ExplorerState | None = None
+        self.png: bytes | None = None
+        self.updates = 0
+        self.failures = 0
+        for name, control in controls.items():
+            control.add_class(f"vsmlab-{name}")
+            control.style.description_width = "8.5em"
+            control.observe(self._on_change, names="value")
+        rows = list(controls.values())
+        half = (len(rows) + 1) // 2
+        self.widget = widgets.VBox([
+            widgets.HTML(f"<b>{html.escape(title)}</b>"),
+            widgets.HBox([widgets.VBox(rows[:half]), widgets.VBox(rows[half:])]),
+            widgets.HBox([self.readouts["rate"], self.readouts["time"]]),
+            widgets.HBox([self.readouts["lipschitz"], self.readouts["bound"]]),
+            self.message,
+            self.plot,
+        ])
+        self.widget.add_class("vsmlab-explorer")
+
+    # subclasses: read the controls and compute
+    def _compute(self) -> ExplorerState:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _sync_controls(self) -> None:
+        """Enable/disable controls that do not apply (e.g. steps under DDPM)."""
+        if "steps" in self.controls and "sampler" in self.controls:
+            self.controls["steps"].disabled = self.controls["sampler"].value == "ddpm"
+
+    def _on_change(self, change: dict) -> None:
+        self.update()
+
+    def update(self) -> ExplorerState | None:
+        """Recompute from the controls and redraw. On any failure: show the message, keep the old plot."""
+        self._sync_controls()
+        self.message.value = "<i>updating ...</i>"
+        start = time.perf_counter()
+        try:
+            with torch_threads(self.threads):
+                state = self._compute()
+            png = figure_png(plot_state(state, self.model_name))
+        except Exception as exc:  # shown to the user, never raised into the notebook
+            self.failures += 1
+            self.message.value = (f"<span style='{_CSS_ERROR}'>Not updated ({type(exc).__name__}): "
+                                  f"{html.escape(str(exc))}</span> (the plot shows the last valid settings)")
+            return None
+        self.state, self.png = state, png
+        self.updates += 1
+        self.plot.outputs = ({
+            "output_type": "display_data",
+            "data": {"image/png": base64.b64encode(png).decode("ascii"),
+                     "text/plain": f"<explorer plot {self.plot_hash[:12]}>"},
+            "metadata": {},
+        },)
+        texts = state.readouts()
+        stamp = time.strftime("%H:%M:%S")
+        texts["time"] = f"updated {stamp} in {time.perf_counter() - start:.2f} s"
+        for name, text in texts.items():
+            self.readouts[name].value = html.escape(text)
+        self.message.value = ""
+        return state
+
+    @property
+    def plot_hash(self) -> str:
+        """SHA-256 of the PNG currently shown ('' before the first successful update)."""
+        return hashlib.sha256(self.png).hexdigest() if self.png else ""
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        """The widget view, plus a static PNG and the readouts for renderers without widgets."""
+        bundle = dict(self.widget._repr_mimebundle_(**kwargs))
+        if self.png:
+            bundle["image/png"] = base64.b64encode(self.png).decode("ascii")
+        if self.state is not None:
+            texts = self.state.readouts()
+            bundle["text/plain"] = "\n".join(texts[k] for k in ("rate", "lipschitz", "bound"))
+        return bundle
+
+
+def _sampler_controls(widgets, sampler: str, steps: int, num_samples: int, seed: int) -> dict[str, Any]:
+    lo, hi = LIMITS["steps"]
+    return {
+        "sampler": widgets.ToggleButtons(options=[(v, k) for k, v in SAMPLER_CHOICES.items()], value=sampler,
+                                         description="sampler", style={"button_width": "64px"}),
+        "steps": widgets.IntSlider(value=steps, min=int(lo), max=int(hi), step=10, description="steps",
+                                   continuous_update=False),
+        "num_samples": widgets.IntText(value=num_samples, description="samples"),
+        "seed": widgets.IntText(value=seed, description="seed"),
+    }
+
+
+class Explorer(_ExplorerBase):
+    """Exact score smoothed by a temperature: drag tau and watch samples leak into the gaps.
+
+    ``Explorer(**settings)`` starts from :data:`DEFAULTS` updated by ``settings``. Attributes: ``widget``
+    (display it), ``controls`` (name -> widget, names as in :data:`DEFAULTS`), ``readouts``, ``message``,
+    ``plot`` (the Output), ``state`` (last :class:`ExplorerState`), ``updates`` / ``failures`` (counters),
+    ``threads`` (torch threads while updating, default 1; None keeps torch's setting). ``update()`` redraws
+    from the current controls.
+    """
+
+    def __init__(self, **settings: Any) -> None:
+        import ipywidgets as widgets
+
+        s = validate_settings(**settings)
+        log10 = math.log10
+        t_lo, t_hi = LIMITS["temperature"]
+        s_lo, s_hi = LIMITS["std"]
+        controls = {
+            "temperature": widgets.FloatLogSlider(
+                value=s["temperature"], base=10, min=log10(t_lo), max=log10(t_hi), step=0.05,
+                description="temperature τ", readout_format=".3g", continuous_update=False),
+            "num_modes": widgets.IntSlider(value=s["num_modes"], min=int(LIMITS["num_modes"][0]),
+                                           max=int(LIMITS["num_modes"][1]), description="modes",
+                                           continuous_update=False),
+            "spacing": widgets.FloatSlider(value=s["spacing"], min=LIMITS["spacing"][0], max=LIMITS["spacing"][1],
+                                           step=0.05, description="spacing", continuous_update=False),
+            "std": widgets.FloatLogSlider(value=s["std"], base=10, min=log10(s_lo), max=log10(s_hi), step=0.05,
+                                          description="mode std", readout_format=".3g", continuous_update=False),
+            "schedule": widgets.Dropdown(options=[(label, key) for key, (label, _) in SCHEDULE_CHOICES.items()],
+                                         value=s["schedule"], description="schedule"),
+            **_sampler_controls(widgets, s["sampler"], s["steps"], s["num_samples"], s["seed"]),
+        }
+        super().__init__(controls, "Smoothness vs hallucination: the exact score at temperature τ (τ = 1: exact)")
+        self.update()
+
+    def settings(self) -> dict[str, Any]:
+        """The current control values as a settings dict for :func:`compute_state`."""
+        return {name: control.value for name, control in self.controls.items()}
+
+    def _compute(self) -> ExplorerState:
+        return compute_state(**self.settings())
+
+
+SNAPSHOT_KEYS = ("snapshot_steps", "snapshot")
+
+
+def load_trained(entry: Mapping[str, Any]):
+    """The network of one trained-explorer entry, through the cache: ``train_toy(spec).model``.
+
+    An entry is a :func:`vsmlab.experiments.train_toy` spec, optionally with two extra keys that pick a
+    training snapshot: ``snapshot_steps`` (the steps the run kept, exactly as the notebook passed them, so the
+    same cache entry is read) and ``snapshot`` (one of those steps; without it the final network).
+    """
+    from .experiments import train_toy
+
+    spec = {k: v for k, v in entry.items() if k not in SNAPSHOT_KEYS}
+    run = train_toy(spec, snapshot_steps=tuple(entry.get("snapshot_steps", ())))
+    step = entry.get("snapshot")
+    if step is None:
+        return run.model
+    if step not in run.snapshots:
+        raise ValueError(f"snapshot: step {step!r} was not kept by this run; kept: {sorted(run.snapshots)} "
+                         "(list it in snapshot_steps)")
+    return run.snapshots[step]
+
+
+class TrainedExplorer(_ExplorerBase):
+    """Trained networks of different smoothness, loaded from the cache of :func:`vsmlab.experiments.train_toy`.
+
+    entries: a list of train_toy specs (labels name the keys that differ) or a mapping label -> spec; a
+    spec may carry ``snapshot_steps`` / ``snapshot`` to pick a training snapshot (see :func:`load_trained`).
+    Networks are loaded on first selection with ``loader(entry)`` (default :func:`load_trained`: the cache
+    the notebook filled, so nothing is retrained) and kept. Every spec must describe a 1-D mixture.
+    Controls: network, sampler, steps, samples, seed (the default DDIM with 50 steps keeps a change under a
+    second for the lab's nets; DDPM runs all T steps of the network and is much slower).
+    """
+
+    model_name = "learned"
+
+    def __init__(
+        self, entries: Sequence[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]], *, sampler: str = "ddim",
+        steps: int = 50, num_samples: int = 2000, seed: int = 0, loader: Callable[[dict], Any] | None = None,
+    ) -> None:
+        import ipywidgets as widgets
+
+        from .experiments import make_mixture, make_schedule
+
+        if isinstance(entries, Mapping):
+            labels, entry_list = [str(k) for k in entries], [dict(v) for v in entries.values()]
+        else:
+            entry_list = [dict(s) for s in entries]
+            labels = spec_labels(entry_list)
+        if not entry_list:
+            raise ValueError("entries: expected at least one train_toy spec")
+        for i, entry in enumerate(entry_list):
+            for key in ("mixture", "schedule"):
+                if key not in entry:
+                    raise ValueError(f"entries: entry {i} ({labels[i]}) has no {key!r}; expected train_toy specs")
+            dim = make_mixture(entry["mixture"]).dim
+            if dim != 1:
+                raise ValueError(f"entries: entry {i} ({labels[i]}) has a {dim}-D mixture; "
+                                 "the trained explorer shows 1-D mixtures")
+        validate_settings(sampler=sampler, steps=steps, num_samples=num_samples, seed=seed)
+        self.entries, self.labels = entry_list, labels
+        self._make_mixture, self._make_schedule = make_mixture, make_schedule
+        self._loader = loader or load_trained
+        self._models: dict[int, Any] = {}
+        controls = {
+            "model": widgets.Dropdown(options=[(label, i) for i, label in enumerate(labels)], value=0,
+                                      description="network"),
+            **_sampler_controls(widgets, sampler, steps, num_samples, seed),
+        }
+        super().__init__(controls, "Trained networks: learned vs exact score at t = 0")
+        self.update()
+
+    def model(self, index: int):
+        """The network of entry ``index`` (loaded once through the loader, i.e. the cache)."""
+        if index not in self._models:
+            self._models[index] = self._loader(self.entries[index])
+        return self._models[index]
+
+    def _compute(self) -> ExplorerState:
+        c = {name: control.value for name, control in self.controls.items()}
+        s = validate_settings(sampler=c["sampler"], steps=c["steps"], num_samples=c["num_samples"], seed=c["seed"])
+        index = c["model"]
+        entry = self.entries[index]
+        return evaluate_model(self.model(index), self._make_mixture(entry["mixture"]),
+                              self._make_schedule(entry["schedule"]), sampler=s["sampler"], steps=s["steps"],
+                              num_samples=s["num_samples"], seed=s["seed"],
+                              label=f"{self.labels[index]} · {_describe_sampling(s)}",
+                              settings={"model": self.labels[index], **{k: s[k] for k in c if k != "model"}})
