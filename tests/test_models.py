@@ -113,3 +113,17 @@ def test_matmul_flops_per_example_by_hand() -> None:
     assert model.matmul_flops_per_example() == 2 * (2 * 128 + 3 * 128 * 128 + 128 * 2)
     assert MLP(1, width=64, depth=2, learn_variance=True, fourier_features=4).matmul_flops_per_example() == \
         2 * (9 * 64 + 2 * 64 * 64 + 64 * 2)
+
+
+def test_chunked_inference_equals_one_pass():
+    """Inference splits big batches into cache-sized pieces; the result must equal the unsplit pass."""
+    import vsmlab
+
+    m = vsmlab.MLP(2, width=16, depth=2, learn_variance=True).eval()
+    m.inference_chunk = 100
+    x, t = torch.randn(1050, 2), torch.randint(0, 1000, (1050,))
+    with torch.no_grad():
+        split = m(x, t)
+    whole = m(x, t)  # gradients enabled: one pass
+    assert torch.allclose(split.eps, whole.eps.detach(), atol=1e-6)
+    assert torch.allclose(split.v, whole.v.detach(), atol=1e-6)

@@ -9,8 +9,14 @@ The public API, in the order of the data path::
     training  -> train (generator of StepRecord), fit
     sampling  -> ddpm, ddim, ode, sample
     metrics   -> hallucination_rate, mode_counts, gap_mass, wilson_interval, mean_ci
+
+Submodules: ``vsmlab.estimators`` (Jacobians, spectral norms, Hutchinson, Lipschitz), ``vsmlab.bounds``
+(the Lipschitz lower bound on off-support mass), ``vsmlab.variance`` (learned variance, VB, VSM),
+``vsmlab.detectors`` (trajectory variance, ROC), ``vsmlab.experiments`` (cached toy runs),
+``vsmlab.widgets`` (JupyterLab explorers; imports ipywidgets when used), ``vsmlab.runner`` (figures).
 """
 
+from . import bounds, estimators
 from .losses import LossTerms, eps_mse_loss
 from .metrics import MeanCI, Rate, gap_mass, hallucination_rate, mean_ci, mode_counts, wilson_interval
 from .mixtures import GaussianMixture, diamond_2d, evenly_spaced_1d, grid_2d

@@ -21,7 +21,7 @@ from .plotting import atomic_write_bytes
 __all__ = ["cache_dir", "config_key", "load_or_compute"]
 
 T = TypeVar("T")
-_SOURCE_MODULES = ("schedules", "mixtures", "models", "losses", "training", "variance", "experiments")
+_SOURCE_MODULES = ("schedules", "mixtures", "models", "losses", "training", "variance", "experiments", "estimators")
 
 
 def cache_dir() -> Path:

@@ -202,7 +202,7 @@ class MLP(nn.Module):
 
     def time_embedding(self, t: torch.Tensor) -> torch.Tensor:
         """Projected time embedding [B, width]; computed once when every t in the batch is equal."""
-        if t.numel() > 1 and bool((t == t[0]).all()):
+        if t.numel() > 1 and bool(t.min() == t.max()):
             return self.time_proj(timestep_embedding(t[:1], self.time_dim)).expand(t.shape[0], -1)
         return self.time_proj(timestep_embedding(t, self.time_dim))
 
@@ -217,7 +217,19 @@ class MLP(nn.Module):
             h = block(h)
         return self.out_act(self.out_norm(h))
 
+    #: rows per piece when evaluating without gradients: [8192, width] activations stay in the CPU caches,
+    #: while [100k, width] ones are re-allocated and page-faulted on every op (benchmarks/bench_sampling.py)
+    inference_chunk: int = 8192
+
     def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> Prediction:
+        n = self.inference_chunk
+        if not torch.is_grad_enabled() and x_t.dim() == 2 and x_t.shape[0] > n:
+            parts = [self._forward(x_t[i:i + n], t[i:i + n]) for i in range(0, x_t.shape[0], n)]
+            v = None if parts[0].v is None else torch.cat([p.v for p in parts])
+            return Prediction(eps=torch.cat([p.eps for p in parts]), v=v)
+        return self._forward(x_t, t)
+
+    def _forward(self, x_t: torch.Tensor, t: torch.Tensor) -> Prediction:
         out = self.out(self.trunk(x_t, t))
         if not self.learn_variance:
             return Prediction(eps=out)
