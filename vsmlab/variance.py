@@ -1,0 +1,346 @@
+"""Learned reverse variance (improved DDPM), the VSM penalty and a penalty on the score's own Jacobian.
+
+A variance-learning model returns ``Prediction(eps, v)`` with v in [-1, 1] on a shared trunk. Its reverse
+step is ``p_theta(x_{t-1} | x_t) = N(mu_theta, Sigma_theta)`` with (improved DDPM, "learned range")::
+
+    mu_theta    = (x_t - beta_t / sqrt(1 - alpha_bar_t) * eps_theta) / sqrt(alpha_t)
+    log Sigma   = f log beta_t + (1 - f) log beta_tilde_t,   f = (v + 1) / 2     (beta_tilde_0 := beta_tilde_1)
+
+Loss terms (all per example [B], see :class:`vsmlab.losses.LossTerms`)::
+
+    mse = mean_dims (eps - eps_theta)^2
+    vb  = KL(q(x_{t-1} | x_t, x0) || N(stopgrad(mu_theta), Sigma)) / d / ln 2          t > 0  (bits/dim)
+        = -log N(x0; stopgrad(mu_theta), Sigma) / d / ln 2                            t = 0  (bits/dim)
+    vsm = w(t) * mean_dims 1 / (1 + J^2),   J = -1 / Sigma   (= Sigma^2 / (1 + Sigma^2))
+          w(t) = rho / sqrt(1 - alpha_bar_t)  (time_weight=True)   or   rho   (time_weight=False)
+    total = mse + vb_weight * vb + vsm
+
+Choices made here (and why):
+
+- **Mean detached in vb.** eps_theta enters mu_theta under a stop-gradient, so vb trains only the
+  variance head (and, through it, the shared trunk); the eps output is trained by mse alone.
+- **Decoder at t = 0.** Improved DDPM uses a discretised Gaussian likelihood over 256 pixel bins; toy
+  data is continuous, so we use the Gaussian *density* NLL of x0 under N(mu_theta, Sigma). It is in bits
+  per dimension of a density, so it can be negative; only its gradient in Sigma matters
+  (optimum Sigma = E (x0 - mu_theta)^2).
+- **Hybrid weight.** Improved DDPM writes L_hybrid = L_simple + lambda L_vlb with lambda = 0.001 and
+  L_vlb = sum_t L_t, estimated per example as T * L_t. Its code folds the two into a "rescaled" vb of
+  weight T / 1000 per sampled t: with T = 1000 that is weight 1 on the per-step KL, our default
+  ``vb_weight = 1``.
+- **Where the penalties go.** ``LossTerms.vsm`` holds the score-control penalty: the VSM proxy above,
+  or the Jacobian penalty below (their sum when both are on).
+
+Jacobian penalty (VSM's idea applied to the score network's real Jacobian, J = d score_theta / d x_t,
+score_theta = -eps_theta / sqrt(1 - alpha_bar_t))::
+
+    jacobian = weight * w(t) * 1 / (1 + ||J||_F^2 / d),    w(t) = 1 / sqrt(1 - alpha_bar_t) or 1
+
+||J||_F^2 is estimated with Hutchinson: ||J||_F^2 = E_z ||J^T z||^2 for Rademacher z (exact in 1-D),
+averaged over ``probes`` vector-Jacobian products built with ``create_graph=True`` so the penalty is
+differentiable (:func:`vsmlab.estimators.hutchinson_frobenius`). 1/(1 + mean estimate) is slightly
+biased upwards for d > 1 (Jensen); the bias shrinks with more probes. Like VSM, it penalises *small*
+Jacobians (over-smooth scores) and is bounded in (0, 1]. Why this form (and not a hinge): it is VSM's
+own functional form, so the comparison isolates "real Jacobian vs the -1/Sigma proxy". Its caveat: it
+pushes towards sharper scores everywhere, also at large t where the exact Jacobian is about -I (the
+penalty is then ~1/2 and dominates); in exploratory 1-D runs weight 0.1 with the 1/sqrt(1 - alpha_bar_t)
+weight put about half of the samples off the support, so the defaults are weight 0.01, constant weight.
+The cost is one extra backward pass per probe (about 2x the training time).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .estimators import hutchinson_frobenius
+from .losses import LossFn, LossTerms
+from .models import Prediction
+from .schedules import Schedule, gather
+
+__all__ = [
+    "learned_variance",
+    "model_mean",
+    "gaussian_kl",
+    "gaussian_nll",
+    "vb_bits",
+    "vsm_penalty",
+    "vsm_weight",
+    "score_jacobian_frobenius_sq",
+    "variance_terms",
+    "make_loss",
+    "LOSSES",
+    "term_gradient_norms",
+]
+
+_LN2 = math.log(2.0)
+
+
+def _flat_mean(x: torch.Tensor) -> torch.Tensor:
+    return x.reshape(x.shape[0], -1).mean(1)
+
+
+def _check_nonneg(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name}: expected a number >= 0, got {value!r} (negative weights reward the term)")
+    return float(value)
+
+
+def learned_variance(v: torch.Tensor, t: torch.Tensor, schedule: Schedule) -> torch.Tensor:
+    """Sigma = exp(f log beta_t + (1 - f) log beta_tilde_t), f = (v + 1)/2. v: [B, ...] in [-1, 1]; t: [B]."""
+    return torch.exp(schedule.learned_log_variance(v, t))
+
+
+def model_mean(x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, schedule: Schedule) -> torch.Tensor:
+    """mu_theta = (x_t - beta_t / sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_t) (= posterior mean at x0_hat).
+
+    Coefficients in float64 (no 1/sqrt(alpha_bar_t), which overflows on aggressive schedules). Shapes as x_t.
+    """
+    t = schedule.check_t(t, x_t.shape[0])
+    inv_sqrt_alpha = 1.0 / torch.sqrt(schedule.alphas)
+    return gather(inv_sqrt_alpha, t, x_t) * x_t - gather(schedule.betas / schedule.sigma * inv_sqrt_alpha, t, x_t) * eps
+
+
+def gaussian_kl(mean_q: torch.Tensor, log_var_q: torch.Tensor, mean_p: torch.Tensor, log_var_p: torch.Tensor) -> torch.Tensor:
+    """Elementwise KL(N(mean_q, e^log_var_q) || N(mean_p, e^log_var_p)) in nats (broadcasting).
+
+    KL = 0.5 (log_var_p - log_var_q + e^(log_var_q - log_var_p) + (mean_q - mean_p)^2 e^-log_var_p - 1).
+    """
+    return 0.5 * (log_var_p - log_var_q + torch.exp(log_var_q - log_var_p)
+                  + (mean_q - mean_p) ** 2 * torch.exp(-log_var_p) - 1.0)
+
+
+def gaussian_nll(x: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """Elementwise -log N(x; mean, e^log_var) in nats: 0.5 (log 2 pi + log_var + (x - mean)^2 e^-log_var)."""
+    return 0.5 * (math.log(2 * math.pi) + log_var + (x - mean) ** 2 * torch.exp(-log_var))
+
+
+def vb_bits(
+    x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, eps_pred: torch.Tensor, v: torch.Tensor,
+    schedule: Schedule,
+) -> torch.Tensor:
+    """Variational-bound term per example [B] in bits per dimension, mean detached (see module docstring).
+
+    x0, x_t, eps_pred, v: [B, ...]; t: [B]. t > 0: KL(q(x_{t-1}|x_t,x0) || N(stopgrad mu_theta, Sigma_theta));
+    t = 0: Gaussian density NLL of x0 under N(stopgrad mu_theta, Sigma_theta). Gradients reach ``v`` only.
+    """
+    t = schedule.check_t(t, x_t.shape[0])
+    mean_p = model_mean(x_t, t, eps_pred.detach(), schedule)
+    log_var_p = schedule.learned_log_variance(v, t)
+    mean_q = schedule.posterior_mean(x0, x_t, t)
+    log_var_q = gather(schedule.log_beta_tilde_clipped, t, x_t)  # = log beta_tilde_t for t >= 1
+    kl = _flat_mean(gaussian_kl(mean_q, log_var_q, mean_p, log_var_p)) / _LN2
+    nll = _flat_mean(gaussian_nll(x0, mean_p, log_var_p)) / _LN2
+    return torch.where(t == 0, nll, kl)
+
+
+def vsm_penalty(log_var: torch.Tensor) -> torch.Tensor:
+    """mean_dims 1 / (1 + J^2) with J = -1/Sigma, computed as Sigma^2 / (1 + Sigma^2). [B, ...] -> [B]."""
+    s2 = torch.exp(2.0 * log_var)
+    return _flat_mean(s2 / (1.0 + s2))
+
+
+def vsm_weight(t: torch.Tensor, schedule: Schedule, rho: float, time_weight: bool = True) -> torch.Tensor:
+    """w(t) [B] (float64): rho / sqrt(1 - alpha_bar_t) if ``time_weight`` else rho."""
+    rho = _check_nonneg("rho", rho)
+    t = schedule.check_t(t)
+    if not time_weight:
+        return torch.full(t.shape, rho, dtype=torch.float64, device=t.device)
+    return rho / schedule.sigma.to(t.device)[t]
+
+
+def score_jacobian_frobenius_sq(
+    model: nn.Module, x_t: torch.Tensor, t: torch.Tensor, schedule: Schedule, probes: int = 1,
+    generator: torch.Generator | None = None, create_graph: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hutchinson estimate of ||d score_theta / d x_t||_F^2 per example [B] and the model's Prediction.
+
+    x_t: [B, d] (detached here); ``probes`` Rademacher vectors z from ``generator``; estimate = mean_z
+    ||J^T z||^2 (exact for d = 1), via :func:`vsmlab.estimators.hutchinson_frobenius`. ``create_graph``
+    keeps the graph so a loss can differentiate the estimate. Returns (estimate [B], Prediction at x_t).
+    """
+    if isinstance(probes, bool) or not isinstance(probes, int) or probes < 1:
+        raise ValueError(f"probes: expected an int >= 1 (Hutchinson probe vectors), got {probes!r}")
+    t = schedule.check_t(t, x_t.shape[0])
+    captured: dict[str, Prediction] = {}
+
+    def score(x: torch.Tensor) -> torch.Tensor:  # one forward pass, shared with the caller's mse
+        pred = model(x, t)
+        captured["pred"] = pred
+        return -pred.eps / gather(schedule.sigma, t, pred.eps)
+
+    est = hutchinson_frobenius(score, x_t.detach(), num_probes=probes, probe="rademacher", generator=generator,
+                               create_graph=create_graph, squared=True)
+    return est.value, captured["pred"]
+
+
+def _require_variance_head(pred_v: torch.Tensor | None, loss: str) -> torch.Tensor:
+    if pred_v is None:
+        raise ValueError(
+            f"model: the {loss!r} loss learns the reverse variance and needs a model with a variance head "
+            "(Prediction.v), but the model returned Prediction.v = None; build it with learn_variance=True"
+        )
+    return pred_v
+
+
+def variance_terms(
+    model: nn.Module, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, schedule: Schedule, *,
+    vb_weight: float = 1.0, rho: float = 0.0, time_weight: bool = True, jacobian_weight: float = 0.0,
+    probes: int = 1, jacobian_time_weight: bool = True, generator: torch.Generator | None = None,
+    require_variance: bool = True, loss_name: str = "hybrid",
+) -> LossTerms:
+    """All terms of the module docstring for one batch. x0, eps: [B, ...]; t: [B]. Returns LossTerms.
+
+    With ``require_variance`` a model without a variance head raises ValueError naming ``model``; without
+    it, such a model gets vb = 0 and no VSM term (only mse and the Jacobian penalty).
+    """
+    vb_weight = _check_nonneg("vb_weight", vb_weight)
+    rho = _check_nonneg("rho", rho)
+    jacobian_weight = _check_nonneg("weight", jacobian_weight)
+    t = schedule.check_t(t, x0.shape[0])
+    x_t = schedule.noise(x0, t, eps)
+    if jacobian_weight > 0:
+        frob, pred = score_jacobian_frobenius_sq(model, x_t, t, schedule, probes, generator, create_graph=True)
+        d = x_t[0].numel()
+        jac = jacobian_weight * vsm_weight(t, schedule, 1.0, jacobian_time_weight).to(frob.dtype) / (1.0 + frob / d)
+    else:
+        pred = model(x_t, t)
+        jac = None
+    mse = _flat_mean((pred.eps - eps) ** 2)
+    zero = torch.zeros_like(mse)
+    if pred.v is None and not require_variance:
+        vb, vsm = zero, zero
+    else:
+        v = _require_variance_head(pred.v, loss_name)
+        vb = vb_bits(x0, x_t, t, pred.eps, v, schedule)
+        if rho > 0:
+            vsm = vsm_weight(t, schedule, rho, time_weight).to(mse.dtype) * vsm_penalty(schedule.learned_log_variance(v, t))
+        else:
+            vsm = zero
+    if jac is not None:
+        vsm = vsm + jac
+    return LossTerms(mse=mse, vb=vb, vsm=vsm, total=mse + vb_weight * vb + vsm)
+
+
+def _hybrid(vb_weight: float = 1.0) -> LossFn:
+    vb_weight = _check_nonneg("vb_weight", vb_weight)
+
+    def loss_fn(model, x0, t, eps, schedule):
+        return variance_terms(model, x0, t, eps, schedule, vb_weight=vb_weight, loss_name="hybrid")
+
+    return loss_fn
+
+
+def _vsm(rho: float = 0.1, time_weight: bool = True, vb_weight: float = 1.0) -> LossFn:
+    rho, vb_weight = _check_nonneg("rho", rho), _check_nonneg("vb_weight", vb_weight)
+    if not isinstance(time_weight, bool):
+        raise ValueError(f"time_weight: expected True (rho / sqrt(1 - alpha_bar_t)) or False (constant rho), got {time_weight!r}")
+
+    def loss_fn(model, x0, t, eps, schedule):
+        return variance_terms(model, x0, t, eps, schedule, vb_weight=vb_weight, rho=rho, time_weight=time_weight,
+                              loss_name="vsm")
+
+    return loss_fn
+
+
+def _jacobian(weight: float = 0.01, probes: int = 1, time_weight: bool = False, vb_weight: float = 1.0,
+              seed: int = 0) -> LossFn:
+    weight, vb_weight = _check_nonneg("weight", weight), _check_nonneg("vb_weight", vb_weight)
+    if isinstance(probes, bool) or not isinstance(probes, int) or probes < 1:
+        raise ValueError(f"probes: expected an int >= 1 (Hutchinson probe vectors), got {probes!r}")
+    if not isinstance(time_weight, bool):
+        raise ValueError(f"time_weight: expected True (1 / sqrt(1 - alpha_bar_t)) or False (constant), got {time_weight!r}")
+    generator = torch.Generator().manual_seed(int(seed))
+
+    def loss_fn(model, x0, t, eps, schedule):
+        return variance_terms(model, x0, t, eps, schedule, vb_weight=vb_weight, jacobian_weight=weight,
+                              probes=probes, jacobian_time_weight=time_weight, generator=generator,
+                              require_variance=False, loss_name="jacobian")
+
+    return loss_fn
+
+
+LOSSES: dict[str, Callable[..., LossFn]] = {"hybrid": _hybrid, "vsm": _vsm, "jacobian": _jacobian}
+
+
+def make_loss(name: str, **options: Any) -> LossFn:
+    """A loss_fn(model, x0, t, eps, schedule) -> LossTerms by name.
+
+    - "hybrid" (vb_weight=1): mse + vb_weight * vb; learned variance, no penalty (= "vsm" with rho = 0).
+    - "vsm" (rho=0.1, time_weight=True, vb_weight=1): hybrid + the VSM penalty.
+    - "jacobian" (weight=0.01, probes=1, time_weight=False, vb_weight=1, seed=0): mse + the Jacobian penalty,
+      plus vb when the model has a variance head (fixed-variance models are allowed). ``seed`` seeds the
+      Hutchinson probes.
+    Unknown names or options raise ValueError naming them; negative weights raise ValueError naming the option.
+    """
+    if name not in LOSSES:
+        raise ValueError(f"name: expected one of {sorted(LOSSES)} (or 'eps_mse' via experiments.make_loss), got {name!r}")
+    factory = LOSSES[name]
+    import inspect
+
+    allowed = list(inspect.signature(factory).parameters)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"loss {name!r}: unknown option(s) {unknown}; allowed: {allowed}")
+    return factory(**options)
+
+
+# ------------------------------------------------------------------ mechanism: who pushes which parameters
+def _param_groups(model: nn.Module) -> dict[str, list[tuple[torch.Tensor, slice | None]]]:
+    """eps head / variance head rows of model.out and the shared trunk (every other parameter)."""
+    out = getattr(model, "out", None)
+    dim = getattr(model, "dim", None)
+    if not isinstance(out, nn.Linear) or dim is None or out.out_features != 2 * dim:
+        raise ValueError("model: expected a variance-learning vsmlab.models.MLP (learn_variance=True)")
+    head = {id(out.weight), id(out.bias)}
+    trunk = [(p, None) for p in model.parameters() if id(p) not in head]
+    return {
+        "eps_head": [(out.weight, slice(0, dim)), (out.bias, slice(0, dim))],
+        "var_head": [(out.weight, slice(dim, 2 * dim)), (out.bias, slice(dim, 2 * dim))],
+        "trunk": trunk,
+    }
+
+
+def term_gradient_norms(
+    model: nn.Module, x0: torch.Tensor, t: int, eps: torch.Tensor, schedule: Schedule, rho: float = 1.0,
+    time_weight: bool = True,
+) -> dict[str, dict[str, float]]:
+    """Gradient norms of each loss term's batch mean on the eps head, the variance head and the trunk.
+
+    The batch x0, eps [B, d] is noised at the single step ``t``. Terms: "mse", "vb", "vsm" (the VSM term
+    with this ``rho``/``time_weight``; gradients scale linearly in rho). Returns {term: {group: L2 norm}}.
+    The model's parameters are left unchanged (requires_grad restored afterwards).
+    """
+    groups = _param_groups(model)
+    params = list(model.parameters())
+    saved = [p.requires_grad for p in params]
+    try:
+        for p in params:
+            p.requires_grad_(True)
+        tt = torch.full((x0.shape[0],), int(t), dtype=torch.long)
+        with torch.enable_grad():
+            x_t = schedule.noise(x0, tt, eps)
+            pred = model(x_t, tt)
+            v = _require_variance_head(pred.v, "vsm")
+            log_var = schedule.learned_log_variance(v, tt)
+            terms = {
+                "mse": _flat_mean((pred.eps - eps) ** 2).mean(),
+                "vb": vb_bits(x0, x_t, tt, pred.eps, v, schedule).mean(),
+                "vsm": (vsm_weight(tt, schedule, rho, time_weight).to(log_var.dtype) * vsm_penalty(log_var)).mean(),
+            }
+            out: dict[str, dict[str, float]] = {}
+            for name, value in terms.items():
+                grads = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
+                by_param = {id(p): (g if g is not None else torch.zeros_like(p)) for p, g in zip(params, grads)}
+                out[name] = {}
+                for group, members in groups.items():
+                    sq = sum(float((by_param[id(p)] if sl is None else by_param[id(p)][sl]).pow(2).sum()) for p, sl in members)
+                    out[name][group] = math.sqrt(sq)
+        return out
+    finally:
+        for p, r in zip(params, saved):
+            p.requires_grad_(r)
