@@ -12,16 +12,16 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 import torch
 
 from .plotting import atomic_write_bytes
 
-__all__ = ["cache_dir", "config_key", "load_or_compute"]
+__all__ = ["cache_dir", "config_key", "load_or_compute", "SOURCE_MODULES"]
 
 T = TypeVar("T")
-_SOURCE_MODULES = ("schedules", "mixtures", "models", "losses", "training", "variance", "experiments", "estimators")
+SOURCE_MODULES = ("schedules", "mixtures", "models", "losses", "training", "variance", "experiments", "estimators")
 
 
 def cache_dir() -> Path:
@@ -32,33 +32,37 @@ def cache_dir() -> Path:
     return Path(__file__).resolve().parent.parent / ".cache" / "vsmlab"
 
 
-def _source_hash() -> str:
+def _source_hash(modules: Sequence[str]) -> str:
     h = hashlib.sha256()
     here = Path(__file__).resolve().parent
-    for name in _SOURCE_MODULES:
+    for name in dict.fromkeys(modules):
         p = here / f"{name}.py"
         if p.exists():
             h.update(p.read_bytes())
     return h.hexdigest()[:16]
 
 
-def config_key(config: dict[str, Any]) -> str:
-    """Stable hex key of a JSON-serialisable config (plus the library source hash)."""
+def config_key(config: dict[str, Any], modules: Sequence[str] = SOURCE_MODULES) -> str:
+    """Stable hex key of a JSON-serialisable config plus the source of the library ``modules`` it depends on."""
     try:
         text = json.dumps(config, sort_keys=True, default=str)
     except TypeError as exc:
         raise TypeError(f"config: expected JSON-serialisable values ({exc})") from exc
-    return hashlib.sha256((text + _source_hash()).encode()).hexdigest()[:24]
+    return hashlib.sha256((text + _source_hash(modules)).encode()).hexdigest()[:24]
 
 
-def load_or_compute(config: dict[str, Any], compute: Callable[[], T], use_cache: bool | None = None) -> T:
+def load_or_compute(
+    config: dict[str, Any], compute: Callable[[], T], use_cache: bool | None = None,
+    modules: Sequence[str] = SOURCE_MODULES,
+) -> T:
     """Return the cached result for ``config`` or ``compute()`` it and store it (torch.save, atomic).
 
     use_cache: None reads ``VSMLAB_NO_CACHE``; False always recomputes (and overwrites the entry).
+    modules: the library modules (by name) whose source is part of the key.
     """
     if use_cache is None:
         use_cache = os.environ.get("VSMLAB_NO_CACHE", "") not in ("1", "true", "yes")
-    path = cache_dir() / f"{config_key(config)}.pt"
+    path = cache_dir() / f"{config_key(config, modules)}.pt"
     if use_cache and path.exists():
         try:
             return torch.load(path, weights_only=False)

@@ -28,10 +28,8 @@ involved). :func:`evaluate_many` runs a list of them in worker processes (one to
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -46,16 +44,6 @@ DEFAULT_EVALUATION: dict[str, Any] = dict(
 )
 
 _CODE = ("mitigations", "detectors", "distances", "samplers", "metrics", "estimators", "mixtures", "models")
-
-
-def _code_hash() -> str:
-    h = hashlib.sha256()
-    here = Path(__file__).resolve().parent
-    for name in _CODE:
-        p = here / f"{name}.py"
-        if p.exists():
-            h.update(p.read_bytes())
-    return h.hexdigest()[:16]
 
 
 def support_grid(mixture, points: int) -> torch.Tensor:
@@ -167,15 +155,15 @@ def evaluate(spec: dict[str, Any], evaluation: dict[str, Any] | None = None, use
     Returns a dict of plain numbers (see the module docstring; None where a quantity is undefined, e.g.
     the AUC of a run with no hallucination). Cached by (spec, evaluation, source of the modules used).
     """
-    from .cache import load_or_compute
+    from .cache import SOURCE_MODULES, load_or_compute
 
     ev = {**DEFAULT_EVALUATION, **(evaluation or {})}
     unknown = sorted(set(ev) - set(DEFAULT_EVALUATION))
     if unknown:
         raise ValueError(f"evaluation: unknown key(s) {unknown}; allowed: {sorted(DEFAULT_EVALUATION)}")
     spec = copy.deepcopy(spec)
-    key = {"kind": "mitigation_eval", "spec": spec, "evaluation": ev, "code": _code_hash()}
-    return load_or_compute(key, lambda: _compute(spec, ev), use_cache)
+    key = {"kind": "mitigation_eval", "spec": spec, "evaluation": ev}
+    return load_or_compute(key, lambda: _compute(spec, ev), use_cache, modules=SOURCE_MODULES + _CODE)
 
 
 def _init_worker() -> None:
