@@ -96,6 +96,22 @@ def main() -> None:
     if big:
         print(f"# DDPM at batches >= 50k: {100 * min(big):.1f}% .. {100 * max(big):.1f}% of the matmul rate (target >= 40%)")
 
+    # side by side: the forward pass in cache-sized pieces (MLP.inference_chunk) against one piece
+    dim, width, batch = args.dims[0], args.widths[0], max(args.batches)
+    model = vsmlab.MLP(dim, width=width, depth=args.depth, seed=0).eval()
+    x, t = torch.randn(batch, dim), torch.full((batch,), 1, dtype=torch.long)
+    times = {}
+    with torch.no_grad():
+        for label, chunk in (("pieces", vsmlab.MLP.inference_chunk), ("one piece", batch)):
+            model.inference_chunk = chunk
+            model(x, t)
+            times[label] = best_time(lambda: model(x, t), max(3, args.repeats))
+    chunk = vsmlab.MLP.inference_chunk
+    print(f"# forward dim {dim} width {width} batch {batch}: in {chunk}-row pieces "
+          f"{batch * model.matmul_flops_per_example() / times['pieces'] / 1e9:.1f} GFLOP/s, in one piece "
+          f"{batch * model.matmul_flops_per_example() / times['one piece'] / 1e9:.1f} GFLOP/s "
+          f"(speed-up {times['one piece'] / times['pieces']:.2f}x)")
+
 
 if __name__ == "__main__":
     main()
