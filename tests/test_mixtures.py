@@ -214,3 +214,14 @@ def test_float32_inputs_answer_in_float32(mix1d: GaussianMixture, aggressive: Sc
     for out in (mix1d.score(x, t, aggressive), mix1d.posterior_mean(x, t, aggressive), mix1d.log_prob(x, t, aggressive)):
         assert out.dtype == torch.float32
     assert mix1d.score_jacobian(x, t, aggressive).shape == (2, 1, 1)
+
+
+def test_tempered_log_prob_is_the_potential_of_the_smoothed_score(aggressive: Schedule) -> None:
+    """log_prob(..., temperature=tau) is tau * logsumexp(l / tau): its gradient is the smoothed score."""
+    mix = mixtures()[1]
+    x, t = random_points(mix, aggressive, 32, seed=5)
+    tau = 2.5
+    xg = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(mix.log_prob(xg, t, aggressive, temperature=tau).sum(), xg)
+    torch.testing.assert_close(mix.score(x, t, aggressive, temperature=tau), grad, rtol=1e-8, atol=1e-8)
+    torch.testing.assert_close(mix.log_prob(x, t, aggressive, temperature=1.0), mix.log_prob(x, t, aggressive))

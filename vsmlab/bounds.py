@@ -255,8 +255,7 @@ def smoothed_density_1d(
 
     def evaluate(x: torch.Tensor):
         tt = torch.full((x.shape[0],), int(t), dtype=torch.long)
-        terms = mixture._terms(x[:, None], schedule.alpha_bar[tt], float(temperature))
-        log_density = temperature * torch.logsumexp(terms[3] / temperature, dim=1)
+        log_density = mixture.log_prob(x[:, None], tt, schedule, temperature=float(temperature))
         return log_density, mixture.score(x[:, None], tt, schedule, temperature=temperature)[:, 0]
 
     log_u, score = evaluate(grid)

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from . import variance
 from .cache import load_or_compute
 from .losses import LossFn, eps_mse_loss
 from .mixtures import GaussianMixture, diamond_2d, evenly_spaced_1d, grid_2d
@@ -54,15 +55,13 @@ def make_schedule(spec: dict[str, Any]) -> Schedule:
 
 
 def make_loss(spec: dict[str, Any] | None) -> LossFn:
-    """{"name": "eps_mse"} (default) or a variance-learning loss from :mod:`vsmlab.variance` if present."""
+    """{"name": "eps_mse"} (default) or a variance-learning loss of :func:`vsmlab.variance.make_loss`."""
     spec = dict(spec or {"name": "eps_mse"})
     name = spec.pop("name", "eps_mse")
     if name == "eps_mse":
         if spec:
             raise ValueError(f"loss: 'eps_mse' takes no options, got {sorted(spec)}")
         return eps_mse_loss
-    from . import variance  # optional module with the variance-learning losses
-
     return variance.make_loss(name, **spec)
 
 

@@ -149,10 +149,17 @@ class GaussianMixture:
         t = schedule.check_t(t, x.shape[0])
         return schedule.alpha_bar[t.cpu()]
 
-    def log_prob(self, x: torch.Tensor, t: torch.Tensor | None = None, schedule: Schedule | None = None) -> torch.Tensor:
-        """log p_t(x) [B] (t=None: the clean data density p_0). x: [B, d]; t: [B] int."""
-        _, _, _, l, _ = self._terms(x, self._alpha_bar(x, t, schedule), 1.0)
-        return torch.logsumexp(l, dim=1).to(x.dtype)
+    def log_prob(
+        self, x: torch.Tensor, t: torch.Tensor | None = None, schedule: Schedule | None = None,
+        temperature: float = 1.0,
+    ) -> torch.Tensor:
+        """log p_t(x) [B] (t=None: the clean data density p_0). x: [B, d]; t: [B] int.
+
+        With temperature tau != 1: tau * logsumexp_k(l_k / tau), the *unnormalised* log-density whose
+        gradient is the smoothed :meth:`score` (normalise numerically, e.g. :func:`vsmlab.bounds.smoothed_density_1d`).
+        """
+        _, _, _, l, _ = self._terms(x, self._alpha_bar(x, t, schedule), temperature)
+        return (temperature * torch.logsumexp(l / temperature, dim=1)).to(x.dtype)
 
     def responsibilities(
         self, x: torch.Tensor, t: torch.Tensor | None = None, schedule: Schedule | None = None,
