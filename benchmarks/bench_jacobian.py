@@ -3,7 +3,7 @@
     python benchmarks/bench_jacobian.py [--threads 1] [--points 10000] [--loop-points 500]
 
 1. The exact Jacobian of a 2-D MLP score (vsmlab.MLP, width 128, depth 3) at N points: every method of
-   vsmlab.estimators.jacobian against a per-sample loop (one torch.autograd.functional.jacobian per
+   vsmlab.core.estimators.jacobian against a per-sample loop (one torch.autograd.functional.jacobian per
    point). The loop is timed on a subset and extrapolated linearly to N (said so in the output).
 2. Power iteration and Hutchinson estimators for 64x64 RGB images through a small conv net (defined
    here): seconds per input.
@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from vsmlab import MLP, linear
-from vsmlab.estimators import hutchinson_frobenius, hutchinson_trace, jacobian, jacobian_spectral_norm, score_function
+from vsmlab.core.estimators import hutchinson_frobenius, hutchinson_trace, jacobian, jacobian_spectral_norm, score_function
 
 
 def best_of(fn, repeats: int = 3) -> float:

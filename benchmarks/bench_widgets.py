@@ -2,7 +2,7 @@
 
     python benchmarks/bench_widgets.py [--repeats 7] [--threads 2]
 
-One "slider change" = setting the temperature control of an :class:`vsmlab.widgets.Explorer`, which runs
+One "slider change" = setting the temperature control of an :class:`vsmlab.lab.widgets.Explorer`, which runs
 the whole callback: compute_state (sampling, metric, Lipschitz estimate, bound) + the figure rendered to
 PNG + readouts. The explorer computes on 1 torch thread (``Explorer.threads``); the same callback on
 ``--threads`` torch threads is timed side by side. Reported: median / min / max wall time over the repeats, the median CPU time of this
@@ -49,7 +49,7 @@ def main() -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    from vsmlab import widgets as W
+    from vsmlab.lab import widgets as W
 
     temps = [2.0, 5.0, 3.0, 8.0, 1.5, 12.0, 4.0, 6.0, 2.5, 10.0]
     print(f"vsmlab explorer benchmark: torch threads {torch.get_num_threads()}, repeats {args.repeats}, "

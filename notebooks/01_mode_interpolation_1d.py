@@ -36,8 +36,8 @@ import numpy as np
 import torch
 
 import vsmlab
-from vsmlab.experiments import train_toy
-from vsmlab.notebook import start
+from vsmlab.lab.experiments import train_toy
+from vsmlab.lab.notebook import start
 
 PROFILES = {
     "smoke": dict(n_train=2000, steps=150, batch_size=256, width=32, n_samples=600, sweep_n_train=[500],
@@ -82,7 +82,7 @@ fig, ax = plt.subplots(1, 2, figsize=(11, 3.2))
 ax[0].plot(main_run.history, lw=0.5)
 ax[0].set(yscale="log", xlabel="training step", ylabel="eps-MSE", title="training loss")
 xs = torch.linspace(0.5, 3.5, 3001, dtype=torch.float64)[:, None]
-ax[1].plot(xs[:, 0], mixture.log_prob(xs).exp(), color=vsmlab.plotting.PALETTE["data"])
+ax[1].plot(xs[:, 0], mixture.log_prob(xs).exp(), color=vsmlab.lab.plotting.PALETTE["data"])
 ax[1].set(xlabel="x", ylabel="density", title="data: three modes, std 0.05")
 fig.tight_layout()
 saver.save(fig, "data_and_loss")
@@ -122,12 +122,12 @@ for j, t in enumerate(steps_to_show):
     rows.append(dict(t=t, sigma=float(schedule.sigma[t]), width_exact=transition_width(exact, t),
                      width_learned=transition_width(model, t)))
     a = axes[0, j]
-    a.plot(xs32[:, 0], x0_exact[:, 0], label="exact E[x0|x_t]", color=vsmlab.plotting.PALETTE["exact"])
-    a.plot(xs32[:, 0], x0_learned[:, 0], "--", label="learned", color=vsmlab.plotting.PALETTE["learned"])
+    a.plot(xs32[:, 0], x0_exact[:, 0], label="exact E[x0|x_t]", color=vsmlab.lab.plotting.PALETTE["exact"])
+    a.plot(xs32[:, 0], x0_learned[:, 0], "--", label="learned", color=vsmlab.lab.plotting.PALETTE["learned"])
     a.set_title(f"t = {t}, sigma_t = {float(schedule.sigma[t]):.3f}")
     a = axes[1, j]
-    a.plot(xs32[:, 0], s_exact[:, 0], color=vsmlab.plotting.PALETTE["exact"])
-    a.plot(xs32[:, 0], s_learned[:, 0], "--", color=vsmlab.plotting.PALETTE["learned"])
+    a.plot(xs32[:, 0], s_exact[:, 0], color=vsmlab.lab.plotting.PALETTE["exact"])
+    a.plot(xs32[:, 0], s_learned[:, 0], "--", color=vsmlab.lab.plotting.PALETTE["learned"])
     lim = float(s_exact.abs().quantile(0.98)) * 1.2
     a.set_ylim(-lim, lim)
     a.set_xlabel("x")
@@ -175,10 +175,10 @@ fig, ax = plt.subplots(figsize=(10, 3.8))
 bins = np.linspace(0.5, 3.5, 301)
 width = bins[1] - bins[0]
 ax.hist(exact_samples[:, 0].numpy(), bins=bins, density=True, histtype="step", lw=1.2,
-        color=vsmlab.plotting.PALETTE["exact"], label=f"exact score: {100 * rate_exact.rate:.2f}% off-support")
+        color=vsmlab.lab.plotting.PALETTE["exact"], label=f"exact score: {100 * rate_exact.rate:.2f}% off-support")
 ax.hist(learned_samples[:, 0].numpy(), bins=bins, density=True, histtype="step", lw=1.2,
-        color=vsmlab.plotting.PALETTE["learned"], label=f"learned MLP: {100 * rate_learned.rate:.2f}% off-support")
-ax.plot(xs[:, 0], mixture.log_prob(xs).exp(), color=vsmlab.plotting.PALETTE["data"], lw=0.8, label="true density")
+        color=vsmlab.lab.plotting.PALETTE["learned"], label=f"learned MLP: {100 * rate_learned.rate:.2f}% off-support")
+ax.plot(xs[:, 0], mixture.log_prob(xs).exp(), color=vsmlab.lab.plotting.PALETTE["data"], lw=0.8, label="true density")
 ax.set(yscale="log", ylim=(0.5 / (n * width), None), xlabel="x", ylabel="density (log scale)",
        title="Samples between the modes: learned model vs exact score")
 for m in mixture.means[:, 0]:
@@ -221,8 +221,8 @@ for a, kind in zip(axes, ["training steps", "training points"]):
     v = [r["value"] for r in sel]
     p = np.array([100 * r["rate"].rate for r in sel])
     err = np.array([[100 * (r["rate"].rate - r["rate"].low), 100 * (r["rate"].high - r["rate"].rate)] for r in sel]).T
-    a.errorbar(v, p, yerr=err, marker="o", capsize=3, color=vsmlab.plotting.PALETTE["learned"])
-    a.axhline(100 * rate_exact.rate, color=vsmlab.plotting.PALETTE["exact"], ls="--", label="exact score")
+    a.errorbar(v, p, yerr=err, marker="o", capsize=3, color=vsmlab.lab.plotting.PALETTE["learned"])
+    a.axhline(100 * rate_exact.rate, color=vsmlab.lab.plotting.PALETTE["exact"], ls="--", label="exact score")
     a.set(xscale="log", xlabel=kind, title=f"hallucination rate vs {kind}")
 axes[0].set_ylabel("hallucination rate (%)")
 axes[0].legend(fontsize=8)
@@ -261,7 +261,7 @@ for off, label in ((-0.18, "learned"), (0.18, "exact")):
     p = np.array([100 * r["rate"].rate for r in sel])
     err = np.array([[100 * (r["rate"].rate - r["rate"].low), 100 * (r["rate"].high - r["rate"].rate)] for r in sel]).T
     ax.bar(np.arange(len(names)) + off, p, width=0.34, yerr=err, capsize=3, label=label,
-           color=vsmlab.plotting.PALETTE[label])
+           color=vsmlab.lab.plotting.PALETTE[label])
 ax.set_xticks(range(len(names)), names, fontsize=8)
 ax.set(ylabel="hallucination rate (%)", title="Sampler comparison (95% Wilson intervals)")
 ax.legend()

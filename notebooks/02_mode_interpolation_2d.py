@@ -39,8 +39,8 @@ import numpy as np
 import torch
 
 import vsmlab
-from vsmlab.experiments import make_mixture, train_toy
-from vsmlab.notebook import start
+from vsmlab.lab.experiments import make_mixture, train_toy
+from vsmlab.lab.notebook import start
 
 PROFILES = {
     "smoke": dict(n_train=4000, steps=150, batch_size=256, width=32, n_samples=500, plain_samples=300),
@@ -95,7 +95,7 @@ for col, (name, mix) in enumerate(layouts.items()):
         x = r[key]
         inside = mix.in_support(x, K_STD)
         a.scatter(x[inside, 0], x[inside, 1], s=1, alpha=0.15, color="grey", label="in support")
-        a.scatter(x[~inside, 0], x[~inside, 1], s=4, color=vsmlab.plotting.PALETTE[key], label="hallucinated")
+        a.scatter(x[~inside, 0], x[~inside, 1], s=4, color=vsmlab.lab.plotting.PALETTE[key], label="hallucinated")
         a.scatter(mix.means[:, 0], mix.means[:, 1], marker="+", color="black", s=30)
         rate = r["rate_" + key]
         a.set(title=f"{name}, {key} score: {100 * rate.rate:.2f}% off-support", aspect="equal",
@@ -143,7 +143,7 @@ for name, s in stats.items():
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), sharey=True)
 for a, (name, s) in zip(axes, stats.items()):
-    a.hist(s["angle"], bins=np.arange(0, 181, 7.5), color=vsmlab.plotting.PALETTE["learned"])
+    a.hist(s["angle"], bins=np.arange(0, 181, 7.5), color=vsmlab.lab.plotting.PALETTE["learned"])
     a.set(xlabel="angle of the segment between the two nearest modes (deg)", title=f"{name}: hallucinations",
           xticks=[0, 45, 90, 135, 180])
 axes[0].set_ylabel("count")
@@ -160,7 +160,7 @@ for off, key in ((-0.18, "learned"), (0.18, "exact")):
     err = np.array([[100 * (results[n]["rate_" + key].rate - results[n]["rate_" + key].low),
                      100 * (results[n]["rate_" + key].high - results[n]["rate_" + key].rate)] for n in layouts]).T
     ax.bar(np.arange(len(layouts)) + off, p, width=0.34, yerr=err, capsize=3, label=key,
-           color=vsmlab.plotting.PALETTE[key])
+           color=vsmlab.lab.plotting.PALETTE[key])
 ax.set_xticks(range(len(layouts)), list(layouts))
 ax.set(ylabel="hallucination rate (%)", title="2D hallucination rates (95% Wilson intervals)")
 ax.legend()

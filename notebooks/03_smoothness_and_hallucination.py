@@ -24,8 +24,8 @@
 #    Lipschitz constant (in x, per step t) is capped by a budget.
 #
 # For each setting we measure the hallucination rate of ancestral DDPM samples (95% Wilson interval) and the
-# Lipschitz constant of the score on a grid (`vsmlab.estimators.local_lipschitz`, exact 1-D Jacobians), near
-# t = 0 and across t, and we derive and draw a lower bound on the mass in the gaps (`vsmlab.bounds`).
+# Lipschitz constant of the score on a grid (`vsmlab.core.estimators.local_lipschitz`, exact 1-D Jacobians), near
+# t = 0 and across t, and we derive and draw a lower bound on the mass in the gaps (`vsmlab.analysis.bounds`).
 # Data: modes {1, 2, 3}, std 0.05; T = 1000, linear betas 0.001..0.2; a sample is hallucinated when it lies
 # farther than 4 component stds from every mode.
 
@@ -44,9 +44,11 @@ import torch
 from scipy.stats import spearmanr
 
 import vsmlab
-from vsmlab import bounds, estimators
-from vsmlab.experiments import train_toy
-from vsmlab.notebook import start
+from vsmlab.analysis import bounds
+from vsmlab.core import estimators
+from vsmlab.lab.experiments import train_toy
+from vsmlab.nets.mlp import mlp_lipschitz_upper_bound
+from vsmlab.lab.notebook import start
 
 PROFILES = {
     "smoke": dict(taus=[1.0, 3.0, 10.0, 30.0], n_tau=600, window_tau=10.0, window_edges=[5, 30], n_window=400,
@@ -69,7 +71,7 @@ cfg, saver = start("03_smoothness_and_hallucination", profile, seed, figures_dir
 K_STD = 4.0
 mixture = vsmlab.evenly_spaced_1d(num_modes=3, spacing=1.0, start=1.0, std=0.05)
 schedule = vsmlab.linear(1000, beta_start=1e-3, beta_end=0.2)
-PAL = vsmlab.plotting.PALETTE
+PAL = vsmlab.lab.plotting.PALETTE
 grid = torch.linspace(0.0, 4.0, cfg["grid_points"], dtype=torch.float64)[:, None]  # where L is measured
 # the metric's gaps: between the support intervals [mu_k - 4 std, mu_k + 4 std] (hallucination territory)
 GAPS = bounds.gap_intervals_1d(mixture.means[:, 0], K_STD * mixture.stds)
@@ -245,7 +247,7 @@ width, depth = cfg["budget_net"]
 for budget in cfg["budgets"]:
     run = train_toy(spec(dict(width=width, depth=depth, norm=False, lipschitz_budget=budget)))
     nets.append(dict(name=f"SN {width}x{depth} budget {budget:g}", kind="budget", model=run.model,
-                     upper=estimators.mlp_lipschitz_upper_bound(run.model, schedule, 0)))
+                     upper=mlp_lipschitz_upper_bound(run.model, schedule, 0)))
 print(f"training (or loading) {len(nets)} models: {time.perf_counter() - t0:.1f} s")
 
 t0 = time.perf_counter()
@@ -445,14 +447,14 @@ saver.save(fig, "small_multiples")
 # ## Interactive explorer (issue 4)
 
 # %%
-# EXPLORER CELL: the interactive explorer (vsmlab.widgets). Every change calls plain library functions
+# EXPLORER CELL: the interactive explorer (vsmlab.lab.widgets). Every change calls plain library functions
 # (compute_state -> sampler, hallucination_rate, bounds) on release of a control and redraws. Defaults:
 # DDIM with 100 steps on the standard linear schedule, 4000 samples (under a second per change on 2 cores:
 # benchmarks/bench_widgets.py); choose "aggressive" and DDPM for this notebook's setting (slower). The static
 # figure records a few temperatures at the explorer's settings (a live widget needs a running kernel).
 from IPython.display import display
 
-from vsmlab.widgets import DEFAULTS, Explorer, TrainedExplorer, small_multiples
+from vsmlab.lab.widgets import DEFAULTS, Explorer, TrainedExplorer, small_multiples
 
 explorer_samples = 1000 if profile == "smoke" else DEFAULTS["num_samples"]
 fig = small_multiples([dict(temperature=tau, num_samples=explorer_samples) for tau in (1.0, 3.0, 10.0, 30.0)],

@@ -15,7 +15,7 @@
 # # 04 · Jacobian estimators: accuracy against cost, checked against the exact score Jacobian
 #
 # Notebook 03 measured smoothness with exact Jacobians, which is cheap in 1-D and impossible for images
-# (D = 12,288 for a 64x64 RGB image: one Jacobian has 1.5e8 entries). `vsmlab.estimators` offers cheaper
+# (D = 12,288 for a 64x64 RGB image: one Jacobian has 1.5e8 entries). `vsmlab.core.estimators` offers cheaper
 # estimates that only need Jacobian-vector products: the spectral norm by **power iteration**, the
 # divergence (trace) and Frobenius norm by **Hutchinson** probes, and Lipschitz estimates from points or
 # pairs. Here every estimator is checked against the **exact** Jacobian of a Gaussian-mixture score
@@ -41,8 +41,8 @@ import numpy as np
 import torch
 
 import vsmlab
-from vsmlab import estimators
-from vsmlab.notebook import start
+from vsmlab.core import estimators
+from vsmlab.lab.notebook import start
 
 PROFILES = {
     "smoke": dict(high_dim=16, n_points=64, probes=[1, 4, 16], iterations=[1, 2, 5, 10, 20], loop_points=8,

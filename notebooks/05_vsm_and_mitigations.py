@@ -27,7 +27,7 @@
 # - **learned variance, rho = 0** (the hybrid loss mse + vb: VSM's own baseline);
 # - **VSM** with rho in {0.01, 0.1, 1, 10}, with the time weight 1/sqrt(1 - alpha_bar_t) and with a constant rho;
 # - a **Jacobian penalty** on the score network itself (VSM's functional form on the real Jacobian, estimated
-#   by Hutchinson; see `vsmlab.variance`);
+#   by Hutchinson; see `vsmlab.diffusion.variance`);
 # - a **sharper network**: the MLP with Fourier input features;
 # - **trajectory-variance filtering** (the mode-interpolation work's detector) at several thresholds.
 #
@@ -58,12 +58,12 @@ import numpy as np
 import torch
 
 import vsmlab
-from vsmlab import variance
-from vsmlab.experiments import make_mixture, make_schedule, train_toy
-from vsmlab.metrics import mean_ci
-from vsmlab.mitigations import evaluate_many
-from vsmlab.notebook import start
-from vsmlab.plotting import PALETTE
+from vsmlab.diffusion import variance
+from vsmlab.lab.experiments import make_mixture, make_schedule, train_toy
+from vsmlab.analysis.metrics import mean_ci
+from vsmlab.lab.mitigations import evaluate_many
+from vsmlab.lab.notebook import start
+from vsmlab.lab.plotting import PALETTE
 
 SCHEDULE = dict(name="linear", num_steps=1000, beta_start=1e-3, beta_end=0.2)  # the mode-interpolation setting
 MIXTURES = {"1d": dict(name="1d"), "2d": dict(name="grid", n=3, std=0.1)}  # 2d: 3x3 grid, normalised
@@ -182,9 +182,9 @@ print(f"largest |d(VSM term)/dv| over all t (rho=0.1, 1/sigma_t): {float(w_tw[be
 # %% [markdown]
 # ## Train and measure every setting
 #
-# Each (setting, seed) is trained with `vsmlab.experiments.train_toy` (cached on disk), then sampled with
+# Each (setting, seed) is trained with `vsmlab.lab.experiments.train_toy` (cached on disk), then sampled with
 # ancestral DDPM over all 1000 steps (the learned variance when the model has a head) and measured by
-# `vsmlab.mitigations.evaluate`. Runs go to worker processes with one torch thread each (`workers` in total).
+# `vsmlab.lab.mitigations.evaluate`. Runs go to worker processes with one torch thread each (`workers` in total).
 
 # %%
 def spec_for(mixture: str, setting: str, run_seed: int) -> dict:

@@ -22,3 +22,13 @@ def aggressive() -> vsmlab.Schedule:
 def mix1d() -> vsmlab.GaussianMixture:
     """The default 1-D mixture: modes {1, 2, 3}, std 0.05, equal weights."""
     return vsmlab.evenly_spaced_1d()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` run only where a CUDA GPU exists; elsewhere they are skipped with a reason."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="no CUDA GPU on this machine")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)

@@ -9,7 +9,7 @@ import torch
 from scipy.stats import norm
 
 from vsmlab import GaussianMixture, evenly_spaced_1d, linear
-from vsmlab.bounds import (
+from vsmlab.analysis.bounds import (
     ball_mass_lower_bound,
     density_floor,
     gap_intervals_1d,

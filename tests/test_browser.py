@@ -4,7 +4,7 @@ What it does:
 
 1. builds a notebook in a temporary folder: notebook 03's source (jupytext) with the parameters set to the
    ``smoke`` profile (a papermill-style injected cell after the ``parameters`` cell), or, while notebook 03 has no explorer yet, a minimal notebook that
-   displays :class:`vsmlab.widgets.Explorer`;
+   displays :class:`vsmlab.lab.widgets.Explorer`;
 2. starts JupyterLab on 127.0.0.1 on a free port, token and password off, root allowed, with its own
    config / data / runtime / settings / workspace folders in the temporary folder (the ipywidgets lab
    extension still comes from this environment's ``share/jupyter``, which stays on Jupyter's data path);
@@ -87,9 +87,9 @@ def build_notebook(folder: Path) -> tuple[Path, str]:
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         nb.cells = [
             nbformat.v4.new_markdown_cell("# Explorer (browser test)"),
-            nbformat.v4.new_code_cell("from vsmlab.widgets import Explorer\n\nexplorer = Explorer()\nexplorer"),
+            nbformat.v4.new_code_cell("from vsmlab.lab.widgets import Explorer\n\nexplorer = Explorer()\nexplorer"),
         ]
-        what = "a minimal notebook displaying vsmlab.widgets.Explorer (notebook 03 has no explorer yet)"
+        what = "a minimal notebook displaying vsmlab.lab.widgets.Explorer (notebook 03 has no explorer yet)"
     path = folder / "explorer.ipynb"
     nbformat.write(nb, path)
     return path, what

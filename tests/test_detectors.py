@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import vsmlab
-from vsmlab.detectors import retention_curve, roc_auc, roc_curve, trajectory_variance
-from vsmlab.distances import sliced_wasserstein, wasserstein_1d
+from vsmlab.analysis.detectors import retention_curve, roc_auc, roc_curve, trajectory_variance
+from vsmlab.analysis.distances import sliced_wasserstein, wasserstein_1d
 
 
 def test_trajectory_variance_hand_values():

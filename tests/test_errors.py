@@ -7,8 +7,8 @@ import torch
 
 import vsmlab
 from vsmlab import GaussianMixture, MLP
-from vsmlab.notebook import profile_settings
-from vsmlab.schedules import check_t
+from vsmlab.lab.notebook import profile_settings
+from vsmlab.core.schedules import check_t
 
 
 @pytest.mark.parametrize("stds", [0.0, -0.1, [0.1, 0.0], [0.1, -1.0], float("nan"), float("inf")])
@@ -125,7 +125,7 @@ def test_bad_metric_and_model_arguments(mix1d) -> None:
 
 
 def test_unknown_profile_and_notebook(tmp_path) -> None:
-    from vsmlab import runner
+    from vsmlab.lab import runner
 
     table = {"smoke": {"n": 1}, "default": {"n": 2}, "full": {"n": 3}}
     with pytest.raises(ValueError, match=r"^profile: expected one of smoke, default, full, got 'huge'"):

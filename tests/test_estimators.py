@@ -11,16 +11,16 @@ from hypothesis import strategies as st
 from torch import nn
 
 from vsmlab import MLP, ExactScoreModel, GaussianMixture, grid_2d, linear
-from vsmlab.estimators import (
+from vsmlab.core.estimators import (
     hutchinson_frobenius,
     hutchinson_trace,
     jacobian,
     jacobian_spectral_norm,
     lipschitz_lower_bound,
     local_lipschitz,
-    mlp_lipschitz_upper_bound,
     score_function,
 )
+from vsmlab.nets.mlp import mlp_lipschitz_upper_bound
 
 SCHEDULE = linear(1000, 1e-3, 0.2)
 
@@ -309,7 +309,7 @@ def test_bad_inputs_raise_clear_errors():
 
 
 def test_math_constants_of_activations():
-    from vsmlab.estimators import ACTIVATION_LIPSCHITZ
+    from vsmlab.nets.mlp import ACTIVATION_LIPSCHITZ
 
     z = torch.linspace(-20, 20, 400_001, dtype=torch.float64, requires_grad=True)
     for cls, fn in ((nn.SiLU, torch.nn.functional.silu), (nn.GELU, torch.nn.functional.gelu)):

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import vsmlab
-from vsmlab.experiments import make_mixture, make_schedule, train_toy
-from vsmlab.mitigations import evaluate, evaluate_many, support_grid
+from vsmlab.lab.experiments import make_mixture, make_schedule, train_toy
+from vsmlab.lab.mitigations import evaluate, evaluate_many, support_grid
 
 SPEC = dict(mixture=dict(name="1d"), schedule=dict(name="linear", num_steps=50, beta_start=1e-3, beta_end=0.2),
             model=dict(width=8, depth=1, learn_variance=True), train=dict(steps=5, batch_size=32), n_train=200,

@@ -7,7 +7,7 @@ import torch
 
 import vsmlab
 from vsmlab import MLP, ExactScoreModel, Prediction, Schedule
-from vsmlab.models import timestep_embedding
+from vsmlab.core.prediction import timestep_embedding
 
 
 def test_exact_score_model_eps_is_minus_sigma_times_score(aggressive: Schedule) -> None:

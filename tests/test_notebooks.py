@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from vsmlab.runner import list_notebooks, run_notebook
+from vsmlab.lab.runner import list_notebooks, run_notebook
 
 NOTEBOOKS = list_notebooks()
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from vsmlab import cli, runner
+from vsmlab import cli
+from vsmlab.lab import runner
 
 pytestmark = pytest.mark.notebook
 
@@ -24,7 +25,7 @@ GOOD = PARAMETERS + '''
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-from vsmlab.plotting import FigureSaver
+from vsmlab.lab.plotting import FigureSaver
 
 saver = FigureSaver(figures_dir, notebook=STEM, profile=profile, seed=seed, parameters={"profile": profile, "seed": seed})
 fig, ax = plt.subplots(figsize=(2, 2))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import vsmlab
-from vsmlab.schedules import Schedule
+from vsmlab.core.schedules import Schedule
 
 BETAS = [0.1, 0.2, 0.3]
 

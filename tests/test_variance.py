@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 import vsmlab
-from vsmlab import variance as V
-from vsmlab.experiments import make_loss as experiments_make_loss
+from vsmlab.diffusion import variance as V
+from vsmlab.lab.experiments import make_loss as experiments_make_loss
 
 
 @pytest.fixture

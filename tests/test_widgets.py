@@ -1,4 +1,4 @@
-"""Headless tests of the interactive explorers (vsmlab.widgets): callbacks, readouts, bad input, oracles.
+"""Headless tests of the interactive explorers (vsmlab.lab.widgets): callbacks, readouts, bad input, oracles.
 
 No browser and no kernel: ipywidgets run without a frontend, so a control's ``.value = ...`` fires the
 same observers a slider release fires in JupyterLab. The end-to-end browser test is tests/test_browser.py.
@@ -17,7 +17,7 @@ pytest.importorskip("ipywidgets")
 pytest.importorskip("matplotlib")
 
 import vsmlab  # noqa: E402
-from vsmlab import widgets as W  # noqa: E402
+from vsmlab.lab import widgets as W  # noqa: E402
 
 FAST = dict(num_samples=600, sampler="ddim", steps=20)  # keeps each update to a few tens of ms
 
@@ -28,11 +28,11 @@ def readout_texts(explorer) -> dict[str, str]:
 
 # --------------------------------------------------------------------------------- import cost
 def test_import_vsmlab_stays_light():
-    code = ("import sys, vsmlab, vsmlab.widgets; "
+    code = ("import sys, vsmlab, vsmlab.lab.widgets; "
             "heavy = [m for m in ('ipywidgets', 'matplotlib', 'IPython') if m in sys.modules]; "
             "print(heavy); sys.exit(1 if heavy else 0)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, f"importing vsmlab.widgets pulled in {res.stdout.strip()} {res.stderr[-500:]}"
+    assert res.returncode == 0, f"importing vsmlab.lab.widgets pulled in {res.stdout.strip()} {res.stderr[-500:]}"
 
 
 # ----------------------------------------------------------------------------- compute_state
@@ -261,7 +261,7 @@ def test_trained_explorer_lipschitz_estimate_matches_exact_score():
 
 
 def test_default_loader_reads_final_nets_and_snapshots_from_the_cache(tmp_path, monkeypatch):
-    from vsmlab.experiments import train_toy
+    from vsmlab.lab.experiments import train_toy
 
     monkeypatch.setenv("VSMLAB_CACHE_DIR", str(tmp_path))
     base = spec(8)
@@ -328,7 +328,7 @@ def test_runner_makes_saved_widget_ids_stable():
     import re
 
     import nbformat
-    from vsmlab.runner import clean_notebook
+    from vsmlab.lab.runner import clean_notebook
 
     texts = []
     for _ in range(2):

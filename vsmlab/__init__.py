@@ -1,31 +1,37 @@
 """vsmlab: why diffusion models hallucinate, and whether score control (VSM) helps, measured.
 
-The public API, in the order of the data path::
+The library is arranged by layers; imports only point down this list (``data`` and ``nets`` never
+import each other)::
 
-    data      -> GaussianMixture, evenly_spaced_1d, grid_2d, diamond_2d
+    vsmlab.core       schedules, Prediction + eps/score/x0 conversions, Jacobian estimators, atomic writes
+    vsmlab.data       mixtures (exact scores), image data sets with validators and loaders
+    vsmlab.nets       MLP, UNet, adapters for outside models, Lipschitz bounds
+    vsmlab.diffusion  losses (eps-MSE, VB, VSM), samplers, training loop, checkpoints
+    vsmlab.analysis   metrics, bounds, detectors, distances
+    vsmlab.lab        experiments, cache, plotting, widgets, the figure runner
+    vsmlab.cli        ``vsmlab figures | data | train | sample | validate``
+
+The curated public API, in the order of the data path::
+
+    data      -> GaussianMixture, evenly_spaced_1d, grid_2d, diamond_2d, ExactScoreModel
     schedule  -> Schedule, linear, cosine
-    model     -> MLP, ExactScoreModel, Prediction (+ eps/score/x0 conversions)
+    model     -> MLP, Prediction (+ eps/score/x0 conversions)
     loss      -> LossTerms, eps_mse_loss
     training  -> train (generator of StepRecord), fit
     sampling  -> ddpm, ddim, ode, sample
     metrics   -> hallucination_rate, mode_counts, gap_mass, wilson_interval, mean_ci
-
-Submodules: ``vsmlab.estimators`` (Jacobians, spectral norms, Hutchinson, Lipschitz), ``vsmlab.bounds``
-(the Lipschitz lower bound on off-support mass), ``vsmlab.variance`` (learned variance, VB, VSM),
-``vsmlab.detectors`` (trajectory variance, ROC), ``vsmlab.experiments`` (cached toy runs),
-``vsmlab.widgets`` (JupyterLab explorers; imports ipywidgets when used), ``vsmlab.runner`` (figures).
 """
 
-from . import bounds, estimators
-from .losses import LossTerms, eps_mse_loss
-from .metrics import MeanCI, Rate, gap_mass, hallucination_rate, mean_ci, mode_counts, wilson_interval
-from .mixtures import GaussianMixture, diamond_2d, evenly_spaced_1d, grid_2d
-from .models import MLP, ExactScoreModel, Prediction, eps_to_score, eps_to_x0, predict_score, score_to_eps, x0_to_eps
-from .samplers import SampleResult, ddim, ddpm, ode, sample
-from .schedules import Schedule, cosine, linear
-from .training import StepRecord, TrainingDiverged, fit, train
+from vsmlab.analysis.metrics import MeanCI, Rate, gap_mass, hallucination_rate, mean_ci, mode_counts, wilson_interval
+from vsmlab.core.prediction import Prediction, eps_to_score, eps_to_x0, predict_score, score_to_eps, x0_to_eps
+from vsmlab.core.schedules import Schedule, cosine, linear
+from vsmlab.data.mixtures import ExactScoreModel, GaussianMixture, diamond_2d, evenly_spaced_1d, grid_2d
+from vsmlab.diffusion.losses import LossTerms, eps_mse_loss
+from vsmlab.diffusion.samplers import SampleResult, ddim, ddpm, ode, sample
+from vsmlab.diffusion.training import StepRecord, TrainingDiverged, fit, train
+from vsmlab.nets.mlp import MLP
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "GaussianMixture", "evenly_spaced_1d", "grid_2d", "diamond_2d",

@@ -1,46 +1,38 @@
-"""Command line: ``vsmlab figures [--profile smoke|default|full] [--only NAME ...] [--out DIR]``."""
+"""Command line: ``vsmlab figures | data | train | sample | validate`` (also ``python -m vsmlab``).
+
+Each layer registers its own subcommands (``add_parsers``) and handlers; this module only dispatches:
+
+- ``figures``: :mod:`vsmlab.lab.cli` (run the notebooks, regenerate figures/)
+- ``data``, ``validate``: :mod:`vsmlab.data.cli` (generate image data sets, validate samples)
+- ``train``, ``sample``: :mod:`vsmlab.diffusion.cli` (TOML-configured training, sampling from checkpoints)
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser"]
 
 
-def main(argv: list[str] | None = None) -> int:
-    from .runner import PROFILES, NotebookFailed, list_notebooks, run_figures
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``vsmlab`` argument parser."""
+    from vsmlab.data import cli as data_cli
+    from vsmlab.diffusion import cli as diffusion_cli
+    from vsmlab.lab import cli as lab_cli
 
     parser = argparse.ArgumentParser(prog="vsmlab", description="vsmlab: hallucination in diffusion models, measured.")
     sub = parser.add_subparsers(dest="command", required=True)
-    fig = sub.add_parser("figures", help="execute the notebooks with papermill and regenerate figures/")
-    fig.add_argument("--profile", default="default", help=f"one of {', '.join(PROFILES)} (default: default)")
-    fig.add_argument("--only", nargs="+", metavar="NAME", help="run only these notebooks (stem or prefix like 01)")
-    fig.add_argument("--out", default=None, help="figures folder (default: figures/ in the repository)")
-    fig.add_argument("--seed", type=int, default=None, help="override every notebook's seed")
-    fig.add_argument("--no-cache", action="store_true", help="recompute cached models instead of loading them")
-    fig.add_argument("--list", action="store_true", help="list the notebooks and exit")
-    fig.add_argument("--quiet", action="store_true", help="no per-cell progress bar")
-    args = parser.parse_args(argv)
-    if args.list:
-        print("\n".join(list_notebooks()))
-        return 0
-    if args.profile not in PROFILES:
-        print(f"vsmlab figures: --profile: expected one of {', '.join(PROFILES)}, got {args.profile!r}", file=sys.stderr)
-        return 2
-    if args.no_cache:
-        import os
+    lab_cli.add_parsers(sub)
+    data_cli.add_parsers(sub)
+    diffusion_cli.add_parsers(sub)
+    return parser
 
-        os.environ["VSMLAB_NO_CACHE"] = "1"
-    try:
-        run_figures(args.only, args.profile, args.out, seed=args.seed, progress=not args.quiet)
-    except ValueError as exc:
-        print(f"vsmlab figures: {exc}", file=sys.stderr)
-        return 2
-    except NotebookFailed as exc:
-        print(f"vsmlab figures: FAILED: {exc}\n(figures and executed notebooks of this notebook were left as they were)", file=sys.stderr)
-        return 1
-    return 0
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` and run the chosen subcommand; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

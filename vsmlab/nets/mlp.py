@@ -1,83 +1,23 @@
-"""Score models behind one contract: ``model(x_t, t) -> Prediction``.
+"""The lab's MLP eps-network for flat d-dimensional data, and its Lipschitz upper bound.
 
-``x_t``: [B, ...] float; ``t``: [B] integer steps in 0..T-1. A :class:`Prediction` holds the predicted
-noise ``eps`` (same shape as x_t) and, for variance-learning models, ``v`` in [-1, 1] (improved DDPM's
-learned-range interpolation value). The exact mixture score is wrapped to the same contract by
-:class:`ExactScoreModel`, so samplers, estimators and metrics accept a trained net or the oracle alike.
-
-Conversions (named functions, never branches inside models), with sigma_t = sqrt(1 - alpha_bar_t)::
-
-    score = -eps / sigma_t          eps = -sigma_t * score
-    x0_hat = (x_t - sigma_t eps) / sqrt(alpha_bar_t)
+x_t [B, d], t [B] -> :class:`~vsmlab.core.prediction.Prediction` (``eps`` and, with ``learn_variance``,
+the learned-range value ``v``).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from .mixtures import GaussianMixture
-from .schedules import Schedule, gather
+from vsmlab.core.prediction import Prediction, timestep_embedding
+from vsmlab.core.schedules import Schedule
 
-__all__ = [
-    "Prediction",
-    "MLP",
-    "ExactScoreModel",
-    "eps_to_score",
-    "score_to_eps",
-    "eps_to_x0",
-    "x0_to_eps",
-    "timestep_embedding",
-    "predict_score",
-]
+__all__ = ["MLP", "ACTIVATION_LIPSCHITZ", "mlp_lipschitz_upper_bound", "activation_lipschitz", "feature_lipschitz"]
 
-
-@dataclass
-class Prediction:
-    """Model output. eps: [B, ...]; v: [B, ...] in [-1, 1] or None (fixed-variance model)."""
-
-    eps: torch.Tensor
-    v: torch.Tensor | None = None
-
-
-def eps_to_score(eps: torch.Tensor, t: torch.Tensor, schedule: Schedule) -> torch.Tensor:
-    """score = -eps / sqrt(1 - alpha_bar_t). eps: [B, ...]; t: [B]."""
-    t = schedule.check_t(t, eps.shape[0])
-    return -eps / gather(schedule.sigma, t, eps)
-
-
-def score_to_eps(score: torch.Tensor, t: torch.Tensor, schedule: Schedule) -> torch.Tensor:
-    """eps = -sqrt(1 - alpha_bar_t) * score. score: [B, ...]; t: [B]."""
-    t = schedule.check_t(t, score.shape[0])
-    return -score * gather(schedule.sigma, t, score)
-
-
-def eps_to_x0(x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, schedule: Schedule) -> torch.Tensor:
-    """x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)."""
-    return schedule.x0_from_eps(x_t, t, eps)
-
-
-def x0_to_eps(x_t: torch.Tensor, t: torch.Tensor, x0: torch.Tensor, schedule: Schedule) -> torch.Tensor:
-    """eps = (x_t - sqrt(alpha_bar_t) x0) / sqrt(1 - alpha_bar_t)."""
-    return schedule.eps_from_x0(x_t, t, x0)
-
-
-def predict_score(model: nn.Module, x_t: torch.Tensor, t: torch.Tensor, schedule: Schedule) -> torch.Tensor:
-    """The score a model implies at (x_t, t): -eps / sigma_t. Shapes as x_t."""
-    return eps_to_score(model(x_t, t).eps, t, schedule)
-
-
-def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """Sinusoidal embedding [B, dim] of integer steps t [B] (DDPM/Transformer style; dim must be even)."""
-    if dim % 2:
-        raise ValueError(f"dim: expected an even embedding size, got {dim}")
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
-    args = t.float()[:, None] * freqs[None]
-    return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
+#: sup |act'(z)| for the activations the lab's MLP uses (silu and gelu rounded up: 1.09984 at z ~ 2.40; 1.12890 at sqrt(2), tanh form 1.12899).
+ACTIVATION_LIPSCHITZ: dict[type, float] = {nn.ReLU: 1.0, nn.SiLU: 1.0999, nn.GELU: 1.1290, nn.Identity: 1.0}
 
 
 _ACTIVATIONS = {"leaky_relu": nn.LeakyReLU, "silu": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU}
@@ -119,7 +59,7 @@ class MLP(nn.Module):
 
     ``lipschitz_budget`` (needs ``norm=False``) spectrally normalises the Linear layers on the x path
     (``torch.nn.utils.parametrizations.spectral_norm``) and scales each by one common factor c, chosen so
-    that the layer-product bound on Lip(x -> eps) (:func:`vsmlab.estimators.mlp_lipschitz_upper_bound`)
+    that the layer-product bound on Lip(x -> eps) (:func:`mlp_lipschitz_upper_bound`)
     equals the budget: Lip(features) c (1 + a c)^depth a c = budget, a = Lip(activation). The time path
     and the biases are not constrained (they do not change Lip in x).
     """
@@ -173,8 +113,6 @@ class MLP(nn.Module):
         """Spectral-normalise the x-path Linears and scale each by c with feat * c (1 + a c)^depth a c = budget."""
         from torch.nn.utils import parametrize
         from torch.nn.utils.parametrizations import spectral_norm
-
-        from .estimators import activation_lipschitz, feature_lipschitz
 
         a, feat, depth = activation_lipschitz(self.out_act), feature_lipschitz(self.fourier_matrix), len(self.blocks)
         lo, hi = -40.0, 40.0  # bisection on log c; the bound is increasing in c
@@ -242,22 +180,56 @@ class MLP(nn.Module):
         return sum(2 * m.in_features * m.out_features for m in lins)
 
 
-class ExactScoreModel(nn.Module):
-    """The exact (optionally temperature-smoothed) mixture score behind the model contract.
+def feature_lipschitz(fourier_matrix: torch.Tensor) -> float:
+    """Exact Lipschitz constant of the MLP's input features x -> [x, sin(2 pi x B), cos(2 pi x B)]:
+    sqrt(1 + (2 pi ||B||_2)^2) (||J v||^2 = ||v||^2 + 4 pi^2 ||B^T v||^2 since sin^2 + cos^2 = 1); 1 without B."""
+    B = fourier_matrix.detach().double()
+    return math.sqrt(1 + (2 * math.pi * float(torch.linalg.matrix_norm(B, ord=2))) ** 2) if B.numel() else 1.0
 
-    Prediction.eps = -sigma_t * score_t(x_t): [B, d] in x_t's dtype. No parameters.
+
+def activation_lipschitz(act: nn.Module) -> float:
+    """sup |act'| of an activation module (LeakyReLU: max(1, |slope|); others from ACTIVATION_LIPSCHITZ)."""
+    if isinstance(act, nn.LeakyReLU):
+        return max(1.0, abs(float(act.negative_slope)))
+    for kind, value in ACTIVATION_LIPSCHITZ.items():
+        if type(act) is kind:
+            return value
+    raise ValueError(f"model: no Lipschitz constant known for activation {type(act).__name__}; "
+                     f"known: LeakyReLU, {', '.join(k.__name__ for k in ACTIVATION_LIPSCHITZ)}")
+
+
+def mlp_lipschitz_upper_bound(model: MLP, schedule: Schedule | None = None, t: int | None = None) -> float:
+    """Upper bound on the global Lipschitz constant in x of the eps-output of a :class:`vsmlab.MLP`
+    (at any fixed t), or of its score -eps / sigma_t when ``schedule`` and ``t`` are given::
+
+        Lip(eps) <= Lip(features) ||W_in|| prod_blocks (1 + a ||W_b||) a ||W_out[:d]||
+
+    with a = Lip(activation) (sup of |act'|), ||.|| the spectral norm (exact SVD of the effective, e.g.
+    spectrally normalised, weights) and Lip(features) = sqrt(1 + (2 pi ||B||_2)^2) for Fourier features
+    [x, sin(2 pi x B), cos(2 pi x B)] (exact), 1 without. The time embedding enters additively and does
+    not change the constant in x. Needs ``norm=False``: LayerNorm has no global Lipschitz constant (its
+    local one grows like 1 / std of its input, unbounded as the input's spread goes to 0).
     """
+    if not isinstance(model, MLP):
+        raise TypeError(f"model: expected a vsmlab.MLP, got {type(model).__name__}")
+    if model.config.get("norm", True):
+        raise ValueError("model: the layer-product upper bound needs an MLP built with norm=False; LayerNorm is "
+                         "not globally Lipschitz (its local constant scales like 1 / std of its input)")
+    if (schedule is None) != (t is None):
+        raise ValueError("schedule, t: give both (bound on the score at step t) or neither (bound on eps)")
 
-    def __init__(self, mixture: GaussianMixture, schedule: Schedule, temperature: float = 1.0) -> None:
-        super().__init__()
-        if not isinstance(mixture, GaussianMixture):
-            raise TypeError(f"mixture: expected a GaussianMixture, got {type(mixture).__name__}")
+    def op_norm(layer: nn.Linear, rows: int | None = None) -> float:
+        W = layer.weight.detach().double()
+        return float(torch.linalg.matrix_norm(W[:rows] if rows else W, ord=2))
+
+    bound = feature_lipschitz(model.fourier_matrix) * op_norm(model.in_proj)
+    for block in model.blocks:
+        bound *= 1 + activation_lipschitz(block.act) * op_norm(block.linear)
+    bound *= activation_lipschitz(model.out_act) * op_norm(model.out, model.dim)
+    if schedule is not None:
         if not isinstance(schedule, Schedule):
             raise TypeError(f"schedule: expected a Schedule, got {type(schedule).__name__}")
-        if not (isinstance(temperature, (int, float)) and temperature > 0):
-            raise ValueError(f"temperature: expected a number > 0 (1 = exact), got {temperature!r}")
-        self.mixture, self.schedule, self.temperature = mixture, schedule, float(temperature)
-
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> Prediction:
-        score = self.mixture.score(x_t, t, self.schedule, temperature=self.temperature)
-        return Prediction(eps=score_to_eps(score, t, self.schedule))
+        if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < schedule.num_steps:
+            raise ValueError(f"t: expected an int step in 0..{schedule.num_steps - 1}, got {t!r}")
+        bound /= float(schedule.sigma[t])
+    return bound

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .plotting import atomic_write_bytes
+from vsmlab.core.io import atomic_write_bytes
 
 __all__ = ["PROFILES", "NotebookFailed", "NotebookResult", "list_notebooks", "run_notebook", "run_figures", "ROOT"]
 

@@ -3,15 +3,15 @@
 Two explorers share one layout (controls | readouts | message | plot):
 
 - :class:`Explorer`: the exact score of a 1-D Gaussian mixture, smoothed by a temperature tau (1 = exact,
-  larger = smoother; see :mod:`vsmlab.mixtures`). Controls: temperature, number of modes, spacing,
+  larger = smoother; see :mod:`vsmlab.data.mixtures`). Controls: temperature, number of modes, spacing,
   component std, schedule, sampler, steps, number of samples, seed.
 - :class:`TrainedExplorer`: trained eps-networks of different smoothness, loaded from the cache that
-  :func:`vsmlab.experiments.train_toy` keeps (one spec per network).
+  :func:`vsmlab.lab.experiments.train_toy` keeps (one spec per network).
 
-Readouts: the hallucination rate with its 95% Wilson interval (:func:`vsmlab.metrics.hallucination_rate`),
+Readouts: the hallucination rate with its 95% Wilson interval (:func:`vsmlab.analysis.metrics.hallucination_rate`),
 the Lipschitz estimate of the score at t = 0 (max spectral norm of the score Jacobian over a grid), the
 lower bound on the mass in the gaps between the modes that this Lipschitz constant implies
-(:mod:`vsmlab.bounds`; for the smoothed exact score also that density's actual gap mass), and when / how
+(:mod:`vsmlab.analysis.bounds`; for the smoothed exact score also that density's actual gap mass), and when / how
 fast the update ran.
 
 All computing is done by plain functions: :func:`compute_state` (exact explorer) and
@@ -42,11 +42,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from .metrics import Rate, hallucination_rate
-from .mixtures import GaussianMixture, evenly_spaced_1d
-from .models import ExactScoreModel
-from .samplers import sample
-from .schedules import Schedule, cosine, linear
+from vsmlab.analysis.metrics import Rate, hallucination_rate
+from vsmlab.data.mixtures import GaussianMixture, evenly_spaced_1d
+from vsmlab.data.mixtures import ExactScoreModel
+from vsmlab.diffusion.samplers import sample
+from vsmlab.core.schedules import Schedule, cosine, linear
 
 __all__ = [
     "DEFAULTS",
@@ -220,13 +220,14 @@ def evaluate_model(
     samples drawn from ``torch.Generator().manual_seed(seed)``.
 
     temperature: set when ``model`` is the exact score smoothed by that temperature. Then the density of
-    that score at t = 0 is known (:func:`vsmlab.bounds.smoothed_density_1d`): its Lipschitz constant, modes
-    and mode densities feed the bound (:func:`vsmlab.bounds.interval_mass_lower_bound`) and its actual mass
+    that score at t = 0 is known (:func:`vsmlab.analysis.bounds.smoothed_density_1d`): its Lipschitz constant, modes
+    and mode densities feed the bound (:func:`vsmlab.analysis.bounds.interval_mass_lower_bound`) and its actual mass
     in the gaps is reported next to it. None for any other model (a trained net): L is the max spectral norm
-    of the score Jacobian over the plot grid (:func:`vsmlab.estimators.local_lipschitz`), and the bound
+    of the score Jacobian over the plot grid (:func:`vsmlab.core.estimators.local_lipschitz`), and the bound
     uses the *data's* modes and mode densities (an approximation: the net's own density is not known).
     """
-    from . import bounds, estimators
+    from vsmlab.analysis import bounds
+    from vsmlab.core import estimators
 
     if mixture.dim != 1:
         raise ValueError(f"mixture: the explorer shows 1-D mixtures, got a {mixture.dim}-D one")
@@ -295,7 +296,7 @@ def describe_settings(s: Mapping[str, Any]) -> str:
 
 # ---------------------------------------------------------------------------- plotting
 def _draw(state: ExplorerState, ax_score, ax_hist, model_name: str, legend: bool = True) -> None:
-    from .plotting import PALETTE
+    from vsmlab.lab.plotting import PALETTE
 
     for lo, hi in state.support:
         ax_hist.axvspan(lo, hi, color=PALETTE["exact"], alpha=0.08, lw=0)
@@ -593,11 +594,11 @@ SNAPSHOT_KEYS = ("snapshot_steps", "snapshot")
 def load_trained(entry: Mapping[str, Any]):
     """The network of one trained-explorer entry, through the cache: ``train_toy(spec).model``.
 
-    An entry is a :func:`vsmlab.experiments.train_toy` spec, optionally with two extra keys that pick a
+    An entry is a :func:`vsmlab.lab.experiments.train_toy` spec, optionally with two extra keys that pick a
     training snapshot: ``snapshot_steps`` (the steps the run kept, exactly as the notebook passed them, so the
     same cache entry is read) and ``snapshot`` (one of those steps; without it the final network).
     """
-    from .experiments import train_toy
+    from vsmlab.lab.experiments import train_toy
 
     spec = {k: v for k, v in entry.items() if k not in SNAPSHOT_KEYS}
     run = train_toy(spec, snapshot_steps=tuple(entry.get("snapshot_steps", ())))
@@ -611,7 +612,7 @@ def load_trained(entry: Mapping[str, Any]):
 
 
 class TrainedExplorer(_ExplorerBase):
-    """Trained networks of different smoothness, loaded from the cache of :func:`vsmlab.experiments.train_toy`.
+    """Trained networks of different smoothness, loaded from the cache of :func:`vsmlab.lab.experiments.train_toy`.
 
     entries: a list of train_toy specs (labels name the keys that differ) or a mapping label -> spec; a
     spec may carry ``snapshot_steps`` / ``snapshot`` to pick a training snapshot (see :func:`load_trained`).
@@ -629,7 +630,7 @@ class TrainedExplorer(_ExplorerBase):
     ) -> None:
         import ipywidgets as widgets
 
-        from .experiments import make_mixture, make_schedule
+        from vsmlab.lab.experiments import make_mixture, make_schedule
 
         if isinstance(entries, Mapping):
             labels, entry_list = [str(k) for k in entries], [dict(v) for v in entries.values()]

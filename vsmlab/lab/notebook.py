@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from .plotting import FigureSaver, set_theme
-from .runner import PROFILES as PROFILE_NAMES
+from vsmlab.lab.plotting import FigureSaver, set_theme
+from vsmlab.lab.runner import PROFILES as PROFILE_NAMES
 
 __all__ = ["start", "profile_settings"]
 

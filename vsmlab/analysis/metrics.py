@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .mixtures import GaussianMixture
+from vsmlab.data.mixtures import GaussianMixture
 
 __all__ = ["Rate", "wilson_interval", "hallucination_rate", "mode_counts", "gap_mass", "mean_ci", "MeanCI"]
 

@@ -27,8 +27,8 @@ from typing import Callable
 
 import torch
 
-from .models import Prediction
-from .schedules import Schedule
+from vsmlab.core.prediction import Prediction
+from vsmlab.core.schedules import Schedule
 
 __all__ = ["SampleResult", "ddpm", "ddim", "ode", "SAMPLERS", "sample"]
 

@@ -20,13 +20,13 @@ from typing import Any
 
 import torch
 
-from . import variance
-from .cache import load_or_compute
-from .losses import LossFn, eps_mse_loss
-from .mixtures import GaussianMixture, diamond_2d, evenly_spaced_1d, grid_2d
-from .models import MLP
-from .schedules import Schedule, cosine, linear
-from .training import train
+from vsmlab.diffusion import variance
+from vsmlab.lab.cache import load_or_compute
+from vsmlab.diffusion.losses import LossFn, eps_mse_loss
+from vsmlab.data.mixtures import GaussianMixture, diamond_2d, evenly_spaced_1d, grid_2d
+from vsmlab.nets.mlp import MLP
+from vsmlab.core.schedules import Schedule, cosine, linear
+from vsmlab.diffusion.training import train
 
 __all__ = ["make_mixture", "make_schedule", "make_loss", "make_model", "TrainedRun", "train_toy"]
 
@@ -55,7 +55,7 @@ def make_schedule(spec: dict[str, Any]) -> Schedule:
 
 
 def make_loss(spec: dict[str, Any] | None) -> LossFn:
-    """{"name": "eps_mse"} (default) or a variance-learning loss of :func:`vsmlab.variance.make_loss`."""
+    """{"name": "eps_mse"} (default) or a variance-learning loss of :func:`vsmlab.diffusion.variance.make_loss`."""
     spec = dict(spec or {"name": "eps_mse"})
     name = spec.pop("name", "eps_mse")
     if name == "eps_mse":
@@ -66,7 +66,7 @@ def make_loss(spec: dict[str, Any] | None) -> LossFn:
 
 
 def make_model(spec: dict[str, Any], dim: int, seed: int) -> MLP:
-    """MLP for ``dim``-D data from {"width", "depth", ...} (see :class:`vsmlab.models.MLP`)."""
+    """MLP for ``dim``-D data from {"width", "depth", ...} (see :class:`vsmlab.nets.mlp.MLP`)."""
     return MLP(dim, seed=seed, **spec)
 
 

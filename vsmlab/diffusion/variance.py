@@ -6,7 +6,7 @@ step is ``p_theta(x_{t-1} | x_t) = N(mu_theta, Sigma_theta)`` with (improved DDP
     mu_theta    = (x_t - beta_t / sqrt(1 - alpha_bar_t) * eps_theta) / sqrt(alpha_t)
     log Sigma   = f log beta_t + (1 - f) log beta_tilde_t,   f = (v + 1) / 2     (beta_tilde_0 := beta_tilde_1)
 
-Loss terms (all per example [B], see :class:`vsmlab.losses.LossTerms`)::
+Loss terms (all per example [B], see :class:`vsmlab.diffusion.losses.LossTerms`)::
 
     mse = mean_dims (eps - eps_theta)^2
     vb  = KL(q(x_{t-1} | x_t, x0) || N(stopgrad(mu_theta), Sigma)) / d / ln 2          t > 0  (bits/dim)
@@ -37,7 +37,7 @@ score_theta = -eps_theta / sqrt(1 - alpha_bar_t))::
 
 ||J||_F^2 is estimated with Hutchinson: ||J||_F^2 = E_z ||J^T z||^2 for Rademacher z (exact in 1-D),
 averaged over ``probes`` vector-Jacobian products built with ``create_graph=True`` so the penalty is
-differentiable (:func:`vsmlab.estimators.hutchinson_frobenius`). 1/(1 + mean estimate) is slightly
+differentiable (:func:`vsmlab.core.estimators.hutchinson_frobenius`). 1/(1 + mean estimate) is slightly
 biased upwards for d > 1 (Jensen); the bias shrinks with more probes. Like VSM, it penalises *small*
 Jacobians (over-smooth scores) and is bounded in (0, 1]. Why this form (and not a hinge): it is VSM's
 own functional form, so the comparison isolates "real Jacobian vs the -1/Sigma proxy". Its caveat: it
@@ -55,10 +55,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .estimators import hutchinson_frobenius
-from .losses import LossFn, LossTerms
-from .models import Prediction
-from .schedules import Schedule, gather
+from vsmlab.core.estimators import hutchinson_frobenius
+from vsmlab.diffusion.losses import LossFn, LossTerms
+from vsmlab.core.prediction import Prediction
+from vsmlab.core.schedules import Schedule, gather
 
 __all__ = [
     "learned_variance",
@@ -160,7 +160,7 @@ def score_jacobian_frobenius_sq(
     """Hutchinson estimate of ||d score_theta / d x_t||_F^2 per example [B] and the model's Prediction.
 
     x_t: [B, d] (detached here); ``probes`` Rademacher vectors z from ``generator``; estimate = mean_z
-    ||J^T z||^2 (exact for d = 1), via :func:`vsmlab.estimators.hutchinson_frobenius`. ``create_graph``
+    ||J^T z||^2 (exact for d = 1), via :func:`vsmlab.core.estimators.hutchinson_frobenius`. ``create_graph``
     keeps the graph so a loss can differentiate the estimate. Returns (estimate [B], Prediction at x_t).
     """
     if isinstance(probes, bool) or not isinstance(probes, int) or probes < 1:
@@ -295,7 +295,7 @@ def _param_groups(model: nn.Module) -> dict[str, list[tuple[torch.Tensor, slice 
     out = getattr(model, "out", None)
     dim = getattr(model, "dim", None)
     if not isinstance(out, nn.Linear) or dim is None or out.out_features != 2 * dim:
-        raise ValueError("model: expected a variance-learning vsmlab.models.MLP (learn_variance=True)")
+        raise ValueError("model: expected a variance-learning vsmlab.nets.mlp.MLP (learn_variance=True)")
     head = {id(out.weight), id(out.bias)}
     trunk = [(p, None) for p in model.parameters() if id(p) not in head]
     return {

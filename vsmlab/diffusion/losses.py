@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .schedules import Schedule
+from vsmlab.core.schedules import Schedule
 
 __all__ = ["LossTerms", "eps_mse_loss", "LossFn"]
 

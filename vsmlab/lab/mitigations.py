@@ -1,6 +1,6 @@
 """The measurement protocol of notebook 05: train one toy setting, sample it, measure everything.
 
-:func:`evaluate` takes a training spec (see :func:`vsmlab.experiments.train_toy`) and an evaluation
+:func:`evaluate` takes a training spec (see :func:`vsmlab.lab.experiments.train_toy`) and an evaluation
 config and returns plain numbers (a dict), cached on disk keyed by both (and the source of the modules
 involved). :func:`evaluate_many` runs a list of them in worker processes (one torch thread each, so
 ``workers`` = the total thread budget). Per run:
@@ -10,14 +10,14 @@ involved). :func:`evaluate_many` runs a list of them in worker processes (one to
   same noise (paired comparisons);
 - **hallucination rate**: share outside ``support_k`` component stds of every mode (a diverged,
   non-finite sample counts as hallucinated, and ``diverged`` counts them); ``gap_rate``: the share that
-  is off-support *and* between its two nearest modes (mode interpolation proper, :func:`vsmlab.metrics.gap_mass`);
+  is off-support *and* between its two nearest modes (mode interpolation proper, :func:`vsmlab.analysis.metrics.gap_mass`);
 - **fidelity of in-support samples**: max per-mode weight error and total variation of the mode shares
-  (:func:`vsmlab.metrics.mode_counts`), and the sliced Wasserstein-2 distance (exact W2 in 1-D) between
+  (:func:`vsmlab.analysis.metrics.mode_counts`), and the sliced Wasserstein-2 distance (exact W2 in 1-D) between
   the in-support samples and fresh samples of the mixture;
 - **score error per t**: E ||eps_theta(x_t, t) - eps*(x_t, t)||^2 / d with eps* = -sigma_t * exact score,
   on fresh x_t ~ p_t (the excess of the eps-MSE over the optimum);
 - **Lipschitz near t = 0**: max over a grid covering the modes of ||d score_theta / d x||_2 at each
-  step in ``lipschitz_ts`` (:func:`vsmlab.estimators.local_lipschitz`), next to the exact score's value;
+  step in ``lipschitz_ts`` (:func:`vsmlab.core.estimators.local_lipschitz`), next to the exact score's value;
 - **trajectory-variance detector**: AUC against the in-support label and, at each threshold, the share
   of hallucinations removed, of in-support samples kept, and the hallucination rate left (a diverged
   sample gets the highest possible score);
@@ -43,7 +43,8 @@ DEFAULT_EVALUATION: dict[str, Any] = dict(
     sw_projections=128, keep_samples=2000,
 )
 
-_CODE = ("mitigations", "detectors", "distances", "samplers", "metrics", "estimators", "mixtures", "models")
+_CODE = ("lab.mitigations", "analysis.detectors", "analysis.distances", "diffusion.samplers", "analysis.metrics",
+         "core.estimators", "data.mixtures", "nets.mlp", "core.prediction")
 
 
 def support_grid(mixture, points: int) -> torch.Tensor:
@@ -66,13 +67,13 @@ def support_grid(mixture, points: int) -> torch.Tensor:
 
 
 def _compute(spec: dict[str, Any], ev: dict[str, Any]) -> dict[str, Any]:
-    from .detectors import retention_curve, roc_auc, trajectory_variance
-    from .distances import sliced_wasserstein
-    from .estimators import local_lipschitz, score_function
-    from .experiments import make_mixture, make_schedule, train_toy
-    from .metrics import gap_mass, hallucination_rate, mode_counts
-    from .models import ExactScoreModel
-    from .samplers import ddpm
+    from vsmlab.analysis.detectors import retention_curve, roc_auc, trajectory_variance
+    from vsmlab.analysis.distances import sliced_wasserstein
+    from vsmlab.core.estimators import local_lipschitz, score_function
+    from vsmlab.lab.experiments import make_mixture, make_schedule, train_toy
+    from vsmlab.analysis.metrics import gap_mass, hallucination_rate, mode_counts
+    from vsmlab.data.mixtures import ExactScoreModel
+    from vsmlab.diffusion.samplers import ddpm
 
     seed = int(spec["seed"])
     run = train_toy(spec)
@@ -155,7 +156,7 @@ def evaluate(spec: dict[str, Any], evaluation: dict[str, Any] | None = None, use
     Returns a dict of plain numbers (see the module docstring; None where a quantity is undefined, e.g.
     the AUC of a run with no hallucination). Cached by (spec, evaluation, source of the modules used).
     """
-    from .cache import SOURCE_MODULES, load_or_compute
+    from vsmlab.lab.cache import SOURCE_MODULES, load_or_compute
 
     ev = {**DEFAULT_EVALUATION, **(evaluation or {})}
     unknown = sorted(set(ev) - set(DEFAULT_EVALUATION))

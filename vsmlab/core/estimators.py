@@ -13,8 +13,8 @@ Estimators (all work when called under ``torch.no_grad``: gradients are enabled 
 - :func:`hutchinson_trace` (divergence) and :func:`hutchinson_frobenius`: probe averages
   tr(J) = E[z^T J z], ||J||_F^2 = E[||J^T z||^2] (E[z z^T] = I; Rademacher or Gaussian z) with standard errors.
 - :func:`local_lipschitz` (max ||J||_2 over given points: a grid or a path), :func:`lipschitz_lower_bound`
-  (max ||f(x) - f(y)|| / ||x - y|| over pairs; a true lower bound on the global constant), and
-  :func:`mlp_lipschitz_upper_bound` (product of layer spectral norms times activation constants).
+  (max ||f(x) - f(y)|| / ||x - y|| over pairs; a true lower bound on the global constant); the MLP's
+  layer-product upper bound lives with the MLP (:func:`vsmlab.nets.mlp.mlp_lipschitz_upper_bound`).
 - :func:`score_function` turns a model at a fixed step t into f(x) = score (trained net or exact score).
 
 ``create_graph=True`` keeps the graph so a loss can back-propagate through the estimate (to the model's
@@ -30,15 +30,14 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .models import MLP, predict_score
-from .schedules import Schedule
+from vsmlab.core.prediction import predict_score
+from vsmlab.core.schedules import Schedule
 
 __all__ = [
     "BatchedFn",
     "SpectralNorm",
     "HutchinsonEstimate",
     "LipschitzEstimate",
-    "ACTIVATION_LIPSCHITZ",
     "score_function",
     "jacobian",
     "jacobian_spectral_norm",
@@ -46,16 +45,9 @@ __all__ = [
     "hutchinson_frobenius",
     "local_lipschitz",
     "lipschitz_lower_bound",
-    "mlp_lipschitz_upper_bound",
-    "activation_lipschitz",
-    "feature_lipschitz",
 ]
 
 BatchedFn = Callable[[torch.Tensor], torch.Tensor]
-
-#: sup |act'(z)| for the activations the lab's MLP uses (silu and gelu rounded up: 1.09984 at z ~ 2.40; 1.12890 at sqrt(2), tanh form 1.12899).
-ACTIVATION_LIPSCHITZ: dict[type, float] = {nn.ReLU: 1.0, nn.SiLU: 1.0999, nn.GELU: 1.1290, nn.Identity: 1.0}
-
 
 # ----------------------------------------------------------------------------- results
 @dataclass(frozen=True)
@@ -423,58 +415,3 @@ def lipschitz_lower_bound(
         raise ValueError("x, y: every pair is identical (zero distance); a Lipschitz ratio needs distinct points")
     idx = int(ratio.argmax())
     return LipschitzEstimate(float(ratio[idx]), ratio, idx)
-
-
-def feature_lipschitz(fourier_matrix: torch.Tensor) -> float:
-    """Exact Lipschitz constant of the MLP's input features x -> [x, sin(2 pi x B), cos(2 pi x B)]:
-    sqrt(1 + (2 pi ||B||_2)^2) (||J v||^2 = ||v||^2 + 4 pi^2 ||B^T v||^2 since sin^2 + cos^2 = 1); 1 without B."""
-    B = fourier_matrix.detach().double()
-    return math.sqrt(1 + (2 * math.pi * float(torch.linalg.matrix_norm(B, ord=2))) ** 2) if B.numel() else 1.0
-
-
-def activation_lipschitz(act: nn.Module) -> float:
-    """sup |act'| of an activation module (LeakyReLU: max(1, |slope|); others from ACTIVATION_LIPSCHITZ)."""
-    if isinstance(act, nn.LeakyReLU):
-        return max(1.0, abs(float(act.negative_slope)))
-    for kind, value in ACTIVATION_LIPSCHITZ.items():
-        if type(act) is kind:
-            return value
-    raise ValueError(f"model: no Lipschitz constant known for activation {type(act).__name__}; "
-                     f"known: LeakyReLU, {', '.join(k.__name__ for k in ACTIVATION_LIPSCHITZ)}")
-
-
-def mlp_lipschitz_upper_bound(model: MLP, schedule: Schedule | None = None, t: int | None = None) -> float:
-    """Upper bound on the global Lipschitz constant in x of the eps-output of a :class:`vsmlab.MLP`
-    (at any fixed t), or of its score -eps / sigma_t when ``schedule`` and ``t`` are given::
-
-        Lip(eps) <= Lip(features) ||W_in|| prod_blocks (1 + a ||W_b||) a ||W_out[:d]||
-
-    with a = Lip(activation) (sup of |act'|), ||.|| the spectral norm (exact SVD of the effective, e.g.
-    spectrally normalised, weights) and Lip(features) = sqrt(1 + (2 pi ||B||_2)^2) for Fourier features
-    [x, sin(2 pi x B), cos(2 pi x B)] (exact), 1 without. The time embedding enters additively and does
-    not change the constant in x. Needs ``norm=False``: LayerNorm has no global Lipschitz constant (its
-    local one grows like 1 / std of its input, unbounded as the input's spread goes to 0).
-    """
-    if not isinstance(model, MLP):
-        raise TypeError(f"model: expected a vsmlab.MLP, got {type(model).__name__}")
-    if model.config.get("norm", True):
-        raise ValueError("model: the layer-product upper bound needs an MLP built with norm=False; LayerNorm is "
-                         "not globally Lipschitz (its local constant scales like 1 / std of its input)")
-    if (schedule is None) != (t is None):
-        raise ValueError("schedule, t: give both (bound on the score at step t) or neither (bound on eps)")
-
-    def op_norm(layer: nn.Linear, rows: int | None = None) -> float:
-        W = layer.weight.detach().double()
-        return float(torch.linalg.matrix_norm(W[:rows] if rows else W, ord=2))
-
-    bound = feature_lipschitz(model.fourier_matrix) * op_norm(model.in_proj)
-    for block in model.blocks:
-        bound *= 1 + activation_lipschitz(block.act) * op_norm(block.linear)
-    bound *= activation_lipschitz(model.out_act) * op_norm(model.out, model.dim)
-    if schedule is not None:
-        if not isinstance(schedule, Schedule):
-            raise TypeError(f"schedule: expected a Schedule, got {type(schedule).__name__}")
-        if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < schedule.num_steps:
-            raise ValueError(f"t: expected an int step in 0..{schedule.num_steps - 1}, got {t!r}")
-        bound /= float(schedule.sigma[t])
-    return bound

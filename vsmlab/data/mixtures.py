@@ -27,14 +27,17 @@ import math
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
-from .schedules import Schedule, gather
+from vsmlab.core.prediction import Prediction, score_to_eps
+from vsmlab.core.schedules import Schedule, gather
 
 __all__ = [
     "GaussianMixture",
     "evenly_spaced_1d",
     "grid_2d",
     "diamond_2d",
+    "ExactScoreModel",
 ]
 
 
@@ -156,7 +159,7 @@ class GaussianMixture:
         """log p_t(x) [B] (t=None: the clean data density p_0). x: [B, d]; t: [B] int.
 
         With temperature tau != 1: tau * logsumexp_k(l_k / tau), the *unnormalised* log-density whose
-        gradient is the smoothed :meth:`score` (normalise numerically, e.g. :func:`vsmlab.bounds.smoothed_density_1d`).
+        gradient is the smoothed :meth:`score` (normalise numerically, e.g. :func:`vsmlab.analysis.bounds.smoothed_density_1d`).
         """
         _, _, _, l, _ = self._terms(x, self._alpha_bar(x, t, schedule), temperature)
         return (temperature * torch.logsumexp(l / temperature, dim=1)).to(x.dtype)
@@ -305,3 +308,24 @@ def grid_2d(n: int = 5, spacing: float = 2.0, std: float = 0.05, normalize: bool
 def diamond_2d(n: int = 5, spacing: float = 2.0, std: float = 0.05, normalize: bool = True) -> GaussianMixture:
     """The control: the same grid rotated by 45 degrees (nearest neighbours are no longer axis-aligned)."""
     return grid_2d(n, spacing, std, normalize, rotate_deg=45.0)
+
+
+class ExactScoreModel(nn.Module):
+    """The exact (optionally temperature-smoothed) mixture score behind the model contract.
+
+    Prediction.eps = -sigma_t * score_t(x_t): [B, d] in x_t's dtype. No parameters.
+    """
+
+    def __init__(self, mixture: GaussianMixture, schedule: Schedule, temperature: float = 1.0) -> None:
+        super().__init__()
+        if not isinstance(mixture, GaussianMixture):
+            raise TypeError(f"mixture: expected a GaussianMixture, got {type(mixture).__name__}")
+        if not isinstance(schedule, Schedule):
+            raise TypeError(f"schedule: expected a Schedule, got {type(schedule).__name__}")
+        if not (isinstance(temperature, (int, float)) and temperature > 0):
+            raise ValueError(f"temperature: expected a number > 0 (1 = exact), got {temperature!r}")
+        self.mixture, self.schedule, self.temperature = mixture, schedule, float(temperature)
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> Prediction:
+        score = self.mixture.score(x_t, t, self.schedule, temperature=self.temperature)
+        return Prediction(eps=score_to_eps(score, t, self.schedule))

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .samplers import SampleResult
+from vsmlab.diffusion.samplers import SampleResult
 
 __all__ = ["trajectory_variance", "ROC", "roc_curve", "roc_auc", "Retention", "retention_curve"]
 

@@ -18,8 +18,8 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-from .losses import LossFn, eps_mse_loss
-from .schedules import Schedule
+from vsmlab.diffusion.losses import LossFn, eps_mse_loss
+from vsmlab.core.schedules import Schedule
 
 __all__ = ["StepRecord", "TrainingDiverged", "train", "fit"]
 

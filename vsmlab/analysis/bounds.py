@@ -46,8 +46,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .mixtures import GaussianMixture
-from .schedules import Schedule
+from vsmlab.data.mixtures import GaussianMixture
+from vsmlab.core.schedules import Schedule
 
 __all__ = [
     "density_floor",

@@ -16,12 +16,13 @@ from typing import Any, Callable, Sequence, TypeVar
 
 import torch
 
-from .plotting import atomic_write_bytes
+from vsmlab.core.io import atomic_write_bytes
 
 __all__ = ["cache_dir", "config_key", "load_or_compute", "SOURCE_MODULES"]
 
 T = TypeVar("T")
-SOURCE_MODULES = ("schedules", "mixtures", "models", "losses", "training", "variance", "experiments", "estimators")
+SOURCE_MODULES = ("core.schedules", "core.prediction", "data.mixtures", "nets.mlp", "diffusion.losses", "diffusion.training",
+                  "diffusion.variance", "lab.experiments", "core.estimators")
 
 
 def cache_dir() -> Path:
@@ -29,14 +30,14 @@ def cache_dir() -> Path:
     env = os.environ.get("VSMLAB_CACHE_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent / ".cache" / "vsmlab"
+    return Path(__file__).resolve().parents[2] / ".cache" / "vsmlab"
 
 
 def _source_hash(modules: Sequence[str]) -> str:
     h = hashlib.sha256()
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # the vsmlab package folder
     for name in dict.fromkeys(modules):
-        p = here / f"{name}.py"
+        p = here.joinpath(*name.split(".")).with_suffix(".py")
         if p.exists():
             h.update(p.read_bytes())
     return h.hexdigest()[:16]
