@@ -13,31 +13,57 @@ Posterior (the reverse step the model imitates)::
     beta_tilde_t = (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) * beta_t      (alpha_bar_{-1} := 1)
     c0_t = sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t)
     ct_t = sqrt(alpha_t) (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t)
+
+DDPM reverse mean (the posterior mean at x0_hat(eps), written without 1/sqrt(alpha_bar_t))::
+
+    mu_theta(x_t, t) = x_t / sqrt(alpha_t) - beta_t / (sqrt(1 - alpha_bar_t) sqrt(alpha_t)) eps
+
+Devices and dtypes: the master tables are float64 on the CPU. :meth:`Schedule.table` returns a copy
+on a given (device, dtype), made once and cached in the (otherwise immutable) schedule, so per-step code
+indexes a device table instead of copying the table every call. Every method answers on the device and
+in the dtype of its tensor input. A step given as a Python ``int`` is validated on the host and picks a
+scalar coefficient (no host synchronisation); a step tensor is validated by :func:`check_t`, which reads
+its min/max (one host synchronisation on an accelerator): per-step loops pass ints.
+
+Respacing (improved DDPM's ``space_timesteps`` / ``SpacedDiffusion``): :meth:`Schedule.respaced` keeps
+K of the T steps, ``t_0 < ... < t_{K-1}`` (the steps of :meth:`Schedule.timesteps`, evenly spaced with
+rounding, always 0 and T-1), and defines a K-step schedule with the same alpha_bar at the kept steps::
+
+    beta'_i = 1 - alpha_bar_{t_i} / alpha_bar_{t_{i-1}}      (alpha_bar_{t_{-1}} := 1)
+
+Its ``timestep_map[i] = t_i`` is the original step a model trained on T steps must be called with.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
-__all__ = ["Schedule", "linear", "cosine", "check_t", "gather"]
+__all__ = ["Schedule", "linear", "cosine", "check_t", "gather", "respace", "TABLES"]
 
 
 def gather(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Pick ``values[t]`` per example and reshape to broadcast against ``like``.
 
-    values: [T] (float64); t: [B] int; like: [B, ...]. Returns [B, 1, ..., 1] in ``like``'s dtype.
+    values: [T]; t: [B] int; like: [B, ...]. Returns [B, 1, ..., 1] on ``like``'s device in its dtype.
+    Indexes on ``values``' device and moves only the B picked values (never the whole table): pass a
+    table already on ``like``'s device (:meth:`Schedule.table`) to avoid any copy.
     """
-    out = values.to(like.device)[t.to(like.device)].to(like.dtype)
+    if t.device != values.device:
+        t = t.to(values.device)
+    out = values[t].to(device=like.device, dtype=like.dtype)
     return out.reshape(t.shape[0], *([1] * (like.dim() - 1)))
 
 
 def check_t(t: torch.Tensor | int, num_steps: int, batch: int | None = None) -> torch.Tensor:
-    """Validate a step tensor and return it as int64 of shape [B].
+    """Validate a step tensor and return it as int64 of shape [B] (on t's device; an int gives a CPU tensor).
 
     Raises ValueError naming ``t`` when a value is outside ``0..num_steps-1`` or the shape is wrong.
+    The range check reads t's min and max: one host synchronisation when t lives on an accelerator
+    (per-step loops validate their steps once, as Python ints, instead).
     """
     if isinstance(t, int):
         if batch is None:
@@ -53,24 +79,60 @@ def check_t(t: torch.Tensor | int, num_steps: int, batch: int | None = None) -> 
         raise ValueError(f"t: expected shape [B], got {tuple(t.shape)}")
     if batch is not None and t.shape[0] != batch:
         raise ValueError(f"t: expected {batch} steps (one per example), got {t.shape[0]}")
-    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= num_steps):
-        bad = int(t.min()) if int(t.min()) < 0 else int(t.max())
+    if t.numel():
+        low, high = (int(v) for v in torch.stack([t.min(), t.max()]).tolist())
+        if low >= 0 and high < num_steps:
+            return t.long()
+        bad = low if low < 0 else high
         raise ValueError(f"t: step {bad} is out of range; allowed 0..{num_steps - 1}")
     return t.long()
+
+
+def _derived_tables() -> dict[str, Callable[["Schedule"], torch.Tensor]]:
+    # Every table is computed once, in float64 on the CPU, from the master attributes; the arithmetic
+    # of each entry is the one the library used before tables were cached (CPU results unchanged).
+    return {
+        "sqrt_alpha_bar": lambda s: torch.sqrt(s.alpha_bar),
+        "inv_sqrt_alpha_bar": lambda s: 1.0 / torch.sqrt(s.alpha_bar),
+        "sigma_over_sqrt_alpha_bar": lambda s: s.sigma * (1.0 / torch.sqrt(s.alpha_bar)),
+        "sigma_ode": lambda s: torch.sqrt(1 / s.alpha_bar - 1),
+        "log_betas": lambda s: torch.log(s.betas),
+        "reverse_coef_xt": lambda s: 1 / torch.sqrt(s.alphas),
+        "reverse_coef_eps": lambda s: s.betas / (s.sigma * torch.sqrt(s.alphas)),
+    }
+
+
+_MASTER = (
+    "betas", "alphas", "alpha_bar", "alpha_bar_prev", "sigma", "beta_tilde", "log_beta_tilde_clipped",
+    "posterior_coef_x0", "posterior_coef_xt",
+)
+_DERIVED = _derived_tables()
+#: Names accepted by :meth:`Schedule.table`.
+TABLES: tuple[str, ...] = _MASTER + tuple(_DERIVED)
+
+
+def _as_device(device: torch.device | str | None) -> torch.device:
+    dev = torch.device("cpu") if device is None else torch.device(device)
+    if dev.type == "cuda" and dev.index is None and torch.cuda.is_available():
+        dev = torch.device("cuda", torch.cuda.current_device())
+    return dev
 
 
 @dataclass(frozen=True)
 class Schedule:
     """An immutable DDPM schedule over ``betas`` (shape [T], float64, each in (0, 1)).
 
-    Attributes (all [T], float64): ``betas``, ``alphas``, ``alpha_bar``, ``alpha_bar_prev``,
+    Attributes (all [T], float64 on the CPU): ``betas``, ``alphas``, ``alpha_bar``, ``alpha_bar_prev``,
     ``sigma`` (= sqrt(1 - alpha_bar), the std of the noise in x_t), ``beta_tilde`` (posterior variance,
     with beta_tilde_0 = 0), ``log_beta_tilde_clipped`` (t=0 replaced by t=1's value, as in improved DDPM),
-    ``posterior_coef_x0`` and ``posterior_coef_xt``.
+    ``posterior_coef_x0`` and ``posterior_coef_xt``. ``timestep_map`` (a tuple of T ints, or None for
+    the identity) gives, for a respaced schedule, the original step each of its steps stands for.
+    Device/dtype copies of every table come from :meth:`table` (cached).
     """
 
     betas: torch.Tensor
     name: str = "custom"
+    timestep_map: tuple[int, ...] | None = None
     alphas: torch.Tensor = field(init=False, repr=False)
     alpha_bar: torch.Tensor = field(init=False, repr=False)
     alpha_bar_prev: torch.Tensor = field(init=False, repr=False)
@@ -79,15 +141,24 @@ class Schedule:
     log_beta_tilde_clipped: torch.Tensor = field(init=False, repr=False)
     posterior_coef_x0: torch.Tensor = field(init=False, repr=False)
     posterior_coef_xt: torch.Tensor = field(init=False, repr=False)
+    _tables: dict = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        betas = torch.as_tensor(self.betas, dtype=torch.float64).detach().clone()
+        betas = torch.as_tensor(self.betas, dtype=torch.float64).detach().to("cpu").clone()
         if betas.dim() != 1 or betas.numel() < 2:
             raise ValueError(f"betas: expected a 1-D tensor with at least 2 steps, got shape {tuple(betas.shape)}")
         if not torch.all((betas > 0) & (betas < 1)):
             raise ValueError(
                 f"betas: every beta must lie in (0, 1); got min {float(betas.min())}, max {float(betas.max())}"
             )
+        if self.timestep_map is not None:
+            tmap = tuple(int(s) for s in self.timestep_map)
+            if len(tmap) != betas.numel() or any(b <= a for a, b in zip(tmap, tmap[1:])) or tmap[0] < 0:
+                raise ValueError(
+                    f"timestep_map: expected {betas.numel()} increasing non-negative steps (one per beta), "
+                    f"got {self.timestep_map!r}"
+                )
+            object.__setattr__(self, "timestep_map", tmap)
         alphas = 1.0 - betas
         alpha_bar = torch.cumprod(alphas, 0)
         alpha_bar_prev = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]])
@@ -103,67 +174,117 @@ class Schedule:
         set_(self, "log_beta_tilde_clipped", log_bt)
         set_(self, "posterior_coef_x0", torch.sqrt(alpha_bar_prev) * betas / (1.0 - alpha_bar))
         set_(self, "posterior_coef_xt", torch.sqrt(alphas) * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar))
+        set_(self, "_tables", {})
 
     @property
     def num_steps(self) -> int:
         """T, the number of diffusion steps."""
         return int(self.betas.numel())
 
+    # ------------------------------------------------------------------ tables
+    def table(self, name: str, device: torch.device | str | None = None, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """The table ``name`` ([T]) on ``device`` (default CPU) in ``dtype``, made once and cached.
+
+        name: one of :data:`TABLES` (the float64 attributes plus derived ones: ``sqrt_alpha_bar``,
+        ``inv_sqrt_alpha_bar``, ``sigma_over_sqrt_alpha_bar``, ``sigma_ode`` = sqrt(1/alpha_bar - 1),
+        ``log_betas``, ``reverse_coef_xt`` = 1/sqrt(alpha_t), ``reverse_coef_eps`` =
+        beta_t / (sqrt(1 - alpha_bar_t) sqrt(alpha_t))). The copy is the float64 master rounded once
+        to ``dtype``; the same object is returned for the same (name, device, dtype). Treat it as read-only.
+        """
+        dev = _as_device(device)
+        key = (name, dev, dtype)
+        out = self._tables.get(key)
+        if out is None:
+            master = self._tables.get((name, torch.device("cpu"), torch.float64))
+            if master is None:
+                if name in _MASTER:
+                    master = getattr(self, name)
+                elif name in _DERIVED:
+                    master = _DERIVED[name](self)
+                else:
+                    raise ValueError(f"name: expected one of {list(TABLES)}, got {name!r}")
+                self._tables[(name, torch.device("cpu"), torch.float64)] = master
+            out = master.to(device=dev, dtype=dtype)
+            self._tables[key] = out
+        return out
+
+    def _coef(self, name: str, t: torch.Tensor | int, like: torch.Tensor) -> torch.Tensor:
+        """``table(name)[t]`` on like's device in like's dtype: a 0-d scalar for an int t (checked on the
+        host), else [B, 1, ..., 1] for a step tensor (checked by :func:`check_t`)."""
+        values = self.table(name, like.device, like.dtype)
+        if isinstance(t, int) and not isinstance(t, bool):
+            if not 0 <= t < self.num_steps:
+                raise ValueError(f"t: step {t} is out of range; allowed 0..{self.num_steps - 1}")
+            return values[t]
+        t = self.check_t(t, like.shape[0])
+        return gather(values, t, like)
+
     def check_t(self, t: torch.Tensor | int, batch: int | None = None) -> torch.Tensor:
         """Validate ``t`` against this schedule (see :func:`check_t`)."""
         return check_t(t, self.num_steps, batch)
 
+    # -------------------------------------------------------------- operations
     def noise(
-        self, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor | None = None,
+        self, x0: torch.Tensor, t: torch.Tensor | int, eps: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Forward noising ``x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps``.
 
-        x0: [B, ...]; t: [B] int; eps: same shape as x0 (drawn from N(0, I) with ``generator`` if None).
-        Returns x_t with x0's shape and dtype.
+        x0: [B, ...]; t: [B] int (or one int step); eps: same shape as x0 (drawn from N(0, I) with
+        ``generator``, on x0's device, if None). Returns x_t with x0's shape, device and dtype.
         """
-        t = self.check_t(t, x0.shape[0])
+        if not isinstance(t, int):
+            t = self.check_t(t, x0.shape[0])
         if eps is None:
             eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
         elif eps.shape != x0.shape:
             raise ValueError(f"eps: expected shape {tuple(x0.shape)} (same as x0), got {tuple(eps.shape)}")
-        return gather(torch.sqrt(self.alpha_bar), t, x0) * x0 + gather(self.sigma, t, x0) * eps
+        return self._coef("sqrt_alpha_bar", t, x0) * x0 + self._coef("sigma", t, x0) * eps
 
-    def posterior_mean(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Mean of q(x_{t-1} | x_t, x0) = c0_t x0 + ct_t x_t. Shapes [B, ...]; t: [B]."""
-        t = self.check_t(t, x_t.shape[0])
-        return gather(self.posterior_coef_x0, t, x_t) * x0 + gather(self.posterior_coef_xt, t, x_t) * x_t
+    def posterior_mean(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
+        """Mean of q(x_{t-1} | x_t, x0) = c0_t x0 + ct_t x_t. Shapes [B, ...]; t: [B] (or an int)."""
+        return self._coef("posterior_coef_x0", t, x_t) * x0 + self._coef("posterior_coef_xt", t, x_t) * x_t
 
-    def x0_from_eps(self, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        """x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t). Shapes [B, ...]; t: [B]."""
-        t = self.check_t(t, x_t.shape[0])
-        inv = 1.0 / torch.sqrt(self.alpha_bar)  # float64: alpha_bar underflows float32 on aggressive schedules
-        return gather(inv, t, x_t) * x_t - gather(self.sigma * inv, t, x_t) * eps
+    def reverse_mean(self, x_t: torch.Tensor, t: torch.Tensor | int, eps: torch.Tensor) -> torch.Tensor:
+        """DDPM reverse mean mu_theta = x_t / sqrt(alpha_t) - beta_t / (sqrt(1 - alpha_bar_t) sqrt(alpha_t)) eps.
 
-    def eps_from_x0(self, x_t: torch.Tensor, t: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+        It equals the posterior mean of q(x_{t-1} | x_t, x0_hat) at x0_hat = x0_from_eps(x_t, t, eps),
+        written without 1/sqrt(alpha_bar_t) (which overflows float32 on aggressive schedules); the
+        coefficients are float64 tables rounded once to x_t's dtype. x_t, eps: [B, ...]; t: [B] or an int.
+        """
+        return self._coef("reverse_coef_xt", t, x_t) * x_t - self._coef("reverse_coef_eps", t, x_t) * eps
+
+    def x0_from_eps(self, x_t: torch.Tensor, t: torch.Tensor | int, eps: torch.Tensor) -> torch.Tensor:
+        """x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t). Shapes [B, ...]; t: [B] (or an int).
+
+        Coefficients in float64 before rounding (alpha_bar underflows float32 on aggressive schedules).
+        """
+        return self._coef("inv_sqrt_alpha_bar", t, x_t) * x_t - self._coef("sigma_over_sqrt_alpha_bar", t, x_t) * eps
+
+    def eps_from_x0(self, x_t: torch.Tensor, t: torch.Tensor | int, x0: torch.Tensor) -> torch.Tensor:
         """Inverse of :meth:`x0_from_eps`: eps = (x_t - sqrt(alpha_bar_t) x0) / sqrt(1 - alpha_bar_t)."""
-        t = self.check_t(t, x_t.shape[0])
-        return (x_t - gather(torch.sqrt(self.alpha_bar), t, x_t) * x0) / gather(self.sigma, t, x_t)
+        return (x_t - self._coef("sqrt_alpha_bar", t, x_t) * x0) / self._coef("sigma", t, x_t)
 
-    def learned_log_variance(self, v: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def learned_log_variance(self, v: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
         """Improved-DDPM learned range: log Sigma = f log beta_t + (1 - f) log beta_tilde_t, f = (v + 1) / 2.
 
-        v: [B, ...] in [-1, 1]; t: [B]. beta_tilde_0 is clipped to beta_tilde_1 (log of 0 otherwise).
-        Returns log Sigma with v's shape and dtype.
+        v: [B, ...] in [-1, 1]; t: [B] (or an int). beta_tilde_0 is clipped to beta_tilde_1 (log of 0
+        otherwise). Returns log Sigma with v's shape, device and dtype.
         """
-        t = self.check_t(t, v.shape[0])
         frac = (v + 1) / 2
-        return frac * gather(torch.log(self.betas), t, v) + (1 - frac) * gather(self.log_beta_tilde_clipped, t, v)
+        return frac * self._coef("log_betas", t, v) + (1 - frac) * self._coef("log_beta_tilde_clipped", t, v)
 
     def timesteps(self, num_steps: int | None = None) -> list[int]:
         """Descending list of steps used by a sampler with ``num_steps`` evenly spaced steps (default: all T).
 
-        Always starts at T-1 and ends at 0. Raises ValueError if num_steps is outside 2..T.
+        Always starts at T-1 and ends at 0: round(linspace(T-1, 0, num_steps)) (round half to even),
+        the single-section "evenly spaced with rounding" rule of improved DDPM's ``space_timesteps``.
+        Raises ValueError if num_steps is outside 2..T.
         """
         T = self.num_steps
         if num_steps is None:
             return list(range(T - 1, -1, -1))
-        if not isinstance(num_steps, int) or num_steps < 2 or num_steps > T:
+        if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 2 or num_steps > T:
             raise ValueError(f"num_steps: expected an int in 2..{T}, got {num_steps!r}")
         steps = torch.linspace(T - 1, 0, num_steps).round().long().tolist()
         out: list[int] = []
@@ -171,6 +292,34 @@ class Schedule:
             if not out or s != out[-1]:
                 out.append(int(s))
         return out
+
+    def original_step(self, t: int) -> int:
+        """The step of the original (un-respaced) schedule that step ``t`` of this one stands for."""
+        return t if self.timestep_map is None else self.timestep_map[t]
+
+    def respaced(self, num_steps: int) -> "Schedule":
+        """This schedule restricted to ``num_steps`` kept steps (improved DDPM's respacing).
+
+        Kept steps t_0 < ... < t_{K-1}: ``sorted(self.timesteps(num_steps))`` (evenly spaced with
+        rounding, always 0 and T-1). New betas beta'_i = 1 - alpha_bar_{t_i} / alpha_bar_{t_{i-1}}
+        (alpha_bar_{t_{-1}} = 1), so the new alpha_bar equals the old one at kept steps (up to float64
+        rounding of the product) and beta_tilde, the posterior and the learned-variance range follow
+        from the new betas. ``timestep_map[i]`` is the original step t_i (composed through an earlier
+        respacing): a model trained on the original schedule must be called with it.
+        """
+        kept = sorted(self.timesteps(num_steps))
+        alpha_bar = self.alpha_bar[kept]
+        prev = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]])
+        betas = 1.0 - alpha_bar / prev
+        tmap = tuple(self.original_step(t) for t in kept)
+        return Schedule(betas, name=f"{self.name} respaced to {len(kept)} steps", timestep_map=tmap)
+
+
+def respace(schedule: Schedule, num_steps: int) -> Schedule:
+    """Function form of :meth:`Schedule.respaced`."""
+    if not isinstance(schedule, Schedule):
+        raise TypeError(f"schedule: expected a Schedule, got {type(schedule).__name__}")
+    return schedule.respaced(num_steps)
 
 
 def linear(num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> Schedule:

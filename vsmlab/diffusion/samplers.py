@@ -110,7 +110,7 @@ def ddpm(
             eps = pred.eps
             x0 = schedule.x0_from_eps(x, tt, eps)
             rec.add(x, x0)
-            mean = _coef(1 / torch.sqrt(schedule.alphas), t, x) * x - _coef(schedule.betas / (schedule.sigma * torch.sqrt(schedule.alphas)), t, x) * eps
+            mean = schedule.reverse_mean(x, t, eps)
             if t == 0:
                 x = mean
                 continue
