@@ -27,7 +27,14 @@ def test_evaluate_is_consistent_with_the_metrics(tmp_path, monkeypatch):
     assert r["kept"][0] <= r["kept"][1] <= 120  # a higher threshold keeps more
     # the exact score's own score error is zero by construction: check the learned one is positive and finite
     assert all(0 < e < float("inf") for e in r["score_error"])
-    again = evaluate_many([(SPEC, EVAL)], workers=1)[0]  # from the cache
+    import vsmlab.lab.mitigations as M
+
+    def no_compute(*args, **kwargs):
+        raise AssertionError("evaluate recomputed a cached run")
+
+    with monkeypatch.context() as m:  # a cache hit must not compute anything
+        m.setattr(M, "_compute", no_compute)
+        again = evaluate_many([(SPEC, EVAL)], workers=1)[0]
     assert again["rate"] == r["rate"] and torch.equal(again["samples"], r["samples"])
     # same seed, different setting: same starting noise (paired comparison)
     other = dict(SPEC, loss=dict(name="hybrid"))
@@ -36,6 +43,25 @@ def test_evaluate_is_consistent_with_the_metrics(tmp_path, monkeypatch):
     x_T = torch.randn(120, 1, generator=torch.Generator().manual_seed(1_000_003))
     res = vsmlab.ddpm(run.model, sched, x_T=x_T, generator=torch.Generator().manual_seed(2_000_003))
     assert torch.equal(evaluate(other, EVAL)["samples"], res.samples)
+
+
+def test_sampling_variance_option_resamples_the_same_fixed_model(tmp_path, monkeypatch):
+    """variance="beta_tilde" samples the same trained fixed-variance model with sigma^2 = beta_tilde (no retraining)."""
+    monkeypatch.setenv("VSMLAB_CACHE_DIR", str(tmp_path))
+    fixed = dict(SPEC, model=dict(width=8, depth=1), loss=dict(name="eps_mse"))
+    run = train_toy(fixed)
+    sched = make_schedule(SPEC["schedule"])
+    x_T = torch.randn(120, 1, generator=torch.Generator().manual_seed(1_000_003))
+    out = {}
+    for variance in ("beta", "beta_tilde"):
+        r = evaluate(fixed, dict(EVAL, variance=variance))
+        res = vsmlab.ddpm(run.model, sched, x_T=x_T, generator=torch.Generator().manual_seed(2_000_003), variance=variance)
+        assert torch.equal(r["samples"], res.samples) and r["variance"] == variance
+        out[variance] = r
+    assert not torch.equal(out["beta"]["samples"], out["beta_tilde"]["samples"])
+    assert evaluate(fixed, EVAL)["rate"] == out["beta"]["rate"]  # "auto" = beta for a model without a v head
+    with pytest.raises(ValueError, match="variance"):
+        evaluate(fixed, dict(EVAL, variance="small"))
 
 
 def test_support_grid_and_bad_input():

@@ -57,14 +57,23 @@ def test_mlp_shapes(dim: int) -> None:
     torch.testing.assert_close(a, b)
 
 
-def test_mlp_learn_variance_head_in_range() -> None:
-    model = MLP(2, width=32, depth=1, learn_variance=True)
+def test_mlp_variance_head_raw_by_default_and_tanh_as_option() -> None:
+    """v_activation="none" (default, as improved DDPM) returns the raw output rows; "tanh" squashes the same rows."""
+    raw = MLP(2, width=32, depth=1, norm=False, learn_variance=True, seed=4)  # no LayerNorm: outputs grow with x
+    squashed = MLP(2, width=32, depth=1, norm=False, learn_variance=True, seed=4, v_activation="tanh")
     x = 1e3 * torch.randn(50, 2, generator=torch.Generator().manual_seed(1))
+    t = torch.randint(0, 1000, (50,), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
-        pred = model(x, torch.randint(0, 1000, (50,)))
-    assert pred.eps.shape == (50, 2) and pred.v is not None and pred.v.shape == (50, 2)
-    assert bool((pred.v.abs() <= 1).all())
-    assert float(pred.v.abs().max()) > 0.5  # large inputs drive the tanh head towards its limits
+        pr, ps = raw(x, t), squashed(x, t)
+        head = raw.out(raw.trunk(x, t))
+    assert raw.config["v_activation"] == "none" and pr.v.shape == (50, 2)
+    torch.testing.assert_close(pr.eps, head[:, :2], rtol=0, atol=0)
+    torch.testing.assert_close(pr.v, head[:, 2:], rtol=0, atol=0)
+    assert float(pr.v.abs().max()) > 1  # unbounded: leaves [-1, 1] on these inputs
+    torch.testing.assert_close(ps.v, torch.tanh(pr.v), rtol=0, atol=0)
+    torch.testing.assert_close(ps.eps, pr.eps, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="v_activation"):
+        MLP(2, learn_variance=True, v_activation="sigmoid")
 
 
 def test_mlp_fourier_features() -> None:

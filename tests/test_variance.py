@@ -49,6 +49,8 @@ BT2 = 0.28 / 0.496 * 0.3
 @pytest.mark.parametrize("t, v, expected", [
     (1, -1.0, BT1), (1, 1.0, 0.2), (1, 0.0, math.sqrt(0.2 * BT1)), (1, 0.5, 0.2**0.75 * BT1**0.25),
     (2, 0.0, math.sqrt(0.3 * BT2)), (0, -1.0, BT1), (0, 1.0, 0.1), (0, 0.0, math.sqrt(0.1 * BT1)),
+    # v is unbounded (the reference): outside [-1, 1] the range extrapolates in log space
+    (1, 2.0, 0.2**1.5 * BT1**-0.5), (1, -3.0, BT1**2 / 0.2), (0, 3.0, 0.1**2 / BT1),
 ])
 def test_learned_variance_hand_values(small, t, v, expected):
     sigma = V.learned_variance(torch.tensor([[v]], dtype=torch.float64), torch.tensor([t]), small)
@@ -76,7 +78,7 @@ def test_vb_equals_closed_form_gaussian_kl(aggressive):
     x0 = torch.randn(B, d, generator=g, dtype=torch.float64)
     eps = torch.randn(B, d, generator=g, dtype=torch.float64)
     eps_pred = torch.randn(B, d, generator=g, dtype=torch.float64)
-    v = torch.rand(B, d, generator=g, dtype=torch.float64) * 2 - 1
+    v = torch.rand(B, d, generator=g, dtype=torch.float64) * 6 - 3  # raw v, also outside [-1, 1]
     t = torch.cat([torch.tensor([0, 0, 1, 2, 999]), torch.randint(0, 60, (B - 5,), generator=g)])
     s = aggressive
     got = V.vb_bits(x0, s.noise(x0, t, eps), t, eps_pred, v, s)

@@ -1,13 +1,30 @@
-"""Training losses as per-example named terms.
+"""Training losses as per-example named terms, and the likelihood pieces they are built from.
 
 Every loss returns :class:`LossTerms`: per-example tensors [B] named ``mse``, ``vb``, ``vsm`` and
-``total``, so notebooks can plot each term and weights compose outside. The plain DDPM loss is::
+``total``, so notebooks can plot each term and weights compose outside. Inputs are [B, ...] (flat toy
+points [B, d] or images [B, C, H, W]); every per-example term is a mean over all non-batch dimensions
+(:func:`mean_over_dims`, the one helper for that). The plain DDPM loss is::
 
     mse = mean_dims (eps - eps_theta(sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps, t))^2
+
+Elementwise likelihood pieces (nats; the variational-bound term of
+:mod:`vsmlab.diffusion.variance` combines them and converts to bits)::
+
+    gaussian_kl(m_q, lv_q, m_p, lv_p) = KL(N(m_q, e^lv_q) || N(m_p, e^lv_p))
+    gaussian_nll(x, m, lv)            = -log N(x; m, e^lv)                    (a density: continuous data)
+    discretized_gaussian_nll(x, m, lv) = -log P(bin of x),  P = Phi((x + 1/255 - m)/s) - Phi((x - 1/255 - m)/s)
+
+The last one is improved DDPM's decoder for 8-bit images scaled to [-1, 1] (pixel k -> 2k/255 - 1, bins
+of width 2/255 centred on the pixel values); the edge bins are open: x = -1 gets Phi((-1 + 1/255 - m)/s)
+(everything below) and x = 1 gets 1 - Phi((1 - 1/255 - m)/s) (everything above), so the 256 bin
+probabilities sum to 1. It is computed from ``torch.special.log_ndtr`` (stable in both tails) with the
+difference of the two CDFs taken on the side of the bin away from the distribution's bulk (no
+cancellation of two values near 1), and log(1 - e^-u) by expm1.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from typing import Callable
 
@@ -16,7 +33,20 @@ from torch import nn
 
 from vsmlab.core.schedules import Schedule
 
-__all__ = ["LossTerms", "eps_mse_loss", "LossFn"]
+__all__ = [
+    "LossTerms",
+    "LossFn",
+    "mean_over_dims",
+    "eps_mse_loss",
+    "gaussian_kl",
+    "gaussian_nll",
+    "discretized_gaussian_nll",
+    "BIN_HALF_WIDTH",
+]
+
+#: half the width of an 8-bit bin in [-1, 1] units (pixel k -> 2k/255 - 1; neighbours are 2/255 apart)
+BIN_HALF_WIDTH = 1.0 / 255.0
+_EDGE = 1.0 - 1e-3  # |x| above this is an edge pixel (exactly -1 or 1 for 8-bit data), as the reference
 
 
 @dataclass
@@ -36,13 +66,64 @@ class LossTerms:
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, Schedule], LossTerms]
 
 
-def _flat_mean(x: torch.Tensor) -> torch.Tensor:
+def mean_over_dims(x: torch.Tensor) -> torch.Tensor:
+    """Per-example mean over every dimension but the first: [B, ...] -> [B] (a [B] input is returned as is)."""
+    if x.dim() == 0:
+        raise ValueError("x: expected a tensor of shape [B, ...], got a 0-d tensor")
     return x.reshape(x.shape[0], -1).mean(1)
 
 
 def eps_mse_loss(model: nn.Module, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, schedule: Schedule) -> LossTerms:
     """Plain DDPM eps-prediction loss (vb and vsm are zero). x0, eps: [B, ...]; t: [B]."""
     x_t = schedule.noise(x0, t, eps)
-    mse = _flat_mean((model(x_t, t).eps - eps) ** 2)
+    mse = mean_over_dims((model(x_t, t).eps - eps) ** 2)
     zero = torch.zeros_like(mse)
     return LossTerms(mse=mse, vb=zero, vsm=zero, total=mse)
+
+
+def gaussian_kl(mean_q: torch.Tensor, log_var_q: torch.Tensor, mean_p: torch.Tensor, log_var_p: torch.Tensor) -> torch.Tensor:
+    """Elementwise KL(N(mean_q, e^log_var_q) || N(mean_p, e^log_var_p)) in nats (broadcasting).
+
+    KL = 0.5 (log_var_p - log_var_q + e^(log_var_q - log_var_p) + (mean_q - mean_p)^2 e^-log_var_p - 1).
+    """
+    return 0.5 * (log_var_p - log_var_q + torch.exp(log_var_q - log_var_p)
+                  + (mean_q - mean_p) ** 2 * torch.exp(-log_var_p) - 1.0)
+
+
+def gaussian_nll(x: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """Elementwise -log N(x; mean, e^log_var) in nats: 0.5 (log 2 pi + log_var + (x - mean)^2 e^-log_var)."""
+    return 0.5 * (math.log(2 * math.pi) + log_var + (x - mean) ** 2 * torch.exp(-log_var))
+
+
+def _log_sub_exp(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """log(e^a - e^b) for a >= b, as a + log(-expm1(b - a)) (exact for nearly equal a, b; -inf when equal)."""
+    return a + torch.log(-torch.expm1(b - a))
+
+
+def discretized_gaussian_nll(x: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """Elementwise -log P(8-bit bin of x) under N(mean, e^log_var), in nats (see the module docstring).
+
+    x: pixel values in [-1, 1] on the 8-bit grid 2k/255 - 1 (|x| > 0.999 is treated as an edge bin, open
+    towards -inf or +inf); mean, log_var: broadcastable to x. Returns x's broadcast shape in the inputs'
+    dtype (half precisions are computed in float32). With u = (x - mean) / s, d = (1/255) / s::
+
+        interior: P = Phi(u + d) - Phi(u - d)      x = -1: P = Phi(u + d)      x = 1: P = 1 - Phi(u - d)
+
+    The interior difference is taken as Phi(-(u - d)) - Phi(-(u + d)) when u > 0 (both CDFs near 1 there).
+    """
+    out_dtype = torch.promote_types(torch.promote_types(x.dtype, mean.dtype), log_var.dtype)
+    work = out_dtype if out_dtype in (torch.float32, torch.float64) else torch.float32
+    x, mean, log_var = x.to(work), mean.to(work), log_var.to(work)
+    inv_std = torch.exp(-0.5 * log_var)
+    u = (x - mean) * inv_std
+    d = BIN_HALF_WIDTH * inv_std
+    upper, lower = u + d, u - d
+    log_cdf_upper = torch.special.log_ndtr(upper)          # log Phi(u + d): the x = -1 bin
+    log_sf_lower = torch.special.log_ndtr(-lower)          # log (1 - Phi(u - d)): the x = 1 bin
+    # interior: the difference on the tail side of the bin, each log-CDF evaluated where it is small
+    pos = u > 0
+    hi = torch.where(pos, log_sf_lower, log_cdf_upper)
+    lo = torch.where(pos, torch.special.log_ndtr(-upper), torch.special.log_ndtr(lower))
+    log_mid = _log_sub_exp(hi, lo)
+    log_p = torch.where(x < -_EDGE, log_cdf_upper, torch.where(x > _EDGE, log_sf_lower, log_mid))
+    return (-log_p).to(out_dtype)

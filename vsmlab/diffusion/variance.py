@@ -1,16 +1,19 @@
 """Learned reverse variance (improved DDPM), the VSM penalty and a penalty on the score's own Jacobian.
 
-A variance-learning model returns ``Prediction(eps, v)`` with v in [-1, 1] on a shared trunk. Its reverse
-step is ``p_theta(x_{t-1} | x_t) = N(mu_theta, Sigma_theta)`` with (improved DDPM, "learned range")::
+A variance-learning model returns ``Prediction(eps, v)`` with a raw, unbounded v on a shared trunk (as
+improved DDPM's code; v = -1 and v = 1 are the ends of the range, values outside extrapolate in log space;
+the MLP's ``v_activation="tanh"`` option squashes v into (-1, 1) instead). Its reverse step is ``p_theta(x_{t-1} | x_t) = N(mu_theta, Sigma_theta)`` with (improved DDPM, "learned range")::
 
-    mu_theta    = (x_t - beta_t / sqrt(1 - alpha_bar_t) * eps_theta) / sqrt(alpha_t)
+    mu_theta    = (x_t - beta_t / sqrt(1 - alpha_bar_t) * eps_theta) / sqrt(alpha_t)     (Schedule.reverse_mean)
     log Sigma   = f log beta_t + (1 - f) log beta_tilde_t,   f = (v + 1) / 2     (beta_tilde_0 := beta_tilde_1)
+
+(computed once, by :meth:`vsmlab.core.schedules.Schedule.learned_log_variance`).
 
 Loss terms (all per example [B], see :class:`vsmlab.diffusion.losses.LossTerms`)::
 
     mse = mean_dims (eps - eps_theta)^2
     vb  = KL(q(x_{t-1} | x_t, x0) || N(stopgrad(mu_theta), Sigma)) / d / ln 2          t > 0  (bits/dim)
-        = -log N(x0; stopgrad(mu_theta), Sigma) / d / ln 2                            t = 0  (bits/dim)
+        = decoder NLL of x0 under N(stopgrad(mu_theta), Sigma) / d / ln 2             t = 0  (bits/dim)
     vsm = w(t) * mean_dims 1 / (1 + J^2),   J = -1 / Sigma   (= Sigma^2 / (1 + Sigma^2))
           w(t) = rho / sqrt(1 - alpha_bar_t)  (time_weight=True)   or   rho   (time_weight=False)
     total = mse + vb_weight * vb + vsm
@@ -19,10 +22,11 @@ Choices made here (and why):
 
 - **Mean detached in vb.** eps_theta enters mu_theta under a stop-gradient, so vb trains only the
   variance head (and, through it, the shared trunk); the eps output is trained by mse alone.
-- **Decoder at t = 0.** Improved DDPM uses a discretised Gaussian likelihood over 256 pixel bins; toy
-  data is continuous, so we use the Gaussian *density* NLL of x0 under N(mu_theta, Sigma). It is in bits
-  per dimension of a density, so it can be negative; only its gradient in Sigma matters
-  (optimum Sigma = E (x0 - mu_theta)^2).
+- **Decoder at t = 0** (the ``decoder`` option). "discretized" (images): improved DDPM's discretised
+  Gaussian likelihood of the 8-bit bin of x0 (bins of width 2/255 in [-1, 1], edge bins open;
+  :func:`vsmlab.diffusion.losses.discretized_gaussian_nll`). "gaussian" (default; continuous toy data): the
+  Gaussian *density* NLL of x0 under N(mu_theta, Sigma). That one is in bits per dimension of a density,
+  so it can be negative; only its gradient in Sigma matters (optimum Sigma = E (x0 - mu_theta)^2).
 - **Hybrid weight.** Improved DDPM writes L_hybrid = L_simple + lambda L_vlb with lambda = 0.001 and
   L_vlb = sum_t L_t, estimated per example as T * L_t. Its code folds the two into a "rescaled" vb of
   weight T / 1000 per sampled t: with T = 1000 that is weight 1 on the per-step KL, our default
@@ -56,15 +60,15 @@ import torch
 from torch import nn
 
 from vsmlab.core.estimators import hutchinson_frobenius
-from vsmlab.diffusion.losses import LossFn, LossTerms
+from vsmlab.diffusion.losses import (
+    LossFn, LossTerms, discretized_gaussian_nll, gaussian_kl, gaussian_nll, mean_over_dims,
+)
 from vsmlab.core.prediction import Prediction
 from vsmlab.core.schedules import Schedule, gather
 
 __all__ = [
     "learned_variance",
-    "model_mean",
-    "gaussian_kl",
-    "gaussian_nll",
+    "DECODERS",
     "vb_bits",
     "vsm_penalty",
     "vsm_weight",
@@ -78,10 +82,6 @@ __all__ = [
 _LN2 = math.log(2.0)
 
 
-def _flat_mean(x: torch.Tensor) -> torch.Tensor:
-    return x.reshape(x.shape[0], -1).mean(1)
-
-
 def _check_nonneg(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
@@ -91,57 +91,49 @@ def _check_nonneg(name: str, value: Any) -> float:
 
 
 def learned_variance(v: torch.Tensor, t: torch.Tensor, schedule: Schedule) -> torch.Tensor:
-    """Sigma = exp(f log beta_t + (1 - f) log beta_tilde_t), f = (v + 1)/2. v: [B, ...] in [-1, 1]; t: [B]."""
+    """Sigma = exp(f log beta_t + (1 - f) log beta_tilde_t), f = (v + 1)/2 (v unbounded). v: [B, ...]; t: [B]."""
     return torch.exp(schedule.learned_log_variance(v, t))
 
 
-def model_mean(x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, schedule: Schedule) -> torch.Tensor:
-    """mu_theta = (x_t - beta_t / sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_t) (= posterior mean at x0_hat).
-
-    Coefficients in float64 (no 1/sqrt(alpha_bar_t), which overflows on aggressive schedules). Shapes as x_t.
-    """
-    t = schedule.check_t(t, x_t.shape[0])
-    inv_sqrt_alpha = 1.0 / torch.sqrt(schedule.alphas)
-    return gather(inv_sqrt_alpha, t, x_t) * x_t - gather(schedule.betas / schedule.sigma * inv_sqrt_alpha, t, x_t) * eps
+#: the t = 0 term of vb by name: "gaussian" (density NLL, continuous toy data) or "discretized" (8-bit images)
+DECODERS: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "gaussian": gaussian_nll, "discretized": discretized_gaussian_nll,
+}
 
 
-def gaussian_kl(mean_q: torch.Tensor, log_var_q: torch.Tensor, mean_p: torch.Tensor, log_var_p: torch.Tensor) -> torch.Tensor:
-    """Elementwise KL(N(mean_q, e^log_var_q) || N(mean_p, e^log_var_p)) in nats (broadcasting).
-
-    KL = 0.5 (log_var_p - log_var_q + e^(log_var_q - log_var_p) + (mean_q - mean_p)^2 e^-log_var_p - 1).
-    """
-    return 0.5 * (log_var_p - log_var_q + torch.exp(log_var_q - log_var_p)
-                  + (mean_q - mean_p) ** 2 * torch.exp(-log_var_p) - 1.0)
-
-
-def gaussian_nll(x: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
-    """Elementwise -log N(x; mean, e^log_var) in nats: 0.5 (log 2 pi + log_var + (x - mean)^2 e^-log_var)."""
-    return 0.5 * (math.log(2 * math.pi) + log_var + (x - mean) ** 2 * torch.exp(-log_var))
+def _check_decoder(decoder: Any) -> str:
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder: expected one of {sorted(DECODERS)} ('gaussian' for continuous data, "
+                         f"'discretized' for 8-bit images in [-1, 1]), got {decoder!r}")
+    return decoder
 
 
 def vb_bits(
     x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, eps_pred: torch.Tensor, v: torch.Tensor,
-    schedule: Schedule,
+    schedule: Schedule, decoder: str = "gaussian",
 ) -> torch.Tensor:
     """Variational-bound term per example [B] in bits per dimension, mean detached (see module docstring).
 
-    x0, x_t, eps_pred, v: [B, ...]; t: [B]. t > 0: KL(q(x_{t-1}|x_t,x0) || N(stopgrad mu_theta, Sigma_theta));
-    t = 0: Gaussian density NLL of x0 under N(stopgrad mu_theta, Sigma_theta). Gradients reach ``v`` only.
+    x0, x_t, eps_pred, v: [B, ...] (e.g. [B, d] or [B, C, H, W]); t: [B]. t > 0: KL(q(x_{t-1}|x_t,x0) ||
+    N(stopgrad mu_theta, Sigma_theta)); t = 0: the decoder NLL of x0 under N(stopgrad mu_theta, Sigma_theta),
+    ``decoder`` = "gaussian" (density; continuous data) or "discretized" (8-bit bins, x0 in [-1, 1], see
+    :func:`vsmlab.diffusion.losses.discretized_gaussian_nll`). Gradients reach ``v`` only. Returns x_t's dtype.
     """
+    nll_fn = DECODERS[_check_decoder(decoder)]
     t = schedule.check_t(t, x_t.shape[0])
-    mean_p = model_mean(x_t, t, eps_pred.detach(), schedule)
+    mean_p = schedule.reverse_mean(x_t, t, eps_pred.detach())  # the sampler's mean, detached
     log_var_p = schedule.learned_log_variance(v, t)
     mean_q = schedule.posterior_mean(x0, x_t, t)
-    log_var_q = gather(schedule.log_beta_tilde_clipped, t, x_t)  # = log beta_tilde_t for t >= 1
-    kl = _flat_mean(gaussian_kl(mean_q, log_var_q, mean_p, log_var_p)) / _LN2
-    nll = _flat_mean(gaussian_nll(x0, mean_p, log_var_p)) / _LN2
-    return torch.where(t == 0, nll, kl)
+    log_var_q = gather(schedule.table("log_beta_tilde_clipped", x_t.device, x_t.dtype), t, x_t)  # log beta_tilde_t, t >= 1
+    kl = mean_over_dims(gaussian_kl(mean_q, log_var_q, mean_p, log_var_p)) / _LN2
+    nll = mean_over_dims(nll_fn(x0, mean_p, log_var_p)) / _LN2
+    return torch.where(t.to(kl.device) == 0, nll.to(kl.dtype), kl)
 
 
 def vsm_penalty(log_var: torch.Tensor) -> torch.Tensor:
     """mean_dims 1 / (1 + J^2) with J = -1/Sigma, computed as Sigma^2 / (1 + Sigma^2). [B, ...] -> [B]."""
     s2 = torch.exp(2.0 * log_var)
-    return _flat_mean(s2 / (1.0 + s2))
+    return mean_over_dims(s2 / (1.0 + s2))
 
 
 def vsm_weight(t: torch.Tensor, schedule: Schedule, rho: float, time_weight: bool = True) -> torch.Tensor:
@@ -150,7 +142,7 @@ def vsm_weight(t: torch.Tensor, schedule: Schedule, rho: float, time_weight: boo
     t = schedule.check_t(t)
     if not time_weight:
         return torch.full(t.shape, rho, dtype=torch.float64, device=t.device)
-    return rho / schedule.sigma.to(t.device)[t]
+    return rho / schedule.table("sigma", t.device)[t]
 
 
 def score_jacobian_frobenius_sq(
@@ -171,7 +163,7 @@ def score_jacobian_frobenius_sq(
     def score(x: torch.Tensor) -> torch.Tensor:  # one forward pass, shared with the caller's mse
         pred = model(x, t)
         captured["pred"] = pred
-        return -pred.eps / gather(schedule.sigma, t, pred.eps)
+        return -pred.eps / gather(schedule.table("sigma", pred.eps.device, pred.eps.dtype), t, pred.eps)
 
     est = hutchinson_frobenius(score, x_t.detach(), num_probes=probes, probe="rademacher", generator=generator,
                                create_graph=create_graph, squared=True)
@@ -191,13 +183,15 @@ def variance_terms(
     model: nn.Module, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, schedule: Schedule, *,
     vb_weight: float = 1.0, rho: float = 0.0, time_weight: bool = True, jacobian_weight: float = 0.0,
     probes: int = 1, jacobian_time_weight: bool = True, generator: torch.Generator | None = None,
-    require_variance: bool = True, loss_name: str = "hybrid",
+    require_variance: bool = True, loss_name: str = "hybrid", decoder: str = "gaussian",
 ) -> LossTerms:
     """All terms of the module docstring for one batch. x0, eps: [B, ...]; t: [B]. Returns LossTerms.
 
     With ``require_variance`` a model without a variance head raises ValueError naming ``model``; without
-    it, such a model gets vb = 0 and no VSM term (only mse and the Jacobian penalty).
+    it, such a model gets vb = 0 and no VSM term (only mse and the Jacobian penalty). ``decoder``: the t = 0
+    term of vb ("gaussian" or "discretized", see :func:`vb_bits`).
     """
+    _check_decoder(decoder)
     vb_weight = _check_nonneg("vb_weight", vb_weight)
     rho = _check_nonneg("rho", rho)
     jacobian_weight = _check_nonneg("weight", jacobian_weight)
@@ -205,18 +199,18 @@ def variance_terms(
     x_t = schedule.noise(x0, t, eps)
     if jacobian_weight > 0:
         frob, pred = score_jacobian_frobenius_sq(model, x_t, t, schedule, probes, generator, create_graph=True)
-        d = x_t[0].numel()
+        d = x_t[0].numel()  # dimensions per example (d, or C*H*W)
         jac = jacobian_weight * vsm_weight(t, schedule, 1.0, jacobian_time_weight).to(frob.dtype) / (1.0 + frob / d)
     else:
         pred = model(x_t, t)
         jac = None
-    mse = _flat_mean((pred.eps - eps) ** 2)
+    mse = mean_over_dims((pred.eps - eps) ** 2)
     zero = torch.zeros_like(mse)
     if pred.v is None and not require_variance:
         vb, vsm = zero, zero
     else:
         v = _require_variance_head(pred.v, loss_name)
-        vb = vb_bits(x0, x_t, t, pred.eps, v, schedule)
+        vb = vb_bits(x0, x_t, t, pred.eps, v, schedule, decoder)
         if rho > 0:
             vsm = vsm_weight(t, schedule, rho, time_weight).to(mse.dtype) * vsm_penalty(schedule.learned_log_variance(v, t))
         else:
@@ -226,30 +220,30 @@ def variance_terms(
     return LossTerms(mse=mse, vb=vb, vsm=vsm, total=mse + vb_weight * vb + vsm)
 
 
-def _hybrid(vb_weight: float = 1.0) -> LossFn:
-    vb_weight = _check_nonneg("vb_weight", vb_weight)
+def _hybrid(vb_weight: float = 1.0, decoder: str = "gaussian") -> LossFn:
+    vb_weight, decoder = _check_nonneg("vb_weight", vb_weight), _check_decoder(decoder)
 
     def loss_fn(model, x0, t, eps, schedule):
-        return variance_terms(model, x0, t, eps, schedule, vb_weight=vb_weight, loss_name="hybrid")
+        return variance_terms(model, x0, t, eps, schedule, vb_weight=vb_weight, loss_name="hybrid", decoder=decoder)
 
     return loss_fn
 
 
-def _vsm(rho: float = 0.1, time_weight: bool = True, vb_weight: float = 1.0) -> LossFn:
-    rho, vb_weight = _check_nonneg("rho", rho), _check_nonneg("vb_weight", vb_weight)
+def _vsm(rho: float = 0.1, time_weight: bool = True, vb_weight: float = 1.0, decoder: str = "gaussian") -> LossFn:
+    rho, vb_weight, decoder = _check_nonneg("rho", rho), _check_nonneg("vb_weight", vb_weight), _check_decoder(decoder)
     if not isinstance(time_weight, bool):
         raise ValueError(f"time_weight: expected True (rho / sqrt(1 - alpha_bar_t)) or False (constant rho), got {time_weight!r}")
 
     def loss_fn(model, x0, t, eps, schedule):
         return variance_terms(model, x0, t, eps, schedule, vb_weight=vb_weight, rho=rho, time_weight=time_weight,
-                              loss_name="vsm")
+                              loss_name="vsm", decoder=decoder)
 
     return loss_fn
 
 
 def _jacobian(weight: float = 0.01, probes: int = 1, time_weight: bool = False, vb_weight: float = 1.0,
-              seed: int = 0) -> LossFn:
-    weight, vb_weight = _check_nonneg("weight", weight), _check_nonneg("vb_weight", vb_weight)
+              seed: int = 0, decoder: str = "gaussian") -> LossFn:
+    weight, vb_weight, decoder = _check_nonneg("weight", weight), _check_nonneg("vb_weight", vb_weight), _check_decoder(decoder)
     if isinstance(probes, bool) or not isinstance(probes, int) or probes < 1:
         raise ValueError(f"probes: expected an int >= 1 (Hutchinson probe vectors), got {probes!r}")
     if not isinstance(time_weight, bool):
@@ -259,7 +253,7 @@ def _jacobian(weight: float = 0.01, probes: int = 1, time_weight: bool = False, 
     def loss_fn(model, x0, t, eps, schedule):
         return variance_terms(model, x0, t, eps, schedule, vb_weight=vb_weight, jacobian_weight=weight,
                               probes=probes, jacobian_time_weight=time_weight, generator=generator,
-                              require_variance=False, loss_name="jacobian")
+                              require_variance=False, loss_name="jacobian", decoder=decoder)
 
     return loss_fn
 
@@ -270,11 +264,15 @@ LOSSES: dict[str, Callable[..., LossFn]] = {"hybrid": _hybrid, "vsm": _vsm, "jac
 def make_loss(name: str, **options: Any) -> LossFn:
     """A loss_fn(model, x0, t, eps, schedule) -> LossTerms by name.
 
-    - "hybrid" (vb_weight=1): mse + vb_weight * vb; learned variance, no penalty (= "vsm" with rho = 0).
-    - "vsm" (rho=0.1, time_weight=True, vb_weight=1): hybrid + the VSM penalty.
-    - "jacobian" (weight=0.01, probes=1, time_weight=False, vb_weight=1, seed=0): mse + the Jacobian penalty,
-      plus vb when the model has a variance head (fixed-variance models are allowed). ``seed`` seeds the
-      Hutchinson probes.
+    - "hybrid" (vb_weight=1, decoder="gaussian"): mse + vb_weight * vb; learned variance, no penalty
+      (= "vsm" with rho = 0).
+    - "vsm" (rho=0.1, time_weight=True, vb_weight=1, decoder="gaussian"): hybrid + the VSM penalty.
+    - "jacobian" (weight=0.01, probes=1, time_weight=False, vb_weight=1, seed=0, decoder="gaussian"): mse +
+      the Jacobian penalty, plus vb when the model has a variance head (fixed-variance models are allowed).
+      ``seed`` seeds the Hutchinson probes.
+    ``decoder`` is the t = 0 term of vb: "gaussian" (density NLL, for continuous toy data) or "discretized"
+    (improved DDPM's 8-bit decoder in bits per dimension, for images in [-1, 1]); e.g. the image hybrid loss
+    with the VSM penalty is ``make_loss("vsm", rho=0.1, decoder="discretized")``.
     Unknown names or options raise ValueError naming them; negative weights raise ValueError naming the option.
     """
     if name not in LOSSES:
@@ -328,7 +326,7 @@ def term_gradient_norms(
             v = _require_variance_head(pred.v, "vsm")
             log_var = schedule.learned_log_variance(v, tt)
             terms = {
-                "mse": _flat_mean((pred.eps - eps) ** 2).mean(),
+                "mse": mean_over_dims((pred.eps - eps) ** 2).mean(),
                 "vb": vb_bits(x0, x_t, tt, pred.eps, v, schedule).mean(),
                 "vsm": (vsm_weight(tt, schedule, rho, time_weight).to(log_var.dtype) * vsm_penalty(log_var)).mean(),
             }

@@ -5,9 +5,11 @@ config and returns plain numbers (a dict), cached on disk keyed by both (and the
 involved). :func:`evaluate_many` runs a list of them in worker processes (one torch thread each, so
 ``workers`` = the total thread budget). Per run:
 
-- **samples**: ancestral DDPM over all T steps (the learned variance when the model has a head), from
-  x_T and sampling noise drawn from the spec's seed, so every setting with the same seed starts from the
-  same noise (paired comparisons);
+- **samples**: ancestral DDPM over all T steps with the evaluation's ``variance``: "auto" (default: the
+  learned variance when the model has a head, else sigma_t^2 = beta_t), "beta", "beta_tilde" (posterior
+  variance; resamples a fixed-variance model without retraining) or "learned"; from x_T and sampling noise
+  drawn from the spec's seed, so every setting with the same seed starts from the same noise (paired
+  comparisons);
 - **hallucination rate**: share outside ``support_k`` component stds of every mode (a diverged,
   non-finite sample counts as hallucinated, and ``diverged`` counts them); ``gap_rate``: the share that
   is off-support *and* between its two nearest modes (mode interpolation proper, :func:`vsmlab.analysis.metrics.gap_mass`);
@@ -40,8 +42,9 @@ DEFAULT_EVALUATION: dict[str, Any] = dict(
     n_samples=10000, n_reference=10000, support_k=4.0, k=10,
     thresholds=[round(10.0 ** (e / 4), 10) for e in range(-24, 1)],  # 1e-6 .. 1, four per decade
     score_ts=[0, 5, 20, 50, 100, 200], score_n=2000, lipschitz_ts=[0, 5, 20], lipschitz_grid=3001,
-    sw_projections=128, keep_samples=2000,
+    sw_projections=128, keep_samples=2000, variance="auto",
 )
+_VARIANCES = ("auto", "beta", "beta_tilde", "learned")
 
 _CODE = ("lab.mitigations", "analysis.detectors", "analysis.distances", "diffusion.samplers", "analysis.metrics",
          "core.estimators", "data.mixtures", "nets.mlp", "core.prediction")
@@ -84,7 +87,7 @@ def _compute(spec: dict[str, Any], ev: dict[str, Any]) -> dict[str, Any]:
     x_T = torch.randn(n, d, generator=torch.Generator().manual_seed(1_000_003 * (seed + 1)))
     start = time.perf_counter()
     res = ddpm(model, schedule, x_T=x_T, generator=torch.Generator().manual_seed(2_000_003 * (seed + 1)),
-               record_last=int(ev["k"]))
+               record_last=int(ev["k"]), variance=ev["variance"])
     sample_seconds = time.perf_counter() - start
     samples = res.samples
     finite = torch.isfinite(samples).all(1)
@@ -137,7 +140,7 @@ def _compute(spec: dict[str, Any], ev: dict[str, Any]) -> dict[str, Any]:
     kept = [int((scores <= th).sum()) for th in thresholds]
     kept_h = [int(((scores <= th) & hallucinated).sum()) for th in thresholds]
     return dict(
-        seed=seed, n=n, hallucinated=int(hallucinated.sum()), diverged=int((~finite).sum()), rate=rate.rate,
+        seed=seed, n=n, variance=ev["variance"], hallucinated=int(hallucinated.sum()), diverged=int((~finite).sum()), rate=rate.rate,
         gap_rate=gap.rate,
         max_weight_error=float(modes["max_weight_error"]), total_variation=float(modes["total_variation"]),
         sliced_w2=sw, score_ts=list(ev["score_ts"]), score_error=score_error,
@@ -162,6 +165,9 @@ def evaluate(spec: dict[str, Any], evaluation: dict[str, Any] | None = None, use
     unknown = sorted(set(ev) - set(DEFAULT_EVALUATION))
     if unknown:
         raise ValueError(f"evaluation: unknown key(s) {unknown}; allowed: {sorted(DEFAULT_EVALUATION)}")
+    if ev["variance"] not in _VARIANCES:
+        raise ValueError(f"evaluation.variance: expected one of {list(_VARIANCES)} (the DDPM sampling variance), "
+                         f"got {ev['variance']!r}")
     spec = copy.deepcopy(spec)
     key = {"kind": "mitigation_eval", "spec": spec, "evaluation": ev}
     return load_or_compute(key, lambda: _compute(spec, ev), use_cache, modules=SOURCE_MODULES + _CODE)

@@ -14,13 +14,17 @@ from torch import nn
 from vsmlab.core.prediction import Prediction, timestep_embedding
 from vsmlab.core.schedules import Schedule
 
-__all__ = ["MLP", "ACTIVATION_LIPSCHITZ", "mlp_lipschitz_upper_bound", "activation_lipschitz", "feature_lipschitz"]
+__all__ = ["MLP", "V_ACTIVATIONS", "ACTIVATION_LIPSCHITZ", "mlp_lipschitz_upper_bound", "activation_lipschitz", "feature_lipschitz"]
 
 #: sup |act'(z)| for the activations the lab's MLP uses (silu and gelu rounded up: 1.09984 at z ~ 2.40; 1.12890 at sqrt(2), tanh form 1.12899).
 ACTIVATION_LIPSCHITZ: dict[type, float] = {nn.ReLU: 1.0, nn.SiLU: 1.0999, nn.GELU: 1.1290, nn.Identity: 1.0}
 
 
 _ACTIVATIONS = {"leaky_relu": nn.LeakyReLU, "silu": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU}
+
+#: what the variance head applies to its raw output v: "none" (unbounded, improved DDPM's reference code)
+#: or "tanh" (v in (-1, 1), Sigma strictly inside [beta_tilde_t, beta_t])
+V_ACTIVATIONS = ("none", "tanh")
 
 
 class _Block(nn.Module):
@@ -55,7 +59,13 @@ class MLP(nn.Module):
     Architecture: h = W_in [x, fourier(x)] + W_t emb(t); ``depth`` residual blocks h += W act(norm(h));
     out = W_out act(norm(h)). ``fourier_features`` > 0 appends sin/cos(2 pi B x) with a fixed Gaussian
     matrix B (std ``fourier_scale``, drawn from ``seed``) so the net can represent sharp score transitions.
-    ``learn_variance`` adds a second head v = tanh(.) in [-1, 1] on the shared trunk.
+    ``learn_variance`` adds a second head v on the shared trunk: the learned-range value of improved DDPM,
+    log Sigma = f log beta_t + (1 - f) log beta_tilde_t with f = (v + 1) / 2
+    (:meth:`vsmlab.core.schedules.Schedule.learned_log_variance`). ``v_activation`` names what is applied
+    to that head: "none" (default, as the reference: v is unbounded, so Sigma may leave
+    [beta_tilde_t, beta_t] and extrapolate in log space; v = -1 / +1 are the ends of the range) or "tanh"
+    (v = tanh(.) in (-1, 1): Sigma confined strictly inside the range; the lab's earlier choice, kept as
+    an option for comparison).
 
     ``lipschitz_budget`` (needs ``norm=False``) spectrally normalises the Linear layers on the x path
     (``torch.nn.utils.parametrizations.spectral_norm``) and scales each by one common factor c, chosen so
@@ -77,6 +87,7 @@ class MLP(nn.Module):
         fourier_scale: float = 1.0,
         seed: int = 0,
         lipschitz_budget: float | None = None,
+        v_activation: str = "none",
     ) -> None:
         super().__init__()
         for name, val, low in (("dim", dim, 1), ("width", width, 1), ("depth", depth, 0), ("fourier_features", fourier_features, 0)):
@@ -84,6 +95,9 @@ class MLP(nn.Module):
                 raise ValueError(f"{name}: expected an int >= {low}, got {val!r}")
         if activation not in _ACTIVATIONS:
             raise ValueError(f"activation: expected one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+        if v_activation not in V_ACTIVATIONS:
+            raise ValueError(f"v_activation: expected one of {sorted(V_ACTIVATIONS)} (what the variance head applies "
+                             f"to v), got {v_activation!r}")
         if not (isinstance(time_dim, int) and time_dim >= 2 and time_dim % 2 == 0):
             raise ValueError(f"time_dim: expected an even int >= 2, got {time_dim!r}")
         if lipschitz_budget is not None:
@@ -93,8 +107,10 @@ class MLP(nn.Module):
                 raise ValueError("lipschitz_budget: needs norm=False (LayerNorm is not globally Lipschitz), got norm=True")
         self.config = dict(dim=dim, width=width, depth=depth, time_dim=time_dim, norm=norm, activation=activation,
                            learn_variance=learn_variance, fourier_features=fourier_features,
-                           fourier_scale=fourier_scale, seed=seed, lipschitz_budget=lipschitz_budget)
+                           fourier_scale=fourier_scale, seed=seed, lipschitz_budget=lipschitz_budget,
+                           v_activation=v_activation)
         self.dim, self.time_dim, self.learn_variance = dim, time_dim, learn_variance
+        self.v_activation = v_activation
         g = torch.Generator().manual_seed(seed)
         self.register_buffer("fourier_matrix", torch.randn(dim, fourier_features, generator=g) * fourier_scale)
         in_features = dim + 2 * fourier_features
@@ -172,7 +188,7 @@ class MLP(nn.Module):
         if not self.learn_variance:
             return Prediction(eps=out)
         eps, v = out.split(self.dim, dim=1)
-        return Prediction(eps=eps, v=torch.tanh(v))
+        return Prediction(eps=eps, v=torch.tanh(v) if self.v_activation == "tanh" else v)
 
     def matmul_flops_per_example(self) -> int:
         """Multiply-add FLOPs (2 per MAC) of the Linear layers for one example (time embedding excluded)."""
