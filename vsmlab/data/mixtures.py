@@ -19,6 +19,10 @@ tau = 1 is the exact score of p_t; tau > 1 blends neighbouring modes (a smoother
 training-free smoothness dial). The posterior mean (the ideal denoiser) is::
 
     E[x_0 | x_t] = sum_k r_k (mu_k + a s_k^2 / v_k (x_t - a mu_k))   (= (x_t + (1 - a^2) s) / a, Tweedie)
+
+Devices: the parameters are float64 on the CPU, with a cached float64 copy per device; every method
+computes in float64 on x's device and answers on x's device in x's dtype. :meth:`GaussianMixture.sample`
+draws on ``device`` (default: the generator's device, else the CPU) with a generator on that device.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from vsmlab.core.prediction import Prediction, score_to_eps
+from vsmlab.core.prediction import Prediction
+from vsmlab.core.checks import check_int
 from vsmlab.core.schedules import Schedule, gather
 
 __all__ = [
@@ -85,6 +90,18 @@ class GaussianMixture:
         object.__setattr__(self, "means", m)
         object.__setattr__(self, "stds", s)
         object.__setattr__(self, "weights", w / w.sum())
+        object.__setattr__(self, "_on_device", {})
+
+    def _params(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(means [K, d], stds [K], weights [K]) in float64 on ``device``, copied once per device."""
+        device = torch.device(device)
+        if device.type == "cpu":
+            return self.means, self.stds, self.weights
+        found = self._on_device.get(device)
+        if found is None:
+            found = (self.means.to(device), self.stds.to(device), self.weights.to(device))
+            self._on_device[device] = found
+        return found
 
     # ------------------------------------------------------------------ basics
     @property
@@ -105,14 +122,19 @@ class GaussianMixture:
 
     def sample(
         self, n: int, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32,
-        return_labels: bool = False,
+        return_labels: bool = False, device: torch.device | str | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Draw ``n`` points [n, d] (and their component labels [n] if ``return_labels``)."""
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"n: expected an int >= 1, got {n!r}")
-        labels = torch.multinomial(self.weights, n, replacement=True, generator=generator)
-        z = torch.randn((n, self.dim), generator=generator, dtype=torch.float64)
-        x = (self.means[labels] + self.stds[labels, None] * z).to(dtype)
+        """Draw ``n`` points [n, d] (and their component labels [n] if ``return_labels``) on ``device``.
+
+        Labels first (multinomial over the weights), then N(0, I) in float64, both from ``generator``,
+        which must live on ``device`` (default: the generator's device, else the CPU).
+        """
+        check_int("n", n, low=1)
+        dev = _draw_device(device, generator)
+        means, stds, weights = self._params(dev)
+        labels = torch.multinomial(weights, n, replacement=True, generator=generator)
+        z = torch.randn((n, self.dim), generator=generator, dtype=torch.float64, device=dev)
+        x = (means[labels] + stds[labels, None] * z).to(dtype)
         return (x, labels) if return_labels else x
 
     def global_std(self) -> float:
@@ -132,25 +154,27 @@ class GaussianMixture:
         """Shared pieces at per-example alpha_bar [B]: (a [B,1], v [B,K], diff [B,K,d], l [B,K], r [B,K])."""
         if not (isinstance(temperature, (int, float)) and temperature > 0 and math.isfinite(temperature)):
             raise ValueError(f"temperature: expected a finite number > 0 (1 = exact score), got {temperature!r}")
+        means, stds, weights = self._params(x.device)
         xd = x.to(torch.float64)
-        ab = alpha_bar.to(torch.float64).reshape(-1, 1)
+        ab = alpha_bar.to(device=x.device, dtype=torch.float64).reshape(-1, 1)
         a = torch.sqrt(ab)
-        v = ab * self.stds[None, :] ** 2 + (1.0 - ab)  # [B, K]
-        diff = xd[:, None, :] - a[:, :, None] * self.means[None, :, :]  # [B, K, d]
+        v = ab * stds[None, :] ** 2 + (1.0 - ab)  # [B, K]
+        diff = xd[:, None, :] - a[:, :, None] * means[None, :, :]  # [B, K, d]
         log_n = -0.5 * (diff**2).sum(-1) / v - 0.5 * self.dim * torch.log(2 * math.pi * v)
-        log_w = torch.log(self.weights).clamp_min(-1e30)
+        log_w = torch.log(weights).clamp_min(-1e30)
         l = log_w[None, :] + log_n
         r = torch.softmax(l / temperature, dim=1)
         return a, v, diff, l, r
 
     def _alpha_bar(self, x: torch.Tensor, t: torch.Tensor | None, schedule: Schedule | None) -> torch.Tensor:
+        """alpha_bar_t [B] (float64, on x's device; ones for t=None). Validates t (see check_t)."""
         self._check_x(x)
         if t is None:
-            return torch.ones(x.shape[0], dtype=torch.float64)
+            return torch.ones(x.shape[0], dtype=torch.float64, device=x.device)
         if schedule is None:
             raise ValueError("schedule: a Schedule is required when t is given")
-        t = schedule.check_t(t, x.shape[0])
-        return schedule.alpha_bar[t.cpu()]
+        t = schedule.check_t(t, x.shape[0]).to(x.device)
+        return schedule.table("alpha_bar", x.device)[t]
 
     def log_prob(
         self, x: torch.Tensor, t: torch.Tensor | None = None, schedule: Schedule | None = None,
@@ -176,7 +200,10 @@ class GaussianMixture:
         temperature: float = 1.0,
     ) -> torch.Tensor:
         """Score grad_x log p_t(x) [B, d] (temperature > 1: the smoothed score, see module docstring)."""
-        _, v, diff, _, r = self._terms(x, self._alpha_bar(x, t, schedule), temperature)
+        return self._score_at(x, self._alpha_bar(x, t, schedule), temperature)
+
+    def _score_at(self, x: torch.Tensor, alpha_bar: torch.Tensor, temperature: float) -> torch.Tensor:
+        _, v, diff, _, r = self._terms(x, alpha_bar, temperature)
         g = -diff / v[:, :, None]
         return (r[:, :, None] * g).sum(1).to(x.dtype)
 
@@ -188,7 +215,7 @@ class GaussianMixture:
         _, v, diff, _, r = self._terms(x, self._alpha_bar(x, t, schedule), temperature)
         g = -diff / v[:, :, None]
         s = (r[:, :, None] * g).sum(1)
-        eye = torch.eye(self.dim, dtype=torch.float64)
+        eye = torch.eye(self.dim, dtype=torch.float64, device=x.device)
         diag = -(r / v).sum(1)[:, None, None] * eye
         outer = torch.einsum("bk,bki,bkj->bij", r, g, g) - s[:, :, None] * s[:, None, :]
         return (diag + outer / temperature).to(x.dtype)
@@ -199,14 +226,16 @@ class GaussianMixture:
     ) -> torch.Tensor:
         """Ideal denoiser E[x_0 | x_t] [B, d] from the per-component posteriors (independent of Tweedie)."""
         a, v, diff, _, r = self._terms(x, self._alpha_bar(x, t, schedule), temperature)
-        comp = self.means[None] + (a[:, :, None] * self.stds[None, :, None] ** 2 / v[:, :, None]) * diff
+        means, stds, _ = self._params(x.device)
+        comp = means[None] + (a[:, :, None] * stds[None, :, None] ** 2 / v[:, :, None]) * diff
         return (r[:, :, None] * comp).sum(1).to(x.dtype)
 
     # ---------------------------------------------------------------- support
     def nearest_mode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(distance in units of that mode's std [B], index [B]) of the mode nearest in that unit."""
         self._check_x(x)
-        d = torch.cdist(x.to(torch.float64), self.means) / self.stds[None, :]
+        means, stds, _ = self._params(x.device)
+        d = torch.cdist(x.to(torch.float64), means) / stds[None, :]
         dist, idx = d.min(1)
         return dist.to(x.dtype), idx
 
@@ -232,14 +261,15 @@ class GaussianMixture:
         "Between" means the projection onto the segment mu_i -> mu_j falls strictly inside it.
         """
         self._check_x(x)
-        d = torch.cdist(x.to(torch.float64), self.means)
+        means, _, _ = self._params(x.device)
+        d = torch.cdist(x.to(torch.float64), means)
         if self.num_modes < 2:
-            z = torch.zeros(x.shape[0], dtype=torch.long)
-            return z, z, torch.zeros(x.shape[0], dtype=torch.bool)
+            z = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+            return z, z, torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
         idx = d.topk(2, dim=1, largest=False).indices
         i, j = idx[:, 0], idx[:, 1]
-        seg = self.means[j] - self.means[i]
-        u = ((x.to(torch.float64) - self.means[i]) * seg).sum(1) / (seg**2).sum(1)
+        seg = means[j] - means[i]
+        u = ((x.to(torch.float64) - means[i]) * seg).sum(1) / (seg**2).sum(1)
         return i, j, (u > 0) & (u < 1)
 
     def neighbour_pairs(self, rtol: float = 1e-6) -> torch.Tensor:
@@ -256,13 +286,15 @@ class GaussianMixture:
         self._check_x(x)
         pairs = self.neighbour_pairs()
         if pairs.numel() == 0:
-            return torch.full((x.shape[0],), math.inf, dtype=x.dtype)
-        a, b = self.means[pairs[:, 0]], self.means[pairs[:, 1]]  # [P, d]
+            return torch.full((x.shape[0],), math.inf, dtype=x.dtype, device=x.device)
+        means, stds, _ = self._params(x.device)
+        pairs = pairs.to(x.device)
+        a, b = means[pairs[:, 0]], means[pairs[:, 1]]  # [P, d]
         xd = x.to(torch.float64)[:, None, :]  # [B, 1, d]
         seg = (b - a)[None]
         u = (((xd - a[None]) * seg).sum(-1) / (seg**2).sum(-1)).clamp(0, 1)  # [B, P]
         closest = a[None] + u[..., None] * seg
-        return ((xd - closest).norm(dim=-1).min(1).values / self.stds.min()).to(x.dtype)
+        return ((xd - closest).norm(dim=-1).min(1).values / stds.min()).to(x.dtype)
 
     def min_mode_spacing(self) -> float:
         """Smallest distance between two distinct modes (inf for K = 1)."""
@@ -274,10 +306,22 @@ class GaussianMixture:
 
 
 # --------------------------------------------------------------------- factories
+def _draw_device(device: torch.device | str | None, generator: torch.Generator | None) -> torch.device:
+    """Where a draw happens: ``device`` if given (it must match the generator's), else the generator's."""
+    from vsmlab.core.checks import check_device
+
+    dev = check_device("device", device)
+    if dev is None:
+        return generator.device if generator is not None else torch.device("cpu")
+    if generator is not None and generator.device.type != dev.type:
+        raise ValueError(f"generator: it lives on {generator.device} but the draw happens on device={str(dev)!r}; "
+                         f"pass torch.Generator(device={str(dev)!r})")
+    return dev
+
+
 def evenly_spaced_1d(num_modes: int = 3, spacing: float = 1.0, start: float = 1.0, std: float = 0.05) -> GaussianMixture:
     """Equal-weight 1-D mixture with modes start, start + spacing, ... (default {1, 2, 3}, std 0.05)."""
-    if not isinstance(num_modes, int) or num_modes < 1:
-        raise ValueError(f"num_modes: expected an int >= 1, got {num_modes!r}")
+    check_int("num_modes", num_modes, low=1)
     if not spacing > 0:
         raise ValueError(f"spacing: expected > 0, got {spacing!r}")
     means = start + spacing * torch.arange(num_modes, dtype=torch.float64)
@@ -290,8 +334,7 @@ def grid_2d(n: int = 5, spacing: float = 2.0, std: float = 0.05, normalize: bool
     With ``normalize`` the whole mixture is divided by its exact global std (as the mode-interpolation
     work divides its data). ``rotate_deg`` rotates the grid about the origin.
     """
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n: expected an int >= 1, got {n!r}")
+    check_int("n", n, low=1)
     if not spacing > 0:
         raise ValueError(f"spacing: expected > 0, got {spacing!r}")
     c = spacing * (torch.arange(n, dtype=torch.float64) - (n - 1) / 2)
@@ -313,7 +356,9 @@ def diamond_2d(n: int = 5, spacing: float = 2.0, std: float = 0.05, normalize: b
 class ExactScoreModel(nn.Module):
     """The exact (optionally temperature-smoothed) mixture score behind the model contract.
 
-    Prediction.eps = -sigma_t * score_t(x_t): [B, d] in x_t's dtype. No parameters.
+    Prediction.eps = -sigma_t * score_t(x_t): [B, d] on x_t's device in x_t's dtype. No parameters.
+    ``t`` is validated once per call (reading its min/max: one host synchronisation when t lives on an
+    accelerator; the oracle is for tests and studies, trained nets do not validate t this way).
     """
 
     def __init__(self, mixture: GaussianMixture, schedule: Schedule, temperature: float = 1.0) -> None:
@@ -327,5 +372,8 @@ class ExactScoreModel(nn.Module):
         self.mixture, self.schedule, self.temperature = mixture, schedule, float(temperature)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> Prediction:
-        score = self.mixture.score(x_t, t, self.schedule, temperature=self.temperature)
-        return Prediction(eps=score_to_eps(score, t, self.schedule))
+        self.mixture._check_x(x_t, "x_t")
+        t = self.schedule.check_t(t, x_t.shape[0]).to(x_t.device)  # one validation per call
+        alpha_bar = self.schedule.table("alpha_bar", x_t.device)[t]
+        score = self.mixture._score_at(x_t, alpha_bar, self.temperature)
+        return Prediction(eps=-score * gather(self.schedule.table("sigma", score.device, score.dtype), t, score))

@@ -3,14 +3,36 @@
 Every sampler is a plain function ``sampler(model, schedule, x_T=None, shape=None, generator=None,
 ...) -> SampleResult``. Give either ``x_T`` [B, ...] or ``shape`` (then x_T ~ N(0, I) from ``generator``).
 Steps run from t = T-1 down to 0; with ``record=True`` the result holds, per step, the state x_t the
-model saw and its prediction x0_hat (both [S, B, ...], S = steps), or only the last ``record_last`` steps.
+model saw and its prediction x0_hat (both [S, B, ...], S = steps), or only the last ``record_last`` steps;
+``record_every=k`` keeps every k-th of those (counted back from the last step, which is always kept) and
+``record_device="cpu"`` moves each kept state off the accelerator as it is recorded (``recorded_steps``
+says which steps were kept).
 
-DDPM (all T steps)::
+Devices and randomness (one convention for the whole library): a ``torch.Generator`` lives on the device
+where the draw happens. With ``shape``, the starting noise is drawn on ``device`` (default: the
+generator's device, else the CPU) in ``dtype`` (default: torch's default dtype) by ``generator``; with
+``x_T``, everything follows x_T's device and dtype. The noise inside the loop is drawn on x's device with
+the same generator, so a CUDA run needs ``torch.Generator(device="cuda")``: a generator on another device
+is refused before the first step. The same seed gives the same numbers on the same device; CPU and CUDA
+streams differ. Per step the loop builds the step tensor on the device (``torch.full``, no copy from the
+host tensor), indexes coefficients from the schedule's cached device tables (:meth:`Schedule.table`) or
+from per-call vectors made once before the loop, and never reads a device value back to the host (no
+``.item()``, ``float()``, ``bool()``): only a recording to ``record_device="cpu"`` copies, asynchronously
+into pinned memory, and the copies are waited for once at the end. (A model may still synchronise
+inside its own call: :class:`vsmlab.data.mixtures.ExactScoreModel` validates its t.)
+
+DDPM (all T steps, or ``num_steps=K`` respaced steps)::
 
     x_{t-1} = (x_t - beta_t / sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_t) + sqrt(var_t) z,   z = 0 at t = 0
     var_t = beta_t ("beta"), beta_tilde_t ("beta_tilde") or exp(learned log variance) ("learned")
 
-DDIM (steps t -> s, a = alpha_bar)::
+With ``num_steps=K`` DDPM runs on :meth:`Schedule.respaced` (improved DDPM's SpacedDiffusion): the kept
+steps t_0 < ... < t_{K-1} of :meth:`Schedule.timesteps` (evenly spaced with rounding, always T-1 and 0),
+betas beta'_i = 1 - alpha_bar_{t_i} / alpha_bar_{t_{i-1}}, beta_tilde and the learned-variance range from
+those betas; the model is always called with the original step t_i. A schedule that is already respaced
+works the same way (its ``timestep_map`` gives the original steps).
+
+DDIM (steps t -> s over the same kept subsequence, a = alpha_bar of the original schedule)::
 
     x0 = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t)
     sig = eta sqrt((1 - a_s)/(1 - a_t)) sqrt(1 - a_t / a_s)
@@ -27,6 +49,7 @@ from typing import Callable
 
 import torch
 
+from vsmlab.core.checks import check_choice, check_device, check_int
 from vsmlab.core.prediction import Prediction
 from vsmlab.core.schedules import Schedule
 
@@ -37,81 +60,138 @@ Model = Callable[[torch.Tensor, torch.Tensor], Prediction]
 
 @dataclass
 class SampleResult:
-    """samples: [B, ...]; timesteps: the steps visited (descending); x_t, x0_hat: [S, B, ...] or None."""
+    """samples: [B, ...]; timesteps: the (original) steps visited, descending; x_t, x0_hat: [R, B, ...]
+    or None; recorded_steps: the R steps recorded (a tail of ``timesteps``, every ``record_every``-th)."""
 
     samples: torch.Tensor
     timesteps: list[int]
     x_t: torch.Tensor | None = None
     x0_hat: torch.Tensor | None = None
+    recorded_steps: list[int] | None = None
 
 
 class _Recorder:
-    def __init__(self, record: bool, record_last: int | None, num_steps: int) -> None:
-        if record_last is not None and (not isinstance(record_last, int) or not 1 <= record_last <= num_steps):
-            raise ValueError(f"record_last: expected an int in 1..{num_steps} (the number of steps), got {record_last!r}")
-        self.keep = (record_last or num_steps) if (record or record_last) else 0
-        self.start = num_steps - self.keep
-        self.x_t: list[torch.Tensor] = []
-        self.x0: list[torch.Tensor] = []
+    """Keeps the chosen steps' (x_t, x0_hat) in preallocated [R, B, ...] buffers on ``record_device``."""
+
+    def __init__(self, record: bool, record_last: int | None, record_every: int, record_device,
+                 steps: list[int]) -> None:
+        n = len(steps)
+        if record_last is not None:
+            check_int("record_last", record_last, low=1, high=n, hint="the number of steps")
+        check_int("record_every", record_every, low=1)
+        on = bool(record or record_last)
+        if record_every != 1 and not on:
+            raise ValueError(f"record_every: {record_every} has no effect without record=True or record_last; "
+                             "pass one of them (or leave record_every=1)")
+        self.device = check_device("record_device", record_device)
+        keep = (record_last or n) if on else 0
+        self.indices = [i for i in range(n - keep, n) if (n - 1 - i) % record_every == 0]
+        self.slot = {i: j for j, i in enumerate(self.indices)}
+        self.recorded_steps = [steps[i] for i in self.indices]
+        self.x_t: torch.Tensor | None = None
+        self.x0: torch.Tensor | None = None
+        self.pending = False  # asynchronous device -> host copies to wait for
         self.i = 0
 
+    def _buffer(self, like: torch.Tensor) -> torch.Tensor:
+        device = self.device or like.device
+        pin = device.type == "cpu" and like.device.type == "cuda"
+        return torch.empty((len(self.indices), *like.shape), dtype=like.dtype, device=device, pin_memory=pin)
+
     def add(self, x_t: torch.Tensor, x0: torch.Tensor) -> None:
-        if self.keep and self.i >= self.start:
-            self.x_t.append(x_t.clone())
-            self.x0.append(x0.clone())
+        j = self.slot.get(self.i)
         self.i += 1
+        if j is None:
+            return
+        if self.x_t is None:
+            self.x_t, self.x0 = self._buffer(x_t), self._buffer(x0)
+        async_copy = self.x_t.is_pinned() and x_t.device.type == "cuda"
+        self.pending |= async_copy
+        self.x_t[j].copy_(x_t, non_blocking=async_copy)
+        self.x0[j].copy_(x0, non_blocking=async_copy)
 
     def result(self, samples: torch.Tensor, steps: list[int]) -> SampleResult:
-        if not self.keep:
+        if not self.indices:
             return SampleResult(samples, steps)
-        return SampleResult(samples, steps, torch.stack(self.x_t), torch.stack(self.x0))
+        if self.pending:
+            torch.cuda.current_stream(samples.device).synchronize()
+        return SampleResult(samples, steps, self.x_t, self.x0, self.recorded_steps)
 
 
-def _initial(x_T: torch.Tensor | None, shape: tuple[int, ...] | None, generator: torch.Generator | None) -> torch.Tensor:
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
+
+
+def _initial(
+    x_T: torch.Tensor | None, shape: tuple[int, ...] | None, generator: torch.Generator | None,
+    device: torch.device | str | None, dtype: torch.dtype | None,
+) -> torch.Tensor:
+    """x_T (cloned) or N(0, I) of ``shape`` drawn by ``generator`` on ``device`` (see the module docstring)."""
     if (x_T is None) == (shape is None):
         raise ValueError("x_T, shape: give exactly one (the starting noise, or the shape to draw it with)")
+    dev = check_device("device", device)
     if x_T is not None:
         if not isinstance(x_T, torch.Tensor) or x_T.dim() < 2:
             raise ValueError(f"x_T: expected a tensor of shape [B, ...], got {getattr(x_T, 'shape', type(x_T).__name__)}")
+        if dev is not None and not _same_device(dev, x_T.device):
+            raise ValueError(f"device: {str(dev)!r} differs from x_T's device {str(x_T.device)!r}; with x_T the "
+                             "sampler follows x_T (move it, or give shape= instead)")
+        if dtype is not None and dtype != x_T.dtype:
+            raise ValueError(f"dtype: {dtype} differs from x_T's dtype {x_T.dtype}; with x_T the sampler follows x_T")
         return x_T.clone()
     shape = tuple(int(s) for s in shape)  # type: ignore[union-attr]
     if len(shape) < 2 or min(shape) < 1:
         raise ValueError(f"shape: expected [B, ...] with positive sizes, got {shape}")
-    return torch.randn(shape, generator=generator)
+    if dev is None:
+        dev = generator.device if generator is not None else torch.device("cpu")
+    _check_generator(generator, dev)
+    return torch.randn(shape, generator=generator, device=dev, dtype=dtype)
 
 
-def _coef(values: torch.Tensor, t: int, like: torch.Tensor) -> torch.Tensor:
-    return values[t].to(like.dtype).to(like.device)
+def _check_generator(generator: torch.Generator | None, device: torch.device) -> None:
+    if generator is None:
+        return
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator: expected a torch.Generator or None, got {type(generator).__name__}")
+    if not _same_device(generator.device, device):
+        raise ValueError(f"generator: it lives on {str(generator.device)!r} but the draws happen on {str(device)!r}; "
+                         f"pass torch.Generator(device={str(device)!r}) (a generator draws on its own device)")
 
 
 def _step_tensor(t: int, x: torch.Tensor) -> torch.Tensor:
+    """The model's t [B] for step ``t``, made on x's device (a fill: no host-to-device copy, no sync)."""
     return torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
 
 
 def ddpm(
     model: Model, schedule: Schedule, x_T: torch.Tensor | None = None, shape: tuple[int, ...] | None = None,
     generator: torch.Generator | None = None, variance: str = "auto", record: bool = False,
-    record_last: int | None = None,
+    record_last: int | None = None, num_steps: int | None = None, record_every: int = 1,
+    record_device: torch.device | str | None = None, device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
 ) -> SampleResult:
-    """Ancestral DDPM sampling over all T steps.
+    """Ancestral DDPM sampling over all T steps, or over ``num_steps`` respaced steps (improved DDPM).
 
     variance: "beta" (sigma_t^2 = beta_t, as in the mode-interpolation work), "beta_tilde" (posterior
-    variance), "learned" (the model's v head), or "auto" (learned when the model returns v, else beta).
+    variance), "learned" (the model's v head), or "auto" (learned when the model returns v, else beta);
+    with respacing each uses the respaced betas / beta_tilde. device, dtype: where and in what the
+    starting noise is drawn from ``shape`` (module docstring). Returns samples on that device.
     """
-    if variance not in ("auto", "beta", "beta_tilde", "learned"):
-        raise ValueError(f"variance: expected 'auto', 'beta', 'beta_tilde' or 'learned', got {variance!r}")
-    x = _initial(x_T, shape, generator)
-    steps = schedule.timesteps()
-    rec = _Recorder(record, record_last, len(steps))
+    check_choice("variance", variance, ("auto", "beta", "beta_tilde", "learned"))
+    spaced = schedule if num_steps is None else schedule.respaced(num_steps)
+    x = _initial(x_T, shape, generator, device, dtype)
+    _check_generator(generator, x.device)
+    indices = list(range(spaced.num_steps - 1, -1, -1))
+    steps = [spaced.original_step(i) for i in indices]  # what the model sees and the result reports
+    rec = _Recorder(record, record_last, record_every, record_device, steps)
+    std_tables: dict[str, torch.Tensor] = {}
     with torch.no_grad():
-        for t in steps:
-            tt = _step_tensor(t, x)
-            pred = model(x, tt)
+        for i, t in zip(indices, steps):
+            pred = model(x, _step_tensor(t, x))
             eps = pred.eps
-            x0 = schedule.x0_from_eps(x, tt, eps)
-            rec.add(x, x0)
-            mean = schedule.reverse_mean(x, t, eps)
-            if t == 0:
+            rec.add(x, spaced.x0_from_eps(x, i, eps))
+            mean = spaced.reverse_mean(x, i, eps)
+            if i == 0:
                 x = mean
                 continue
             mode = variance
@@ -120,71 +200,81 @@ def ddpm(
             if mode == "learned":
                 if pred.v is None:
                     raise ValueError("variance: 'learned' needs a model that returns v (a variance head)")
-                std = torch.exp(0.5 * schedule.learned_log_variance(pred.v, tt))
+                std = torch.exp(0.5 * spaced.learned_log_variance(pred.v, i))
             else:
-                std = torch.sqrt(_coef(schedule.betas if mode == "beta" else schedule.beta_tilde, t, x))
-            x = mean + std * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+                if mode not in std_tables:  # sqrt of the table rounded to x's dtype, once per call
+                    std_tables[mode] = torch.sqrt(spaced.table("betas" if mode == "beta" else "beta_tilde", x.device, x.dtype))
+                std = std_tables[mode][i]
+            x = mean + std * torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
     return rec.result(x, steps)
 
 
 def ddim(
     model: Model, schedule: Schedule, x_T: torch.Tensor | None = None, shape: tuple[int, ...] | None = None,
     generator: torch.Generator | None = None, eta: float = 0.0, num_steps: int | None = None,
-    record: bool = False, record_last: int | None = None,
+    record: bool = False, record_last: int | None = None, record_every: int = 1,
+    record_device: torch.device | str | None = None, device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
 ) -> SampleResult:
-    """DDIM over ``num_steps`` evenly spaced steps (default all T); eta = 0 deterministic, 1 ~ DDPM."""
-    if not (isinstance(eta, (int, float)) and eta >= 0):
+    """DDIM over the ``num_steps`` kept steps of :meth:`Schedule.timesteps` (default all T; the same
+    subsequence DDPM's respacing keeps); eta = 0 deterministic, 1 ~ DDPM with posterior variance."""
+    if not (isinstance(eta, (int, float)) and not isinstance(eta, bool) and eta >= 0):
         raise ValueError(f"eta: expected a number >= 0, got {eta!r}")
-    x = _initial(x_T, shape, generator)
+    x = _initial(x_T, shape, generator, device, dtype)
+    if eta > 0:
+        _check_generator(generator, x.device)
     steps = schedule.timesteps(num_steps)
-    rec = _Recorder(record, record_last, len(steps))
+    rec = _Recorder(record, record_last, record_every, record_device, steps)
+    # Per-step coefficients for the whole step list, in float64 on the CPU, then once to x's device/dtype.
+    ab = schedule.alpha_bar
+    a_t = ab[steps]
+    a_s = torch.cat([ab[steps[1:]], torch.ones(1, dtype=torch.float64)])
+    sig = eta * torch.sqrt((1 - a_s) / (1 - a_t)) * torch.sqrt(1 - a_t / a_s)
+    # x_s = sqrt(a_s) x0 + sqrt(1 - a_s - sig^2) eps, with x0 expanded
+    c_x = torch.sqrt(a_s / a_t)
+    c_eps = torch.sqrt((1 - a_s - sig**2).clamp_min(0)) - c_x * torch.sqrt(1 - a_t)
+    c_x, c_eps, sig = (c.to(device=x.device, dtype=x.dtype) for c in (c_x, c_eps, sig))
     with torch.no_grad():
         for i, t in enumerate(steps):
-            tt = _step_tensor(t, x)
-            eps = model(x, tt).eps
-            x0 = schedule.x0_from_eps(x, tt, eps)
-            rec.add(x, x0)
-            a_t = schedule.alpha_bar[t]
-            a_s = schedule.alpha_bar[steps[i + 1]] if i + 1 < len(steps) else torch.ones((), dtype=torch.float64)
-            sig = eta * torch.sqrt((1 - a_s) / (1 - a_t)) * torch.sqrt(1 - a_t / a_s)
-            # x_s = sqrt(a_s) x0 + sqrt(1 - a_s - sig^2) eps, with x0 expanded; coefficients in float64
-            c_x = torch.sqrt(a_s / a_t)
-            c_eps = torch.sqrt((1 - a_s - sig**2).clamp_min(0)) - c_x * torch.sqrt(1 - a_t)
-            x = c_x.to(x.dtype) * x + c_eps.to(x.dtype) * eps
+            eps = model(x, _step_tensor(schedule.original_step(t), x)).eps
+            rec.add(x, schedule.x0_from_eps(x, t, eps))
+            x = c_x[i] * x + c_eps[i] * eps
             if eta > 0 and i + 1 < len(steps):
-                x = x + sig.to(x.dtype) * torch.randn(x.shape, generator=generator, dtype=x.dtype)
-    return rec.result(x, steps)
+                x = x + sig[i] * torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    return rec.result(x, [schedule.original_step(t) for t in steps])
 
 
 def ode(
     model: Model, schedule: Schedule, x_T: torch.Tensor | None = None, shape: tuple[int, ...] | None = None,
     generator: torch.Generator | None = None, method: str = "heun", num_steps: int | None = None,
-    record: bool = False, record_last: int | None = None,
+    record: bool = False, record_last: int | None = None, record_every: int = 1,
+    record_device: torch.device | str | None = None, device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
 ) -> SampleResult:
-    """Probability-flow ODE dy/dsigma = eps, y = x/sqrt(alpha_bar), integrated by "euler" or "heun"."""
-    if method not in ("euler", "heun"):
-        raise ValueError(f"method: expected 'euler' or 'heun', got {method!r}")
-    x = _initial(x_T, shape, generator)
+    """Probability-flow ODE dy/dsigma = eps, y = x/sqrt(alpha_bar), integrated by "euler" or "heun" over
+    the kept steps of :meth:`Schedule.timesteps` (``generator`` only draws the start from ``shape``)."""
+    check_choice("method", method, ("euler", "heun"))
+    x = _initial(x_T, shape, generator, device, dtype)
     steps = schedule.timesteps(num_steps)
-    rec = _Recorder(record, record_last, len(steps))
-    sig = torch.sqrt(1 / schedule.alpha_bar - 1)
-    one = torch.ones((), dtype=torch.float64)
+    rec = _Recorder(record, record_last, record_every, record_device, steps)
+    ab, sig = schedule.alpha_bar, schedule.table("sigma_ode")
+    one = torch.ones(1, dtype=torch.float64)
+    a_t, a_n = ab[steps], torch.cat([ab[steps[1:]], one])
+    s_t, s_n = sig[steps], torch.cat([sig[steps[1:]], 0 * one])
+    # y = x / sqrt(a): x_next = sqrt(a_n / a_t) x + (s_n - s_t) sqrt(a_n) eps  (float64 coefficients)
+    c_x = torch.sqrt(a_n / a_t).to(device=x.device, dtype=x.dtype)
+    c_eps = ((s_n - s_t) * torch.sqrt(a_n)).to(device=x.device, dtype=x.dtype)
     with torch.no_grad():
         for i, t in enumerate(steps):
-            tt = _step_tensor(t, x)
-            eps = model(x, tt).eps
-            rec.add(x, schedule.x0_from_eps(x, tt, eps))
+            eps = model(x, _step_tensor(schedule.original_step(t), x)).eps
+            rec.add(x, schedule.x0_from_eps(x, t, eps))
             last = i + 1 == len(steps)
-            a_t, a_n = schedule.alpha_bar[t], (one if last else schedule.alpha_bar[steps[i + 1]])
-            s_t, s_n = sig[t], (0 * one if last else sig[steps[i + 1]])
-            # y = x / sqrt(a): x_next = sqrt(a_n / a_t) x + (s_n - s_t) sqrt(a_n) eps  (float64 coefficients)
-            c_x, c_eps = torch.sqrt(a_n / a_t).to(x.dtype), ((s_n - s_t) * torch.sqrt(a_n)).to(x.dtype)
-            x_next = c_x * x + c_eps * eps
+            x_next = c_x[i] * x + c_eps[i] * eps
             if method == "heun" and not last:
-                eps_next = model(x_next, _step_tensor(steps[i + 1], x)).eps
-                x_next = c_x * x + c_eps * 0.5 * (eps + eps_next)
+                eps_next = model(x_next, _step_tensor(schedule.original_step(steps[i + 1]), x)).eps
+                x_next = c_x[i] * x + c_eps[i] * 0.5 * (eps + eps_next)
             x = x_next
-    return rec.result(x, steps)
+    return rec.result(x, [schedule.original_step(t) for t in steps])
 
 
 SAMPLERS: dict[str, Callable[..., SampleResult]] = {"ddpm": ddpm, "ddim": ddim, "ode": ode}
