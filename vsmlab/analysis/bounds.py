@@ -35,6 +35,10 @@ exp(-L delta^2 / 2): a smoother score (smaller L) forces exponentially more mass
 Assumptions, all needed: p is a normalised density; s = grad log p exactly (a gradient field); L is a
 *global* Lipschitz constant of s on the segments from the modes to H (an L estimated on a grid must cover
 them; underestimating L overstates the bound); p(y_m) are the density's values at exact critical points.
+
+Devices: :func:`density_floor` follows x's device; the closed-form bounds return Python floats; the 1-D
+grid of :func:`smoothed_density_1d` is built on the CPU (its inputs are a mixture and a schedule, not
+tensors) and :func:`interval_mass` reads its grid on the host (numpy interpolation).
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from vsmlab.core.checks import check_int
 from vsmlab.data.mixtures import GaussianMixture
 from vsmlab.core.schedules import Schedule
 
@@ -94,6 +99,7 @@ def density_floor(x: torch.Tensor, lipschitz: float, modes: object, mode_densiti
     if not isinstance(x, torch.Tensor) or x.dim() != 2:
         raise ValueError(f"x: expected a tensor of shape [B, d], got {getattr(x, 'shape', type(x).__name__)}")
     m, p = _modes(modes, mode_densities, x.shape[1])
+    m, p = m.to(x.device), p.to(x.device)
     d2 = torch.cdist(x.double(), m) ** 2
     return (torch.log(p)[None] - 0.5 * L * d2).max(1).values.exp()
 
@@ -243,8 +249,7 @@ def smoothed_density_1d(
         raise ValueError(f"mixture: expected a 1-D mixture, got dim {mixture.dim}")
     if not (isinstance(temperature, (int, float)) and temperature > 0 and math.isfinite(temperature)):
         raise ValueError(f"temperature: expected a finite number > 0 (1 = exact score), got {temperature!r}")
-    if not isinstance(num_points, int) or num_points < 101:
-        raise ValueError(f"num_points: expected an int >= 101, got {num_points!r}")
+    check_int("num_points", num_points, low=101)
     steps = schedule.check_t(torch.tensor([t]), 1)
     ab = schedule.alpha_bar[steps]
     a = float(torch.sqrt(ab))
@@ -282,12 +287,13 @@ def interval_mass(grid: torch.Tensor, density: torch.Tensor, intervals: Sequence
     if grid.shape != density.shape or grid.dim() != 1:
         raise ValueError(f"grid, density: expected two [N] tensors, got {tuple(grid.shape)} and {tuple(density.shape)}")
     total = 0.0
+    grid_cpu, density_cpu = grid.detach().cpu(), density.detach().cpu()  # numpy's interp works on the host
     for a, b in intervals:
-        a, b = max(float(a), float(grid[0])), min(float(b), float(grid[-1]))
+        a, b = max(float(a), float(grid_cpu[0])), min(float(b), float(grid_cpu[-1]))
         if a >= b:
             continue
-        inside = (grid > a) & (grid < b)
-        xs = torch.cat([torch.tensor([a], dtype=grid.dtype), grid[inside], torch.tensor([b], dtype=grid.dtype)])
-        ys = torch.from_numpy(np.interp(xs.numpy(), grid.numpy(), density.numpy()))
+        inside = (grid_cpu > a) & (grid_cpu < b)
+        xs = torch.cat([torch.tensor([a], dtype=grid.dtype), grid_cpu[inside], torch.tensor([b], dtype=grid.dtype)])
+        ys = torch.from_numpy(np.interp(xs.numpy(), grid_cpu.numpy(), density_cpu.numpy()))
         total += float(torch.trapezoid(ys, xs))
     return total

@@ -14,6 +14,9 @@ Evaluation against a boolean label (True = hallucinated = the positive class):
 - :func:`retention_curve`: for thresholds tau, flag ``score > tau``; the share of hallucinations
   removed against the share of in-support samples kept, and the hallucination rate left among the kept.
   A fixed threshold (not a batch percentile, which flags a fixed share) is what can lower a *rate*.
+
+Devices: everything runs on the scores' device (labels and thresholds are moved there); results are
+float64 tensors on that device.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
+from vsmlab.core.checks import check_int
 from vsmlab.diffusion.samplers import SampleResult
 
 __all__ = ["trajectory_variance", "ROC", "roc_curve", "roc_auc", "Retention", "retention_curve"]
@@ -31,18 +35,22 @@ def trajectory_variance(trajectory: torch.Tensor | SampleResult, k: int = 10) ->
     """Per-sample variance of x0_hat over the last ``k`` recorded steps, summed over dimensions: [B].
 
     trajectory: x0_hat [S, B, ...] (steps in sampling order, the last one at t = 0) or a SampleResult
-    recorded with ``record=True`` or ``record_last >= k``. Raises ValueError naming ``k`` when k < 2 or k > S.
+    recorded with ``record=True`` or ``record_last >= k`` (and ``record_every=1``: the last k recorded
+    steps must be the last k steps). Raises ValueError naming ``k`` when k < 2 or k > S.
     """
     if isinstance(trajectory, SampleResult):
         if trajectory.x0_hat is None:
             raise ValueError("trajectory: the SampleResult holds no x0_hat; sample with record_last=k (or record=True)")
+        rec = trajectory.recorded_steps
+        if rec is not None and isinstance(k, int) and 2 <= k <= len(rec) and rec[-k:] != trajectory.timesteps[-k:]:
+            raise ValueError(f"trajectory: its last {k} recorded steps {rec[-k:]} are not the last {k} steps "
+                             f"{trajectory.timesteps[-k:]} (recorded with record_every > 1); record with record_every=1")
         trajectory = trajectory.x0_hat
     if not isinstance(trajectory, torch.Tensor) or trajectory.dim() < 2:
         got = getattr(trajectory, "shape", type(trajectory).__name__)
         raise ValueError(f"trajectory: expected x0_hat of shape [S, B, ...], got {got}")
     steps = trajectory.shape[0]
-    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
-        raise ValueError(f"k: expected an int >= 2 (a variance needs two steps), got {k!r}")
+    check_int("k", k, low=2, hint="a variance needs two steps")
     if k > steps:
         raise ValueError(f"k: {k} is larger than the number of recorded steps ({steps}); record at least k steps "
                          f"(record_last={k}) or choose k <= {steps}")
@@ -53,7 +61,7 @@ def trajectory_variance(trajectory: torch.Tensor | SampleResult, k: int = 10) ->
 
 def _check_scores_labels(scores: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     scores = torch.as_tensor(scores)
-    labels = torch.as_tensor(labels)
+    labels = torch.as_tensor(labels, device=scores.device)
     if scores.dim() != 1 or scores.numel() < 1:
         raise ValueError(f"scores: expected a 1-D tensor [N] with N >= 1, got shape {tuple(scores.shape)}")
     if labels.shape != scores.shape:
@@ -88,14 +96,14 @@ def roc_curve(scores: torch.Tensor, labels: torch.Tensor) -> ROC:
     scores, labels = _check_scores_labels(scores, labels)
     order = torch.argsort(scores, descending=True, stable=True)
     s, lab = scores[order], labels[order]
-    last_of_group = torch.nonzero(torch.cat([s[1:] != s[:-1], torch.tensor([True])])).reshape(-1)
+    last_of_group = torch.nonzero(torch.cat([s[1:] != s[:-1], torch.ones(1, dtype=torch.bool, device=s.device)])).reshape(-1)
     tps = torch.cumsum(lab.double(), 0)[last_of_group]
     fps = torch.cumsum((~lab).double(), 0)[last_of_group]
-    zero = torch.zeros(1, dtype=torch.float64)
+    zero = torch.zeros(1, dtype=torch.float64, device=s.device)
     return ROC(
         fpr=torch.cat([zero, fps / fps[-1]]),
         tpr=torch.cat([zero, tps / tps[-1]]),
-        thresholds=torch.cat([torch.tensor([float("inf")], dtype=torch.float64), s[last_of_group]]),
+        thresholds=torch.cat([torch.full((1,), float("inf"), dtype=torch.float64, device=s.device), s[last_of_group]]),
     )
 
 
@@ -130,7 +138,7 @@ def retention_curve(
     if thresholds is None:
         distinct = torch.unique(scores)
         thresholds = torch.cat([distinct[:1] - 1.0, distinct])
-    thresholds = torch.as_tensor(thresholds, dtype=torch.float64).reshape(-1)
+    thresholds = torch.as_tensor(thresholds, dtype=torch.float64, device=scores.device).reshape(-1)
     if thresholds.numel() < 1 or not bool(torch.isfinite(thresholds).all()):
         raise ValueError("thresholds: expected at least one finite threshold")
     pos_sorted = torch.sort(scores[labels]).values

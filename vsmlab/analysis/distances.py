@@ -10,11 +10,16 @@ In d > 1 the sliced distance averages W_p^p over random unit directions theta::
     SW_p(x, y) = ( mean_theta W_p^p(<x, theta>, <y, theta>) )^(1/p)
 
 In 1-D every direction is +-1, so SW_p is the exact W_p (no projections are drawn).
+
+Devices: computed in float64 on the samples' device; directions are drawn there by ``generator`` (a
+generator on that device).
 """
 
 from __future__ import annotations
 
 import torch
+
+from vsmlab.core.checks import check_int
 
 __all__ = ["wasserstein_1d", "sliced_wasserstein"]
 
@@ -36,9 +41,12 @@ def wasserstein_1d(x: torch.Tensor, y: torch.Tensor, p: float = 1.0) -> torch.Te
         raise ValueError(f"p: expected a number >= 1, got {p!r}")
     n, m = x.shape[0], y.shape[0]
     xs, ys = torch.sort(x, dim=0).values, torch.sort(y, dim=0).values
-    u = torch.unique(torch.cat([torch.arange(1, n + 1, dtype=torch.float64) / n,
-                                torch.arange(1, m + 1, dtype=torch.float64) / m]))
-    du = torch.diff(torch.cat([torch.zeros(1, dtype=torch.float64), u]))
+    if y.device != x.device:
+        raise ValueError(f"y: expected samples on x's device {str(x.device)!r}, got {str(y.device)!r}")
+    dev = x.device
+    u = torch.unique(torch.cat([torch.arange(1, n + 1, dtype=torch.float64, device=dev) / n,
+                                torch.arange(1, m + 1, dtype=torch.float64, device=dev) / m]))
+    du = torch.diff(torch.cat([torch.zeros(1, dtype=torch.float64, device=dev), u]))
     mid = u - du / 2
     ix = torch.clamp((mid * n).floor().long(), max=n - 1)
     iy = torch.clamp((mid * m).floor().long(), max=m - 1)
@@ -53,12 +61,16 @@ def sliced_wasserstein(
     x, y = _check_samples(x, "x"), _check_samples(y, "y")
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"y: expected {x.shape[1]}-D samples like x, got {y.shape[1]}-D")
-    if isinstance(num_projections, bool) or not isinstance(num_projections, int) or num_projections < 1:
-        raise ValueError(f"num_projections: expected an int >= 1, got {num_projections!r}")
+    check_int("num_projections", num_projections, low=1)
+    if y.device != x.device:
+        raise ValueError(f"y: expected samples on x's device {str(x.device)!r}, got {str(y.device)!r}")
     d = x.shape[1]
     if d == 1:
-        theta = torch.ones(1, 1, dtype=torch.float64)
+        theta = torch.ones(1, 1, dtype=torch.float64, device=x.device)
     else:
-        theta = torch.randn(d, num_projections, generator=generator, dtype=torch.float64)
+        if generator is not None and generator.device.type != x.device.type:
+            raise ValueError(f"generator: it lives on {str(generator.device)!r} but the samples are on "
+                             f"{str(x.device)!r}; pass torch.Generator(device={str(x.device)!r})")
+        theta = torch.randn(d, num_projections, generator=generator, dtype=torch.float64, device=x.device)
         theta = theta / theta.norm(dim=0, keepdim=True)
     return float(wasserstein_1d(x @ theta, y @ theta, p).mean() ** (1.0 / p))

@@ -9,6 +9,9 @@ Rates come with a 95% Wilson score interval (good near 0, unlike the normal appr
     centre = (p + z^2/2n) / (1 + z^2/n),  half = z sqrt(p(1-p)/n + z^2/4n^2) / (1 + z^2/n)
 
 Across seeds use :func:`mean_ci` (Student t interval of the per-seed values).
+
+Devices: the per-sample work runs on the samples' device (the mixture's parameters are copied there once);
+only the final counts are read back (one host read per call).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
+from vsmlab.core.checks import check_int
 from vsmlab.data.mixtures import GaussianMixture
 
 __all__ = ["Rate", "wilson_interval", "hallucination_rate", "mode_counts", "gap_mass", "mean_ci", "MeanCI"]
@@ -39,10 +43,8 @@ class Rate:
 
 def wilson_interval(count: int, n: int, z: float = 1.959963984540054) -> Rate:
     """Wilson score interval for ``count`` successes in ``n`` trials (default 95%)."""
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n: expected an int >= 1, got {n!r}")
-    if not isinstance(count, int) or not 0 <= count <= n:
-        raise ValueError(f"count: expected an int in 0..{n}, got {count!r}")
+    check_int("n", n, low=1)
+    check_int("count", count, low=0, high=n)
     p = count / n
     den = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / den
@@ -57,7 +59,7 @@ def _finite(x: torch.Tensor) -> torch.Tensor:
 def hallucination_rate(samples: torch.Tensor, mixture: GaussianMixture, k: float = 4.0) -> Rate:
     """Share of samples [B, d] outside the support (non-finite samples count as hallucinated)."""
     ok = _finite(samples)
-    inside = torch.zeros(samples.shape[0], dtype=torch.bool)
+    inside = torch.zeros(samples.shape[0], dtype=torch.bool, device=samples.device)
     inside[ok] = mixture.in_support(samples[ok], k)
     return wilson_interval(int((~inside).sum()), samples.shape[0])
 
@@ -74,7 +76,7 @@ def mode_counts(samples: torch.Tensor, mixture: GaussianMixture, k: float = 4.0)
     idx = idx[dist <= k]
     counts = torch.bincount(idx, minlength=mixture.num_modes)
     share = counts.double() / max(1, int(counts.sum()))
-    err = (share - mixture.weights).abs()
+    err = (share - mixture.params_on(share.device)[2]).abs()
     return {"counts": counts, "weights": share, "max_weight_error": float(err.max()), "total_variation": float(0.5 * err.sum())}
 
 

@@ -17,6 +17,11 @@ Estimators (all work when called under ``torch.no_grad``: gradients are enabled 
   layer-product upper bound lives with the MLP (:func:`vsmlab.nets.mlp.mlp_lipschitz_upper_bound`).
 - :func:`score_function` turns a model at a fixed step t into f(x) = score (trained net or exact score).
 
+Devices: every estimate is computed on x's device in x's dtype. Random probes, start vectors and
+directions are drawn on x's device by ``generator``, which must live there (a CUDA x needs
+``torch.Generator(device="cuda")``). Host synchronisation: power iteration reads one flag per iteration
+(have all examples converged?) to stop early; the Hutchinson loop and the Jacobian rows read nothing.
+
 ``create_graph=True`` keeps the graph so a loss can back-propagate through the estimate (to the model's
 parameters, and to x when x requires grad).
 """
@@ -30,6 +35,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from vsmlab.core.checks import check_int
 from vsmlab.core.prediction import predict_score
 from vsmlab.core.schedules import Schedule
 
@@ -97,12 +103,6 @@ def _check_x(x: object) -> torch.Tensor:
     return x
 
 
-def _check_positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
-    return value
-
-
 def _evaluate(f: BatchedFn, x: torch.Tensor, create_graph: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """(x_in, y): x_in requires grad (x itself when create_graph and x requires grad), y = f(x_in)."""
     _check_fn(f)
@@ -136,12 +136,17 @@ def _per_example(n: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return n.reshape(-1, *([1] * (like.dim() - 1)))
 
 
+def _check_generator(generator: torch.Generator | None, like: torch.Tensor) -> None:
+    if generator is not None and generator.device.type != like.device.type:
+        raise ValueError(f"generator: it lives on {str(generator.device)!r} but x is on {str(like.device)!r}; draws happen "
+                         f"on x's device: pass torch.Generator(device={str(like.device)!r})")
+
+
 def _probe(shape: torch.Size, kind: str, generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
+    """A Rademacher (+-1) or Gaussian probe of ``shape``, drawn on like's device in like's dtype."""
     if kind == "rademacher":
-        z = torch.randint(0, 2, shape, generator=generator).to(like.dtype) * 2 - 1
-    else:
-        z = torch.randn(shape, generator=generator, dtype=like.dtype)
-    return z.to(like.device)
+        return torch.randint(0, 2, shape, generator=generator, device=like.device).to(like.dtype) * 2 - 1
+    return torch.randn(shape, generator=generator, dtype=like.dtype, device=like.device)
 
 
 # ----------------------------------------------------------------------------- wrapping a model
@@ -244,17 +249,18 @@ def jacobian_spectral_norm(
     With ``create_graph`` the returned value is ||J v*|| recomputed with a graph at the final (detached)
     v*, whose gradient is the exact gradient of sigma_max when the top singular value is simple.
     """
-    max_iter = _check_positive_int(max_iter, "max_iter")
+    max_iter = check_int("max_iter", max_iter, low=1)
     if not (isinstance(tol, (int, float)) and tol >= 0 and math.isfinite(tol)):
         raise ValueError(f"tol: expected a finite number >= 0 (relative change), got {tol!r}")
     with torch.enable_grad():
         x_in, y = _evaluate(f, x, create_graph)
         if init is None:
-            v = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+            _check_generator(generator, x)
+            v = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
         else:
             if not isinstance(init, torch.Tensor) or init.shape != x.shape:
                 raise ValueError(f"init: expected a tensor of x's shape {tuple(x.shape)}, got {getattr(init, 'shape', type(init).__name__)}")
-            v = init.detach().to(x.dtype).clone()
+            v = init.detach().to(device=x.device, dtype=x.dtype).clone()
         v = v / _per_example(_flat_norm(v).clamp_min(torch.finfo(x.dtype).tiny), v)
         # J^T u as a function of a dummy u, kept with its graph, so that J v = grad(J^T u, u, v).
         u_dummy = torch.zeros_like(y, requires_grad=True)
@@ -281,7 +287,7 @@ def jacobian_spectral_norm(
             sigma = torch.where(active, new_sigma, sigma)
             iterations = torch.where(active, torch.full_like(iterations, k), iterations)
             active = active & ~(step & (k > 1)) & (w_norm > 0)
-            if not bool(active.any()):
+            if not bool(active.any()):  # the one host read per iteration (early stop)
                 break
         converged = ~active
         if create_graph:
@@ -300,9 +306,10 @@ def _hutchinson(
     create_graph: bool, quantity: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean [B], stderr [B]) over probes of z^T J z ("trace") or ||J^T z||^2 ("frobenius")."""
-    num_probes = _check_positive_int(num_probes, "num_probes")
+    num_probes = check_int("num_probes", num_probes, low=1)
     if probe not in _PROBES:
         raise ValueError(f"probe: expected 'rademacher' or 'gaussian', got {probe!r}")
+    _check_generator(generator, x)
     with torch.enable_grad():
         x_in, y = _evaluate(f, x, create_graph)
         samples = []
@@ -366,7 +373,7 @@ def local_lipschitz(
     """
     if method not in ("auto", "exact", "power"):
         raise ValueError(f"method: expected 'auto', 'exact' or 'power', got {method!r}")
-    batch_size = _check_positive_int(batch_size, "batch_size")
+    batch_size = check_int("batch_size", batch_size, low=1)
     _check_fn(f)
     _check_x(points)
     D = points[0].numel()
@@ -399,10 +406,12 @@ def lipschitz_lower_bound(
         if radius is not None:
             if not (isinstance(radius, (int, float)) and radius > 0 and math.isfinite(radius)):
                 raise ValueError(f"radius: expected a finite number > 0, got {radius!r}")
-            d = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+            _check_generator(generator, x)
+            d = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
             y = x + radius * d / _per_example(_flat_norm(d), d)
         else:
-            y = x[torch.randperm(x.shape[0], generator=generator).to(x.device)]
+            _check_generator(generator, x)
+            y = x[torch.randperm(x.shape[0], generator=generator, device=x.device)]
     elif not isinstance(y, torch.Tensor) or y.shape != x.shape:
         raise ValueError(f"y: expected a tensor of x's shape {tuple(x.shape)}, got {getattr(y, 'shape', type(y).__name__)}")
     with torch.no_grad():

@@ -9,6 +9,9 @@ Conversions (named functions, never branches inside models), with sigma_t = sqrt
 
     score = -eps / sigma_t          eps = -sigma_t * score
     x0_hat = (x_t - sigma_t eps) / sqrt(alpha_bar_t)
+
+Every conversion answers on its input's device in its dtype, with sigma_t from the schedule's cached
+device table; t is a step tensor [B] (validated) or one int step (validated on the host, no sync).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from vsmlab.core.schedules import Schedule, gather
+from vsmlab.core.schedules import Schedule
 
 __all__ = [
     "Prediction",
@@ -42,14 +45,12 @@ class Prediction:
 
 def eps_to_score(eps: torch.Tensor, t: torch.Tensor, schedule: Schedule) -> torch.Tensor:
     """score = -eps / sqrt(1 - alpha_bar_t). eps: [B, ...]; t: [B]."""
-    t = schedule.check_t(t, eps.shape[0])
-    return -eps / gather(schedule.sigma, t, eps)
+    return -eps / schedule._coef("sigma", t, eps)
 
 
 def score_to_eps(score: torch.Tensor, t: torch.Tensor, schedule: Schedule) -> torch.Tensor:
     """eps = -sqrt(1 - alpha_bar_t) * score. score: [B, ...]; t: [B]."""
-    t = schedule.check_t(t, score.shape[0])
-    return -score * gather(schedule.sigma, t, score)
+    return -score * schedule._coef("sigma", t, score)
 
 
 def eps_to_x0(x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, schedule: Schedule) -> torch.Tensor:

@@ -92,7 +92,7 @@ class GaussianMixture:
         object.__setattr__(self, "weights", w / w.sum())
         object.__setattr__(self, "_on_device", {})
 
-    def _params(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def params_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(means [K, d], stds [K], weights [K]) in float64 on ``device``, copied once per device."""
         device = torch.device(device)
         if device.type == "cpu":
@@ -131,7 +131,7 @@ class GaussianMixture:
         """
         check_int("n", n, low=1)
         dev = _draw_device(device, generator)
-        means, stds, weights = self._params(dev)
+        means, stds, weights = self.params_on(dev)
         labels = torch.multinomial(weights, n, replacement=True, generator=generator)
         z = torch.randn((n, self.dim), generator=generator, dtype=torch.float64, device=dev)
         x = (means[labels] + stds[labels, None] * z).to(dtype)
@@ -154,7 +154,7 @@ class GaussianMixture:
         """Shared pieces at per-example alpha_bar [B]: (a [B,1], v [B,K], diff [B,K,d], l [B,K], r [B,K])."""
         if not (isinstance(temperature, (int, float)) and temperature > 0 and math.isfinite(temperature)):
             raise ValueError(f"temperature: expected a finite number > 0 (1 = exact score), got {temperature!r}")
-        means, stds, weights = self._params(x.device)
+        means, stds, weights = self.params_on(x.device)
         xd = x.to(torch.float64)
         ab = alpha_bar.to(device=x.device, dtype=torch.float64).reshape(-1, 1)
         a = torch.sqrt(ab)
@@ -226,7 +226,7 @@ class GaussianMixture:
     ) -> torch.Tensor:
         """Ideal denoiser E[x_0 | x_t] [B, d] from the per-component posteriors (independent of Tweedie)."""
         a, v, diff, _, r = self._terms(x, self._alpha_bar(x, t, schedule), temperature)
-        means, stds, _ = self._params(x.device)
+        means, stds, _ = self.params_on(x.device)
         comp = means[None] + (a[:, :, None] * stds[None, :, None] ** 2 / v[:, :, None]) * diff
         return (r[:, :, None] * comp).sum(1).to(x.dtype)
 
@@ -234,7 +234,7 @@ class GaussianMixture:
     def nearest_mode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(distance in units of that mode's std [B], index [B]) of the mode nearest in that unit."""
         self._check_x(x)
-        means, stds, _ = self._params(x.device)
+        means, stds, _ = self.params_on(x.device)
         d = torch.cdist(x.to(torch.float64), means) / stds[None, :]
         dist, idx = d.min(1)
         return dist.to(x.dtype), idx
@@ -261,7 +261,7 @@ class GaussianMixture:
         "Between" means the projection onto the segment mu_i -> mu_j falls strictly inside it.
         """
         self._check_x(x)
-        means, _, _ = self._params(x.device)
+        means, _, _ = self.params_on(x.device)
         d = torch.cdist(x.to(torch.float64), means)
         if self.num_modes < 2:
             z = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
@@ -287,7 +287,7 @@ class GaussianMixture:
         pairs = self.neighbour_pairs()
         if pairs.numel() == 0:
             return torch.full((x.shape[0],), math.inf, dtype=x.dtype, device=x.device)
-        means, stds, _ = self._params(x.device)
+        means, stds, _ = self.params_on(x.device)
         pairs = pairs.to(x.device)
         a, b = means[pairs[:, 0]], means[pairs[:, 1]]  # [P, d]
         xd = x.to(torch.float64)[:, None, :]  # [B, 1, d]
