@@ -15,8 +15,8 @@
 # # 05 · VSM and the other mitigations on toy data, measured with confidence intervals
 #
 # Does **Variance-guided Score Modulation** (VSM) reduce hallucinations? VSM trains an improved-DDPM
-# variance-learning model (eps head + a variance head v in [-1, 1] on a shared trunk, log Sigma between
-# log beta_tilde_t and log beta_t) and adds a penalty on *small* score Jacobians, using J = -1 / Sigma as a
+# variance-learning model (eps head + a variance head v on a shared trunk, log Sigma = f log beta_t +
+# (1 - f) log beta_tilde_t with f = (v + 1) / 2) and adds a penalty on *small* score Jacobians, using J = -1 / Sigma as a
 # diagonal proxy:
 #
 #     loss = mse + vb + w(t) * mean_dims 1 / (1 + J^2),     w(t) = rho / sqrt(1 - alpha_bar_t)  or  rho
@@ -24,7 +24,13 @@
 # We compare, on mixtures whose exact score is known, with >= 5 training seeds per setting:
 #
 # - **fixed variance** (plain eps-MSE, sigma_t^2 = beta_t at sampling: the mode-interpolation setting);
-# - **learned variance, rho = 0** (the hybrid loss mse + vb: VSM's own baseline);
+# - **fixed variance sampled with sigma_t^2 = beta_tilde_t**: the *same* trained fixed-variance models, resampled
+#   with the posterior variance (no retraining). Learned-variance models sample inside [beta_tilde_t, beta_t], so
+#   this is the fair fixed baseline: it separates "a smaller sampling variance" from "learning the variance";
+# - **learned variance, rho = 0** (the hybrid loss mse + vb: VSM's own baseline). Every learned-variance model
+#   here follows the reference: the head's v is **unbounded** (`v_activation="none"`, f = (v + 1) / 2 may leave
+#   [0, 1]); one extra 1-D setting squashes v with tanh (`v_activation="tanh"`, the lab's earlier choice) to
+#   show whether that matters;
 # - **VSM** with rho in {0.01, 0.1, 1, 10}, with the time weight 1/sqrt(1 - alpha_bar_t) and with a constant rho;
 # - a **Jacobian penalty** on the score network itself (VSM's functional form on the real Jacobian, estimated
 #   by Hutchinson; see `vsmlab.diffusion.variance`);
@@ -35,14 +41,16 @@
 # fidelity of the in-support samples (per-mode weight error; sliced Wasserstein-2 to fresh mixture samples),
 # the score error against the exact score per t, a Lipschitz estimate of the learned score near t = 0, and the
 # training cost. Data: the 1-D mixture of notebook 01 (modes 1, 2, 3, std 0.05) and, in 2-D, a 3x3 grid with the
-# same std-to-spacing ratio (spacing 2, std 0.1, divided by the global std). The 5x5 grid of notebook 02 is out of
-# reach of a CPU default here: in exploration a width-128 net after 3000 steps still put ~80% of its samples off
-# the support. Schedule: T = 1000, linear betas 0.001 -> 0.2, as in the mode-interpolation work (smoke: T = 200).
-# Budget: the default profile (about 15 minutes on 2 cores from a cold cache) trains a width-64 MLP for 2000 steps per
-# run, all 12 settings on 1-D with 10 seeds and 6 on 2-D with 5 seeds; the full profile runs every setting (plus a Jacobian-weight sweep) on
-# both, with 10 seeds and a width-128 MLP trained for 6000 steps.
+# same std-to-spacing ratio (spacing 2, std 0.1, divided by the global std). The 5x5 grid of notebook 02 needs
+# longer training than a CPU default of 150 runs allows, so it is not used here (notebook 02 measures it).
+# Schedule: T = 1000, linear betas 0.001 -> 0.2, as in the mode-interpolation work (smoke: T = 200).
+# Budget: the default profile (about 15-20 minutes on 2 cores from a cold cache) trains a width-64 MLP for 2000 steps
+# per run, 14 settings on 1-D with 10 seeds (one of them, fixed + beta_tilde, only resamples) and 7 on 2-D with 5
+# seeds; the full profile runs every setting (plus a Jacobian-weight sweep) on both, with 10 seeds and a width-128
+# MLP trained for 6000 steps.
 # Every interval is a 95% Student-t interval over training seeds; "diff vs rho=0" is the
-# per-seed paired difference (same seed = same training data, initialisation and sampling noise).
+# per-seed paired difference (same seed = same training data, initialisation and sampling noise). Each comparison
+# also gets its smallest detectable effect (80% power) and a rank test and bootstrap beside the t-interval.
 
 # %% tags=["parameters"]
 profile = "default"  # smoke | default | full
@@ -67,7 +75,9 @@ from vsmlab.lab.plotting import PALETTE
 
 SCHEDULE = dict(name="linear", num_steps=1000, beta_start=1e-3, beta_end=0.2)  # the mode-interpolation setting
 MIXTURES = {"1d": dict(name="1d"), "2d": dict(name="grid", n=3, std=0.1)}  # 2d: 3x3 grid, normalised
-FIXED, RHO0 = "fixed variance", "learned var, rho=0"
+FIXED, FIXED_BT = "fixed variance", "fixed var, beta_tilde"
+RHO0, RHO0_TANH = "learned var, rho=0", "learned var, rho=0, tanh v"
+LEARNED = {"learn_variance": True, "v_activation": "none"}  # the reference: v unbounded, f = (v + 1) / 2
 
 
 def vsm_name(rho: float, time_weight: bool) -> str:
@@ -79,17 +89,33 @@ def jac_name(weight: float, time_weight: bool) -> str:
 
 
 FOURIER = "Fourier features"
-SETTINGS = {FIXED: ({"name": "eps_mse"}, {}), RHO0: ({"name": "hybrid"}, {"learn_variance": True}), FOURIER: (
-    {"name": "eps_mse"}, {"fourier_features": 16, "fourier_scale": 1.0})}
+# setting -> (loss spec, model options, evaluation options); the evaluation's "variance" is the DDPM sampling
+# variance ("auto": learned when the model has a v head, else beta_t)
+SETTINGS = {
+    FIXED: ({"name": "eps_mse"}, {}, {}),
+    FIXED_BT: ({"name": "eps_mse"}, {}, {"variance": "beta_tilde"}),  # the same trained models as FIXED
+    RHO0: ({"name": "hybrid"}, LEARNED, {}),
+    RHO0_TANH: ({"name": "hybrid"}, {"learn_variance": True, "v_activation": "tanh"}, {}),
+    FOURIER: ({"name": "eps_mse"}, {"fourier_features": 16, "fourier_scale": 1.0}, {}),
+}
 for _rho in (0.01, 0.1, 1.0, 10.0):
     for _tw in (True, False):
-        SETTINGS[vsm_name(_rho, _tw)] = ({"name": "vsm", "rho": _rho, "time_weight": _tw}, {"learn_variance": True})
+        SETTINGS[vsm_name(_rho, _tw)] = ({"name": "vsm", "rho": _rho, "time_weight": _tw}, LEARNED, {})
 for _w in (0.001, 0.01, 0.1):
     for _tw in (True, False):
-        SETTINGS[jac_name(_w, _tw)] = ({"name": "jacobian", "weight": _w, "time_weight": _tw}, {"learn_variance": True})
+        SETTINGS[jac_name(_w, _tw)] = ({"name": "jacobian", "weight": _w, "time_weight": _tw}, LEARNED, {})
 
-GROUPS = {FIXED: PALETTE["baseline"], RHO0: PALETTE["learned"], "VSM": PALETTE["vsm"], "Jacobian": "#762a83",
-          FOURIER: PALETTE["exact"]}
+
+def variant(setting: str) -> str:
+    """Which variance each result used: the head's v activation and the sampling variance."""
+    _, model_extra, ev_extra = SETTINGS[setting]
+    if model_extra.get("learn_variance"):
+        return f"learned Sigma, v head '{model_extra['v_activation']}'"
+    return f"fixed, sampled with sigma^2 = {ev_extra.get('variance', 'beta')}"
+
+
+GROUPS = {FIXED: PALETTE["baseline"], FIXED_BT: "#e08214", RHO0: PALETTE["learned"], RHO0_TANH: "#de77ae",
+          "VSM": PALETTE["vsm"], "Jacobian": "#762a83", FOURIER: PALETTE["exact"]}
 
 
 def group(setting: str) -> str:
@@ -97,22 +123,24 @@ def group(setting: str) -> str:
 
 
 ALL_VSM = [vsm_name(r, tw) for tw in (True, False) for r in (0.01, 0.1, 1.0, 10.0)]
-MAIN_1D = [FIXED, RHO0, *ALL_VSM, jac_name(0.01, False), FOURIER]
+MAIN_1D = [FIXED, FIXED_BT, RHO0, RHO0_TANH, *ALL_VSM, jac_name(0.01, False), FOURIER]
 THRESHOLDS = [1e-3, 0.0031622777, 1e-2]  # trajectory-variance filter thresholds shown in the table
 PROFILES = {
     "smoke": dict(workers=1, schedule=dict(SCHEDULE, num_steps=200), mixtures={
-        "1d": dict(settings=[FIXED, RHO0, vsm_name(0.1, True), jac_name(0.01, False), FOURIER], seeds=2, width=16,
+        "1d": dict(settings=[FIXED, FIXED_BT, RHO0, vsm_name(0.1, True), jac_name(0.01, False), FOURIER], seeds=3,
+                   width=16,
                    steps=60, batch_size=128, n_train=2000,
                    evaluation=dict(n_samples=300, n_reference=300, score_n=200, score_ts=[0, 20, 100],
                                    lipschitz_ts=[0, 5], lipschitz_grid=301, keep_samples=300)),
-        "2d": dict(settings=[FIXED, RHO0], seeds=2, width=16, steps=60, batch_size=128, n_train=2000,
+        "2d": dict(settings=[FIXED, FIXED_BT, RHO0], seeds=2, width=16, steps=60, batch_size=128, n_train=2000,
                    evaluation=dict(n_samples=200, n_reference=200, score_n=200, score_ts=[0, 20, 100],
                                    lipschitz_ts=[0, 5], lipschitz_grid=400, keep_samples=200))},
         grad_batch=256, grad_ts=[0, 2, 10, 100, 199]),
     "default": dict(workers=2, schedule=SCHEDULE, mixtures={
         "1d": dict(settings=MAIN_1D, seeds=10, width=64, steps=2000, batch_size=1024, n_train=20000,
                    evaluation=dict(n_samples=6000, n_reference=6000, keep_samples=6000, lipschitz_grid=3001)),
-        "2d": dict(settings=[FIXED, RHO0, vsm_name(0.1, True), vsm_name(10.0, True), jac_name(0.01, False), FOURIER],
+        "2d": dict(settings=[FIXED, FIXED_BT, RHO0, vsm_name(0.1, True), vsm_name(10.0, True), jac_name(0.01, False),
+                             FOURIER],
                    seeds=5, width=64, steps=2000, batch_size=1024, n_train=50000,
                    evaluation=dict(n_samples=4000, n_reference=4000, keep_samples=4000, lipschitz_grid=40000))},
         grad_batch=2048, grad_ts=[0, 1, 2, 5, 10, 20, 50, 100, 200, 400, 700, 999]),
@@ -133,11 +161,15 @@ print(f"profile={profile} seed={seed} workers={cfg['workers']}")
 for name, m in cfg["mixtures"].items():
     print(f"  {name}: {len(m['settings'])} settings x {m['seeds']} seeds, width {m['width']}, {m['steps']} steps, "
           f"batch {m['batch_size']}")
+print("variance used by each setting (v head activation for learned Sigma; sampling variance for fixed):")
+for setting in dict.fromkeys(s_ for m in cfg["mixtures"].values() for s_ in m["settings"]):
+    print(f"  {setting:<28} {variant(setting)}")
 
 # %% [markdown]
 # ## First, the scale of the VSM penalty under this schedule
 #
-# Sigma is confined to [beta_tilde_t, beta_t]. Under the linear 0.001 -> 0.2 schedule both are tiny near
+# With v in [-1, 1], Sigma lies in [beta_tilde_t, beta_t] (an unbounded v can extrapolate beyond, in log
+# space, by a multiple of the same log-range). Under the linear 0.001 -> 0.2 schedule both ends are small near
 # t = 0 and the interval collapses (beta_tilde_t = beta_t to machine precision) once alpha_bar_t ~ 0. So the
 # penalty Sigma^2 / (1 + Sigma^2) and, more importantly, its derivative with respect to v, can only be
 # large where the range is both wide and far from 0. Below: the largest penalty (Sigma = beta_t) times the
@@ -170,12 +202,32 @@ ax[1].set(yscale="log", xlim=(0, schedule.num_steps - 1), xlabel="t", ylabel="ma
 ax[1].legend(fontsize=7)
 fig.tight_layout()
 saver.save(fig, "penalty_scale")
-collapsed = int((log_beta - log_bt == 0).sum())
 for t in (0, 1, 5, 20, 100):
     print(f"t={t:>4}: beta={float(schedule.betas[t]):.2e} beta_tilde={float(log_bt[t].exp()):.2e} "
           f"max term={float(w_tw[t] * pen_hi[t]):.2e} max |grad v|={float(w_tw[t] * grad_hi[t]):.2e} (rho=0.1, 1/sigma_t)")
-print(f"steps where the learned range has collapsed exactly (beta_tilde == beta in float64): "
-      f"{collapsed} of {schedule.num_steps}")
+# where has the learned range collapsed? Three tests, each printed with what it tests
+eq_var = schedule.beta_tilde[1:] == schedule.betas[1:]  # t >= 1 (beta_tilde_0 = 0 is clipped to beta_tilde_1)
+eq_log = (log_beta - log_bt)[1:] == 0  # what the learned range interpolates: log beta_t vs log beta_tilde_t
+rel_width = ((schedule.betas - schedule.beta_tilde) / schedule.betas)[1:]
+print(f"steps t >= 1 with beta_tilde_t == beta_t exactly in float64: {int(eq_var.sum())} of {schedule.num_steps - 1}; "
+      f"with log beta_tilde_t == log beta_t exactly: {int(eq_log.sum())}; with (beta - beta_tilde)/beta < 1e-6: "
+      f"{int((rel_width < 1e-6).sum())}")
+open_t = torch.nonzero(~eq_log)[:, 0] + 1  # steps t >= 1 where the range is open
+last_open = int(open_t.max())
+if bool(eq_log.any()):
+    first_collapse = int(torch.nonzero(eq_log)[0, 0]) + 1
+    print(f"the range is open (log beta_tilde_t != log beta_t) at {int(open_t.numel()) + 1} steps: every t up to "
+          f"{first_collapse - 1} (the first exact collapse is at t = {first_collapse}), then intermittently up to "
+          f"t = {last_open}")
+else:
+    print(f"the range is open at every t (no exact collapse under this schedule, T = {schedule.num_steps})")
+print(f"largest beta_t where open: {float(schedule.betas[open_t].max()):.4f} (t = {last_open}); "
+      f"(beta - beta_tilde)/beta at t = 200, 400, 500: "
+      + ", ".join(f"{float(rel_width[t - 1]):.1e}" for t in (200, 400, 500) if t < schedule.num_steps))
+open_mask = torch.zeros(schedule.num_steps, dtype=torch.bool)
+open_mask[0], open_mask[open_t] = True, True
+print(f"largest VSM term (rho = 0.1, 1/sigma_t, Sigma = beta_t) where the range is open: "
+      f"{float((w_tw * pen_hi)[open_mask].max()):.2e}; over all t: {float((w_tw * pen_hi).max()):.2e}")
 best = int((w_tw * grad_hi).argmax())
 print(f"largest |d(VSM term)/dv| over all t (rho=0.1, 1/sigma_t): {float(w_tw[best] * grad_hi[best]):.2e} at t={best}")
 
@@ -183,13 +235,14 @@ print(f"largest |d(VSM term)/dv| over all t (rho=0.1, 1/sigma_t): {float(w_tw[be
 # ## Train and measure every setting
 #
 # Each (setting, seed) is trained with `vsmlab.lab.experiments.train_toy` (cached on disk), then sampled with
-# ancestral DDPM over all 1000 steps (the learned variance when the model has a head) and measured by
+# ancestral DDPM over all 1000 steps (the learned variance when the model has a head; beta_t or beta_tilde_t for the
+# fixed models: "fixed var, beta_tilde" reuses the trained "fixed variance" models) and measured by
 # `vsmlab.lab.mitigations.evaluate`. Runs go to worker processes with one torch thread each (`workers` in total).
 
 # %%
 def spec_for(mixture: str, setting: str, run_seed: int) -> dict:
     m = cfg["mixtures"][mixture]
-    loss, model_extra = SETTINGS[setting]
+    loss, model_extra, _ = SETTINGS[setting]
     return dict(mixture=MIXTURES[mixture], schedule=cfg["schedule"], model=dict(width=m["width"], depth=3, **model_extra),
                 train=dict(steps=m["steps"], batch_size=m["batch_size"], lr=1e-3), n_train=m["n_train"],
                 seed=run_seed, loss=loss)
@@ -199,7 +252,7 @@ jobs, keys = [], []
 for mixture, m in cfg["mixtures"].items():
     for setting in m["settings"]:
         for i in range(m["seeds"]):
-            jobs.append((spec_for(mixture, setting, seed + i), m["evaluation"]))
+            jobs.append((spec_for(mixture, setting, seed + i), {**m["evaluation"], **SETTINGS[setting][2]}))
             keys.append((mixture, setting, seed + i))
 # the Jacobian penalty costs about twice as much per step: start those first (better load balance)
 order = sorted(range(len(jobs)), key=lambda j: not keys[j][1].startswith("Jacobian"))
@@ -231,7 +284,8 @@ def paired(mixture: str, setting: str, base: str, key: str = "rate") -> vsmlab.M
 # Rates in percent. `in gaps`: the share that is off-support *and* lies between its two nearest modes (mode
 # interpolation proper; the rest is off-support beyond the outer modes or blur around a mode).
 # `diff vs rho=0` / `diff vs fixed`: mean per-seed paired difference of the rate (negative =
-# fewer hallucinations) with its 95% interval. Score error: E||eps_theta - eps*||^2 / d at t = 0 (eps* from the
+# fewer hallucinations) with its 95% interval; `diff vs fix+bt`: the same against the fixed models sampled with
+# beta_tilde_t. Score error: E||eps_theta - eps*||^2 / d at t = 0 (eps* from the
 # exact score). Lipschitz: max ||d score / dx||_2 over a grid covering the modes at t = 0 (the exact score's
 # value is printed for reference). Training seconds are those of the original (uncached) run.
 
@@ -247,6 +301,7 @@ def cell(c: vsmlab.MeanCI | None, scale: float = 1.0) -> tuple[float | str, floa
 COLUMNS = (  # (summary key, CSV column, scale, printed header, width)
     ("rate", "rate_pct", 100, "rate %", 15), ("gap", "gap_rate_pct", 100, "in gaps %", 15),
     ("d_rho0", "diff_vs_rho0_pct", 100, "diff vs rho=0", 16), ("d_fixed", "diff_vs_fixed_pct", 100, "diff vs fixed", 16),
+    ("d_fbt", "diff_vs_fixed_beta_tilde_pct", 100, "diff vs fix+bt", 16),
     ("mwe", "max_weight_error", 1, "max w err", 16), ("sw", "sliced_w2", 1, "SW2", 16),
     ("serr", "score_error_t0", 1, "score err t=0", 16), ("lip", "lipschitz_t0", 1, "Lip t=0", 14),
     ("auc", "detector_auc", 1, "AUC", 15), ("train", "train_seconds", 1, "train s", 12),
@@ -259,6 +314,7 @@ for mixture, m in cfg["mixtures"].items():
         rs = runs(mixture, setting)
         s = dict(rate=ci([r["rate"] for r in rs]), gap=ci([r["gap_rate"] for r in rs]),
                  d_rho0=paired(mixture, setting, RHO0), d_fixed=paired(mixture, setting, FIXED),
+                 d_fbt=paired(mixture, setting, FIXED_BT),
                  mwe=ci([r["max_weight_error"] for r in rs]), sw=ci([r["sliced_w2"] for r in rs]),
                  serr=ci([r["score_error"][0] for r in rs]), lip=ci([r["lipschitz"][0] for r in rs]),
                  auc=ci([r["auc"] for r in rs]), train=ci([r["train_seconds"] for r in rs]),
@@ -266,7 +322,7 @@ for mixture, m in cfg["mixtures"].items():
         summary[(mixture, setting)] = s
         line = "".join(f" {fmt(s[key], scale, 3 if key != 'train' else 2):>{w}}" for key, _, scale, _, w in COLUMNS)
         print(f"{setting:<28}{line}" + (f"  ({s['diverged']} diverged samples)" if s["diverged"] else ""))
-        row = dict(mixture=mixture, setting=setting, seeds=len(rs), filter_threshold="")
+        row = dict(mixture=mixture, setting=setting, variant=variant(setting), seeds=len(rs), filter_threshold="")
         for key, col, scale, _, _ in COLUMNS:
             row[col], row[col + "_ci95"] = cell(s[key], scale)
         row["in_support_kept_pct"], row["in_support_kept_pct_ci95"] = 100.0, 0.0
@@ -301,7 +357,7 @@ saver.save(fig, "trajectory_filter_retention")
 
 print(f"{'mixture':<6} {'setting':<28} {'tau':>8} {'rate left %':>16} {'in-support kept %':>20} {'halluc. removed %':>20}")
 for mixture, m in cfg["mixtures"].items():
-    for setting in (FIXED, RHO0, FOURIER):
+    for setting in (FIXED, FIXED_BT, RHO0, FOURIER):
         if setting not in m["settings"]:
             continue
         rs = runs(mixture, setting)
@@ -311,7 +367,8 @@ for mixture, m in cfg["mixtures"].items():
             kept = ci([r["in_support_kept"][j] for r in rs])
             removed = ci([r["removed"][j] for r in rs])
             print(f"{mixture:<6} {setting:<28} {th:>8.2g} {fmt(left, 100):>16} {fmt(kept, 100):>20} {fmt(removed, 100):>20}")
-            row = dict(mixture=mixture, setting=f"{setting} + trajectory filter", seeds=len(rs), filter_threshold=f"{th:.3g}")
+            row = dict(mixture=mixture, setting=f"{setting} + trajectory filter", variant=variant(setting), seeds=len(rs),
+                       filter_threshold=f"{th:.3g}")
             row["rate_pct"], row["rate_pct_ci95"] = cell(left, 100)
             for _, col, _, _, _ in COLUMNS[1:]:
                 row[col], row[col + "_ci95"] = "", ""
@@ -412,7 +469,7 @@ for mixture, m in cfg["mixtures"].items():
 # marks hallucinated samples in 2-D.
 
 # %%
-show = (FIXED, RHO0, vsm_name(10.0, True), jac_name(0.01, False), FOURIER)
+show = (FIXED, FIXED_BT, RHO0, vsm_name(10.0, True), jac_name(0.01, False), FOURIER)
 for mixture, m in cfg["mixtures"].items():
     mix = mixtures[mixture]
     present = [s_ for s_ in show if s_ in m["settings"]]
@@ -455,7 +512,8 @@ for mixture, m in cfg["mixtures"].items():
 # layer), on the eps head, and on the shared trunk. The VSM term is evaluated at rho = 1 (its gradient is
 # linear in rho: multiply by rho for any other setting). An exactly zero gradient (the learned range has
 # collapsed, beta_tilde_t = beta_t) is not drawn on the log scale. Right: the learned interpolation fraction
-# f = (v + 1)/2 (0: Sigma = beta_tilde_t, 1: Sigma = beta_t) averaged over x_t ~ p_t and seeds, for rho = 0 and VSM.
+# f = (v + 1)/2 (0: Sigma = beta_tilde_t, 1: Sigma = beta_t; with the unbounded head f may leave [0, 1]) averaged
+# over x_t ~ p_t and seeds, for rho = 0 and VSM.
 # A change of f moves log Sigma by (change of f) * (log beta_t - log beta_tilde_t): printed below as a change of Sigma.
 
 # %%
@@ -480,28 +538,39 @@ a = axes[3]
 fractions = {}
 for setting in [s_ for s_ in (RHO0, vsm_name(0.1, True), vsm_name(10.0, True), vsm_name(10.0, False))
                 if s_ in cfg["mixtures"][main]["settings"]]:
-    per_seed = []
+    per_seed, f_lo, f_hi = [], math.inf, -math.inf
     for i in range(cfg["mixtures"][main]["seeds"]):
         model = train_toy(spec_for(main, setting, seed + i)).model
         f_t = []
         for t in cfg["grad_ts"]:
             tt = torch.full((x0.shape[0],), t)
             with torch.no_grad():
-                f_t.append(float(((model(schedule.noise(x0, tt, eps), tt).v + 1) / 2).mean()))
+                f = (model(schedule.noise(x0, tt, eps), tt).v + 1) / 2
+            f_t.append(float(f.mean()))
+            f_lo, f_hi = min(f_lo, float(f.min())), max(f_hi, float(f.max()))
         per_seed.append(f_t)
     fractions[setting] = np.array(per_seed)
+    print(f"{setting}: f = (v + 1)/2 over all seeds, t in grad_ts and the batch ranges over [{f_lo:.3f}, {f_hi:.3f}]")
     a.plot(np.maximum(ts, 0.5), fractions[setting].mean(0), marker="o", ms=3, label=setting)
-a.set(xscale="log", xlabel="t", ylabel="mean f = (v + 1) / 2", title="learned variance position in its range", ylim=(-0.02, 1.02))
+a.set(xscale="log", xlabel="t", ylabel="mean f = (v + 1) / 2", title="learned variance position in its range")
+a.axhline(0, color="grey", lw=0.6, ls=":")
+a.axhline(1, color="grey", lw=0.6, ls=":")
 a.legend(fontsize=7)
 fig.tight_layout()
 saver.save(fig, "mechanism_gradients")
+ratios = []
 print(f"{'t':>5} | {'var head: MSE':>13} {'VB':>9} {'VSM(rho=1)':>11} | {'trunk: MSE':>11} {'VB':>9} {'VSM(rho=1)':>11} | "
       f"{'VSM/MSE on trunk at rho=0.1':>28}")
 for t in cfg["grad_ts"]:
     n_ = norms[t]
     ratio = 0.1 * n_["vsm"]["trunk"] / n_["mse"]["trunk"] if n_["mse"]["trunk"] > 0 else float("nan")
+    ratios.append(ratio)
     print(f"{t:>5} | {n_['mse']['var_head']:>13.2e} {n_['vb']['var_head']:>9.2e} {n_['vsm']['var_head']:>11.2e} | "
           f"{n_['mse']['trunk']:>11.2e} {n_['vb']['trunk']:>9.2e} {n_['vsm']['trunk']:>11.2e} | {ratio:>28.2e}")
+pos = [r_ for r_ in ratios if r_ > 0 and math.isfinite(r_)]
+if pos:
+    print(f"VSM/MSE gradient ratio on the trunk at rho = 0.1: from {min(pos):.1e} to {max(pos):.1e} over the t where "
+          f"it is non-zero ({len(pos)} of {len(ratios)}; zero where the range has collapsed)")
 if RHO0 in fractions:
     log_range = (torch.log(schedule.betas) - schedule.log_beta_tilde_clipped)[cfg["grad_ts"]].numpy()
     for setting, fr in fractions.items():
@@ -531,13 +600,90 @@ def verdict(c: vsmlab.MeanCI | None, ref: vsmlab.MeanCI) -> str:
 
 for mixture, m in cfg["mixtures"].items():
     print(f"\n{mixture}: reference rates: fixed {fmt(summary[(mixture, FIXED)]['rate'], 100)}%, "
-          f"rho=0 {fmt(summary[(mixture, RHO0)]['rate'], 100)}%")
+          f"fixed+bt {fmt(summary[(mixture, FIXED_BT)]['rate'], 100)}%, rho=0 {fmt(summary[(mixture, RHO0)]['rate'], 100)}%")
     for setting in m["settings"]:
         s = summary[(mixture, setting)]
+        lines = []
         if setting != RHO0:
-            print(f"  {setting:<28} vs rho=0: {verdict(s['d_rho0'], summary[(mixture, RHO0)]['rate'])}")
+            lines.append(f"vs rho=0: {verdict(s['d_rho0'], summary[(mixture, RHO0)]['rate'])}")
         if setting != FIXED:
-            print(f"  {'':<28} vs fixed: {verdict(s['d_fixed'], summary[(mixture, FIXED)]['rate'])}")
+            lines.append(f"vs fixed: {verdict(s['d_fixed'], summary[(mixture, FIXED)]['rate'])}")
+        if setting not in (FIXED, FIXED_BT) and s["d_fbt"] is not None:
+            lines.append(f"vs fixed+bt: {verdict(s['d_fbt'], summary[(mixture, FIXED_BT)]['rate'])}")
+        for k, line in enumerate(lines):
+            print(f"  {setting if k == 0 else '':<28} {line}")
+
+# %% [markdown]
+# ## How large an effect could these seeds see, and do the verdicts survive other tests?
+#
+# For each main comparison (paired by seed): the t-interval of the mean difference; the **minimum detectable
+# effect** (MDE): the true mean difference a two-sided paired t-test at 5% would detect with 80% power given this
+# many seeds and the observed spread of the differences (noncentral t); a **Wilcoxon signed-rank** test (exact for
+# these n, no normality assumption) and a **bootstrap** 95% percentile interval of the mean (10,000 resamples of the
+# seeds); and per seed: how many differences are non-zero at all, how many go each way, and how many a
+# two-proportion z-test on that seed's samples would call significant at 5% (samples treated as independent;
+# they share their starting noise across settings, so this is conservative).
+
+# %%
+from scipy import optimize, stats
+
+
+def mde_paired(sd: float, n: int, power: float = 0.8, alpha: float = 0.05) -> float:
+    """Smallest true mean difference a two-sided paired t-test (n pairs, sd of the differences) detects with ``power``."""
+    if n < 2 or not sd > 0:
+        return float("nan")
+    df, crit = n - 1, stats.t.ppf(1 - alpha / 2, n - 1)
+
+    def gap(delta: float) -> float:
+        nc = delta * math.sqrt(n) / sd
+        return stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc) - power
+
+    return optimize.brentq(gap, 1e-12 * sd, 20 * sd)
+
+
+def robustness(mixture: str, setting: str, base: str) -> dict:
+    a, b = runs(mixture, setting), runs(mixture, base)
+    d = np.array([x["rate"] - y["rate"] for x, y in zip(a, b)])
+    n = len(d)
+    c = ci(d.tolist())
+    sd = float(d.std(ddof=1)) if n > 1 else float("nan")
+    nonzero = int((d != 0).sum())
+    p_w = float(stats.wilcoxon(d[d != 0]).pvalue) if nonzero else 1.0  # zero differences carry no sign
+    boot = np.random.default_rng(seed).choice(d, size=(10_000, n), replace=True).mean(1)
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    z_sig = 0
+    for x, y in zip(a, b):
+        n1, n2 = x["n"], y["n"]
+        p1, p2 = x["hallucinated"] / n1, y["hallucinated"] / n2
+        pool = (x["hallucinated"] + y["hallucinated"]) / (n1 + n2)
+        se = math.sqrt(pool * (1 - pool) * (1 / n1 + 1 / n2)) if 0 < pool < 1 else 0.0
+        z_sig += int(se > 0 and abs(p1 - p2) / se > 1.959964)
+    return dict(n=n, ci=c, sd=sd, mde=mde_paired(sd, n), p_w=p_w, boot=(float(lo), float(hi)), nonzero=nonzero,
+                lower=int((d < 0).sum()), higher=int((d > 0).sum()), z_sig=z_sig)
+
+
+COMPARISONS = [(FIXED_BT, FIXED), (RHO0, FIXED), (RHO0, FIXED_BT), (RHO0_TANH, RHO0), (RHO0_TANH, FIXED_BT),
+               *[(s_, RHO0) for s_ in ALL_VSM], *[(s_, FIXED_BT) for s_ in ALL_VSM],
+               (jac_name(0.01, False), RHO0), (FOURIER, FIXED), (FOURIER, FIXED_BT), (FOURIER, RHO0)]
+robust = {}
+print(f"{'mixture':<5} {'setting':<28} {'vs':<22} {'n':>2} {'mean diff pp [95% t]':>24} {'MDE80 pp':>9} "
+      f"{'(rel.)':>7} {'Wilcoxon p':>10} {'bootstrap 95% pp':>18} {'!=0':>4} {'<0':>3} {'>0':>3} {'z-sig':>5}")
+for mixture, m in cfg["mixtures"].items():
+    for setting, base in COMPARISONS:
+        if setting not in m["settings"] or base not in m["settings"]:
+            continue
+        r = robustness(mixture, setting, base)
+        robust[(mixture, setting, base)] = r
+        ref = summary[(mixture, base)]["rate"].mean
+        c, (b_lo, b_hi) = r["ci"], r["boot"]
+        t_int = f"{100 * c.mean:+.2f} [{100 * (c.mean - c.half):+.2f}, {100 * (c.mean + c.half):+.2f}]"
+        rel = f"{r['mde'] / ref:.0%}" if ref > 0 else "n/a"
+        b_int = f"[{100 * b_lo:+.2f}, {100 * b_hi:+.2f}]"
+        print(f"{mixture:<5} {setting:<28} {base:<22} {r['n']:>2} {t_int:>24} {100 * r['mde']:>9.2f} {rel:>7} "
+              f"{r['p_w']:>10.3g} {b_int:>18} {r['nonzero']:>4} {r['lower']:>3} {r['higher']:>3} {r['z_sig']:>5}")
+print("MDE80: smallest true paired difference detectable with 80% power at 5% (two-sided); rel.: against the base's "
+      "mean rate. !=0 / <0 / >0: seeds whose difference is non-zero / negative / positive; z-sig: seeds individually "
+      "significant by a two-proportion z-test.")
 
 # %% [markdown]
 # ## The answer in numbers
@@ -558,14 +704,44 @@ for mixture, m in cfg["mixtures"].items():
               and summary[(mixture, s_)]["d_rho0"].mean - summary[(mixture, s_)]["d_rho0"].half > 0]
     print(f"  VSM: {len(lower)} of {len(vsm_settings)} settings lower the rate vs rho=0 beyond seed noise "
           f"({', '.join(lower) or 'none'}); {len(higher)} raise it ({', '.join(higher) or 'none'})")
-    for setting in (FOURIER, jac_name(0.01, False), RHO0):
-        if setting in m["settings"] and setting != FIXED:
+    ref_fbt = summary[(mixture, FIXED_BT)]["rate"]
+    print(f"  {FIXED_BT} vs fixed (same models, only the sampling variance changes): "
+          f"{verdict(summary[(mixture, FIXED_BT)]['d_fixed'], ref_fixed)}")
+    vs_fbt_lower = [s_ for s_ in vsm_settings if summary[(mixture, s_)]["d_fbt"] is not None
+                    and summary[(mixture, s_)]["d_fbt"].mean + summary[(mixture, s_)]["d_fbt"].half < 0]
+    vs_fixed_lower = [s_ for s_ in vsm_settings if summary[(mixture, s_)]["d_fixed"] is not None
+                      and summary[(mixture, s_)]["d_fixed"].mean + summary[(mixture, s_)]["d_fixed"].half < 0]
+    print(f"  VSM vs fixed (beta_t): {len(vs_fixed_lower)} of {len(vsm_settings)} lower the rate beyond seed noise; "
+          f"vs fixed+bt: {len(vs_fbt_lower)} of {len(vsm_settings)}")
+    for setting in (RHO0, RHO0_TANH, FOURIER, jac_name(0.01, False)):
+        if setting in m["settings"]:
             print(f"  {setting} vs fixed: {verdict(summary[(mixture, setting)]['d_fixed'], ref_fixed)}")
+            print(f"  {setting} vs fixed+bt: {verdict(summary[(mixture, setting)]['d_fbt'], ref_fbt)}")
+    if RHO0_TANH in m["settings"]:
+        print(f"  {RHO0_TANH} vs rho=0 (unbounded v): "
+              f"{verdict(summary[(mixture, RHO0_TANH)]['d_rho0'], summary[(mixture, RHO0)]['rate'])}")
+    # ratios quoted in the conclusions
+    serr = {s_: summary[(mixture, s_)]["serr"].mean for s_ in m["settings"]}
+    lip = {s_: summary[(mixture, s_)]["lip"].mean for s_ in m["settings"]}
+    train_s = {s_: summary[(mixture, s_)]["train"].mean for s_ in m["settings"]}
+    if FOURIER in m["settings"]:
+        print(f"  score error at t = 0, ratio to Fourier: fixed {serr[FIXED] / serr[FOURIER]:.1f}x, "
+              f"rho=0 {serr[RHO0] / serr[FOURIER]:.1f}x; Lipschitz at t = 0, Fourier / fixed: {lip[FOURIER] / lip[FIXED]:.2f}x, "
+              f"Fourier / rho=0: {lip[FOURIER] / lip[RHO0]:.2f}x; training seconds Fourier {train_s[FOURIER]:.1f} vs "
+              f"fixed {train_s[FIXED]:.1f}")
+    jac = jac_name(0.01, False)
+    if jac in m["settings"]:
+        print(f"  Jacobian penalty training time: {train_s[jac]:.1f} s vs rho=0 {train_s[RHO0]:.1f} s per run "
+              f"({train_s[jac] / train_s[RHO0]:.2f}x)")
+    aucs = [summary[(mixture, s_)]["auc"].mean for s_ in m["settings"] if summary[(mixture, s_)]["auc"] is not None]
+    if aucs:
+        print(f"  detector AUC (mean over seeds) across settings: {min(aucs):.2f} to {max(aucs):.2f}")
     rs = runs(mixture, FIXED)
     j = min(range(len(rs[0]["thresholds"])), key=lambda i: abs(rs[0]["thresholds"][i] - 1e-3))
     left, kept = ci([r["rate_after"][j] for r in rs]), ci([r["in_support_kept"][j] for r in rs])
+    removed = ci([r["removed"][j] for r in rs])
     print(f"  trajectory filter (tau = 1e-3) on the fixed model: rate {fmt(ref_fixed, 100)}% -> {fmt(left, 100)}%, "
-          f"keeping {fmt(kept, 100)}% of in-support samples")
+          f"removing {fmt(removed, 100)}% of hallucinations, keeping {fmt(kept, 100)}% of in-support samples")
 print(f"\nnotebook total: {time.perf_counter() - saver.started:.0f} s")
 
 # %% [markdown]
