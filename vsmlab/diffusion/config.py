@@ -1,0 +1,452 @@
+"""TOML training configs: the schema (every key validated, unknown keys refused by name), ``--set``
+overrides, printing, and building the data, model, schedule, loss and trainer options from a config.
+
+A config has six sections; a key absent from the file takes its default. Keys marked (unet) / (mlp) /
+(shapes) / (mixture) / (linear) / (vsm) / (hybrid, vsm) apply only to that kind; setting them otherwise is
+an error. ``vsmlab train CONFIG --print-config`` prints every key with its value.
+
+[data]
+  kind              "shapes" (SimpleShapes, uint8 images, vsmlab.data.shapes) | "mixture" (toy Gaussian mixture)
+  n                 training-set size (5000 default; the VSM study uses 75000)
+  seed              seed of the data set (independent of train.seed)
+  size              (shapes) image size: 64 (reference geometry) or 32 (reduced CPU variant)
+  mixture           (mixture) "1d" (modes 1, 2, 3) | "grid" (5x5) | "diamond"
+[model]
+  kind              "unet" (vsmlab.nets.unet.UNet) | "mlp" (vsmlab.nets.mlp.MLP)
+  learn_variance    a variance head v (2C outputs); required by loss "hybrid"/"vsm", refused with "eps_mse"
+  base_channels     (unet) channels of the first level
+  channel_mult      (unet) one multiplier per resolution level, e.g. [1, 2, 2]
+  num_res_blocks    (unet) res blocks per level
+  attention_resolutions  (unet) resolutions in pixels with self-attention, e.g. [16]
+  num_heads         (unet) attention heads
+  dropout           (unet) dropout inside the res blocks
+  width, depth, time_dim, norm, activation, fourier_features, fourier_scale, v_activation
+                    (mlp) as vsmlab.nets.mlp.MLP
+  (the model's initialisation seed is train.seed)
+[diffusion]
+  schedule          "cosine" (improved DDPM) | "linear"
+  T                 number of diffusion steps
+  beta_start, beta_end  (linear) first and last beta
+[loss]
+  name              "eps_mse" (fixed variance) | "hybrid" (learned range, mse + vb: VSM with rho = 0) |
+                    "vsm" (hybrid + the VSM penalty)
+  rho               (vsm) penalty weight
+  time_weight       (vsm) true: w(t) = rho / sqrt(1 - alpha_bar_t); false: w = rho
+  vb_weight         (hybrid, vsm) weight of the variational-bound term
+  decoder           (hybrid, vsm) t = 0 term of vb: "auto" (discretized for shapes, gaussian for mixtures) |
+                    "discretized" (8-bit decoder, bits/dim) | "gaussian" (density NLL)
+[train]
+  steps             train until this global step (also the horizon of the cosine decay)
+  batch_size        GLOBAL batch (split over torchrun ranks; must be divisible by their number)
+  lr                peak learning rate
+  optimizer         "adamw" | "adam"
+  weight_decay      decoupled weight decay (adamw only)
+  warmup            linear lr warm-up steps (0: none)
+  lr_decay          "none" | "cosine" (to 0 at ``steps``)
+  clip              max global gradient norm (0: no clipping)
+  ema               EMA decay in (0, 1) (0: no EMA)
+  ema_warmup        "ramp" (decay_s = min(ema, (1 + s) / (10 + s))) | "none"
+  save_every        checkpoint step_NNNNNNN.pt every this many steps (0: only latest.pt at the end)
+  keep_last         keep only the newest this many step files (0: keep all)
+  log_every         read the loss from the device (NaN check, progress, log.jsonl) every this many steps
+  seed              seeds the model initialisation and every training draw
+  timestep_sampler  "uniform" | "loss_second_moment" (improved DDPM importance sampling of t)
+  amp               "auto" (bf16 autocast on CUDA, fp32 on CPU) | "bf16" | "none"
+  compile           torch.compile the model
+  channels_last     channels-last memory format (images)
+  rng               "per_step" (global batch keyed by (seed, step): independent of the number of ranks,
+                    resume needs no RNG state) | "sequential" (one generator, single process; the toy loop)
+[sample]  (defaults of ``vsmlab sample``; its options override them)
+  n, batch_size, seed   number of samples, batch size, seed S (batch k uses generator seed S * 1000003 + k)
+  sampler           "ddpm" | "ddim"
+  steps             respaced number of sampling steps (0: all T)
+  variance          "auto" (learned when the model has v, else beta) | "beta" | "beta_tilde" | "learned"
+  eta               DDIM eta
+  weights           "auto" (EMA when the checkpoint has one) | "ema" | "raw"
+  trajectory_every  keep x_t and x0_hat every this many steps (0: none)
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["SCHEMA", "ConfigError", "load_config", "validate_config", "apply_overrides", "parse_override",
+           "format_config", "default_config", "build_data", "build_model", "model_from_config", "build_schedule",
+           "build_loss", "trainer_options"]
+
+
+class ConfigError(ValueError):
+    """An invalid config: the message names the key (section.key), the bad value and what is allowed."""
+
+
+# ------------------------------------------------------------------------------------------ validators
+def _int(low: int | None = None) -> Callable[[Any], Any]:
+    def check(v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or (low is not None and v < low):
+            raise ValueError(f"an int{f' >= {low}' if low is not None else ''}")
+        return v
+    check.__doc__ = f"int >= {low}" if low is not None else "int"
+    return check
+
+
+def _float(low: float = -math.inf, high: float = math.inf, low_open: bool = False, high_open: bool = False,
+           zero_ok: bool = False) -> Callable[[Any], Any]:
+    lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
+    desc = f"a number in {lo}{low:g}, {high:g}{hi}" + (" or 0 (off)" if zero_ok else "")
+
+    def check(v: Any) -> float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(desc)
+        v = float(v)
+        if zero_ok and v == 0:
+            return v
+        if v < low or v > high or (low_open and v == low) or (high_open and v == high):
+            raise ValueError(desc)
+        return v
+    return check
+
+
+def _bool(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError("true or false")
+    return v
+
+
+def _choice(*options: Any) -> Callable[[Any], Any]:
+    def check(v: Any) -> Any:
+        if isinstance(v, bool) or v not in options:
+            raise ValueError(f"one of {list(options)}")
+        return v
+    return check
+
+
+def _int_list(low: int = 0, nonempty: bool = False) -> Callable[[Any], Any]:
+    def check(v: Any) -> list[int]:
+        if (not isinstance(v, list) or (nonempty and not v)
+                or not all(isinstance(x, int) and not isinstance(x, bool) and x >= low for x in v)):
+            raise ValueError(f"a {'non-empty ' if nonempty else ''}list of ints >= {low}")
+        return list(v)
+    return check
+
+
+@dataclass(frozen=True)
+class Key:
+    """One config key: default, validator, description; ``when`` = (key of the kind, allowed kinds) or None."""
+
+    default: Any
+    check: Callable[[Any], Any]
+    doc: str
+    when: tuple[str, tuple[str, ...]] | None = None
+
+
+_UNET, _MLP = ("kind", ("unet",)), ("kind", ("mlp",))
+_VAR = ("name", ("hybrid", "vsm"))
+
+SCHEMA: dict[str, dict[str, Key]] = {
+    "data": {
+        "kind": Key("shapes", _choice("shapes", "mixture"), "training data: SimpleShapes images or a toy mixture"),
+        "n": Key(5000, _int(1), "training-set size"),
+        "seed": Key(0, _int(0), "seed of the data set"),
+        "size": Key(64, _choice(64, 32), "image size (64 reference, 32 reduced)", ("kind", ("shapes",))),
+        "mixture": Key("1d", _choice("1d", "grid", "diamond"), "toy mixture", ("kind", ("mixture",))),
+    },
+    "model": {
+        "kind": Key("unet", _choice("unet", "mlp"), "network"),
+        "learn_variance": Key(False, _bool, "variance head v (needed by hybrid / vsm)"),
+        "base_channels": Key(64, _int(1), "channels of the first level", _UNET),
+        "channel_mult": Key([1, 2, 2], _int_list(1, True), "channel multiplier per level", _UNET),
+        "num_res_blocks": Key(2, _int(1), "res blocks per level", _UNET),
+        "attention_resolutions": Key([16], _int_list(1), "resolutions (px) with self-attention", _UNET),
+        "num_heads": Key(4, _int(1), "attention heads", _UNET),
+        "dropout": Key(0.0, _float(0.0, 1.0, high_open=True), "dropout in the res blocks", _UNET),
+        "width": Key(128, _int(1), "hidden width", _MLP),
+        "depth": Key(3, _int(0), "residual blocks", _MLP),
+        "time_dim": Key(64, _int(2), "time-embedding size (even)", _MLP),
+        "norm": Key(True, _bool, "LayerNorm in the blocks", _MLP),
+        "activation": Key("leaky_relu", _choice("leaky_relu", "silu", "relu", "gelu"), "activation", _MLP),
+        "fourier_features": Key(0, _int(0), "Fourier features of x", _MLP),
+        "fourier_scale": Key(1.0, _float(0.0, low_open=True), "std of the Fourier matrix", _MLP),
+        "v_activation": Key("none", _choice("none", "tanh"), "what the variance head applies to v", _MLP),
+    },
+    "diffusion": {
+        "schedule": Key("cosine", _choice("cosine", "linear"), "noise schedule"),
+        "T": Key(1000, _int(2), "diffusion steps"),
+        "beta_start": Key(1e-4, _float(0.0, 1.0, True, True), "first beta", ("schedule", ("linear",))),
+        "beta_end": Key(0.02, _float(0.0, 1.0, True, True), "last beta", ("schedule", ("linear",))),
+    },
+    "loss": {
+        "name": Key("eps_mse", _choice("eps_mse", "hybrid", "vsm"), "fixed variance | learned (rho 0) | VSM"),
+        "rho": Key(0.1, _float(0.0), "VSM penalty weight", ("name", ("vsm",))),
+        "time_weight": Key(True, _bool, "rho / sqrt(1 - alpha_bar_t) (true) or rho", ("name", ("vsm",))),
+        "vb_weight": Key(1.0, _float(0.0), "weight of the vb term", _VAR),
+        "decoder": Key("auto", _choice("auto", "discretized", "gaussian"), "t = 0 term of vb", _VAR),
+    },
+    "train": {
+        "steps": Key(1000, _int(1), "train until this global step"),
+        "batch_size": Key(64, _int(1), "global batch size"),
+        "lr": Key(1e-4, _float(0.0, low_open=True), "peak learning rate"),
+        "optimizer": Key("adamw", _choice("adamw", "adam"), "optimizer"),
+        "weight_decay": Key(0.0, _float(0.0), "decoupled weight decay (adamw)"),
+        "warmup": Key(0, _int(0), "linear warm-up steps"),
+        "lr_decay": Key("none", _choice("none", "cosine"), "lr decay after warm-up"),
+        "clip": Key(1.0, _float(0.0), "max gradient norm (0: off)"),
+        "ema": Key(0.9999, _float(0.0, 1.0, True, True, zero_ok=True), "EMA decay (0: off)"),
+        "ema_warmup": Key("ramp", _choice("ramp", "none"), "EMA decay ramp"),
+        "save_every": Key(1000, _int(0), "step checkpoint every this many steps (0: end only)"),
+        "keep_last": Key(0, _int(0), "step checkpoints kept (0: all)"),
+        "log_every": Key(10, _int(1), "read losses every this many steps"),
+        "seed": Key(0, _int(0), "seed of the init and of every training draw"),
+        "timestep_sampler": Key("uniform", _choice("uniform", "loss_second_moment"), "how t is drawn"),
+        "amp": Key("auto", _choice("auto", "bf16", "none"), "mixed precision"),
+        "compile": Key(False, _bool, "torch.compile the model"),
+        "channels_last": Key(False, _bool, "channels-last memory format"),
+        "rng": Key("per_step", _choice("per_step", "sequential"), "randomness scheme"),
+    },
+    "sample": {
+        "n": Key(64, _int(1), "number of samples"),
+        "batch_size": Key(64, _int(1), "samples per batch"),
+        "seed": Key(0, _int(0), "seed S (batch k: generator seed S * 1000003 + k)"),
+        "sampler": Key("ddpm", _choice("ddpm", "ddim"), "sampler"),
+        "steps": Key(0, _int(0), "respaced sampling steps (0: all T)"),
+        "variance": Key("auto", _choice("auto", "beta", "beta_tilde", "learned"), "DDPM reverse variance"),
+        "eta": Key(0.0, _float(0.0), "DDIM eta"),
+        "weights": Key("auto", _choice("auto", "ema", "raw"), "EMA or raw weights"),
+        "trajectory_every": Key(0, _int(0), "keep x_t, x0_hat every this many steps (0: none)"),
+    },
+}
+
+
+def _applies(section: dict[str, Key], key: str, values: dict[str, Any]) -> bool:
+    when = section[key].when
+    return when is None or values.get(when[0], section[when[0]].default) in when[1]
+
+
+def default_config() -> dict[str, dict[str, Any]]:
+    """Every section with the defaults of the keys that apply to the default kinds."""
+    return validate_config({})
+
+
+def validate_config(raw: dict[str, Any], source: str = "config") -> dict[str, dict[str, Any]]:
+    """Check ``raw`` (parsed TOML) against :data:`SCHEMA`; return the full config (defaults filled in, only
+    the keys that apply to the chosen kinds). Raises ConfigError naming the key, the value and what is allowed."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a table of sections, got {type(raw).__name__}")
+    unknown = [s for s in raw if s not in SCHEMA]
+    if unknown:
+        raise ConfigError(f"{source}: unknown section [{unknown[0]}]; allowed sections: {', '.join(SCHEMA)}")
+    out: dict[str, dict[str, Any]] = {}
+    for name, section in SCHEMA.items():
+        given = raw.get(name, {})
+        if not isinstance(given, dict):
+            raise ConfigError(f"{source}: [{name}] must be a table, got {given!r}")
+        for key in given:
+            if key not in section:
+                raise ConfigError(f"{source}: unknown key {name}.{key} = {given[key]!r}; allowed keys in "
+                                  f"[{name}]: {', '.join(section)}")
+        values: dict[str, Any] = {}
+        for key in [k for k, spec in section.items() if spec.when is None] + \
+                   [k for k, spec in section.items() if spec.when is not None]:
+            spec = section[key]
+            if not _applies(section, key, values):
+                if key in given:
+                    kind_key, kinds = spec.when
+                    raise ConfigError(f"{source}: {name}.{key} applies only when {name}.{kind_key} is one of "
+                                      f"{list(kinds)}; here {name}.{kind_key} = {values[kind_key]!r}")
+                continue
+            value = given.get(key, spec.default)
+            try:
+                values[key] = spec.check(value)
+            except ValueError as exc:
+                raise ConfigError(f"{source}: {name}.{key} = {value!r} is invalid; expected {exc}") from None
+        out[name] = {k: values[k] for k in section if k in values}
+    _cross_checks(out, source)
+    return out
+
+
+def _cross_checks(cfg: dict[str, dict[str, Any]], source: str) -> None:
+    loss, model, data = cfg["loss"]["name"], cfg["model"], cfg["data"]
+    if loss in ("hybrid", "vsm") and not model["learn_variance"]:
+        raise ConfigError(f"{source}: loss.name = {loss!r} learns the variance and needs model.learn_variance = true")
+    if loss == "eps_mse" and model["learn_variance"]:
+        raise ConfigError(f"{source}: model.learn_variance = true with loss.name = 'eps_mse' leaves the variance "
+                          "head untrained; use loss.name = 'hybrid' or 'vsm', or learn_variance = false")
+    if (model["kind"] == "unet") != (data["kind"] == "shapes"):
+        raise ConfigError(f"{source}: model.kind = {model['kind']!r} does not fit data.kind = {data['kind']!r}; "
+                          "allowed: unet with shapes, mlp with mixture")
+    if model["kind"] == "unet":
+        reached = [data["size"] // 2 ** i for i in range(len(model["channel_mult"]))]
+        bad = [r for r in model["attention_resolutions"] if r not in reached]
+        if bad or data["size"] % 2 ** (len(model["channel_mult"]) - 1):
+            raise ConfigError(f"{source}: model.attention_resolutions = {model['attention_resolutions']} / "
+                              f"channel_mult = {model['channel_mult']} do not fit data.size = {data['size']}; "
+                              f"resolutions reached: {reached}")
+    if cfg["train"]["weight_decay"] and cfg["train"]["optimizer"] != "adamw":
+        raise ConfigError(f"{source}: train.weight_decay = {cfg['train']['weight_decay']} needs train.optimizer = 'adamw'")
+    if cfg["sample"]["steps"] and not 2 <= cfg["sample"]["steps"] <= cfg["diffusion"]["T"]:
+        raise ConfigError(f"{source}: sample.steps = {cfg['sample']['steps']} is invalid; expected 0 (all) or "
+                          f"2..{cfg['diffusion']['T']} (diffusion.T)")
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """``"train.lr=2e-4"`` -> ("train", "lr", 2e-4). The value is parsed as TOML (``true``, ``[1, 2]``,
+    ``"x"``); a value that is not valid TOML is taken as a bare string (``loss.name=vsm``)."""
+    if "=" not in text:
+        raise ConfigError(f"--set: expected section.key=value, got {text!r}")
+    dotted, value_text = text.split("=", 1)
+    parts = dotted.strip().split(".")
+    if len(parts) != 2 or not all(parts):
+        raise ConfigError(f"--set: expected section.key=value (e.g. train.lr=2e-4), got {text!r}; "
+                          f"sections: {', '.join(SCHEMA)}")
+    try:
+        value = tomllib.loads(f"v = {value_text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = value_text.strip()
+    return parts[0], parts[1], value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """A copy of ``raw`` with each ``section.key=value`` of ``overrides`` set (validated later, by name)."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    for text in overrides:
+        section, key, value = parse_override(text)
+        if section not in SCHEMA:
+            raise ConfigError(f"--set {text}: unknown section [{section}]; allowed sections: {', '.join(SCHEMA)}")
+        if key not in SCHEMA[section]:
+            raise ConfigError(f"--set {text}: unknown key {section}.{key}; allowed keys in [{section}]: "
+                              f"{', '.join(SCHEMA[section])}")
+        out.setdefault(section, {})[key] = value
+    return out
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> dict[str, dict[str, Any]]:
+    """Read, override and validate a TOML config file (ConfigError naming the file and the key)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"CONFIG: no such file {str(path)!r}")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config {str(path)!r}: not valid TOML: {exc}") from None
+    return validate_config(apply_overrides(raw, list(overrides)), source=f"config {str(path)!r}")
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
+def format_config(cfg: dict[str, dict[str, Any]], comments: bool = True) -> str:
+    """The config as TOML text, every key with its value (and, with ``comments``, its default and meaning)."""
+    lines = []
+    for name, values in cfg.items():
+        lines.append(f"[{name}]")
+        for key, value in values.items():
+            spec = SCHEMA[name][key]
+            line = f"{key} = {_toml_value(value)}"
+            if comments:
+                line = f"{line:<40} # {spec.doc} (default {_toml_value(spec.default)})"
+            lines.append(line)
+        lines.append("")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------- builders
+def build_data(cfg: dict[str, dict[str, Any]]) -> torch.Tensor:
+    """The training set: shapes -> uint8 [N, 1, size, size] (scaled to [-1, 1] per batch by the trainer);
+    mixture -> float32 [N, d] drawn with generator seed data.seed."""
+    data = cfg["data"]
+    if data["kind"] == "shapes":
+        from vsmlab.data.shapes import generate
+
+        return torch.from_numpy(generate(data["n"], data["size"], data["seed"]).images).unsqueeze(1)
+    from vsmlab.data.mixtures import diamond_2d, evenly_spaced_1d, grid_2d
+
+    mixture = {"1d": evenly_spaced_1d, "grid": grid_2d, "diamond": diamond_2d}[data["mixture"]]()
+    return mixture.sample(data["n"], generator=torch.Generator().manual_seed(data["seed"])).float()
+
+
+def build_model(cfg: dict[str, dict[str, Any]], data_shape: tuple[int, ...]) -> nn.Module:
+    """The network for data of shape [N, ...]: UNet (images [N, C, H, W]) or MLP ([N, d]); seed train.seed."""
+    m, seed = cfg["model"], cfg["train"]["seed"]
+    if m["kind"] == "unet":
+        from vsmlab.nets.unet import UNet
+
+        return UNet(image_size=data_shape[-1], in_channels=data_shape[1], base_channels=m["base_channels"],
+                    channel_mult=tuple(m["channel_mult"]), num_res_blocks=m["num_res_blocks"],
+                    attention_resolutions=tuple(m["attention_resolutions"]), num_heads=m["num_heads"],
+                    dropout=m["dropout"], learn_variance=m["learn_variance"], seed=seed)
+    from vsmlab.nets.mlp import MLP
+
+    keys = ("width", "depth", "time_dim", "norm", "activation", "fourier_features", "fourier_scale", "v_activation")
+    return MLP(data_shape[1], learn_variance=m["learn_variance"], seed=seed, **{k: m[k] for k in keys})
+
+
+def model_from_config(kind: str, model_config: dict[str, Any]) -> nn.Module:
+    """Rebuild a net from a checkpoint's ``model_kind`` and ``model_config`` (its ``.config``)."""
+    if kind == "unet":
+        from vsmlab.nets.unet import UNet
+
+        return UNet.from_config(dict(model_config))
+    if kind == "mlp":
+        from vsmlab.nets.mlp import MLP
+
+        return MLP(**model_config)
+    raise ConfigError(f"model_kind: expected 'unet' or 'mlp', got {kind!r}")
+
+
+def build_schedule(cfg: dict[str, dict[str, Any]]):
+    """cosine(T) or linear(T, beta_start, beta_end)."""
+    from vsmlab.core.schedules import cosine, linear
+
+    d = cfg["diffusion"]
+    if d["schedule"] == "cosine":
+        return cosine(d["T"])
+    return linear(d["T"], d["beta_start"], d["beta_end"])
+
+
+def build_loss(cfg: dict[str, dict[str, Any]]):
+    """eps_mse_loss, or vsmlab.diffusion.variance.make_loss("hybrid" | "vsm", ...) with the decoder resolved."""
+    from vsmlab.diffusion import variance
+    from vsmlab.diffusion.losses import eps_mse_loss
+
+    loss = cfg["loss"]
+    if loss["name"] == "eps_mse":
+        return eps_mse_loss
+    decoder = loss["decoder"]
+    if decoder == "auto":
+        decoder = "discretized" if cfg["data"]["kind"] == "shapes" else "gaussian"
+    options: dict[str, Any] = {"vb_weight": loss["vb_weight"], "decoder": decoder}
+    if loss["name"] == "vsm":
+        options.update(rho=loss["rho"], time_weight=loss["time_weight"])
+    return variance.make_loss(loss["name"], **options)
+
+
+def trainer_options(cfg: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Keyword arguments of :class:`vsmlab.diffusion.training.Trainer` (besides model, data, schedule, loss)."""
+    t = cfg["train"]
+    return dict(
+        steps=t["steps"], batch_size=t["batch_size"], lr=t["lr"], seed=t["seed"], lr_decay=t["lr_decay"],
+        max_grad_norm=t["clip"] if t["clip"] > 0 else None, optimizer=t["optimizer"],
+        weight_decay=t["weight_decay"], warmup=t["warmup"], ema_decay=t["ema"] if t["ema"] > 0 else None,
+        ema_warmup=t["ema_warmup"], timestep_sampler=t["timestep_sampler"], rng=t["rng"], amp=t["amp"],
+        compile=t["compile"], channels_last=t["channels_last"], log_every=t["log_every"],
+    )
