@@ -300,17 +300,29 @@ class Schedule:
     def respaced(self, num_steps: int) -> "Schedule":
         """This schedule restricted to ``num_steps`` kept steps (improved DDPM's respacing).
 
-        Kept steps t_0 < ... < t_{K-1}: ``sorted(self.timesteps(num_steps))`` (evenly spaced with
-        rounding, always 0 and T-1). New betas beta'_i = 1 - alpha_bar_{t_i} / alpha_bar_{t_{i-1}}
+        Kept steps t_0 < ... < t_{K-1}: ``sorted(self.timesteps(num_steps))`` = round(linspace(0, T-1, K))
+        (evenly spaced with rounding, half to even; always 0 and T-1), the steps DDIM and the ODE visit.
+        This is improved DDPM's ``space_timesteps(T, [K])`` (one section) for the usual K (at T = 1000:
+        10, 20, 25, 50, 100, 200, 250, 500, 1000, tested); where a step falls exactly on .5 (some odd K,
+        e.g. T = 1000, K = 15) the two may differ by one step in the middle, because improved DDPM
+        accumulates a float stride while linspace is computed from both ends. New betas beta'_i = 1 - alpha_bar_{t_i} / alpha_bar_{t_{i-1}}
         (alpha_bar_{t_{-1}} = 1), so the new alpha_bar equals the old one at kept steps (up to float64
         rounding of the product) and beta_tilde, the posterior and the learned-variance range follow
         from the new betas. ``timestep_map[i]`` is the original step t_i (composed through an earlier
-        respacing): a model trained on the original schedule must be called with it.
+        respacing): a model trained on the original schedule must be called with it. Raises ValueError
+        naming ``num_steps`` when a kept jump is so large that beta' rounds to 1 (aggressive schedules,
+        very few steps).
         """
         kept = sorted(self.timesteps(num_steps))
         alpha_bar = self.alpha_bar[kept]
         prev = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]])
         betas = 1.0 - alpha_bar / prev
+        if not bool((betas < 1).all()):
+            i = int(torch.nonzero(betas >= 1)[0])
+            raise ValueError(
+                f"num_steps: respacing to {len(kept)} steps makes beta = 1 at step {i} (alpha_bar falls from "
+                f"{float(prev[i]):.3g} to {float(alpha_bar[i]):.3g}, below float64 resolution); use more steps"
+            )
         tmap = tuple(self.original_step(t) for t in kept)
         return Schedule(betas, name=f"{self.name} respaced to {len(kept)} steps", timestep_map=tmap)
 
