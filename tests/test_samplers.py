@@ -15,6 +15,7 @@ import torch
 
 import vsmlab
 from vsmlab import GaussianMixture, Schedule
+from vsmlab.analysis.detectors import trajectory_variance
 
 N_1D = 8000
 K_STD = 4.0
@@ -161,3 +162,111 @@ def test_the_check_has_teeth_coarse_ddim_hallucinates(mix1d: GaussianMixture, ag
     assert rate.low > 10 * mix1d.support_floor(K_STD)
     with pytest.raises(AssertionError, match="hallucination rate"):
         check_reproduces(samples, mix1d, aggressive)
+
+
+# ----------------------------------------------------------------------------- respacing and recording
+DDPM = vsmlab.linear(1000)  # DDPM's own schedule, 1e-4 .. 0.02
+RESPACED = {
+    "linear-250-beta_tilde": (DDPM, 250, "beta_tilde"),
+    "linear-250-beta": (DDPM, 250, "beta"),
+    "cosine-250-beta_tilde": (vsmlab.cosine(1000), 250, "beta_tilde"),
+}
+
+
+@pytest.mark.parametrize("name", list(RESPACED))
+def test_respaced_ddpm_with_the_exact_score_reproduces_the_mixture(name: str, mix1d: GaussianMixture) -> None:
+    schedule, K, variance = RESPACED[name]
+    model = vsmlab.ExactScoreModel(mix1d, schedule)
+    result = vsmlab.ddpm(model, schedule, shape=(N_1D, 1), generator=torch.Generator().manual_seed(0),
+                         num_steps=K, variance=variance)
+    assert len(result.timesteps) == K and result.timesteps[0] == 999 and result.timesteps[-1] == 0
+    check_reproduces(result.samples, mix1d, schedule)
+
+
+def test_respaced_ddpm_check_has_teeth(mix1d: GaussianMixture) -> None:
+    """Negative control: 100 respaced steps with the posterior variance under-disperse each mode (the
+    reverse step drops Var[x0 | x_t], large for large jumps): the spread check catches it."""
+    model = vsmlab.ExactScoreModel(mix1d, DDPM)
+    samples = vsmlab.ddpm(model, DDPM, shape=(N_1D, 1), generator=torch.Generator().manual_seed(0),
+                          num_steps=100, variance="beta_tilde").samples
+    with pytest.raises(AssertionError, match="within-mode spread"):
+        check_reproduces(samples, mix1d, DDPM)
+
+
+class _Spy(torch.nn.Module):
+    """Records the t the sampler passes; eps = exact score's; optional constant v head."""
+
+    def __init__(self, inner, v: float | None = None) -> None:
+        super().__init__()
+        self.inner, self.v, self.seen = inner, v, []
+
+    def forward(self, x, t):
+        self.seen.append(int(t[0]))
+        eps = self.inner(x, t).eps
+        return vsmlab.Prediction(eps, None if self.v is None else torch.full_like(x, self.v))
+
+
+def test_respaced_ddpm_calls_the_model_with_original_steps(mix1d: GaussianMixture) -> None:
+    spy = _Spy(vsmlab.ExactScoreModel(mix1d, DDPM))
+    res = vsmlab.ddpm(spy, DDPM, shape=(16, 1), generator=torch.Generator().manual_seed(1), num_steps=10)
+    kept = sorted(DDPM.timesteps(10), reverse=True)
+    assert spy.seen == kept == res.timesteps
+    # the same run on a schedule respaced beforehand
+    again = vsmlab.ddpm(spy, DDPM.respaced(10), shape=(16, 1), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(again.samples, res.samples) and again.timesteps == kept
+    # DDIM and the ODE visit the same subsequence
+    for sampler in (vsmlab.ddim, vsmlab.ode):
+        spy.seen.clear()
+        out = sampler(spy, DDPM, shape=(4, 1), generator=torch.Generator().manual_seed(2), num_steps=10)
+        assert out.timesteps == kept and spy.seen[:1] == [999] and set(spy.seen) == set(kept)
+    # DDIM on the respaced schedule (its own alpha_bar, equal up to rounding) matches num_steps=K
+    x_T = torch.randn(64, 1, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    model = vsmlab.ExactScoreModel(mix1d, DDPM)
+    a = vsmlab.ddim(model, DDPM, x_T=x_T, num_steps=50).samples
+    b = vsmlab.ddim(model, DDPM.respaced(50), x_T=x_T).samples
+    torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+
+
+def test_respaced_learned_variance_uses_the_respaced_betas(mix1d: GaussianMixture) -> None:
+    """v = 1 gives Sigma = beta'_i and v = -1 gives beta_tilde'_i of the respaced schedule: the learned
+    path equals the fixed ones with the same draws (and differs from the un-respaced betas)."""
+    model = vsmlab.ExactScoreModel(mix1d, DDPM)
+    x_T = torch.randn(256, 1, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    run = lambda m, var: vsmlab.ddpm(m, DDPM, x_T=x_T, generator=torch.Generator().manual_seed(5), num_steps=20,
+                                     variance=var).samples
+    torch.testing.assert_close(run(_Spy(model, 1.0), "learned"), run(model, "beta"), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(run(_Spy(model, -1.0), "learned"), run(model, "beta_tilde"), rtol=1e-10, atol=1e-10)
+    assert not torch.allclose(run(model, "beta"), run(model, "beta_tilde"), atol=1e-3)
+
+
+def test_record_every_and_record_device(mix1d: GaussianMixture, aggressive: Schedule) -> None:
+    model = vsmlab.ExactScoreModel(mix1d, aggressive)
+    x_T = torch.randn(8, 1, generator=torch.Generator().manual_seed(7))
+    g = lambda: torch.Generator().manual_seed(8)
+    full = vsmlab.ddpm(model, aggressive, x_T=x_T, generator=g(), record=True)
+    assert full.recorded_steps == full.timesteps
+    every = vsmlab.ddpm(model, aggressive, x_T=x_T, generator=g(), record=True, record_every=100, record_device="cpu")
+    assert every.recorded_steps == list(range(900, -1, -100))  # counted back from t = 0, which is always kept
+    assert torch.equal(every.x_t, full.x_t[99::100]) and torch.equal(every.x0_hat, full.x0_hat[99::100])
+    assert torch.equal(every.samples, full.samples) and every.x_t.device.type == "cpu"
+    tail = vsmlab.ode(model, aggressive, x_T=x_T, num_steps=30, record_last=7, record_every=3)
+    assert tail.recorded_steps == tail.timesteps[-7:][::-1][::3][::-1] and tail.x0_hat.shape == (3, 8, 1)
+    with pytest.raises(ValueError, match=r"^record_every: expected an int >= 1, got 0"):
+        vsmlab.ddim(model, aggressive, x_T=x_T, record=True, record_every=0)
+    with pytest.raises(ValueError, match=r"^record_every: 5 has no effect without record=True or record_last"):
+        vsmlab.ddim(model, aggressive, x_T=x_T, record_every=5)
+    with pytest.raises(ValueError, match=r"^trajectory: its last 3 recorded steps"):
+        trajectory_variance(every, k=3)
+
+
+def test_dtype_and_device_arguments(mix1d: GaussianMixture, aggressive: Schedule) -> None:
+    model = vsmlab.ExactScoreModel(mix1d, aggressive)
+    out = vsmlab.ddim(model, aggressive, shape=(5, 1), generator=torch.Generator().manual_seed(0), num_steps=10,
+                      device="cpu", dtype=torch.float64)
+    assert out.samples.dtype == torch.float64
+    x_T = torch.randn(5, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert torch.equal(out.samples, vsmlab.ddim(model, aggressive, x_T=x_T, num_steps=10).samples)
+    with pytest.raises(ValueError, match=r"^dtype: torch.float32 differs from x_T's dtype"):
+        vsmlab.ddim(model, aggressive, x_T=x_T, dtype=torch.float32)
+    with pytest.raises(ValueError, match=r"^device: 'meta' differs from x_T's device 'cpu'"):
+        vsmlab.ddim(model, aggressive, x_T=x_T, device="meta")
