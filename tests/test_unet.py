@@ -155,6 +155,12 @@ def test_flops_hand_computed_two_level_case() -> None:
     )
     assert unet_flops(model, 4) == expected
     assert unet_flops(model, 4, in_channels=1) == expected
+    dropout = UNet(4, 1, 8, (1, 2), 1, (2,), num_heads=2, dropout=0.5)  # dropout adds no FLOPs, draws nothing
+    torch.manual_seed(0)
+    assert unet_flops(dropout, 4) == expected and dropout.training
+    after = torch.randn(2)
+    torch.manual_seed(0)
+    assert torch.equal(after, torch.randn(2))
 
 
 def test_parameter_count_and_flops_grow_as_expected() -> None:

@@ -298,6 +298,11 @@ def unet_flops(model: nn.Module, image_size: int, in_channels: int | None = None
         return sdpa_flop_count(query_shape, key_shape, value_shape)
 
     mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_sdpa}
-    with FlopCounterMode(display=False, custom_mapping=mapping) as counter, torch.no_grad():
-        model(x, t)
+    training = model.training
+    model.eval()  # no dropout draws: the global RNG is left alone (dropout does not change the FLOPs)
+    try:
+        with FlopCounterMode(display=False, custom_mapping=mapping) as counter, torch.no_grad():
+            model(x, t)
+    finally:
+        model.train(training)
     return int(counter.get_total_flops())
