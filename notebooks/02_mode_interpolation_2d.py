@@ -95,12 +95,14 @@ for col, (name, mix) in enumerate(layouts.items()):
         x = r[key]
         inside = mix.in_support(x, K_STD)
         a.scatter(x[inside, 0], x[inside, 1], s=1, alpha=0.15, color="grey", label="in support")
-        a.scatter(x[~inside, 0], x[~inside, 1], s=4, color=vsmlab.lab.plotting.PALETTE[key], label="hallucinated")
+        a.scatter(x[~inside, 0], x[~inside, 1], s=4, color=vsmlab.lab.plotting.PALETTE[key],
+                  label=f"hallucinated ({key} score)")
         a.scatter(mix.means[:, 0], mix.means[:, 1], marker="+", color="black", s=30)
         rate = r["rate_" + key]
         a.set(title=f"{name}, {key} score: {100 * rate.rate:.2f}% off-support", aspect="equal",
               xlim=(-2.1, 2.1), ylim=(-2.1, 2.1))
-axes[0, 0].legend(loc="lower left", fontsize=8, markerscale=4)
+for row in range(2):  # one legend per row: the hallucinated colour differs (exact: green, learned: magenta)
+    axes[row, 0].legend(loc="lower left", fontsize=8, markerscale=4)
 fig.suptitle("Where the samples land (hallucinated samples coloured)")
 fig.tight_layout()
 saver.save(fig, "samples_grid_and_diamond")

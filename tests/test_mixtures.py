@@ -224,4 +224,29 @@ def test_tempered_log_prob_is_the_potential_of_the_smoothed_score(aggressive: Sc
     xg = x.clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(mix.log_prob(xg, t, aggressive, temperature=tau).sum(), xg)
     torch.testing.assert_close(mix.score(x, t, aggressive, temperature=tau), grad, rtol=1e-8, atol=1e-8)
-    torch.testing.assert_close(mix.log_prob(x, t, aggressive, temperature=1.0), mix.log_prob(x, t, aggressive))
+
+
+@pytest.mark.parametrize("mix", mixtures(), ids=["1d", "2d-3modes", "grid3"])
+@pytest.mark.parametrize("tau", [1.0, 2.5])
+def test_log_prob_matches_scipy_mixture_density(mix: GaussianMixture, aggressive: Schedule, tau: float) -> None:
+    """log p_t(x) = log sum_k w_k N(x; sqrt(ab_t) mu_k, (ab_t s_k^2 + 1 - ab_t) I), summed by scipy per point;
+    at tau != 1 the potential tau * log sum_k (w_k N_k)^(1/tau)."""
+    from scipy.stats import multivariate_normal
+
+    x, t = random_points(mix, aggressive, 24, seed=9)
+    got = mix.log_prob(x, t, aggressive, temperature=tau)
+    expected = []
+    for xi, ti in zip(x.numpy(), t.tolist()):
+        ab = float(aggressive.alpha_bar[ti])
+        logs = [math.log(float(w)) + multivariate_normal.logpdf(xi, mean=math.sqrt(ab) * mu.numpy(),
+                                                                 cov=(ab * float(s) ** 2 + 1 - ab) * torch.eye(mix.dim, dtype=torch.float64).numpy())
+                for mu, s, w in zip(mix.means, mix.stds, mix.weights)]
+        top = max(logs)
+        expected.append(tau * (top / tau + math.log(sum(math.exp((v - top) / tau) for v in logs))))
+    torch.testing.assert_close(got, torch.tensor(expected, dtype=torch.float64), rtol=1e-10, atol=1e-10)
+    if tau == 1.0:  # the clean density (t = None) as well
+        xi = x[:1]
+        dens = sum(float(w) * multivariate_normal.pdf(xi[0].numpy(), mean=mu.numpy(), cov=float(s) ** 2 * torch.eye(mix.dim, dtype=torch.float64).numpy())
+                   for mu, s, w in zip(mix.means, mix.stds, mix.weights))
+        if dens > 0:
+            assert float(mix.log_prob(xi)) == pytest.approx(math.log(dens), rel=1e-9, abs=1e-9)

@@ -10,36 +10,43 @@ from vsmlab import MLP, ExactScoreModel, Prediction, Schedule
 from vsmlab.core.prediction import timestep_embedding
 
 
-def test_exact_score_model_eps_is_minus_sigma_times_score(aggressive: Schedule) -> None:
+def _autograd_score(mix, x: torch.Tensor, t: torch.Tensor, schedule: Schedule, temperature: float = 1.0) -> torch.Tensor:
+    """grad_x of the mixture's log-density (or tempered potential) at t, by autograd: the oracle score."""
+    xg = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(mix.log_prob(xg, t, schedule, temperature=temperature).sum(), xg)
+    return grad
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.0])
+def test_exact_score_model_eps_converts_to_the_autograd_score(aggressive: Schedule, temperature: float) -> None:
+    """eps -> score (and predict_score) against autograd of the exact log p_t; score -> eps back to the model's eps."""
     for mix in (vsmlab.evenly_spaced_1d(), vsmlab.grid_2d(3)):
         g = torch.Generator().manual_seed(0)
         x = 3 * torch.randn(40, mix.dim, generator=g, dtype=torch.float64)
         t = torch.randint(0, 1000, (40,), generator=g)
-        pred = ExactScoreModel(mix, aggressive)(x, t)
+        model = ExactScoreModel(mix, aggressive, temperature=temperature)
+        pred = model(x, t)
         assert isinstance(pred, Prediction) and pred.v is None
-        sigma = aggressive.sigma[t][:, None]
-        torch.testing.assert_close(pred.eps, -sigma * mix.score(x, t, aggressive), rtol=0, atol=1e-12)
-        # the conversions invert each other and predict_score recovers the exact score
-        torch.testing.assert_close(vsmlab.eps_to_score(pred.eps, t, aggressive), mix.score(x, t, aggressive))
-        torch.testing.assert_close(vsmlab.score_to_eps(mix.score(x, t, aggressive), t, aggressive), pred.eps)
-        torch.testing.assert_close(vsmlab.predict_score(ExactScoreModel(mix, aggressive), x, t, aggressive),
-                                   mix.score(x, t, aggressive))
+        oracle = _autograd_score(mix, x, t, aggressive, temperature)
+        torch.testing.assert_close(vsmlab.eps_to_score(pred.eps, t, aggressive), oracle, rtol=1e-8, atol=1e-8)
+        torch.testing.assert_close(vsmlab.predict_score(model, x, t, aggressive), oracle, rtol=1e-8, atol=1e-8)
+        torch.testing.assert_close(vsmlab.score_to_eps(oracle, t, aggressive), pred.eps, rtol=1e-8, atol=1e-8)
 
 
-def test_exact_score_model_x0_hat_is_posterior_mean(mix1d, aggressive: Schedule) -> None:
+def test_exact_score_model_x0_hat_is_the_quadrature_posterior_mean(mix1d, aggressive: Schedule) -> None:
+    """eps -> x0_hat equals E[x0 | x_t] computed by quadrature of p(x0) N(x_t; sqrt(ab) x0, 1 - ab) over x0."""
     x = torch.linspace(0.5, 3.5, 31, dtype=torch.float64)[:, None]
-    t = torch.full((31,), 20)
-    eps = ExactScoreModel(mix1d, aggressive)(x, t).eps
-    torch.testing.assert_close(vsmlab.eps_to_x0(x, t, eps, aggressive), mix1d.posterior_mean(x, t, aggressive))
-    torch.testing.assert_close(vsmlab.x0_to_eps(x, t, mix1d.posterior_mean(x, t, aggressive), aggressive), eps)
-
-
-def test_exact_score_model_temperature(mix1d, aggressive: Schedule) -> None:
-    x = torch.tensor([[1.4], [1.5], [2.7]], dtype=torch.float64)
-    t = torch.tensor([0, 5, 50])
-    eps = ExactScoreModel(mix1d, aggressive, temperature=2.0)(x, t).eps
-    expected = -aggressive.sigma[t][:, None] * mix1d.score(x, t, aggressive, temperature=2.0)
-    torch.testing.assert_close(eps, expected)
+    for step in (0, 3, 20):
+        t = torch.full((31,), step)
+        eps = ExactScoreModel(mix1d, aggressive)(x, t).eps
+        ab = float(aggressive.alpha_bar[step])
+        grid = torch.linspace(0.0, 4.0, 400_001, dtype=torch.float64)
+        log_prior = mix1d.log_prob(grid[:, None])  # the clean density p_0 (t = None)
+        log_lik = -0.5 * (x - ab**0.5 * grid[None, :]) ** 2 / (1 - ab)  # [31, N]
+        w = torch.softmax(log_prior[None, :] + log_lik, dim=1)
+        expected = (w * grid[None, :]).sum(1, keepdim=True)
+        torch.testing.assert_close(vsmlab.eps_to_x0(x, t, eps, aggressive), expected, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(vsmlab.x0_to_eps(x, t, expected, aggressive), eps, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("dim", [1, 2, 3])
