@@ -24,13 +24,15 @@ Tweedie::
 
     score_t(x) = (a x0_hat - x) / s^2,        eps = -s * score = (x - a x0_hat) / s
 
-Cost per image and step: two [D_s x M] products per column (64 px: 1323 x (583 + 343 + 648)).
+Cost per image and step: two products with the 0/1 template matrix [M, D_s] per column (64 px: 1323 x
+(583 + 343 + 648), about 5% non-zero; sparse CSR products outside autograd).
 Everything is computed in float64 on the input's device; outputs come back in the input's dtype.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -90,12 +92,31 @@ class ExactShapesScore(nn.Module):
         self._masks_cpu = [torch.from_numpy(m.reshape(m.shape[0], -1).astype("float64")) for m in bank.masks]
         self._masks: dict[torch.device, list[torch.Tensor]] = {}
 
-    def _device_masks(self, device: torch.device) -> list[torch.Tensor]:
+    def _device_masks(self, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]]:
+        """Per column (dense S [M, D_s], CSR S, CSR S^T) on ``device`` (CSR None where unsupported)."""
         out = self._masks.get(device)
         if out is None:
-            out = [m.to(device) for m in self._masks_cpu]
+            out = []
+            for m in self._masks_cpu:
+                dense = m.to(device)
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
+                        csr, csr_t = dense.to_sparse_csr(), dense.T.contiguous().to_sparse_csr()
+                except (RuntimeError, NotImplementedError):  # pragma: no cover - backends without CSR
+                    csr = csr_t = None
+                out.append((dense, csr, csr_t))
             self._masks[device] = out
         return out
+
+    @staticmethod
+    def _matmul(a: torch.Tensor, mats: tuple, transpose: bool) -> torch.Tensor:
+        """a @ S^T (transpose=True) or a @ S, with S 0/1 and ~5% full: sparse CSR (about 4x faster than
+        dense on CPU) unless autograd must flow through it."""
+        dense, csr, csr_t = mats
+        if csr is None or (a.requires_grad and torch.is_grad_enabled()):
+            return a @ (dense.T if transpose else dense)
+        return ((csr if transpose else csr_t) @ a.T).T
 
     def _check(self, x_t: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if not isinstance(x_t, torch.Tensor) or not x_t.dtype.is_floating_point:
@@ -121,8 +142,8 @@ class ExactShapesScore(nn.Module):
         cols, log_r, v = [], [], []
         for c in range(3):
             xc = x[:, : g.strip_height, g.column_slice(c)].reshape(B, -1)
-            M = masks[c].shape[0]
-            u_m = (-math.log(2 * M)) + 2.0 * k[:, None] * (xc @ masks[c].T)  # [B, M]
+            M = masks[c][0].shape[0]
+            u_m = (-math.log(2 * M)) + 2.0 * k[:, None] * self._matmul(xc, masks[c], True)  # [B, M]
             lse_m = torch.logsumexp(u_m, dim=1)
             lse = torch.logaddexp(lse_m, torch.full_like(lse_m, _LOG_HALF))
             cols.append(xc)
@@ -164,7 +185,7 @@ class ExactShapesScore(nn.Module):
         x0 = torch.full_like(x, -1.0)
         masks = self._device_masks(x.device)
         for c in range(3):
-            on = post.templates[c] @ masks[c]  # [B, D_s]: P(pixel white)
+            on = self._matmul(post.templates[c], masks[c], False)  # [B, D_s]: P(pixel white)
             x0[:, : g.strip_height, g.column_slice(c)] = (-1.0 + 2.0 * on).reshape(x.shape[0], g.strip_height, g.strip_width)
         return x0
 
