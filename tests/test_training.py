@@ -322,3 +322,18 @@ def test_uint8_images_are_scaled_to_minus_one_one(aggressive) -> None:
     images = torch.tensor([[[[0, 255]]]], dtype=torch.uint8).expand(4, 1, 1, 2).contiguous()
     vsmlab.fit(MLP(2, width=8, depth=1), images, aggressive, 1, batch_size=2, loss_fn=loss)
     assert seen[0].dtype == torch.float32 and seen[0][0].flatten().tolist() == [-1.0, 1.0]
+
+
+def test_ranks_take_consecutive_slices_of_the_global_batch(mix1d, aggressive) -> None:
+    data = mix1d.sample(300, generator=torch.Generator().manual_seed(0))
+    trainer = Trainer(MLP(1, width=8, depth=1), data, aggressive, 5, batch_size=12, rng="per_step",
+                      timestep_sampler="loss_second_moment")
+    whole = trainer._batch(4)
+    parts = []
+    for rank in range(3):  # what rank r of 3 would draw (the slicing is all that depends on the rank)
+        trainer.rank, trainer.world = rank, 3
+        parts.append(trainer._batch(4))
+    for i in range(4):
+        if whole[i] is not None:
+            assert torch.equal(torch.cat([p[i] for p in parts]), whole[i])
+    assert parts[0][0].shape[0] == 4
