@@ -310,3 +310,15 @@ def test_cli_validate_bad_paths(tmp_path, capsys):
     np.savez(tmp_path / "odd.npz", images=np.zeros((2, 40, 40), np.uint8))
     assert _main(["validate", "shapes", str(tmp_path / "odd.npz")]) == 2
     assert "40x40" in capsys.readouterr().err
+
+
+def test_top_level_cli_dispatches_data_and_validate(tmp_path, capsys):
+    from vsmlab.cli import main
+
+    out = tmp_path / "s.npz"
+    assert main(["data", "shapes", "--n", "0", "--out", str(out)]) == 2
+    assert "--n" in capsys.readouterr().err
+    assert main(["data", "shapes", "--n", "4", "--size", "32", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["validate", "shapes", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 4
