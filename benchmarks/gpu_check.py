@@ -1,0 +1,115 @@
+"""One prepared GPU check (issue "Images, part 1"): run it whenever a CUDA machine is lent, in under ~2 minutes.
+
+    PYTHONPATH=. python3 benchmarks/gpu_check.py [--out DIR] [--train-steps 200]
+
+What it does, in order, printing one line per result (and writing ``gpu_check.json`` into --out):
+
+1. the device, torch and CUDA versions;
+2. ``pytest -m cuda tests/test_cuda.py`` when pytest is importable (every sampler, the estimators, metrics,
+   detectors and distances on CUDA against CPU/oracle values); a machine without pytest can get it as a
+   carried wheel (see the device notes in the README), otherwise this step is reported as skipped;
+3. a short image training with the CLI on CUDA (``configs/shapes-fixed-gpu.toml``: 64 px, bf16 autocast)
+   for ``--train-steps`` steps, its img/s read from the run's log, then ``vsmlab sample`` (DDPM, 50 respaced
+   steps) and ``vsmlab validate shapes`` on the samples (a short run is not expected to be valid: this checks
+   the path end to end, not the quality);
+4. ``benchmarks/bench_unet.py --device cuda`` when present (model FLOP/s as a share of the bf16 matmul rate).
+
+Nothing here is a timed assertion; the numbers are for the README and the issue notes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(cmd: list[str], log: Path, timeout: int) -> tuple[int, float, str]:
+    start = time.perf_counter()
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), "PYTHONUNBUFFERED": "1"}
+    try:
+        res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+        code, text = res.returncode, res.stdout + res.stderr
+    except subprocess.TimeoutExpired as exc:
+        code, text = 124, f"timed out after {timeout} s\n{exc.stdout or ''}{exc.stderr or ''}"
+    log.write_text(text)
+    return code, time.perf_counter() - start, text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=os.environ.get("OUT", "gpu_check_out"), help="folder for logs, samples and the JSON summary")
+    parser.add_argument("--train-steps", type=int, default=200, help="steps of the short 64-px training")
+    parser.add_argument("--config", default="configs/shapes-fixed-gpu.toml")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    import torch
+
+    summary: dict[str, object] = {"torch": torch.__version__, "cuda": torch.version.cuda,
+                                  "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    print(f"torch {torch.__version__}  cuda {torch.version.cuda}  device {summary['device']}")
+    if not torch.cuda.is_available():
+        print("no CUDA device: nothing to check here (run this on the GPU machine)")
+        return 2
+    py = sys.executable
+
+    if importlib.util.find_spec("pytest") is not None:
+        code, secs, text = _run([py, "-m", "pytest", "-q", "-m", "cuda", "tests/test_cuda.py", "-p", "no:cacheprovider"],
+                                out / "pytest_cuda.log", 300)
+        tail = [ln for ln in text.strip().splitlines() if ln.strip()][-1:]
+        summary["pytest_cuda"] = {"exit": code, "seconds": round(secs, 1), "summary": tail}
+        print(f"pytest -m cuda: exit {code} in {secs:.1f} s: {tail}")
+    else:
+        summary["pytest_cuda"] = "skipped: pytest not installed on this machine"
+        print("pytest -m cuda: skipped (pytest not installed; carry its wheel to run it)")
+
+    run_dir = out / "run"
+    code, secs, text = _run([py, "-m", "vsmlab", "train", args.config, "--out", str(run_dir), "--device", "cuda",
+                             "--steps", str(args.train_steps), "--quiet", "--set", "train.save_every=100000"],
+                            out / "train.log", 400)
+    rate = None
+    log = run_dir / "log.jsonl"
+    if log.exists():
+        lines = [json.loads(ln) for ln in log.read_text().splitlines() if ln.strip()]
+        rates = [ln.get("img_per_s") for ln in lines if ln.get("img_per_s")]
+        rate = rates[-1] if rates else None
+    if rate is None and code == 0:  # fall back to the wall time of the whole command (start-up included)
+        from vsmlab.diffusion.config import load_config
+
+        rate = round(args.train_steps * load_config(ROOT / args.config)["train"]["batch_size"] / secs, 1)
+    summary["train"] = {"exit": code, "seconds": round(secs, 1), "steps": args.train_steps, "img_per_s": rate}
+    print(f"train {args.config} {args.train_steps} steps on cuda: exit {code} in {secs:.1f} s, img/s {rate}")
+    if code != 0:
+        print(text[-3000:])
+    else:
+        npz = out / "samples.npz"
+        code, secs, text = _run([py, "-m", "vsmlab", "sample", str(run_dir / "latest.pt"), "--n", "256", "--steps", "50",
+                                 "--device", "cuda", "--out", str(npz), "--quiet"], out / "sample.log", 300)
+        summary["sample"] = {"exit": code, "seconds": round(secs, 1)}
+        print(f"sample 256 (DDPM, 50 steps) on cuda: exit {code} in {secs:.1f} s")
+        if code == 0:
+            code, secs, text = _run([py, "-m", "vsmlab", "validate", "shapes", str(npz), "--json"], out / "validate.log", 120)
+            summary["validate"] = text.strip().splitlines()[-1] if code == 0 else f"exit {code}"
+            print(f"validate: {summary['validate']}")
+        else:
+            print(text[-3000:])
+
+    bench = ROOT / "benchmarks" / "bench_unet.py"
+    if bench.exists():
+        code, secs, text = _run([py, str(bench), "--device", "cuda"], out / "bench_unet.log", 300)
+        summary["bench_unet"] = {"exit": code, "seconds": round(secs, 1)}
+        print(f"bench_unet --device cuda: exit {code} in {secs:.1f} s\n{text[-2500:]}")
+    (out / "gpu_check.json").write_text(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
