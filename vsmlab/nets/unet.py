@@ -160,7 +160,9 @@ class UNet(nn.Module):
                     self.downsample.append(nn.Conv2d(ch, ch, 3, stride=2, padding=1))
                     skips.append(ch)
                     res //= 2
-            self.mid1, self.mid_attn, self.mid2 = ResBlock(ch, ch, emb, dropout), Attention(ch, heads(ch)), ResBlock(ch, ch, emb, dropout)
+            self.mid1 = ResBlock(ch, ch, emb, dropout)
+            self.mid_attn = Attention(ch, heads(ch))
+            self.mid2 = ResBlock(ch, ch, emb, dropout)
             self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
             for i, mult in reversed(list(enumerate(channel_mult))):
                 out = base_channels * mult
