@@ -1,7 +1,7 @@
 """Score models behind one contract: ``model(x_t, t) -> Prediction``.
 
 ``x_t``: [B, ...] float; ``t``: [B] integer steps in 0..T-1. A :class:`Prediction` holds the predicted
-noise ``eps`` (same shape as x_t) and, for variance-learning models, ``v`` in [-1, 1] (improved DDPM's
+noise ``eps`` (same shape as x_t) and, for variance-learning models, ``v`` (improved DDPM's
 learned-range interpolation value). The exact mixture score is wrapped to the same contract by
 :class:`ExactScoreModel`, so samplers, estimators and metrics accept a trained net or the oracle alike.
 
@@ -37,7 +37,11 @@ __all__ = [
 
 @dataclass
 class Prediction:
-    """Model output. eps: [B, ...]; v: [B, ...] in [-1, 1] or None (fixed-variance model)."""
+    """Model output. eps: [B, ...]; v: [B, ...] or None (fixed-variance model).
+
+    v is the learned-range value, unbounded as in improved DDPM: frac = (v + 1) / 2 interpolates
+    log Sigma between log beta_tilde_t (v = -1) and log beta_t (v = 1); values outside [-1, 1] extrapolate.
+    """
 
     eps: torch.Tensor
     v: torch.Tensor | None = None
