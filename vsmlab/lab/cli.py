@@ -15,7 +15,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     fig = sub.add_parser("figures", help="execute the notebooks with papermill and regenerate figures/")
     fig.add_argument("--profile", default="default", help=f"one of {', '.join(PROFILES)} (default: default)")
     fig.add_argument("--only", nargs="+", metavar="NAME", help="run only these notebooks (stem or prefix like 01)")
-    fig.add_argument("--out", default=None, help="figures folder (default: figures/ in the repository)")
+    fig.add_argument("--out", default=None, help="figures folder (default: figures/ in the repository); default-profile "
+                     "figures go to OUT/<notebook>/, other profiles to OUT/<profile>/<notebook>/")
+    fig.add_argument("--notebooks", default=None, metavar="DIR",
+                     help="folder of the notebook sources NN_*.py (default: notebooks/ in the repository)")
     fig.add_argument("--seed", type=int, default=None, help="override every notebook's seed")
     fig.add_argument("--no-cache", action="store_true", help="recompute cached models instead of loading them")
     fig.add_argument("--list", action="store_true", help="list the notebooks and exit")
@@ -25,10 +28,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``vsmlab figures``; returns the exit code."""
-    from vsmlab.lab.runner import PROFILES, NotebookFailed, list_notebooks, run_figures
+    from vsmlab.lab.runner import PROFILES, ManifestCorrupt, NotebookFailed, RunInProgress, list_notebooks, run_figures
 
+    folder = {"notebooks_dir": args.notebooks} if args.notebooks else {}
     if args.list:
-        print("\n".join(list_notebooks()))
+        print("\n".join(list_notebooks(**folder)))
         return 0
     if args.profile not in PROFILES:
         print(f"vsmlab figures: --profile: expected one of {', '.join(PROFILES)}, got {args.profile!r}", file=sys.stderr)
@@ -38,7 +42,13 @@ def run(args: argparse.Namespace) -> int:
 
         os.environ["VSMLAB_NO_CACHE"] = "1"
     try:
-        run_figures(args.only, args.profile, args.out, seed=args.seed, progress=not args.quiet)
+        run_figures(args.only, args.profile, args.out, seed=args.seed, progress=not args.quiet, **folder)
+    except ManifestCorrupt as exc:
+        print(f"vsmlab figures: {exc}", file=sys.stderr)
+        return 1
+    except RunInProgress as exc:
+        print(f"vsmlab figures: {exc}", file=sys.stderr)
+        return 1
     except ValueError as exc:
         print(f"vsmlab figures: {exc}", file=sys.stderr)
         return 2
