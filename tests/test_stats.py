@@ -1,0 +1,154 @@
+"""vsmlab.analysis.stats: rates over seeds, paired differences, variance components, power and MDE.
+
+Oracles: hand computations, scipy (t-test, Wilcoxon, noncentral t), and a simulation of binomial seed data
+with a known effect (the MDE must give ~80% power empirically)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from vsmlab.analysis import stats as S
+from vsmlab.analysis.metrics import mean_ci, wilson_interval
+
+
+def test_variance_components_by_hand():
+    counts, n = [10, 20, 15, 25], 100
+    p = np.array(counts) / n
+    total = p.var(ddof=1)
+    within = np.mean(p * (1 - p) / (n - 1))
+    vc = S.variance_components(counts, n)
+    assert vc.rate == pytest.approx(p.mean())
+    assert vc.total == pytest.approx(total) and vc.within == pytest.approx(within)
+    assert vc.between == pytest.approx(total - within) and vc.between > 0
+    assert vc.between_share == pytest.approx((total - within) / total)
+    # identical per-seed rates: no between-seed variance (clipped at 0, never negative)
+    same = S.variance_components([20, 20, 20], [100, 100, 100])
+    assert same.between == 0 and same.total == pytest.approx(0, abs=1e-20) and same.within > 0
+
+
+def test_variance_components_recover_a_simulated_between_variance():
+    rng = np.random.default_rng(0)
+    sb, n, seeds = 0.04, 400, 4000
+    p = np.clip(0.3 + sb * rng.standard_normal(seeds), 0, 1)
+    vc = S.variance_components(rng.binomial(n, p), n)
+    assert vc.between == pytest.approx(sb**2, rel=0.1)
+    assert vc.within == pytest.approx(0.3 * 0.7 / n, rel=0.05)
+
+
+def test_seed_rates_use_wilson_and_mean_ci():
+    r = S.seed_rates([3, 7, 5], [100, 100, 50])
+    assert r.pooled == wilson_interval(15, 250)
+    m = mean_ci([0.03, 0.07, 0.1])
+    assert r.mean.mean == pytest.approx(m.mean) and r.mean.half == pytest.approx(m.half)
+    assert r.per_seed == (0.03, 0.07, 0.1) and r.components.n_seeds == 3
+
+
+def test_paired_difference_matches_scipy():
+    a = np.array([0.12, 0.10, 0.15, 0.09, 0.11, 0.14])
+    b = np.array([0.14, 0.13, 0.15, 0.12, 0.10, 0.18])
+    r = S.paired_difference(a, b, n_bootstrap=2000, seed=3)
+    d = a - b
+    assert r.differences == pytest.approx(tuple(d))
+    t = sps.ttest_rel(a, b)
+    ci = t.confidence_interval(0.95)
+    assert r.interval == pytest.approx((ci.low, ci.high))
+    assert r.wilcoxon_p == pytest.approx(sps.wilcoxon(d[d != 0]).pvalue)
+    boot = d[np.random.default_rng(3).integers(0, 6, size=(2000, 6))].mean(1)
+    assert r.bootstrap == pytest.approx(tuple(np.percentile(boot, [2.5, 97.5])))
+    assert (r.nonzero, r.lower, r.higher) == (5, 4, 1)
+    assert r.sd == pytest.approx(d.std(ddof=1))
+    assert S.power_paired_t(r.mde, r.sd, 6) == pytest.approx(0.8, abs=1e-6)
+
+
+def test_paired_difference_all_zero_and_errors():
+    r = S.paired_difference([0.1, 0.2], [0.1, 0.2])
+    assert r.wilcoxon_p == 1.0 and r.nonzero == 0 and math.isnan(r.mde)
+    with pytest.raises(ValueError, match="b:"):
+        S.paired_difference([0.1, 0.2], [0.1])
+    with pytest.raises(ValueError, match="a:"):
+        S.paired_difference([float("nan")], [0.1])
+
+
+def test_power_and_mde_of_the_paired_t_test():
+    # noncentral-t power against a direct scipy evaluation
+    df, crit = 5, sps.t.ppf(0.975, 5)
+    nc = 0.02 * math.sqrt(6) / 0.015
+    expected = sps.nct.sf(crit, df, nc) + sps.nct.cdf(-crit, df, nc)
+    assert S.power_paired_t(0.02, 0.015, 6) == pytest.approx(expected)
+    assert S.power_paired_t(0.0, 0.015, 6) == pytest.approx(0.05)  # no effect: the level
+    mde = S.mde_paired_t(0.015, 6)
+    assert S.power_paired_t(mde, 0.015, 6) == pytest.approx(0.8, abs=1e-8)
+    # the closed-form approximation is close for moderate S, and both tend to the normal formula
+    assert S.mde_approx(0.015, 6) == pytest.approx(mde, rel=0.05)
+    big = 5000
+    normal = (sps.norm.ppf(0.975) + sps.norm.ppf(0.8)) * 0.015 / math.sqrt(big)
+    assert S.mde_paired_t(0.015, big) == pytest.approx(normal, rel=1e-3)
+
+
+def test_design_mde_solves_the_power_equation():
+    p, vb, seeds, n = 0.2, 0.02**2, 6, 100
+    m = S.minimum_detectable_effect(p, vb, seeds, n)
+    sd = math.sqrt(2 * vb + p * (1 - p) / n + (p - m.absolute) * (1 - p + m.absolute) / n)
+    assert m.sd_difference == pytest.approx(sd)
+    assert S.power_paired_t(m.absolute, sd, seeds) == pytest.approx(0.8, abs=1e-6)
+    assert m.relative == pytest.approx(m.absolute / p)
+    # more seeds or samples, or correlated seed effects: smaller MDE
+    assert S.minimum_detectable_effect(p, vb, 12, n).absolute < m.absolute
+    assert S.minimum_detectable_effect(p, vb, seeds, 1000).absolute < m.absolute
+    assert S.minimum_detectable_effect(p, vb, seeds, n, correlation=0.5).absolute < m.absolute
+    # tiny designs cannot detect even a drop to zero
+    assert math.isinf(S.minimum_detectable_effect(0.01, 0.0, 2, 10).absolute)
+
+
+@pytest.mark.parametrize("p, sb, seeds, n", [(0.2, 0.02, 6, 100), (0.08, 0.0, 10, 300), (0.3, 0.05, 4, 50)])
+def test_mde_gives_80_percent_power_in_simulation(p, sb, seeds, n):
+    """Simulated studies: per seed and model, rate = baseline (+ effect) + seed effect, binomial counts;
+    a two-sided paired t-test at 5%. At delta = MDE the rejection rate must be ~0.8 (Monte-Carlo error
+    0.8 * 0.2 / 4000 -> sd 0.0063; tolerance 0.03 also covers the normal approximation of the counts)."""
+    m = S.minimum_detectable_effect(p, sb**2, seeds, n)
+    rng = np.random.default_rng(1)
+    reps = 4000
+    pa = np.clip(p - m.absolute + sb * rng.standard_normal((reps, seeds)), 0, 1)
+    pb = np.clip(p + sb * rng.standard_normal((reps, seeds)), 0, 1)
+    d = rng.binomial(n, pa) / n - rng.binomial(n, pb) / n
+    with np.errstate(divide="ignore", invalid="ignore"):  # equal differences in a tiny design: |t| = inf
+        tstat = d.mean(1) / (d.std(1, ddof=1) / math.sqrt(seeds))
+    power = np.mean(np.abs(tstat) > sps.t.ppf(0.975, seeds - 1))
+    print(f"p={p} sigma_b={sb} S={seeds} n={n}: MDE {m.absolute:.4f} ({m.relative:.1%}), simulated power {power:.3f}")
+    assert power == pytest.approx(0.8, abs=0.03), (m, power)
+    # negative control: at half the MDE the power is clearly lower
+    pa_half = np.clip(p - m.absolute / 2 + sb * rng.standard_normal((reps, seeds)), 0, 1)
+    d2 = rng.binomial(n, pa_half) / n - rng.binomial(n, pb) / n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t2 = d2.mean(1) / (d2.std(1, ddof=1) / math.sqrt(seeds))
+    assert np.mean(np.abs(t2) > sps.t.ppf(0.975, seeds - 1)) < 0.55
+
+
+def test_seeds_and_samples_needed_invert_the_mde():
+    p, vb, n = 0.2, 0.02**2, 100
+    s = S.seeds_needed(p, vb, n, 0.25)
+    assert S.minimum_detectable_effect(p, vb, s, n).relative <= 0.25
+    assert S.minimum_detectable_effect(p, vb, s - 1, n).relative > 0.25
+    k = S.samples_needed(p, vb, 20, 0.25)
+    assert S.minimum_detectable_effect(p, vb, 20, k).relative <= 0.25
+    assert S.minimum_detectable_effect(p, vb, 20, k - 1).relative > 0.25
+    # the seed effect alone (sd_d -> 2 * 0.05^2 ...) rules out 25% with 3 seeds, however many samples
+    assert S.samples_needed(p, 0.05**2, 3, 0.25, max_samples=10**6) is None
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: S.variance_components([5, 200], 100), "counts"),
+    (lambda: S.variance_components([5, 2], 0), "n"),
+    (lambda: S.minimum_detectable_effect(1.5, 0.0, 6, 100), "baseline_rate"),
+    (lambda: S.minimum_detectable_effect(0.2, -1.0, 6, 100), "between_var"),
+    (lambda: S.minimum_detectable_effect(0.2, 0.0, 1, 100), "n_seeds"),
+    (lambda: S.minimum_detectable_effect(0.2, 0.0, 6, 100, power=1.2), "power"),
+    (lambda: S.seeds_needed(0.2, 0.0, 100, 0.0), "relative_effect"),
+])
+def test_bad_arguments_are_named(call, name):
+    with pytest.raises(ValueError, match=name):
+        call()
