@@ -123,3 +123,50 @@ def test_old_backup_folder_is_restored_when_the_published_one_is_missing(tmp_pat
     assert not (root / ".01_x.old").exists() and not (root / ".01_x.stage-abc").exists()
     assert any("restored it from the backup folder" in m and ".01_x.old" in m for m in messages)
     assert any(".01_x.stage-abc" in m for m in messages)
+
+
+def _committed_publish(root: Path, stem: str = "01_x") -> dict:
+    """A published old version and a staged new one with its journal (the state at the commit point)."""
+    (root / stem).mkdir(parents=True)
+    (root / stem / "a.png").write_bytes(b"old")
+    staged = root / f".{stem}.stage-tok" / "figures"
+    staged.mkdir(parents=True)
+    (staged / "a.png").write_bytes(b"new")
+    st = staged.stat()
+    journal = {"format": 1, "notebook": stem, "profile": "default", "work": f".{stem}.stage-tok",
+               "inode": [st.st_dev, st.st_ino], "executed": None, "staged_executed": None,
+               "entries": {f"{stem}/a.png": {"notebook": stem}}}
+    (root / f".{stem}.publish.json").write_text(json.dumps(journal))
+    return journal
+
+
+def test_publish_without_rename_exchange_uses_a_recoverable_backup(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(runner, "exchange_paths", lambda a, b: False)  # a filesystem without RENAME_EXCHANGE
+    root = tmp_path / "figures"
+    runner._complete(root, _committed_publish(root))
+    assert (root / "01_x" / "a.png").read_bytes() == b"new"
+    assert json.loads((root / "MANIFEST.json").read_text()) == {"01_x/a.png": {"notebook": "01_x"}}
+    assert sorted(p.name for p in root.iterdir() if p.name != ".MANIFEST.json.lock") == ["01_x", "MANIFEST.json"]
+
+    # killed between the two renames of the fallback: folder moved to the backup, new one not yet in place
+    root2 = tmp_path / "figures2"
+    journal = _committed_publish(root2)
+    (root2 / "01_x").rename(root2 / ".01_x.old-tok")
+    messages: list[str] = []
+    runner.recover(root2, "default", None, log=messages.append)
+    assert (root2 / "01_x" / "a.png").read_bytes() == b"new"
+    assert not (root2 / ".01_x.old-tok").exists() and not (root2 / ".01_x.publish.json").exists()
+    assert any("completed the interrupted publish" in m for m in messages), messages
+    assert journal["notebook"] == "01_x"
+
+
+def test_corrupt_journal_is_reported_and_moved_aside(tmp_path: Path) -> None:
+    root = tmp_path / "figures"
+    _committed_publish(root)
+    (root / ".01_x.publish.json").write_text("{not json")
+    messages: list[str] = []
+    runner.recover(root, "default", None, log=messages.append)
+    assert (root / "01_x" / "a.png").read_bytes() == b"old"  # nothing half-applied
+    assert (root / ".01_x.publish.json.corrupt").exists()
+    assert any("corrupt publish journal" in m and ".01_x.publish.json" in m for m in messages)
+    assert any(".01_x.stage-tok" in m for m in messages)

@@ -191,7 +191,7 @@ def test_corrupt_manifest_is_reported_before_anything_is_swapped(lab: dict[str, 
 def test_concurrent_runs_of_two_notebooks_keep_both_manifest_entries(lab: dict[str, Path]) -> None:
     write_notebook(lab["notebooks"], "02_tiny", GOOD, level=2.0)
     # widen the manifest's read-modify-write window: without the lock one entry would be lost
-    env = {**ENV, "VSMLAB_TEST_MANIFEST_DELAY": "2"}
+    env = {**ENV, "VSMLAB_TEST_MANIFEST_DELAY": "4"}
     base = [sys.executable, "-m", "vsmlab", "figures", "--profile", "smoke", "--quiet", "--out", str(lab["figures"]),
             "--notebooks", str(lab["notebooks"]), "--only"]
     procs = [subprocess.Popen(base + [n], env=env, stderr=subprocess.PIPE, text=True) for n in ("01", "02")]
