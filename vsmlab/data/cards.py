@@ -165,11 +165,8 @@ def _index_mask(rank: int, suit: int) -> Image.Image:
     glyph = Image.new("L", (right - left, bottom - top), 0)
     ImageDraw.Draw(glyph).text((-left, -top), text, font=font, fill=255)
     box_w, box_h = int(0.16 * _CANVAS), int(0.15 * _CANVAS)
-    scale = min(box_h / glyph.height, box_w / glyph.width)
-    w, h = max(1, round(glyph.width * min(scale, box_h / glyph.height))), box_h
-    if glyph.width * box_h / glyph.height > box_w:  # "10" is squeezed horizontally to fit the box
-        w = box_w
-    glyph = glyph.resize((w, h), Image.LANCZOS)
+    w = min(box_w, max(1, round(glyph.width * box_h / glyph.height)))  # "10" is squeezed to fit the box
+    glyph = glyph.resize((w, box_h), Image.LANCZOS)
     x0 = int(0.055 * _CANVAS) + (box_w - w) // 2
     mask.paste(glyph, (x0, int(0.045 * _CANVAS)))
     _draw_pip(ImageDraw.Draw(mask), suit, 0.055 * _CANVAS + box_w / 2, 0.285 * _CANVAS, 0.05 * _CANVAS, False)
