@@ -8,6 +8,8 @@
   (uint8 [N, H, W] or [N, H, W, 3]; RGB is averaged to gray; the side, 64 or 32, decides the geometry).
   ``--json`` prints one object with ``n``, ``rate``, ``low``, ``high`` (95% Wilson), ``categories``
   (each image once, in the order blank, wrong_kind, duplicate, malformed, then valid), ``vsm_rule_rate``.
+- ``vsmlab data cards|chess ...`` and ``vsmlab validate cards|chess PATH [--json]``: the semantic benchmarks
+  (Cards, ChessImages), registered from :mod:`vsmlab.data.semantic_cli`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ __all__ = ["add_parsers"]
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    """Register ``data | validate`` on the top-level subparsers."""
+    """Register ``data shapes|cards|chess`` and ``validate shapes|cards|chess`` on the top-level subparsers."""
     data = sub.add_parser("data", help="generate image data sets")
     data_sub = data.add_subparsers(dest="dataset", required=True)
     shapes = data_sub.add_parser("shapes", help="SimpleShapes (triangle | square | pentagon columns)")
@@ -40,6 +42,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     vshapes.add_argument("--json", action="store_true", help="print one JSON object")
     vshapes.add_argument("--iou-min", type=float, default=0.85, help="shape test threshold (default 0.85)")
     vshapes.set_defaults(func=run_validate_shapes)
+
+    from vsmlab.data import semantic_cli  # Cards and ChessImages: `data cards|chess`, `validate cards|chess`
+
+    semantic_cli.add_data_parsers(data_sub)
+    semantic_cli.add_validate_parsers(val_sub)
 
 
 def _fail(command: str, message: str) -> int:
