@@ -255,3 +255,94 @@ def test_explorer_slider_changes_readout_in_jupyterlab(tmp_path):
     assert slider_value.startswith(NEW_TEMPERATURE), f"slider readout shows {slider_value!r}"
     assert message == "", f"the explorer showed a message: {message!r}"
     assert proc.poll() is not None, "the JupyterLab server is still running"
+
+
+# --------------------------------------------------------------------------- the image explorer
+IMAGE_EXPLORER_CELL = (
+    "import vsmlab\n"
+    "from vsmlab.data.shapes_score import ExactShapesScore\n"
+    "from vsmlab.lab.image_explorer import ImageExplorer\n\n"
+    "schedule = vsmlab.cosine(1000)\n"
+    "explorer = ImageExplorer({'exact': ExactShapesScore(schedule, 32)}, schedule, size=32, num_samples=3, num_steps=20)\n"
+    "explorer.widget"
+)
+NEW_T = "300"
+
+
+def build_image_explorer_notebook(folder: Path) -> Path:
+    """A minimal notebook: the image explorer on the exact 32-px Shapes score, 3 samples, 20 DDPM steps."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_markdown_cell("# Image explorer (browser test)"),
+                nbformat.v4.new_code_cell(IMAGE_EXPLORER_CELL)]
+    path = folder / "image_explorer.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def test_image_explorer_t_slider_changes_readout_in_jupyterlab(tmp_path):
+    _require_browser_stack()
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    root = tmp_path / "lab"
+    root.mkdir()
+    notebook = build_image_explorer_notebook(root)
+    env = lab_environment(tmp_path / "jupyter")
+    port = free_port()
+    log = tmp_path / "jupyterlab.log"
+    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
+           f"--ServerApp.port={port}", "--ServerApp.port_retries=0", "--ServerApp.token=", "--ServerApp.password=",
+           "--allow-root", f"--ServerApp.root_dir={root}", "--LabApp.expose_app_in_browser=True"]
+    with open(log, "w") as log_fh:
+        proc = subprocess.Popen(cmd, env=env, cwd=root, stdout=log_fh, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for_server(proc, port, log)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1100})
+                page.goto(f"http://127.0.0.1:{port}/lab/tree/{notebook.name}", timeout=120_000)
+                page.wait_for_function(
+                    "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+                    " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
+                    " return k && k.status === 'idle'; }", timeout=120_000)
+                page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+                explorer = page.locator(".vsmlab-image-explorer").first
+                try:
+                    page.wait_for_function(
+                        "() => [...document.querySelectorAll('.vsmlab-image-explorer .vsmlab-step')]"
+                        ".some(e => e.innerText.includes('t = '))", timeout=300_000)
+                except Exception:
+                    page.screenshot(path=str(ARTIFACTS / "browser_image_explorer_failed.png"), full_page=True)
+                    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+                    raise AssertionError("the image explorer did not appear:\n"
+                                         + "\n".join(errors.all_inner_texts())[-3000:])
+                explorer.scroll_into_view_if_needed()
+                before = explorer.locator(".vsmlab-step").inner_text().strip()
+                readout = explorer.locator(".vsmlab-t .widget-readout")
+                readout.click()
+                page.keyboard.press("Control+A")
+                page.keyboard.type(NEW_T)
+                page.keyboard.press("Enter")
+                page.wait_for_function(
+                    "(before) => { const e = document.querySelector('.vsmlab-image-explorer .vsmlab-step');"
+                    " return e && e.innerText.trim() !== before && e.innerText.includes('t = '); }",
+                    arg=before, timeout=120_000)
+                after = explorer.locator(".vsmlab-step").inner_text().strip()
+                labels = explorer.locator(".vsmlab-labels").inner_text().strip()
+                message = explorer.locator(".vsmlab-message").inner_text().strip()
+                page.screenshot(path=str(ARTIFACTS / "browser_image_explorer.png"))
+            finally:
+                browser.close()
+    finally:
+        stop_server(proc)
+        shutil.copyfile(log, ARTIFACTS / "browser_image_explorer_jupyterlab.log")
+
+    assert before.startswith("t = 999") and after != before, (before, after)
+    assert f"asked t = {NEW_T}" in after, after
+    assert labels.startswith("exact: #0"), labels
+    assert message == "", f"the image explorer showed a message: {message!r}"
+    assert proc.poll() is not None, "the JupyterLab server is still running"
