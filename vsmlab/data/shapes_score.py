@@ -24,6 +24,21 @@ Tweedie::
 
     score_t(x) = (a x0_hat - x) / s^2,        eps = -s * score = (x - a x0_hat) / s
 
+**Locality dial** (``window``, training-free; not the score of any density): with ``window = w`` the
+posterior behind x0_hat at strip row r only sees rows r-w..r+w of every strip (a local denoiser, like a
+convolutional net's limited receptive field). Per column c and row r::
+
+    u_cm(r) = log 1/(2 M_c) + 2 k x_c[W_r] . S_cm[W_r],   W_r = rows max(0, r-w) .. min(H, r+w+1)
+    P_r(template m of column c) = softmax over {blank: log 1/2, u_c(r)} / (1 - prod_c' P_r(column c' blank))
+    x0_hat_c[r, :] = -1 + 2 sum_m P_r(template m) S_cm[r, :]
+
+(the all-blank correction uses the three columns' posteriors at the same rows). For w >= strip_height - 1
+every row sees the whole strip and this is the exact x0_hat; smaller windows let distant parts of a column
+commit to different shapes, which makes duplicates. Measured at 32 px (cosine T = 1000, DDPM over 100
+respaced steps, 128 samples, seed 0; strict validator, each image once): window None or 30: 128 valid;
+12: 17 duplicate, 8 blank; 8: 31 duplicate, 15 blank; 5: 36 duplicate, 17 blank; 3: 24 duplicate,
+37 malformed, 23 blank. About 10x slower per step than the exact score (dense products). :meth:`log_prob` and :meth:`posterior` are refused with a window.
+
 Cost per image and step: two products with the 0/1 template matrix [M, D_s] per column (64 px: 1323 x
 (583 + 343 + 648), about 5% non-zero; sparse CSR products outside autograd).
 Everything is computed in float64 on the input's device; outputs come back in the input's dtype.
@@ -81,8 +96,11 @@ class ExactShapesScore(nn.Module):
     :meth:`posterior` (:class:`ShapesPosterior`). No parameters.
     """
 
-    def __init__(self, schedule: Schedule, size: int = 64) -> None:
+    def __init__(self, schedule: Schedule, size: int = 64, window: int | None = None) -> None:
         super().__init__()
+        if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 0):
+            raise ValueError(f"window: expected None (exact) or an int >= 0 (rows seen above and below), got {window!r}")
+        self.window = window
         if not isinstance(schedule, Schedule):
             raise TypeError(f"schedule: expected a Schedule, got {type(schedule).__name__}")
         self.schedule = schedule
@@ -157,6 +175,7 @@ class ExactShapesScore(nn.Module):
 
     def log_prob(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """log p_t(x_t) [B] (float64, differentiable) of the noised SimpleShapes distribution."""
+        self._exact_only("log_prob")
         x, t = self._check(x_t, t)
         T = self._terms(x, t)
         D = x[0].numel()
@@ -169,6 +188,7 @@ class ExactShapesScore(nn.Module):
 
     def posterior(self, x_t: torch.Tensor, t: torch.Tensor) -> ShapesPosterior:
         """Posterior over the factors (which template, or blank, per column) given x_t."""
+        self._exact_only("posterior")
         x, t = self._check(x_t, t)
         return self._posterior(self._terms(x, t))
 
@@ -179,7 +199,37 @@ class ExactShapesScore(nn.Module):
         best_i = torch.stack([p.argmax(1) for p in probs], 1)
         return ShapesPosterior(blank, probs, torch.where(best_p > blank, best_i, torch.full_like(best_i, -1)))
 
+    def _exact_only(self, what: str) -> None:
+        if self.window is not None:
+            raise ValueError(f"window: {what} is defined for the exact score only (window=None), got window={self.window}")
+
+    def _x0_hat_local(self, x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """x0_hat of the locality dial (module docstring). x: [B, S, S] float64; k: [B]."""
+        g = self.geometry
+        H, w = g.strip_height, self.window
+        rows = torch.arange(H, device=x.device)
+        lo, hi = (rows - w).clamp(0, H), (rows + w + 1).clamp(0, H)
+        masks, log_r, v = [], [], []
+        for c, (dense, _, _) in enumerate(self._device_masks(x.device)):
+            S = dense.reshape(-1, H, g.strip_width)  # [M, H, W_s]
+            rowdot = torch.einsum("bhw,mhw->bmh", x[:, :H, g.column_slice(c)], S)
+            cs = F.pad(rowdot.cumsum(-1), (1, 0))
+            u = -math.log(2 * S.shape[0]) + 2.0 * k[:, None, None] * (cs[..., hi] - cs[..., lo])  # [B, M, H]
+            v_c = torch.logsumexp(u, 1) - _LOG_HALF  # [B, H]; P(blank) = 1 / (1 + e^v)
+            masks.append(S)
+            log_r.append(u - (_LOG_HALF + F.softplus(v_c))[:, None])
+            v.append(v_c)
+        v = torch.stack(v)  # [3, B, H]
+        norm = _log1mexp(-F.softplus(v).sum(0), torch.logsumexp(_log_softplus(v), 0))  # log(1 - prod P(blank))
+        x0 = torch.full_like(x, -1.0)
+        for c, S in enumerate(masks):
+            post = torch.exp(log_r[c] - norm[:, None])
+            x0[:, :H, g.column_slice(c)] = -1.0 + 2.0 * torch.einsum("bmh,mhw->bhw", post, S)
+        return x0
+
     def _x0_hat(self, x: torch.Tensor, T: dict) -> torch.Tensor:
+        if self.window is not None:
+            return self._x0_hat_local(x, T["k"])
         g = self.geometry
         post = self._posterior(T)
         x0 = torch.full_like(x, -1.0)
@@ -212,4 +262,4 @@ class ExactShapesScore(nn.Module):
         return Prediction(eps=eps.reshape(x_t.shape).to(x_t.dtype))
 
     def extra_repr(self) -> str:
-        return f"size={self.size}, kinds={KINDS}, templates={[m.shape[0] for m in self._masks_cpu]}, schedule={self.schedule.name}"
+        return f"size={self.size}, window={self.window}, kinds={KINDS}, templates={[m.shape[0] for m in self._masks_cpu]}, schedule={self.schedule.name}"
