@@ -89,6 +89,17 @@ def test_power_and_mde_of_the_paired_t_test():
     assert S.mde_paired_t(0.015, big) == pytest.approx(normal, rel=1e-3)
 
 
+def test_power_survives_scipy_nan_tails():
+    """scipy's nct.cdf gives nan in the far lower tail (e.g. df 1, nc 7.625): power must stay finite and ~1,
+    and the MDE search must not trip over it (notebook 05's bracket [0, 20 sd] does for sd 0.0117, n 6)."""
+    crit = sps.t.ppf(0.975, 1)
+    p = S.power_paired_t(7.625 / math.sqrt(2), 1.0, 2)
+    assert p == pytest.approx(sps.nct.sf(crit, 1, 7.625)) and math.isfinite(p)
+    d = np.array([0.01, -0.02, 0.0, -0.015, -0.005, -0.01])
+    m = S.mde_paired_t(float(d.std(ddof=1)), 6)
+    assert S.power_paired_t(m, float(d.std(ddof=1)), 6) == pytest.approx(0.8, abs=1e-8)
+
+
 def test_design_mde_solves_the_power_equation():
     p, vb, seeds, n = 0.2, 0.02**2, 6, 100
     m = S.minimum_detectable_effect(p, vb, seeds, n)

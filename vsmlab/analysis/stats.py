@@ -247,9 +247,15 @@ def power_paired_t(delta: float, sd: float, n_pairs: int, alpha: float = 0.05) -
     df = n_pairs - 1
     crit = stats.t.ppf(1 - alpha / 2, df)
     nc = float(delta) * math.sqrt(n_pairs) / sd
-    power = float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
-    if not math.isfinite(power):  # scipy's noncentral t gives nan far in the tail: there power is ~0 or ~1
-        power = 1.0 if abs(nc) > crit else alpha
+    upper, lower = float(stats.nct.sf(crit, df, nc)), float(stats.nct.cdf(-crit, df, nc))
+    # scipy's noncentral t returns nan for a tail below ~1e-15 (seen from nc ~ 7.5 on): such a term is ~0
+    if not math.isfinite(lower) and nc > 0:
+        lower = 0.0
+    if not math.isfinite(upper) and nc < 0:
+        upper = 0.0
+    power = upper + lower
+    if not math.isfinite(power):
+        raise ValueError(f"delta: the noncentral t power is not finite at delta={delta!r}, sd={sd!r}, n_pairs={n_pairs}")
     return power
 
 
