@@ -174,6 +174,8 @@ def test_fd_small_between_real_sets_and_grows_with_corruption(trained, real):
                      ("duplicate", dict(kind="duplicate"))):
         fd[kind] = F.frechet_distance(f_other, E.encode(trained.encoder, F.corrupt_shapes(real, seed=5, **kw)))
     print("FD (600 vs 600 images, 32 px):", {k: round(v, 2) for k, v in fd.items()})
+    value, lo, hi = F.frechet_interval(f_real, f_other, n_bootstrap=50)
+    assert value == pytest.approx(fd_rr) and lo < hi and hi < fd["noise 0.3"]
     assert fd["self"] == pytest.approx(0.0, abs=1e-6)
     assert fd["noise 0.3"] > 2 * fd_rr and fd["noise 0.6"] > fd["noise 0.3"] and fd["duplicate"] > 5 * fd_rr
 

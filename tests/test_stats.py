@@ -47,6 +47,13 @@ def test_seed_rates_use_wilson_and_mean_ci():
     assert r.per_seed == (0.03, 0.07, 0.1) and r.components.n_seeds == 3
 
 
+def test_category_rates():
+    r = S.category_rates({"valid": 90, "duplicate": 7, "blank": 3}, 100)
+    assert r["duplicate"] == wilson_interval(7, 100) and set(r) == {"valid", "duplicate", "blank"}
+    with pytest.raises(ValueError, match="counts"):
+        S.category_rates({"valid": 101}, 100)
+
+
 def test_paired_difference_matches_scipy():
     a = np.array([0.12, 0.10, 0.15, 0.09, 0.11, 0.14])
     b = np.array([0.14, 0.13, 0.15, 0.12, 0.10, 0.18])

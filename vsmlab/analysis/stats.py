@@ -64,6 +64,7 @@ __all__ = [
     "DesignMDE",
     "variance_components",
     "seed_rates",
+    "category_rates",
     "paired_difference",
     "power_paired_t",
     "mde_paired_t",
@@ -170,6 +171,19 @@ def seed_rates(counts: Sequence[int] | np.ndarray, n: Sequence[int] | np.ndarray
     return SeedRates(tuple(int(x) for x in k), tuple(int(x) for x in nn), tuple(float(x) for x in p),
                      wilson_interval(int(k.sum()), int(nn.sum()), z=z), mean_ci(p.tolist(), confidence),
                      variance_components(k, nn))
+
+
+def category_rates(counts: dict[str, int], n: int, confidence: float = 0.95) -> dict[str, Rate]:
+    """Per-category rates with Wilson intervals, e.g. from ``Summary.counts`` (each image once) or
+    ``Summary.shows`` of :mod:`vsmlab.data.shapes_validate`: {category: Rate(count / n)}."""
+    check_int("n", n, low=1)
+    z = _z(confidence)
+    out = {}
+    for name, count in counts.items():
+        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or not 0 <= count <= n:
+            raise ValueError(f"counts: {name!r} has count {count!r}, expected an int in 0..{n}")
+        out[name] = wilson_interval(int(count), n, z=z)
+    return out
 
 
 def _z(confidence: float) -> float:
