@@ -26,7 +26,7 @@
 # %% tags=["parameters"]
 profile = "default"  # smoke | default | full
 seed = 0
-figures_dir = ""  # "" -> figures/01_mode_interpolation_1d
+figures_dir = ""  # "" -> figures/01_mode_interpolation_1d/ (default profile), figures/<profile>/01_mode_interpolation_1d/ otherwise
 
 # %%
 import time

@@ -28,7 +28,7 @@
 # %% tags=["parameters"]
 profile = "default"  # smoke | default | full
 seed = 0
-figures_dir = ""  # "" -> figures/02_mode_interpolation_2d
+figures_dir = ""  # "" -> figures/02_mode_interpolation_2d/ (default profile), figures/<profile>/02_mode_interpolation_2d/ otherwise
 
 # %%
 import math

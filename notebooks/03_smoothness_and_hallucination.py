@@ -32,7 +32,7 @@
 # %% tags=["parameters"]
 profile = "default"  # smoke | default | full
 seed = 0
-figures_dir = ""  # "" -> figures/03_smoothness_and_hallucination
+figures_dir = ""  # "" -> figures/03_smoothness_and_hallucination/ (default profile), figures/<profile>/03_smoothness_and_hallucination/ otherwise
 
 # %%
 import math

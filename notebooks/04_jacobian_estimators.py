@@ -31,7 +31,7 @@
 # %% tags=["parameters"]
 profile = "default"  # smoke | default | full
 seed = 0
-figures_dir = ""  # "" -> figures/04_jacobian_estimators
+figures_dir = ""  # "" -> figures/04_jacobian_estimators/ (default profile), figures/<profile>/04_jacobian_estimators/ otherwise
 
 # %%
 import time
