@@ -6,10 +6,14 @@ A config has six sections; a key absent from the file takes its default. Keys ma
 an error. ``vsmlab train CONFIG --print-config`` prints every key with its value.
 
 [data]
-  kind              "shapes" (SimpleShapes, uint8 images, vsmlab.data.shapes) | "mixture" (toy Gaussian mixture)
+  kind              "shapes" (SimpleShapes, uint8 images, vsmlab.data.shapes) | "mixture" (toy Gaussian mixture) |
+                    "cards" (2x2 card grids, train split, vsmlab.data.cards) | "chess" (rendered legal positions,
+                    train split, RGB, vsmlab.data.chessboards)
   n                 training-set size (5000 default; the VSM study uses 75000)
   seed              seed of the data set (independent of train.seed)
-  size              (shapes) image size: 64 (reference geometry) or 32 (reduced CPU variant)
+  size              (shapes) image size: 64 (reference geometry) or 32 (reduced CPU variant);
+                    (cards) 128 (released) or 64 (32-px faces); (chess) 256 (released) or 128
+  rgb               (cards) RGB faces (3 channels) instead of grayscale
   mixture           (mixture) "1d" (modes 1, 2, 3) | "grid" (5x5) | "diamond"
 [model]
   kind              "unet" (vsmlab.nets.unet.UNet) | "mlp" (vsmlab.nets.mlp.MLP)
@@ -33,7 +37,7 @@ an error. ``vsmlab train CONFIG --print-config`` prints every key with its value
   rho               (vsm) penalty weight
   time_weight       (vsm) true: w(t) = rho / sqrt(1 - alpha_bar_t); false: w = rho
   vb_weight         (hybrid, vsm) weight of the variational-bound term
-  decoder           (hybrid, vsm) t = 0 term of vb: "auto" (discretized for shapes, gaussian for mixtures) |
+  decoder           (hybrid, vsm) t = 0 term of vb: "auto" (discretized for images, gaussian for mixtures) |
                     "discretized" (8-bit decoder, bits/dim) | "gaussian" (density NLL)
 [train]
   steps             train until this global step (also the horizon of the cosine decay)
@@ -149,17 +153,23 @@ class Key:
     check: Callable[[Any], Any]
     doc: str
     when: tuple[str, tuple[str, ...]] | None = None
+    by_kind: dict[str, tuple[Any, Callable[[Any], Any]]] | None = None  # kind -> (default, check) in place of these
 
 
 _UNET, _MLP = ("kind", ("unet",)), ("kind", ("mlp",))
+IMAGE_KINDS = ("shapes", "cards", "chess")  # data kinds of uint8 images (trained with a UNet)
 _VAR = ("name", ("hybrid", "vsm"))
 
 SCHEMA: dict[str, dict[str, Key]] = {
     "data": {
-        "kind": Key("shapes", _choice("shapes", "mixture"), "training data: SimpleShapes images or a toy mixture"),
+        "kind": Key("shapes", _choice("shapes", "mixture", "cards", "chess"),
+                    "training data: SimpleShapes, Cards or chess images, or a toy mixture"),
         "n": Key(5000, _int(1), "training-set size"),
         "seed": Key(0, _int(0), "seed of the data set"),
-        "size": Key(64, _choice(64, 32), "image size (64 reference, 32 reduced)", ("kind", ("shapes",))),
+        "size": Key(64, _choice(64, 32), "image size (shapes 64 | 32, cards 128 | 64, chess 256 | 128)",
+                    ("kind", ("shapes", "cards", "chess")),
+                    by_kind={"cards": (128, _choice(128, 64)), "chess": (256, _choice(256, 128))}),
+        "rgb": Key(False, _bool, "RGB card faces (else grayscale)", ("kind", ("cards",))),
         "mixture": Key("1d", _choice("1d", "grid", "diamond"), "toy mixture", ("kind", ("mixture",))),
     },
     "model": {
@@ -265,9 +275,12 @@ def validate_config(raw: dict[str, Any], source: str = "config") -> dict[str, di
                     raise ConfigError(f"{source}: {name}.{key} applies only when {name}.{kind_key} is one of "
                                       f"{list(kinds)}; here {name}.{kind_key} = {values[kind_key]!r}")
                 continue
-            value = given.get(key, spec.default)
+            default, check = spec.default, spec.check
+            if spec.by_kind and spec.when and values.get(spec.when[0]) in spec.by_kind:
+                default, check = spec.by_kind[values[spec.when[0]]]
+            value = given.get(key, default)
             try:
-                values[key] = spec.check(value)
+                values[key] = check(value)
             except ValueError as exc:
                 raise ConfigError(f"{source}: {name}.{key} = {value!r} is invalid; expected {exc}") from None
         out[name] = {k: values[k] for k in section if k in values}
@@ -282,9 +295,9 @@ def _cross_checks(cfg: dict[str, dict[str, Any]], source: str) -> None:
     if loss == "eps_mse" and model["learn_variance"]:
         raise ConfigError(f"{source}: model.learn_variance = true with loss.name = 'eps_mse' leaves the variance "
                           "head untrained; use loss.name = 'hybrid' or 'vsm', or learn_variance = false")
-    if (model["kind"] == "unet") != (data["kind"] == "shapes"):
+    if (model["kind"] == "unet") != (data["kind"] in IMAGE_KINDS):
         raise ConfigError(f"{source}: model.kind = {model['kind']!r} does not fit data.kind = {data['kind']!r}; "
-                          "allowed: unet with shapes, mlp with mixture")
+                          "allowed: unet with shapes, cards or chess, mlp with mixture")
     if model["kind"] == "unet":
         reached = [data["size"] // 2 ** i for i in range(len(model["channel_mult"]))]
         bad = [r for r in model["attention_resolutions"] if r not in reached]
@@ -371,13 +384,26 @@ def format_config(cfg: dict[str, dict[str, Any]], comments: bool = True) -> str:
 
 # ---------------------------------------------------------------------------------------------- builders
 def build_data(cfg: dict[str, dict[str, Any]]) -> torch.Tensor:
-    """The training set: shapes -> uint8 [N, 1, size, size] (scaled to [-1, 1] per batch by the trainer);
-    mixture -> float32 [N, d] drawn with generator seed data.seed."""
+    """The training set: shapes -> uint8 [N, 1, size, size]; cards -> uint8 [N, 1 | 3, size, size] (the first
+    n sets of the train split under seed data.seed, vsmlab.data.cards.make_cards); chess -> uint8
+    [N, 3, size, size] (n distinct train-split positions from random play, seed data.seed); images are scaled
+    to [-1, 1] per batch by the trainer. mixture -> float32 [N, d] drawn with generator seed data.seed."""
     data = cfg["data"]
     if data["kind"] == "shapes":
         from vsmlab.data.shapes import generate
 
         return torch.from_numpy(generate(data["n"], data["size"], data["seed"]).images).unsqueeze(1)
+    if data["kind"] == "cards":
+        from vsmlab.data.cards import make_cards
+
+        return make_cards(data["n"], data["seed"], data["rgb"], "train", data["size"])[0]
+    if data["kind"] == "chess":
+        import numpy as np
+
+        from vsmlab.data.chessboards import lab_tiles, placement_to_classes, random_positions, render_boards
+
+        classes = np.stack([placement_to_classes(f) for f in random_positions(data["n"], data["seed"], "train")])
+        return torch.from_numpy(render_boards(classes, lab_tiles(data["size"]))).permute(0, 3, 1, 2).contiguous()
     from vsmlab.data.mixtures import diamond_2d, evenly_spaced_1d, grid_2d
 
     mixture = {"1d": evenly_spaced_1d, "grid": grid_2d, "diamond": diamond_2d}[data["mixture"]]()
@@ -433,7 +459,7 @@ def build_loss(cfg: dict[str, dict[str, Any]]):
         return eps_mse_loss
     decoder = loss["decoder"]
     if decoder == "auto":
-        decoder = "discretized" if cfg["data"]["kind"] == "shapes" else "gaussian"
+        decoder = "discretized" if cfg["data"]["kind"] in IMAGE_KINDS else "gaussian"
     options: dict[str, Any] = {"vb_weight": loss["vb_weight"], "decoder": decoder}
     if loss["name"] == "vsm":
         options.update(rho=loss["rho"], time_weight=loss["time_weight"])
