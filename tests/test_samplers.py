@@ -270,3 +270,33 @@ def test_dtype_and_device_arguments(mix1d: GaussianMixture, aggressive: Schedule
         vsmlab.ddim(model, aggressive, x_T=x_T, dtype=torch.float32)
     with pytest.raises(ValueError, match=r"^device: 'meta' differs from x_T's device 'cpu'"):
         vsmlab.ddim(model, aggressive, x_T=x_T, device="meta")
+
+
+def test_clip_x0_keeps_images_bounded_where_the_plain_step_explodes() -> None:
+    """improved DDPM's clip_denoised: with x0_hat clipped to [-1, 1] a cosine schedule's first step (beta ~
+    0.999) cannot amplify an eps error; without it the same wrong model sends pixels far outside [-1, 1]."""
+    sched = vsmlab.cosine(100)
+
+    def wrong(x, t):  # the right eps for x0 = 0 at the first step is x_T itself: a constant 0.5 is wrong
+        return vsmlab.Prediction(eps=torch.full_like(x, 0.5))
+
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    plain = vsmlab.ddpm(wrong, sched, shape=(64, 16), generator=g(), variance="beta_tilde").samples
+    clipped = vsmlab.ddpm(wrong, sched, shape=(64, 16), generator=g(), variance="beta_tilde", clip_x0=True)
+    assert plain.abs().max() > 5
+    assert clipped.samples.abs().max() <= 1.5
+    rec = vsmlab.ddpm(wrong, sched, shape=(8, 16), generator=g(), clip_x0=True, record=True)
+    assert rec.x0_hat.abs().max() <= 1
+    ddim = vsmlab.ddim(wrong, sched, shape=(64, 16), generator=g(), num_steps=20, clip_x0=True).samples
+    assert ddim.abs().max() <= 1.5
+
+
+def test_clip_x0_changes_nothing_when_x0_hat_stays_in_range(mix1d) -> None:
+    sched = vsmlab.linear(200)
+    model = vsmlab.ExactScoreModel(vsmlab.GaussianMixture(mix1d.means / 4, mix1d.stds / 4, mix1d.weights), sched)
+    x_T = torch.randn(256, 1, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    g = lambda: torch.Generator().manual_seed(2)  # noqa: E731
+    a = vsmlab.ddpm(model, sched, x_T=x_T, generator=g(), variance="beta_tilde").samples
+    b = vsmlab.ddpm(model, sched, x_T=x_T, generator=g(), variance="beta_tilde", clip_x0=True).samples
+    inside = (a.abs() < 0.9).all()
+    assert inside and torch.allclose(a, b, atol=1e-6)

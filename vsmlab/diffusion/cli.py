@@ -12,7 +12,7 @@ train CONFIG`` the run is DDP (nccl on CUDA, gloo on CPU), each rank takes its s
 rank 0 writes files and shows progress, the other ranks stay quiet.
 
 ``vsmlab sample CHECKPOINT --n N --out s.npz [--seed S] [--sampler ddpm|ddim] [--steps K] [--variance
-beta|beta_tilde|learned] [--eta E] [--weights ema|raw] [--device D] [--batch-size B] [--trajectory-every k]``
+beta|beta_tilde|learned] [--eta E] [--clip-x0] [--weights ema|raw] [--device D] [--batch-size B] [--trajectory-every k]``
 (defaults from the checkpoint's [sample] section) writes, atomically:
 
 - ``images`` uint8 [N, H, W] (one channel) or [N, H, W, 3]; for an MLP (mixture) run ``samples`` float32 [N, d];
@@ -72,6 +72,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     sa.add_argument("--steps", type=int, default=None, help="respaced number of steps K (default: all T)")
     sa.add_argument("--variance", default=None, help="beta | beta_tilde | learned (DDPM; default: learned if the model has v)")
     sa.add_argument("--eta", type=float, default=None, help="DDIM eta (default 0)")
+    sa.add_argument("--clip-x0", action="store_true",
+                    help="clip x0_hat to [-1, 1] at every step (improved DDPM's clip_denoised; for cosine schedules)")
     sa.add_argument("--weights", default=None, help="ema | raw (default: ema when the checkpoint has it)")
     sa.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     sa.add_argument("--batch-size", type=int, default=None, help="samples per batch")
@@ -339,7 +341,7 @@ def _sample(args: argparse.Namespace) -> int:
     else:
         shape = (mc["dim"],)
     schedule = build_schedule(cfg)
-    options: dict[str, Any] = {"num_steps": steps or None}
+    options: dict[str, Any] = {"num_steps": steps or None, "clip_x0": bool(getattr(args, "clip_x0", False))}
     if sampler == "ddpm":
         options["variance"] = variance
     else:
@@ -382,7 +384,7 @@ def _sample(args: argparse.Namespace) -> int:
         "model_kind": payload["model_kind"], "model_config": _plain(payload["model_config"]),
         "weights": weights, "device": str(device),
         "sampler": {"name": sampler, "steps": steps or T, "respaced": bool(steps and steps < T), **(
-            {"variance": variance} if sampler == "ddpm" else {"eta": float(eta)})},
+            {"variance": variance} if sampler == "ddpm" else {"eta": float(eta)}), "clip_x0": options["clip_x0"]},
         "n": n, "batch_size": batch, "seed": seed,
         "seed_scheme": f"batch k (size {batch}, last smaller) drawn with torch.Generator(device).manual_seed("
                        f"{seed} * {SEED_STRIDE} + k); sample i = row batch_row[i] of the batch with seed batch_seed[i]",

@@ -168,9 +168,13 @@ def ddpm(
     generator: torch.Generator | None = None, variance: str = "auto", record: bool = False,
     record_last: int | None = None, num_steps: int | None = None, record_every: int = 1,
     record_device: torch.device | str | None = None, device: torch.device | str | None = None,
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | None = None, clip_x0: bool = False,
 ) -> SampleResult:
     """Ancestral DDPM sampling over all T steps, or over ``num_steps`` respaced steps (improved DDPM).
+
+    clip_x0: clip x0_hat to [-1, 1] (images) and take the mean of q(x_{t-1} | x_t, clipped x0_hat), as
+    improved DDPM's ``clip_denoised``; needed for schedules whose first betas are near 1 (cosine's last
+    beta 0.999 multiplies eps errors ~31x on the first step). False (default): the plain reverse mean.
 
     variance: "beta" (sigma_t^2 = beta_t, as in the mode-interpolation work), "beta_tilde" (posterior
     variance), "learned" (the model's v head), or "auto" (learned when the model returns v, else beta);
@@ -189,8 +193,13 @@ def ddpm(
         for i, t in zip(indices, steps):
             pred = model(x, _step_tensor(t, x))
             eps = pred.eps
-            rec.add(x, spaced.x0_from_eps(x, i, eps))
-            mean = spaced.reverse_mean(x, i, eps)
+            x0 = spaced.x0_from_eps(x, i, eps)
+            if clip_x0:
+                x0 = x0.clamp(-1, 1)
+                mean = spaced.posterior_mean(x0, x, i)
+            else:
+                mean = spaced.reverse_mean(x, i, eps)
+            rec.add(x, x0)
             if i == 0:
                 x = mean
                 continue
@@ -214,10 +223,11 @@ def ddim(
     generator: torch.Generator | None = None, eta: float = 0.0, num_steps: int | None = None,
     record: bool = False, record_last: int | None = None, record_every: int = 1,
     record_device: torch.device | str | None = None, device: torch.device | str | None = None,
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | None = None, clip_x0: bool = False,
 ) -> SampleResult:
     """DDIM over the ``num_steps`` kept steps of :meth:`Schedule.timesteps` (default all T; the same
-    subsequence DDPM's respacing keeps); eta = 0 deterministic, 1 ~ DDPM with posterior variance."""
+    subsequence DDPM's respacing keeps); eta = 0 deterministic, 1 ~ DDPM with posterior variance.
+    clip_x0: clip x0_hat to [-1, 1] and use the eps implied by the clipped x0_hat (improved DDPM)."""
     if not (isinstance(eta, (int, float)) and not isinstance(eta, bool) and eta >= 0):
         raise ValueError(f"eta: expected a number >= 0, got {eta!r}")
     x = _initial(x_T, shape, generator, device, dtype)
@@ -237,7 +247,11 @@ def ddim(
     with torch.no_grad():
         for i, t in enumerate(steps):
             eps = model(x, _step_tensor(schedule.original_step(t), x)).eps
-            rec.add(x, schedule.x0_from_eps(x, t, eps))
+            x0 = schedule.x0_from_eps(x, t, eps)
+            if clip_x0:
+                x0 = x0.clamp(-1, 1)
+                eps = schedule.eps_from_x0(x, t, x0)
+            rec.add(x, x0)
             x = c_x[i] * x + c_eps[i] * eps
             if eta > 0 and i + 1 < len(steps):
                 x = x + sig[i] * torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
