@@ -289,27 +289,37 @@ def make_loss(name: str, **options: Any) -> LossFn:
 
 # ------------------------------------------------------------------ mechanism: who pushes which parameters
 def _param_groups(model: nn.Module) -> dict[str, list[tuple[torch.Tensor, slice | None]]]:
-    """eps head / variance head rows of model.out and the shared trunk (every other parameter)."""
-    out = getattr(model, "out", None)
-    dim = getattr(model, "dim", None)
-    if not isinstance(out, nn.Linear) or dim is None or out.out_features != 2 * dim:
-        raise ValueError("model: expected a variance-learning vsmlab.nets.mlp.MLP (learn_variance=True)")
+    """eps head / variance head rows of the output layer and the shared trunk (every other parameter).
+
+    The output layer is the MLP's ``out`` (rows 0..d-1 eps, d..2d-1 v) or the UNet's ``out_conv`` (output
+    channels 0..C-1 eps, C..2C-1 v); the model must learn the variance.
+    """
+    if isinstance(getattr(model, "out", None), nn.Linear) and getattr(model, "dim", None) is not None:
+        out, c = model.out, model.dim
+    elif getattr(model, "out_conv", None) is not None and getattr(model, "in_channels", None) is not None:
+        out, c = model.out_conv, model.in_channels
+    else:
+        raise ValueError("model: expected a vsmlab MLP or UNet with a variance head (learn_variance=True), "
+                         f"got {type(model).__name__}")
+    if out.weight.shape[0] != 2 * c:
+        raise ValueError("model: expected a variance-learning vsmlab MLP or UNet (learn_variance=True)")
     head = {id(out.weight), id(out.bias)}
     trunk = [(p, None) for p in model.parameters() if id(p) not in head]
     return {
-        "eps_head": [(out.weight, slice(0, dim)), (out.bias, slice(0, dim))],
-        "var_head": [(out.weight, slice(dim, 2 * dim)), (out.bias, slice(dim, 2 * dim))],
+        "eps_head": [(out.weight, slice(0, c)), (out.bias, slice(0, c))],
+        "var_head": [(out.weight, slice(c, 2 * c)), (out.bias, slice(c, 2 * c))],
         "trunk": trunk,
     }
 
 
 def term_gradient_norms(
     model: nn.Module, x0: torch.Tensor, t: int, eps: torch.Tensor, schedule: Schedule, rho: float = 1.0,
-    time_weight: bool = True,
+    time_weight: bool = True, decoder: str = "gaussian",
 ) -> dict[str, dict[str, float]]:
     """Gradient norms of each loss term's batch mean on the eps head, the variance head and the trunk.
 
-    The batch x0, eps [B, d] is noised at the single step ``t``. Terms: "mse", "vb", "vsm" (the VSM term
+    Works for the MLP and the UNet (see :func:`_param_groups`). The batch x0, eps [B, d] or [B, C, H, W] is
+    noised at the single step ``t``; ``decoder`` is the VB term's t = 0 decoder ("discretized" for images). Terms: "mse", "vb", "vsm" (the VSM term
     with this ``rho``/``time_weight``; gradients scale linearly in rho). Returns {term: {group: L2 norm}}.
     The model's parameters are left unchanged (requires_grad restored afterwards).
     """
@@ -327,7 +337,7 @@ def term_gradient_norms(
             log_var = schedule.learned_log_variance(v, tt)
             terms = {
                 "mse": mean_over_dims((pred.eps - eps) ** 2).mean(),
-                "vb": vb_bits(x0, x_t, tt, pred.eps, v, schedule).mean(),
+                "vb": vb_bits(x0, x_t, tt, pred.eps, v, schedule, decoder=decoder).mean(),
                 "vsm": (vsm_weight(tt, schedule, rho, time_weight).to(log_var.dtype) * vsm_penalty(log_var)).mean(),
             }
             out: dict[str, dict[str, float]] = {}

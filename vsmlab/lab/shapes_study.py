@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import subprocess
 import sys
@@ -43,9 +42,8 @@ from torch import nn
 from vsmlab.diffusion import checkpoints as ck
 from vsmlab.diffusion.cli import SEED_STRIDE
 from vsmlab.diffusion.config import build_schedule, load_config, model_from_config, validate_config
-from vsmlab.diffusion.losses import mean_over_dims
 from vsmlab.diffusion.samplers import ddim, ddpm
-from vsmlab.diffusion.variance import vb_bits, vsm_penalty, vsm_weight
+from vsmlab.diffusion.variance import term_gradient_norms
 
 __all__ = [
     "Spec", "LoadedModel", "spec_config", "train_command", "train_spec", "run_dir", "slim_checkpoint",
@@ -264,51 +262,14 @@ def load_npz_samples(path: str | os.PathLike) -> dict[str, Any]:
     return out
 
 
-def _unet_groups(model: nn.Module) -> dict[str, list[tuple[torch.Tensor, slice | None]]]:
-    out = getattr(model, "out_conv", None)
-    if out is None or not getattr(model, "learn_variance", False):
-        raise ValueError("model: expected a variance-learning vsmlab.nets.unet.UNet (learn_variance=True)")
-    c = model.in_channels
-    head = {id(out.weight), id(out.bias)}
-    return {
-        "eps_head": [(out.weight, slice(0, c)), (out.bias, slice(0, c))],
-        "var_head": [(out.weight, slice(c, 2 * c)), (out.bias, slice(c, 2 * c))],
-        "trunk": [(p, None) for p in model.parameters() if id(p) not in head],
-    }
-
-
 def unet_term_gradient_norms(model: nn.Module, x0: torch.Tensor, t: int, eps: torch.Tensor, schedule,
                              rho: float = 0.1, time_weight: bool = True,
                              decoder: str = "discretized") -> dict[str, dict[str, float]]:
     """L2 norm of the gradient of each loss term's batch mean ("mse", "vb", "vsm" with this rho) on the
     UNet's groups "trunk" (every parameter but the output conv), "eps_head" and "var_head" (the output
-    conv's eps / v channels). x0, eps: [B, C, H, W]; all examples at step ``t``. Parameters unchanged."""
-    groups = _unet_groups(model)
-    params = list(model.parameters())
-    saved = [p.requires_grad for p in params]
-    try:
-        for p in params:
-            p.requires_grad_(True)
-        tt = torch.full((x0.shape[0],), int(t), dtype=torch.long)
-        with torch.enable_grad():
-            x_t = schedule.noise(x0, tt, eps)
-            pred = model(x_t, tt)
-            log_var = schedule.learned_log_variance(pred.v, tt)
-            terms = {
-                "mse": mean_over_dims((pred.eps - eps) ** 2).mean(),
-                "vb": vb_bits(x0, x_t, tt, pred.eps, pred.v, schedule, decoder=decoder).mean(),
-                "vsm": (vsm_weight(tt, schedule, rho, time_weight).to(log_var.dtype) * vsm_penalty(log_var)).mean(),
-            }
-            out: dict[str, dict[str, float]] = {}
-            for name, value in terms.items():
-                grads = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
-                by = {id(p): (g if g is not None else torch.zeros_like(p)) for p, g in zip(params, grads)}
-                out[name] = {grp: math.sqrt(sum(float((by[id(p)] if sl is None else by[id(p)][sl]).pow(2).sum())
-                                                for p, sl in members)) for grp, members in groups.items()}
-        return out
-    finally:
-        for p, r in zip(params, saved):
-            p.requires_grad_(r)
+    conv's eps / v channels): :func:`vsmlab.diffusion.variance.term_gradient_norms` with the image decoder.
+    x0, eps: [B, C, H, W]; all examples at step ``t``. Parameters unchanged."""
+    return term_gradient_norms(model, x0, t, eps, schedule, rho=rho, time_weight=time_weight, decoder=decoder)
 
 
 def train_in_process(spec: Spec, out: str | os.PathLike, root: str | os.PathLike = ".", extra: Sequence[str] = ()) -> Path:
