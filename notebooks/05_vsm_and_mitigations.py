@@ -620,25 +620,46 @@ for mixture, m in cfg["mixtures"].items():
 # effect** (MDE): the true mean difference a two-sided paired t-test at 5% would detect with 80% power given this
 # many seeds and the observed spread of the differences (noncentral t); a **Wilcoxon signed-rank** test (exact for
 # these n, no normality assumption) and a **bootstrap** 95% percentile interval of the mean (10,000 resamples of the
-# seeds), all from `vsmlab.analysis.stats.paired_difference`; and per seed: how many differences are non-zero at all, how many go each way, and how many a
+# seeds); and per seed: how many differences are non-zero at all, how many go each way, and how many a
 # two-proportion z-test on that seed's samples would call significant at 5% (samples treated as independent;
 # they share their starting noise across settings, so this is conservative).
 
 # %%
-from vsmlab.analysis.stats import paired_difference
+from scipy import optimize, stats
 
 
-def robustness(mixture: str, setting: str, base: str):
-    """The paired comparison (t-interval, MDE at 80%, Wilcoxon, bootstrap, sign counts) and the per-seed z-tests."""
+def mde_paired(sd: float, n: int, power: float = 0.8, alpha: float = 0.05) -> float:
+    """Smallest true mean difference a two-sided paired t-test (n pairs, sd of the differences) detects with ``power``."""
+    if n < 2 or not sd > 0:
+        return float("nan")
+    df, crit = n - 1, stats.t.ppf(1 - alpha / 2, n - 1)
+
+    def gap(delta: float) -> float:
+        nc = delta * math.sqrt(n) / sd
+        return stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc) - power
+
+    return optimize.brentq(gap, 1e-12 * sd, 20 * sd)
+
+
+def robustness(mixture: str, setting: str, base: str) -> dict:
     a, b = runs(mixture, setting), runs(mixture, base)
-    pd_ = paired_difference([x["rate"] for x in a], [y["rate"] for y in b], seed=seed)
+    d = np.array([x["rate"] - y["rate"] for x, y in zip(a, b)])
+    n = len(d)
+    c = ci(d.tolist())
+    sd = float(d.std(ddof=1)) if n > 1 else float("nan")
+    nonzero = int((d != 0).sum())
+    p_w = float(stats.wilcoxon(d[d != 0]).pvalue) if nonzero else 1.0  # zero differences carry no sign
+    boot = np.random.default_rng(seed).choice(d, size=(10_000, n), replace=True).mean(1)
+    lo, hi = np.percentile(boot, [2.5, 97.5])
     z_sig = 0
     for x, y in zip(a, b):
         n1, n2 = x["n"], y["n"]
+        p1, p2 = x["hallucinated"] / n1, y["hallucinated"] / n2
         pool = (x["hallucinated"] + y["hallucinated"]) / (n1 + n2)
         se = math.sqrt(pool * (1 - pool) * (1 / n1 + 1 / n2)) if 0 < pool < 1 else 0.0
-        z_sig += int(se > 0 and abs(x["hallucinated"] / n1 - y["hallucinated"] / n2) / se > 1.959964)
-    return pd_, z_sig
+        z_sig += int(se > 0 and abs(p1 - p2) / se > 1.959964)
+    return dict(n=n, ci=c, sd=sd, mde=mde_paired(sd, n), p_w=p_w, boot=(float(lo), float(hi)), nonzero=nonzero,
+                lower=int((d < 0).sum()), higher=int((d > 0).sum()), z_sig=z_sig)
 
 
 COMPARISONS = [(FIXED_BT, FIXED), (RHO0, FIXED), (RHO0, FIXED_BT), (RHO0_TANH, RHO0), (RHO0_TANH, FIXED_BT),
@@ -651,15 +672,15 @@ for mixture, m in cfg["mixtures"].items():
     for setting, base in COMPARISONS:
         if setting not in m["settings"] or base not in m["settings"]:
             continue
-        r, z_sig = robustness(mixture, setting, base)
+        r = robustness(mixture, setting, base)
         robust[(mixture, setting, base)] = r
         ref = summary[(mixture, base)]["rate"].mean
-        (b_lo, b_hi), (t_lo, t_hi) = r.bootstrap, r.interval
-        t_int = f"{100 * r.mean.mean:+.2f} [{100 * t_lo:+.2f}, {100 * t_hi:+.2f}]"
-        rel = f"{r.mde / ref:.0%}" if ref > 0 and math.isfinite(r.mde) else "n/a"
+        c, (b_lo, b_hi) = r["ci"], r["boot"]
+        t_int = f"{100 * c.mean:+.2f} [{100 * (c.mean - c.half):+.2f}, {100 * (c.mean + c.half):+.2f}]"
+        rel = f"{r['mde'] / ref:.0%}" if ref > 0 else "n/a"
         b_int = f"[{100 * b_lo:+.2f}, {100 * b_hi:+.2f}]"
-        print(f"{mixture:<5} {setting:<28} {base:<22} {len(r.differences):>2} {t_int:>24} {100 * r.mde:>9.2f} {rel:>7} "
-              f"{r.wilcoxon_p:>10.3g} {b_int:>18} {r.nonzero:>4} {r.lower:>3} {r.higher:>3} {z_sig:>5}")
+        print(f"{mixture:<5} {setting:<28} {base:<22} {r['n']:>2} {t_int:>24} {100 * r['mde']:>9.2f} {rel:>7} "
+              f"{r['p_w']:>10.3g} {b_int:>18} {r['nonzero']:>4} {r['lower']:>3} {r['higher']:>3} {r['z_sig']:>5}")
 print("MDE80: smallest true paired difference detectable with 80% power at 5% (two-sided); rel.: against the base's "
       "mean rate. !=0 / <0 / >0: seeds whose difference is non-zero / negative / positive; z-sig: seeds individually "
       "significant by a two-proportion z-test.")
