@@ -636,7 +636,9 @@ def mde_paired(sd: float, n: int, power: float = 0.8, alpha: float = 0.05) -> fl
 
     def gap(delta: float) -> float:
         nc = delta * math.sqrt(n) / sd
-        return stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc) - power
+        # scipy's noncentral t gives nan for a far tail (below ~1e-15, from nc ~ 7.5 on): that tail is ~0
+        upper, lower = float(stats.nct.sf(crit, df, nc)), float(stats.nct.cdf(-crit, df, nc))
+        return (upper if math.isfinite(upper) else 0.0) + (lower if math.isfinite(lower) else 0.0) - power
 
     return optimize.brentq(gap, 1e-12 * sd, 20 * sd)
 
