@@ -768,7 +768,7 @@ print(f"\nnotebook total: {time.perf_counter() - saver.started:.0f} s")
 # - **The VSM penalty does not beat its own baseline.** None of the 8 VSM settings in 1-D and neither of the 2 in
 #   2-D changes the rate against rho = 0 beyond seed noise (1-D rates 1.51 to 1.69% against 1.65%; the t-interval,
 #   the Wilcoxon test and the bootstrap agree). With 10 seeds the smallest effect these comparisons could detect at 80%
-#   power is 0.31 to 0.83 pp (19% to 51% of the rho = 0 rate), so VSM effects of about 20% or less are not ruled out.
+#   power is 0.31 to 0.83 pp (19% to 51% of the rho = 0 rate), so smaller VSM effects are not ruled out.
 #   Against fixed + beta_tilde_t no VSM setting is lower; three (rho = 0.01 with either weight, rho = 1 constant)
 #   are higher beyond seed noise.
 # - **tanh or not does not matter here**: the tanh-squashed head (v in (-1, 1)) against the unbounded one:
@@ -781,7 +781,7 @@ print(f"\nnotebook total: {time.perf_counter() - saver.started:.0f} s")
 #   418 with beta_tilde_t == beta_t in float64). Where the range is open the VSM term (rho = 0.1, 1/sigma_t, Sigma = beta_t)
 #   is at most 1.32e-03 and its largest gradient on v is 2.42e-06 (t = 1). On the shared trunk the VSM gradient at
 #   rho = 0.1 is 1.7e-09 to 1.4e-05 of the MSE's over the t where it is non-zero (6.08e-07 to 2.32e-06 for t <= 50).
-#   At rho = 10 the head moves where the range is tiny (mean f -0.241 at t = 200, log-range 6.1e-04), but the implied
+#   At rho = 10 the head moves where the range is tiny (mean f changes by -0.241 at t = 200, log-range 6.1e-04), but the implied
 #   change of Sigma is at most 0.54% (0.58% with the constant weight).
 # - **A sharper network is what works.** Fourier input features: 0.458% in 1-D, -1.46 pp [-2.27, -0.65] against
 #   fixed (-76%), -0.84 pp [-1.53, -0.14] against fixed + beta_tilde_t (-65%) and -1.19 pp [-1.98, -0.39] against
