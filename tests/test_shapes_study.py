@@ -61,6 +61,27 @@ def test_slim_checkpoint_loads_with_config_check(tiny_run, tmp_path) -> None:
         study.load_checkpoint_model(slim, expected, "best")
 
 
+def test_ema_only_slim_checkpoint_refuses_raw_weights(tiny_run, tmp_path) -> None:
+    from vsmlab.diffusion.cli import run_sample
+
+    spec, path = tiny_run
+    both = tmp_path / "both.pt"
+    ema = tmp_path / "ema" / "step.pt"
+    assert study.slim_checkpoint(path, ema, weights="ema") < 0.7 * study.slim_checkpoint(path, both)
+    expected = study.spec_config(spec, ROOT)
+    a = study.load_checkpoint_model(ema, expected, "ema", image_size=32)
+    b = study.load_checkpoint_model(both, expected, "ema", image_size=32)
+    assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))
+    with pytest.raises(CheckpointError, match=r"keeps only EMA weights.*allowed weights: 'ema'"):
+        study.load_checkpoint_model(ema, expected, "raw")
+    args = argparse.Namespace(checkpoint=str(ema), out=str(tmp_path / "s.npz"), n=2, seed=0, sampler="ddpm", steps=2,
+                              variance=None, eta=None, weights="raw", device="cpu", batch_size=2, trajectory_every=None,
+                              quiet=True)
+    assert run_sample(args) != 0 and not (tmp_path / "s.npz").exists()
+    with pytest.raises(ValueError, match="weights: expected 'both' or 'ema'"):
+        study.slim_checkpoint(path, tmp_path / "z.pt", weights="raw")
+
+
 def test_sample_set_matches_vsmlab_sample(tiny_run, tmp_path, monkeypatch) -> None:
     from vsmlab.diffusion.cli import run_sample
 

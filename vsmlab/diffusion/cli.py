@@ -321,6 +321,8 @@ def _sample(args: argparse.Namespace) -> int:
         raise _Usage(f"--weights: expected ema or raw, got {weights!r}")
     if weights == "ema" and payload["ema"] is None:
         raise _Usage(f"--weights: 'ema' but checkpoint {str(path)!r} has no EMA weights (train.ema = 0); allowed: raw")
+    if weights == "raw" and payload.get("slim_weights") == "ema":
+        raise _Usage(f"--weights: 'raw' but checkpoint {str(path)!r} keeps only EMA weights (a slim checkpoint); allowed: ema")
     if weights == "auto":
         weights = "ema" if payload["ema"] is not None else "raw"
     device = _device(args.device)

@@ -137,13 +137,24 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def slim_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> int:
+def slim_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, weights: str = "both") -> int:
     """Write ``src`` without optimizer state (and with empty RNG/timestep-sampler state) to ``dst``
     atomically; returns the size in bytes. The result loads with :func:`load_checkpoint_model` and
-    ``vsmlab sample`` but cannot resume training (``optimizer`` is an empty dict)."""
+    ``vsmlab sample`` but cannot resume training (``optimizer`` is an empty dict).
+
+    weights: "both" keeps the raw and the EMA weights; "ema" keeps only the EMA weights (half the size;
+    ``model`` becomes an empty dict and ``slim_weights = "ema"``, so asking for raw weights is an error
+    naming the file).
+    """
+    if weights not in ("both", "ema"):
+        raise ValueError(f"weights: expected 'both' or 'ema', got {weights!r}")
     payload = ck.load_checkpoint(src)
+    if weights == "ema" and payload["ema"] is None:
+        raise ck.CheckpointError(f"checkpoint {str(src)!r} has no EMA weights; it can only be slimmed with weights='both'")
     payload = dict(payload, optimizer={}, timestep_sampler={"name": payload["timestep_sampler"].get("name", "")},
-                   rng={"mode": payload["rng"].get("mode", "")}, slim=True)
+                   rng={"mode": payload["rng"].get("mode", "")}, slim=True, slim_weights=weights)
+    if weights == "ema":
+        payload["model"] = {}
     Path(dst).parent.mkdir(parents=True, exist_ok=True)
     ck.save_checkpoint(dst, payload)
     return Path(dst).stat().st_size
@@ -168,6 +179,9 @@ def load_checkpoint_model(path: str | os.PathLike, expected: dict[str, Any] | No
     if image_size is not None and mc.get("image_size") != image_size:
         raise ck.CheckpointError(f"checkpoint {str(path)!r}: image size {mc.get('image_size')}, expected {image_size} "
                                  "(a checkpoint trained at another size cannot be used here)")
+    if weights == "raw" and payload.get("slim_weights") == "ema":
+        raise ck.CheckpointError(f"checkpoint {str(path)!r} keeps only EMA weights (slimmed with weights='ema'); "
+                                 "allowed weights: 'ema'")
     state = payload["ema"] if weights == "ema" else payload["model"]
     if state is None:
         raise ck.CheckpointError(f"checkpoint {str(path)!r} has no EMA weights; allowed weights: 'raw'")
