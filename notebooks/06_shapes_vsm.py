@@ -63,10 +63,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from vsmlab.analysis import stats
+from vsmlab.analysis import fidelity, stats
 from vsmlab.analysis.detectors import retention_curve, roc_auc
 from vsmlab.analysis.metrics import wilson_interval
 from vsmlab.core import estimators
+from vsmlab.data.empirical import EmpiricalScore
 from vsmlab.data.shapes import KINDS, generate, geometry, template_bank, to_unit
 from vsmlab.data.shapes_score import ExactShapesScore
 from vsmlab.data.shapes_validate import SUMMARY_ORDER, report, validate, vsm_rule
@@ -88,21 +89,23 @@ PROFILES = {
                   ddpm_steps=None, record_last=12, n_calib=500, n_exact=4, n_score=8, score_ts=[0, 5, 20],
                   jac_ts=[2], n_jac=4, jac_iters=3, jac_probes=2, ddim_steps=[5, 10], n_sweep=4,
                   step_sweep=[3], sweep_ddpm_steps=None, hybrid_taus=[10, 30], n_hybrid=4, audit_n=16,
-                  grad_ts=[[0, 5], [5, 20], [20, 39]], n_grad=4, threads=1, train_in_process=True),
-    "default": dict(size=32, config_suffix="cpu", overrides=(), seeds=[0], n=40, batch=40,
+                  grad_ts=[[0, 5], [5, 20], [20, 39]], n_grad=4, threads=1, train_in_process=True,
+                  dial_windows=[None, 3], n_dial=4),
+    "default": dict(size=32, config_suffix="cpu", overrides=(), seeds=[0, 1], n=96, batch=48,
                     ddpm_steps=250, record_last=12, n_calib=20000, n_exact=64, n_score=16,
                     score_ts=[0, 5, 10, 20, 50, 100, 200, 400, 700], jac_ts=[5, 20], n_jac=4, jac_iters=6,
-                    jac_probes=2, ddim_steps=[50], n_sweep=8, step_sweep=[],
-                    sweep_ddpm_steps=100, hybrid_taus=[300], n_hybrid=8, audit_n=200,
-                    grad_ts=[[0, 10], [10, 100], [100, 1000]], n_grad=4, threads=1,
-                    train_in_process=False, sweep_methods=["rho0", "vsm"]),
+                    jac_probes=2, ddim_steps=[10, 25, 50, 100, 250], n_sweep=32, step_sweep=[500, 1000, 2000, 3000, 4500],
+                    sweep_ddpm_steps=100, hybrid_taus=[100, 300], n_hybrid=16, audit_n=200,
+                    grad_ts=[[0, 10], [10, 100], [100, 1000]], n_grad=4, threads=2,
+                    train_in_process=False, sweep_methods=["fixed", "rho0", "vsm"],
+                    dial_windows=[None, 12, 8, 5], n_dial=64),
     "full": dict(size=64, config_suffix="gpu", overrides=(), seeds=[0, 1, 2, 3, 4, 5], n=600, batch=200,
                  ddpm_steps=250, record_last=12, n_calib=20000, n_exact=256, n_score=128,
                  score_ts=[0, 5, 10, 20, 50, 100, 200, 400, 700], jac_ts=[5, 20], n_jac=16, jac_iters=20,
                  jac_probes=8, ddim_steps=[10, 25, 50, 100, 250], n_sweep=200, step_sweep=[1000, 2000, 3000, 4000],
                  sweep_ddpm_steps=250, hybrid_taus=[20, 100, 300], n_hybrid=64, audit_n=240,
                  grad_ts=[[0, 10], [10, 50], [50, 200], [200, 1000]], n_grad=16, threads=2, train_in_process=False,
-                 npz_dir="runs/full06"),
+                 npz_dir="runs/full06", dial_windows=[None, 24, 16, 10], n_dial=128),
 }
 cfg, saver = start("06_shapes_vsm", profile, seed, figures_dir, PROFILES)
 torch.set_num_threads(cfg["threads"])
@@ -208,6 +211,35 @@ exact_set = study.sample_set(EXACT, cfg["n_exact"], seed=seed, steps=cfg["ddpm_s
 exact_rep = report(exact_set["images"].numpy())
 print(f"exact score, DDPM-{cfg['ddpm_steps'] or SCHEDULE.num_steps} (beta_t): non-valid {exact_rep['invalid']} of "
       f"{exact_rep['n']} = {wilson_interval(exact_rep['invalid'], exact_rep['n'])}  ({time.perf_counter() - t_exact:.0f} s)")
+
+# %% [markdown]
+# ## 2b · Two oracles: the true distribution's score composes, the training set's ideal denoiser memorises
+#
+# A net is trained on a *finite* training set. The score a perfect minimiser of the training loss would learn
+# is not the true distribution's but the empirical one's: the noised training set is a mixture of N Gaussians
+# N(a x^(i), sigma^2 I), whose score is exact (`vsmlab.data.empirical.EmpiricalScore`; its denoiser is the
+# posterior-weighted average of training images). DDPM with it can only return training images. The true
+# score (section 2) composes: its samples are new combinations of shapes and positions, copies of training
+# images only as often as chance allows (single-shape images are few at 32 px, so chance is not small). A UNet
+# that generalises sits near the true score; one that memorises near the empirical one (the memorisation rows
+# of section 6 place each model).
+
+# %%
+EMPIRICAL = EmpiricalScore(to_unit(train_set.images, torch.float64), SCHEDULE)
+t_emp = time.perf_counter()
+emp_set = study.sample_set(EMPIRICAL, cfg["n_exact"], seed=seed, steps=cfg["ddpm_steps"], variance="beta",
+                           batch_size=cfg["batch"], schedule=SCHEDULE, size=SIZE,
+                           label=f"empirical{SIZE}-n{data_cfg['n']}-seed{data_cfg['seed']}-T{SCHEDULE.num_steps}")
+emp_rep = report(emp_set["images"].numpy())
+MEMO_CHANCE = fidelity.memorisation_chance(SIZE, len(train_set))
+for name, images in (("true score (ExactShapesScore)", exact_set["images"]), ("training set's ideal denoiser", emp_set["images"])):
+    near = fidelity.nearest_training(images.numpy(), train_set)
+    distinct = len(set(int(i) for i in near.exact_index if i >= 0))
+    print(f"{name:<31}: non-valid {report(images.numpy())['invalid']} of {len(images)}; exact copies of a training image "
+          f"{near.copies} ({distinct} distinct training images); median L2 to the nearest training image "
+          f"{np.median(near.distance):.2f}")
+print(f"chance that a fresh true-distribution sample copies one of the {len(train_set)} training images: "
+      f"{100 * MEMO_CHANCE:.1f}%   ({time.perf_counter() - t_emp:.0f} s)")
 
 # %% [markdown]
 # ## 3 · The models
@@ -507,7 +539,6 @@ else:
 # (`vsmlab.analysis.fidelity`: nearest training image by L2 in [-1, 1]; exact copies after binarising.)
 
 # %%
-from vsmlab.analysis import fidelity  # noqa: E402
 
 bad = [(row, k, i) for (row, k), vs in VERDICTS.items() for i, v in enumerate(vs) if not v.valid][:8]
 if bad:
@@ -669,6 +700,41 @@ ax.axhline(100 * exact_rep["invalid"] / exact_rep["n"], color="green", ls=":", l
 ax.set(xscale="log", xlabel="tau (switch step)", ylabel="non-valid (%)", title="hybrid samplers (fixed, seed 0)")
 ax.legend(fontsize=7)
 saver.save(fig, "hybrid_samplers")
+
+# %% [markdown]
+# **A training-free dial: make the exact score local.** Notebook 03 smoothed the exact mixture score with a
+# temperature and watched hallucinations appear between modes. On images a temperature on the position
+# responsibilities only fades shapes into blanks (it is no model of what a net gets wrong). A convolutional
+# net's failure is different: each output pixel sees a limited neighbourhood. The dial below gives the exact
+# denoiser the same limitation (`ExactShapesScore(window=w)`: the posterior behind each row of a strip only sees
+# the w rows above and below; w = full is the exact score). No training is involved, so every hallucination
+# below is made by locality alone: distant parts of a column commit to different shapes, i.e. **duplicates**,
+# the paper's "two shapes where the data has one".
+
+# %%
+DIAL = []
+for w in cfg["dial_windows"]:
+    res = study.sample_set(ExactShapesScore(SCHEDULE, SIZE, window=w), cfg["n_dial"], seed=seed, steps=cfg["ddpm_steps"],
+                           variance="beta", batch_size=cfg["batch"], schedule=SCHEDULE, size=SIZE,
+                           label=f"exact{SIZE}-window{w}-T{SCHEDULE.num_steps}")
+    rep_w = report(res["images"].numpy())
+    DIAL.append(dict(window="full" if w is None else w, rep=rep_w, images=res["images"]))
+    print(f"window {DIAL[-1]['window']!s:>4}: non-valid {wilson_interval(rep_w['invalid'], rep_w['n'])}  "
+          + ", ".join(f"{c} {rep_w['categories'][c]}" for c in SUMMARY_ORDER))
+fig, axes = plt.subplots(1, 2, figsize=(12, 3.4), gridspec_kw=dict(width_ratios=[1, 1.6]))
+bottom = np.zeros(len(DIAL))
+for c in SUMMARY_ORDER:
+    vals = np.array([100 * d["rep"]["categories"][c] / d["rep"]["n"] for d in DIAL])
+    axes[0].bar([str(d["window"]) for d in DIAL], vals, bottom=bottom, label=c)
+    bottom += vals
+axes[0].set(xlabel="window w (rows seen above and below)", ylabel="non-valid (%)", title="exact score made local")
+axes[0].legend(fontsize=7)
+dup_imgs = [im for d in DIAL[::-1] for im, v in zip(d["images"].numpy(), validate(d["images"].numpy()))
+            if v.category == "duplicate"][:8]
+axes[1].imshow(np.concatenate(dup_imgs, axis=1) if dup_imgs else np.zeros((SIZE, SIZE)), cmap="gray", vmin=0, vmax=255)
+axes[1].set(xticks=[], yticks=[], title=f"duplicates made by the local exact score ({len(dup_imgs)} shown)")
+fig.tight_layout()
+saver.save(fig, "locality_dial")
 
 # %% [markdown]
 # ## 8 · Sweeps (exploratory): training step, DDIM steps, EMA vs raw weights
@@ -909,8 +975,9 @@ explorer.widget
 # %% [markdown]
 # ## 13b · Audit of the validator by eye
 #
-# (This cell runs last so that the judgements of the run's own samples can be recorded while the run goes on.) The first `audit_n` primary samples (rows in the order of the table above,
-# seed 0 first) were drawn as a labelled grid (`audit_grid.png`) and judged by a person, image by image, as
+# (This cell runs last so that the judgements of the run's own samples can be recorded while the run goes on.)
+# The first `audit_n / (rows x seeds)` primary samples of every model row and seed (grid order: seed, then rows
+# in the order of the table above) were drawn as a labelled grid (`audit_grid.png`) and judged by a person, image by image, as
 # valid or not (one shape per column at most, each of its column's kind, intact). The judgements are stored
 # in `checkpoints/shapes32/audit.json` (keyed by model, seed, batch seed and row) and compared here with the
 # strict validator. An audit is only meaningful for the samples it was made on: if the checkpoints change,
@@ -921,7 +988,9 @@ audit_keys = []
 for (row, k), s_ in PRIMARY.items():
     for i in range(len(s_["images"])):
         audit_keys.append((row, k, int(s_["batch_seed"][i]), int(s_["batch_row"][i]), i))
-audit_keys = sorted(audit_keys, key=lambda x: (x[1], [r for r, _, _ in ROWS].index(x[0]), x[4]))[: cfg["audit_n"]]
+# the first samples of every (model row, seed), interleaved, so the audit covers every model alike
+audit_keys = sorted(audit_keys, key=lambda x: (x[4], x[1], [r for r, _, _ in ROWS].index(x[0])))[: cfg["audit_n"]]
+audit_keys = sorted(audit_keys, key=lambda x: (x[1], [r for r, _, _ in ROWS].index(x[0]), x[4]))
 ncol = 20
 nrow = -(-len(audit_keys) // ncol)
 fig, axes = plt.subplots(nrow, ncol, figsize=(ncol * 0.9, nrow * 1.05), squeeze=False)
@@ -994,7 +1063,7 @@ concl.append(f"- Floor: the exact score's samples were {exact_rep['invalid']} of
              "right at this size, so a UNet's non-valid samples are the network's doing.")
 concl.append(f"- Baseline: the fixed-variance UNet (beta_t) gave {pp(fixed_valid)}% valid images "
              + ("(the >= 90% target is met)." if fixed_valid >= 0.9 else
-                "(the >= 90% target is NOT met: with 400 CPU training steps per model these UNets are undertrained, "
+                f"(the >= 90% target is NOT met: with {m0.step} CPU training steps per model these UNets are undertrained, "
                 "so the comparison below is between undertrained models and says little about VSM itself)."))
 for row, _, _ in ROWS:
     cnt = {c: sum(PER_MODEL[(r_, k)]["categories"][c] for r_, k in PER_MODEL if r_ == row) for c in SUMMARY_ORDER}
@@ -1036,9 +1105,16 @@ else:
     concl.append("- Detection: no model had both valid and non-valid samples, so no ROC could be drawn.")
 if AUDIT:
     concl.append(f"- Audit: the person's verdicts agreed with the strict validator on {AUDIT[0]} of {AUDIT[1]} images.")
+for name, images in (("true score", exact_set["images"]), ("training set's ideal denoiser", emp_set["images"])):
+    c_ = fidelity.nearest_training(images.numpy(), train_set).copies
+    concl.append(f"- Oracles: DDPM with the {name} gave {100 * c_.rate:.0f}% exact copies of training images "
+                 f"(chance for a fresh true-distribution sample: {100 * MEMO_CHANCE:.1f}%).")
+if DIAL:
+    concl.append("- Locality dial (exact score, no training): duplicates " + ", ".join(
+        f"{d['rep']['categories']['duplicate']} of {d['rep']['n']} at w = {d['window']}" for d in DIAL)
+        + ": a denoiser that sees only part of a column makes duplicates by itself.")
 concl.append("- Not done in this profile: " + ("more than one training seed per method (so no between-seed variance "
-             "and no paired t-interval), " if S < 2 else "") + "the ideal denoiser of the finite training set, a "
-             "training-free smoothness dial, the full profile (GPU).")
+             "and no paired t-interval), " if S < 2 else "") + "the full profile (GPU, 64 px).")
 print("\n".join(concl))
 
 # ## 16 · How to run the full profile (GPU), and what it needs
