@@ -272,8 +272,8 @@ saver.save(fig, "samplers")
 # ## What this notebook shows
 #
 # - The exact denoiser switches between neighbouring modes within a band whose width is printed in the table
-#   of transition widths; the trained network's band is several times wider at the same t (the `ratio`
-#   column). That is the smoothed step.
+#   of transition widths; the trained network's band is several times wider at the smallest t shown (the
+#   `ratio` column) and about as wide as the exact one at the largest. That is the smoothed step.
 # - Samples from the exact score stay at the floor, while the learned model puts a measurable share of its
 #   samples off the support, most of them *between* two modes (printed above with 95% intervals).
 # - The sweeps and the sampler comparison show how that share depends on training and on the sampler;
