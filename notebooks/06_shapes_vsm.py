@@ -37,9 +37,17 @@
 #
 # **Primary endpoint (declared before any result below was computed):** the strict non-valid rate
 # (`vsmlab.data.shapes_validate.validate`: any blank, wrong-kind, duplicate or malformed image counts) of
-# ancestral DDPM samples with 250 respaced steps from the EMA weights, per model; the comparison of record is
-# `vsm - rho0`, paired by training seed, mean over seeds with a 95% t-interval. Everything else in this
-# notebook (other samplers, raw weights, sweeps, detection, Jacobians, fidelity) is **exploratory**.
+# ancestral DDPM samples with 250 respaced steps from the EMA weights, with x0_hat clipped to [-1, 1] at every
+# step (improved DDPM's `clip_denoised=True`, the default of its image sampler, on which the VSM code is built),
+# per model; the comparison of record is `vsm - rho0`, paired by training seed, mean over seeds with a 95%
+# t-interval. Everything else in this notebook (other samplers, raw weights, no clipping, sweeps, detection,
+# Jacobians, fidelity) is **exploratory**.
+#
+# *A correction, stated openly:* the first version of this notebook sampled without clipping. The clip was
+# added before any result of the shipped 6,000-step models was computed, after samples of an intermediate
+# (2,000-step) checkpoint of the fixed model showed unclipped sampling drifting the whole image off [-1, 1]
+# (x0_hat means of -10 to +4 at t = 963; ends black or white), which the reference sampler prevents. Section 8
+# measures the unclipped sampler beside it.
 #
 # Profiles: `smoke` (tests: tiny models trained here, every cell runs, numbers meaningless); `default` (the
 # README command; 2-core CPU; 32-px models loaded from the shipped checkpoints in `checkpoints/shapes32/`,
@@ -329,10 +337,10 @@ if (SHIPPED / "training_times.json").exists() and profile == "default":
           "(1 thread each, 2 at a time, on a shared 2-core CPU)")
 
 # %% [markdown]
-# ## 4 · Primary endpoint: strict non-valid rate, DDPM-250, EMA weights
+# ## 4 · Primary endpoint: strict non-valid rate, DDPM-250 with x0 clipping, EMA weights
 #
 # `n` samples per model (seed scheme of `vsmlab sample`: batch k uses generator seed `S * 1000003 + k`, so
-# `vsmlab sample CKPT --seed S --batch-size B --steps 250 --device cpu` regenerates each sample). The
+# `vsmlab sample CKPT --seed S --batch-size B --steps 250 --clip-x0 --device cpu` regenerates each sample). The
 # last `record_last` x0_hat of each trajectory are kept for the detector (section 8).
 
 # %%
@@ -341,12 +349,13 @@ SAMPLE_SEED = 1000 + seed  # sampling seed S (the same for every model: paired n
 
 def samples_for(method: str, k: int, variance: str = "auto", sampler: str = "ddpm", steps="primary",
                 weights: str = "ema", n: int | None = None, record_last: int = 0, ckpt_step: int | None = None,
-                eta: float = 0.0) -> dict:
+                eta: float = 0.0, clip: bool = True) -> dict:
     """A sample set of one model (computed and cached; full profile: read from GPU npz files)."""
     steps = cfg["ddpm_steps"] if steps == "primary" else steps
     n = n or cfg["n"]
     if profile == "full":
-        name = f"{method}-seed{k}_{sampler}{steps}_{variance}_{weights}" + (f"_step{ckpt_step}" if ckpt_step else "")
+        name = (f"{method}-seed{k}_{sampler}{steps}_{variance}_{weights}" + (f"_step{ckpt_step}" if ckpt_step else "")
+                + ("" if clip else "_noclip"))
         z = study.load_npz_samples(FULL_DIR / "samples" / f"{name}.npz")
         out = {"images": torch.from_numpy(z["images"]), "batch_seed": torch.from_numpy(z["batch_seed"]),
                "batch_row": torch.from_numpy(z["batch_row"])}
@@ -356,7 +365,7 @@ def samples_for(method: str, k: int, variance: str = "auto", sampler: str = "ddp
         return out
     lm = MODELS[(method, k)] if (weights == "ema" and ckpt_step is None) else load(method, k, weights, ckpt_step)
     return study.sample_set(lm, n, SAMPLE_SEED, sampler=sampler, steps=steps, variance=variance, eta=eta,
-                            batch_size=cfg["batch"], record_last=record_last)
+                            batch_size=cfg["batch"], record_last=record_last, clip_x0=clip)
 
 
 t_primary = time.perf_counter()
@@ -380,6 +389,14 @@ missed = {c: sum(PER_MODEL[key]["flagged_not_vsm"][c] for key in PER_MODEL) for 
 flagged = {c: sum(PER_MODEL[key]["categories"][c] for key in PER_MODEL) for c in SUMMARY_ORDER}
 print("strict-invalid images that the VSM code's rule lets through, by category (all models): "
       + ", ".join(f"{c} {missed[c]} of {flagged[c]}" for c in SUMMARY_ORDER))
+# The validators binarise at 127, so a grey background below 127 passes. How grey are the backgrounds? The
+# median pixel of an image is its background level (shapes cover under 10% of the pixels; data: 0).
+print("background level (median pixel, data = 0): share of images above 32 / above 96, per model row")
+for row, _, _ in ROWS:
+    imgs_ = np.concatenate([PRIMARY[(row, k)]["images"].numpy() for k in cfg["seeds"]])
+    med = np.median(imgs_.reshape(len(imgs_), -1), axis=1)
+    print(f"  {row:<7}: > 32: {wilson_interval(int((med > 32).sum()), len(med))}; > 96: "
+          f"{wilson_interval(int((med > 96).sum()), len(med))}; median of medians {np.median(med):.0f}")
 
 # %% [markdown]
 # ## 5 · Statistics over seeds (primary endpoint)
@@ -685,7 +702,7 @@ HYBRID = []
 for tau in cfg["hybrid_taus"]:
     for name, model in (("exact>=tau", switch_model(EXACT, unet0, tau)), ("UNet>=tau", switch_model(unet0, EXACT, tau))):
         res = study.sample_set(model, cfg["n_hybrid"], SAMPLE_SEED, steps=cfg["ddpm_steps"], variance="beta",
-                               batch_size=cfg["batch"], schedule=SCHEDULE, size=SIZE,
+                               batch_size=cfg["batch"], schedule=SCHEDULE, size=SIZE, clip_x0=True,
                                label=f"hybrid:{name}:{tau}:{MODELS[('fixed', k0)].sha256}")
         rep_h = report(res["images"].numpy())
         HYBRID.append(dict(kind=name, tau=tau, rep=rep_h))
@@ -769,12 +786,20 @@ for m in SWEEP_METHODS:
     SWEEP.append(dict(sweep="weights", method=m, value="ema", rep=PER_MODEL[(m, k0)]))  # the primary set
     res = samples_for(m, k0, var, weights="raw", n=n_sw)
     SWEEP.append(dict(sweep="weights", method=m, value="raw", rep=report(res["images"].numpy())))
+for m in SWEEP_METHODS:  # the same primary sampler without clipping x0_hat (first n_sweep seeds of the primary set)
+    res = samples_for(m, k0, VAR_OF[m], n=n_sw, clip=False)
+    SWEEP.append(dict(sweep="clip", method=m, value="no clip", rep=report(res["images"].numpy())))
+    res = samples_for(m, k0, VAR_OF[m], n=n_sw)
+    SWEEP.append(dict(sweep="clip", method=m, value="clip", rep=report(res["images"].numpy())))
 for r in SWEEP:
     rep_s = r["rep"]
     print(f"{r['sweep']:<11} {r['method']:<6} {str(r['value']):>5}: non-valid {wilson_interval(rep_s['invalid'], rep_s['n'])}  "
           + ", ".join(f"{c} {rep_s['categories'][c]}" for c in SUMMARY_ORDER))
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
 for m in METHOD_CONFIGS:
+    rs = [r for r in SWEEP if r["sweep"] == "clip" and r["method"] == m]
+    if rs:
+        axes[3].plot([r["value"] for r in rs], [100 * r["rep"]["invalid"] / r["rep"]["n"] for r in rs], marker="o", label=m)
     rs = [r for r in SWEEP if r["sweep"] == "train_step" and r["method"] == m]
     axes[0].plot([r["value"] for r in rs], [100 * r["rep"]["invalid"] / r["rep"]["n"] for r in rs], marker="o", label=m)
     rs = [r for r in SWEEP if r["sweep"] == "ddim_steps" and r["method"] == m]
@@ -785,6 +810,7 @@ for m in METHOD_CONFIGS:
 axes[0].set(xlabel="training step", ylabel="non-valid (%)", title=f"vs training step (DDPM-{cfg['sweep_ddpm_steps'] or SCHEDULE.num_steps})")
 axes[1].set(xscale="log", xlabel="DDIM steps (eta 0)", ylabel="non-valid (%)", title="DDIM vs steps")
 axes[2].set(ylabel="non-valid (%)", title="EMA vs raw weights (primary sampler)")
+axes[3].set(ylabel="non-valid (%)", title="x0_hat clipped or not (DDPM-250, EMA)")
 for a in axes:
     a.legend(fontsize=7)
 fig.tight_layout()
@@ -937,7 +963,8 @@ for row, method, variance in ROWS:
         r = wilson_interval(rep["invalid"], rep["n"])
         RESULTS.append(dict(
             model=row, method=method, seed=k, sampler=f"ddpm{cfg['ddpm_steps'] or SCHEDULE.num_steps}",
-            variance=variance, weights="ema", train_step=MODELS[(method, k)].step, n=rep["n"], invalid=rep["invalid"],
+            variance=variance, weights="ema", clip_x0=True, train_step=MODELS[(method, k)].step, n=rep["n"],
+            invalid=rep["invalid"],
             rate=f"{r.rate:.4f}", rate_low=f"{r.low:.4f}", rate_high=f"{r.high:.4f}",
             **{c: rep["categories"][c] for c in SUMMARY_ORDER}, vsm_rule_invalid=rep["vsm_rule_invalid"],
             endpoint="primary", device="cpu" if profile != "full" else "see metadata"))
@@ -946,11 +973,12 @@ for r_ in SWEEP:
     r = wilson_interval(rep["invalid"], rep["n"])
     method = r_["method"]
     sampler = {"train_step": f"ddpm{cfg['sweep_ddpm_steps'] or SCHEDULE.num_steps}", "ddim_steps": f"ddim{r_['value']}",
-               "weights": f"ddpm{cfg['ddpm_steps'] or SCHEDULE.num_steps}"}[r_["sweep"]]
+               "weights": f"ddpm{cfg['ddpm_steps'] or SCHEDULE.num_steps}",
+               "clip": f"ddpm{cfg['ddpm_steps'] or SCHEDULE.num_steps}"}[r_["sweep"]]
     RESULTS.append(dict(
         model=method, method=method, seed=k0, sampler=sampler,
         variance="eta0" if r_["sweep"] == "ddim_steps" else ("beta" if method == "fixed" else "learned"),
-        weights=r_["value"] if r_["sweep"] == "weights" else "ema",
+        weights=r_["value"] if r_["sweep"] == "weights" else "ema", clip_x0=r_["value"] != "no clip",
         train_step=r_["value"] if r_["sweep"] == "train_step" else MODELS[(method, k0)].step, n=rep["n"],
         invalid=rep["invalid"], rate=f"{r.rate:.4f}", rate_low=f"{r.low:.4f}", rate_high=f"{r.high:.4f}",
         **{c: rep["categories"][c] for c in SUMMARY_ORDER}, vsm_rule_invalid=rep["vsm_rule_invalid"],
@@ -1137,8 +1165,9 @@ print("\n".join(concl))
 #
 # 2. Sample there with `vsmlab sample` into `runs/full06/samples/<method>-seed<k>_<sampler><steps>_<variance>_<weights>.npz`
 #    (names as `samples_for` builds them), e.g. the primary sets
-#    `vsmlab sample runs/full06/rho0-seed0/latest.pt --n 600 --seed 1000 --steps 250 --batch-size 200
-#    --trajectory-every 1 --out runs/full06/samples/rho0-seed0_ddpm250_learned_ema.npz` (the fixed models twice,
+#    `vsmlab sample runs/full06/rho0-seed0/latest.pt --n 600 --seed 1000 --steps 250 --clip-x0 --batch-size 200
+#    --trajectory-every 1 --out runs/full06/samples/rho0-seed0_ddpm250_learned_ema.npz` (every set with
+#    `--clip-x0` except the `_noclip` ones; the fixed models twice,
 #    `--variance beta` and `--variance beta_tilde`), and the sweep sets (`--sampler ddim --steps K`,
 #    `--weights raw`, and each `step_NNNNNNN.pt`).
 # 3. Copy `runs/full06/` back and run `python -m vsmlab figures --only 06 --profile full` on the CPU: the

@@ -102,6 +102,12 @@ def test_sample_set_matches_vsmlab_sample(tiny_run, tmp_path, monkeypatch) -> No
     assert torch.equal(again["images"], got["images"])
     other = study.sample_set(lm, 5, seed=8, steps=5, batch_size=2)
     assert not torch.equal(other["images"], got["images"])
+    clipped = study.sample_set(lm, 5, seed=7, steps=5, batch_size=2, record_last=3, clip_x0=True)
+    assert not torch.equal(clipped["images"], got["images"])  # a different cache entry and different samples
+    assert float(clipped["x0_hat"].abs().max()) <= 1.0 < float(got["x0_hat"].abs().max())
+    args.clip_x0, args.out = True, str(tmp_path / "c.npz")
+    assert run_sample(args) == 0
+    np.testing.assert_array_equal(clipped["images"].numpy(), study.load_npz_samples(tmp_path / "c.npz")["images"])
     with pytest.raises(ValueError, match="n: expected an int >= 1"):
         study.sample_set(lm, 0, seed=7)
     with pytest.raises(ValueError, match="schedule"):

@@ -73,7 +73,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     sa.add_argument("--variance", default=None, help="beta | beta_tilde | learned (DDPM; default: learned if the model has v)")
     sa.add_argument("--eta", type=float, default=None, help="DDIM eta (default 0)")
     sa.add_argument("--clip-x0", action="store_true",
-                    help="clip x0_hat to [-1, 1] at every step (improved DDPM's clip_denoised; for cosine schedules)")
+                    help="clip x0_hat to [-1, 1] at every step (improved DDPM's clip_denoised=True, the default of its "
+                         "and the VSM code's image sampler; notebook 06's primary sampler)")
     sa.add_argument("--weights", default=None, help="ema | raw (default: ema when the checkpoint has it)")
     sa.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     sa.add_argument("--batch-size", type=int, default=None, help="samples per batch")

@@ -192,13 +192,14 @@ def load_checkpoint_model(path: str | os.PathLike, expected: dict[str, Any] | No
 
 
 def _sample_uncached(model: nn.Module, schedule, n: int, seed: int, sampler: str, steps: int | None,
-                     variance: str, eta: float, batch_size: int, record_last: int, shape: tuple[int, ...]) -> dict:
+                     variance: str, eta: float, batch_size: int, record_last: int, shape: tuple[int, ...],
+                     clip_x0: bool = False) -> dict:
     images, seeds, rows, traj, rec_steps = [], [], [], [], None
     for k in range(-(-n // batch_size)):
         b = min(batch_size, n - k * batch_size)
         key = seed * SEED_STRIDE + k
         g = torch.Generator().manual_seed(key)
-        opts: dict[str, Any] = dict(shape=(b, *shape), generator=g, device="cpu", num_steps=steps)
+        opts: dict[str, Any] = dict(shape=(b, *shape), generator=g, device="cpu", num_steps=steps, clip_x0=clip_x0)
         if record_last:
             opts["record_last"] = record_last
         if sampler == "ddpm":
@@ -222,13 +223,16 @@ def _sample_uncached(model: nn.Module, schedule, n: int, seed: int, sampler: str
 
 def sample_set(loaded: LoadedModel | nn.Module, n: int, seed: int, sampler: str = "ddpm", steps: int | None = 250,
                variance: str = "auto", eta: float = 0.0, batch_size: int = 64, record_last: int = 0,
-               schedule=None, cache: bool | None = None, label: str = "", size: int | None = None) -> dict[str, torch.Tensor]:
+               schedule=None, cache: bool | None = None, label: str = "", size: int | None = None,
+               clip_x0: bool = False) -> dict[str, torch.Tensor]:
     """``n`` samples as ``vsmlab sample`` draws them: {"images": uint8 [n, H, W], "batch_seed", "batch_row":
     int64 [n]} and with ``record_last`` = k > 0 also "x0_hat" float16 [k, n, 1, H, W] (the last k steps,
     sampling order) and "recorded_steps" [k]. sampler: "ddpm" (variance auto | beta | beta_tilde | learned)
     or "ddim" (eta). A LoadedModel is cached under its checkpoint hash; a bare module (e.g. the exact
     score) needs ``schedule`` and ``label`` (part of the cache key) and is cached only when label is set;
-    ``size``: the image side for a bare model that does not say (no ``image_size`` / ``size`` attribute)."""
+    ``size``: the image side for a bare model that does not say (no ``image_size`` / ``size`` attribute).
+    clip_x0: clip x0_hat to [-1, 1] at every step (improved DDPM's ``clip_denoised=True``, the default of its
+    and the VSM code's image sampler; ``vsmlab sample --clip-x0``)."""
     from vsmlab.lab.cache import load_or_compute
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -248,12 +252,12 @@ def sample_set(loaded: LoadedModel | nn.Module, n: int, seed: int, sampler: str 
     shape = (1, size, size)
     key = dict(kind="shapes_study.sample_set", model=key_id, n=n, seed=seed, sampler=sampler, steps=steps,
                variance=variance, eta=float(eta), batch_size=batch_size, record_last=record_last,
-               T=schedule.num_steps)
+               T=schedule.num_steps, clip_x0=bool(clip_x0))
 
     def compute() -> dict:
         with torch.no_grad():
             return _sample_uncached(model, schedule, n, seed, sampler, steps, variance, eta, batch_size,
-                                    record_last, shape)
+                                    record_last, shape, bool(clip_x0))
 
     if not key_id:
         return compute()
