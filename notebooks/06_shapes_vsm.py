@@ -756,7 +756,8 @@ saver.save(fig, "locality_dial")
 # %% [markdown]
 # ## 8 · Sweeps (exploratory): training step, DDIM steps, EMA vs raw weights
 #
-# Seed 0 of each method, fewer samples (`n_sweep`; the EMA rows of the weights sweep are the primary sets).
+# Seed 0 of each method, fewer samples (`n_sweep`; the EMA rows of the weights sweep and the clipped rows of the
+# clipping sweep are the primary sets).
 # The training-step sweep uses the intermediate checkpoints of the
 # same runs (DDPM with `sweep_ddpm_steps` respaced steps to save time; the final step is re-measured the same way).
 
@@ -786,11 +787,10 @@ for m in SWEEP_METHODS:
     SWEEP.append(dict(sweep="weights", method=m, value="ema", rep=PER_MODEL[(m, k0)]))  # the primary set
     res = samples_for(m, k0, var, weights="raw", n=n_sw)
     SWEEP.append(dict(sweep="weights", method=m, value="raw", rep=report(res["images"].numpy())))
-for m in SWEEP_METHODS:  # the same primary sampler without clipping x0_hat (first n_sweep seeds of the primary set)
+for m in SWEEP_METHODS:  # the primary sampler without clipping x0_hat (n_sweep samples) beside the primary set
+    SWEEP.append(dict(sweep="clip", method=m, value="clip", rep=PER_MODEL[(m, k0)]))
     res = samples_for(m, k0, VAR_OF[m], n=n_sw, clip=False)
     SWEEP.append(dict(sweep="clip", method=m, value="no clip", rep=report(res["images"].numpy())))
-    res = samples_for(m, k0, VAR_OF[m], n=n_sw)
-    SWEEP.append(dict(sweep="clip", method=m, value="clip", rep=report(res["images"].numpy())))
 for r in SWEEP:
     rep_s = r["rep"]
     print(f"{r['sweep']:<11} {r['method']:<6} {str(r['value']):>5}: non-valid {wilson_interval(rep_s['invalid'], rep_s['n'])}  "
