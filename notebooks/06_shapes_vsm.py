@@ -107,7 +107,7 @@ PROFILES = {
                     sweep_ddpm_steps=100, hybrid_taus=[100, 300], n_hybrid=16, audit_n=200,
                     grad_ts=[[0, 10], [10, 100], [100, 1000]], n_grad=4, threads=2,
                     train_in_process=False, sweep_methods=["fixed", "rho0", "vsm"],
-                    dial_windows=[None, 12, 8, 5], n_dial=64),
+                    dial_windows=[None, 12, 8, 5], n_dial=64, audit_offset=40),
     "full": dict(size=64, config_suffix="gpu", overrides=(), seeds=[0, 1, 2, 3, 4, 5], n=600, batch=200,
                  ddpm_steps=250, record_last=12, n_calib=20000, n_exact=256, n_score=128,
                  score_ts=[0, 5, 10, 20, 50, 100, 200, 400, 700], jac_ts=[5, 20], n_jac=16, jac_iters=20,
@@ -1061,8 +1061,8 @@ explorer.widget
 # ## 13b · Audit of the validator by eye
 #
 # (This cell runs last so that the judgements of the run's own samples can be recorded while the run goes on.)
-# The first `audit_n / (rows x seeds)` primary samples of every model row and seed (grid order: seed, then rows
-# in the order of the table above) were drawn as a labelled grid (`audit_grid.png`) and judged by a person, image by image, as
+# `audit_n / (rows x seeds)` primary samples of every model row and seed (from index `audit_offset`: 40 in the
+# default profile), in a fixed shuffled order without model labels, were drawn as a numbered grid (`audit_grid.png`) and judged by a person, image by image, as
 # valid or not (one shape per column at most, each of its column's kind, intact). The judgements are stored
 # in `checkpoints/shapes32/audit.json` (keyed by model, seed, batch seed and row) and compared here with the
 # strict validator. An audit is only meaningful for the samples it was made on: if the checkpoints change,
@@ -1073,9 +1073,12 @@ audit_keys = []
 for (row, k), s_ in PRIMARY.items():
     for i in range(len(s_["images"])):
         audit_keys.append((row, k, int(s_["batch_seed"][i]), int(s_["batch_row"][i]), i))
-# the first samples of every (model row, seed), interleaved, so the audit covers every model alike
-audit_keys = sorted(audit_keys, key=lambda x: (x[4], x[1], [r for r, _, _ in ROWS].index(x[0])))[: cfg["audit_n"]]
-audit_keys = sorted(audit_keys, key=lambda x: (x[1], [r for r, _, _ in ROWS].index(x[0]), x[4]))
+# the same number of samples from every (model row, seed), from index audit_offset on, drawn in a fixed shuffled
+# order without model labels (a blind audit: the person sees neither the model nor the validator's verdict)
+per_model = cfg["audit_n"] // len(PRIMARY)
+off = cfg.get("audit_offset", 0)
+audit_keys = [key for key in audit_keys if off <= key[4] < off + per_model]
+audit_keys = [audit_keys[i] for i in np.random.default_rng(2026).permutation(len(audit_keys))]
 ncol = 20
 nrow = -(-len(audit_keys) // ncol)
 fig, axes = plt.subplots(nrow, ncol, figsize=(ncol * 0.9, nrow * 1.05), squeeze=False)
