@@ -255,8 +255,8 @@ print(f"chance that a fresh true-distribution sample copies one of the {len(trai
 #
 # **Schedule: linear, not cosine.** The configs first used improved DDPM's cosine schedule. Its betas are clipped
 # at 0.999, so the first reverse step divides by sqrt(alpha_999) = sqrt(0.001): an eps error is amplified
-# ~31x, and the lab's DDPM sampler (unlike the reference code's `clip_denoised=True`) does not clip x0_hat to
-# [-1, 1]. 400-step models then diverged on the first step (x0_hat ~ 1e3; 0 of 16 valid), although the same
+# ~31x, and the sampler used then did not clip x0_hat to [-1, 1] (the reference code's `clip_denoised=True`;
+# the primary sampler now clips, see section 4). 400-step models then diverged on the first step (x0_hat ~ 1e3; 0 of 16 valid), although the same
 # model with the exact score for t >= 900 gave 10 of 16 valid (a hybrid run while choosing the configs, not
 # repeated here). The shipped configs therefore use the linear schedule (1e-4 .. 0.02, alpha_t >= 0.98 at
 # every step); the GPU configs follow, so both profiles train the same way.
@@ -1140,8 +1140,8 @@ print(f"notebook total: {time.perf_counter() - T0:.0f} s")
 # The conclusions are printed by the next cell from this run's own numbers (each sentence is built from a
 # number printed above), so they cannot drift from the results. What holds regardless of the numbers:
 # the strict validator, the exact score and the sampler agree at image scale (the exact-score floor and the
-# calibration), so every non-valid sample of a UNet is the network's doing; and one CPU seed per method
-# cannot measure a 25% effect (section 5 says what would).
+# calibration), so every non-valid sample of a UNet is the network's doing; and one or two CPU-trained seeds per
+# method cannot measure a 25% effect (sections 5 and 5b print what would).
 
 # %%
 def pp(x: float) -> str:
