@@ -337,13 +337,14 @@ plt.show()
 #
 # Each model is made by the command printed below (`vsmlab train`, one torch thread per process, two models at
 # a time on 2 cores) and sampled by `vsmlab sample` (ancestral DDPM with the model's own variance: beta_t for
-# the fixed model, the learned range for rho = 0 and VSM, respaced to the printed number of steps). The
+# the fixed model, the learned range for rho = 0 and VSM, respaced to the printed number of steps, with x0_hat
+# clipped to [-1, 1] at every step as improved DDPM's image sampler does: `--clip-x0`). The
 # default models are small on purpose: 64-px grayscale grids, a UNet of base width 16 with four levels and no
 # attention, 250 steps of batch 16 from 5,000 training grids (configs/cards-*-cpu.toml). That is a few
 # minutes of one core per model: the question is whether a CPU budget says anything about Cards at all.
 #
 # **Schedule.** These configs use DDPM's linear betas (1e-4 to 0.02), not improved DDPM's cosine schedule:
-# the lab's samplers do not clip the predicted x0 to [-1, 1], and the cosine schedule's last beta is 0.999, so
+# they were chosen when the lab sampled without clipping the predicted x0 to [-1, 1], and the cosine schedule's last beta is 0.999, so
 # the first reverse step divides by sqrt(1 - beta_T) and multiplies the model's eps error by that factor (more
 # still after respacing, which merges the last steps into one). A well-trained model predicts eps almost exactly
 # at t = T (x_T is nearly pure noise); a 250-step CPU model does not, and its samples diverge. The cell below
@@ -613,21 +614,23 @@ print(f"notebook total: {time.perf_counter() - saver.started:.0f} s")
 #
 # **What a CPU budget says about Cards: nothing about VSM.** The three 64-px models (fixed variance, rho = 0,
 # VSM) trained for 250 steps cannot draw a card: 100 of 100 samples of each are hallucinated at both thresholds
-# ([96.301, 100.000]); not one of 400 sample quadrants reaches NCC 0.95 (the best quadrant of any model scores
-# 0.926, the median quadrant 0.019 to 0.035, while a noisy real grid's worst quadrant scores at least 0.9930), and
-# 51 to 54 of 100 samples are saturated (>= 99% of pixels at 0 or 255) against 0 of 500 real grids. The
-# per-rule breakdown (blank_quadrant 50-55%, low_match 60-62%, repeated_card 0%) describes a failure to learn the
-# data, not hallucinations in the paper's sense, and there are no valid samples whose card coverage could be
-# counted. Every difference between the methods is +0.0 pp with a 95% interval of [-3.7, +3.7]; 100 samples per
-# model could have detected 2.0 pp, but with every model at 100% there is nothing to reduce, so this is no
-# evidence for or against VSM. One more measured fact: at rho = 0.1 the VSM penalty is tiny (1.39e-05 at the last
-# logged step) and, with shared seeds, VSM's samples are 99.96% pixel-identical to rho = 0's (67 of 100 images
-# identical), as the reference's scale argument predicts; the fixed-variance model differs more (77.14% of
-# pixels identical).
+# ([96.301, 100.000]), every one by the low_match rule (no blank quadrants, no repeated cards); not one of 400
+# sample quadrants reaches NCC 0.95 (the best quadrant of any model scores 0.929, the median quadrant 0.589 to
+# 0.686, while a noisy real grid's worst quadrant scores at least 0.9930). This is a failure to learn the data,
+# not hallucination in the paper's sense, and there are no valid samples whose card coverage could be counted.
+# Every difference between the methods is +0.0 pp with a 95% interval of [-3.7, +3.7]; 100 samples per model
+# could have detected 2.0 pp, but with every model at 100% there is nothing to reduce, so this is no evidence for
+# or against VSM. One more measured fact: the VSM penalty is tiny at rho = 0.1 (1.39e-05 at the last logged step),
+# and with shared seeds VSM's samples are 99.96% pixel-identical to rho = 0's (22 of 100 images identical), as
+# the reference's scale argument predicts; the fixed-variance model differs far more (6.78% of pixels
+# identical).
 #
-# **The schedule matters before VSM does.** The lab samples without clipping x0; under the cosine schedule the
-# first reverse step multiplies the eps error by 31.6 (632.4 when respaced to 50 steps), against 1.0 (1.2) for
-# linear betas, which is why the Cards and chess configs use linear betas.
+# **Clipping x0_hat matters before VSM does.** An earlier version of this notebook sampled the same models
+# without clipping; then about half of the samples were saturated (>= 99% of pixels at 0 or 255) and about half
+# had blank quadrants (git history of this notebook). With the clip (improved DDPM's default) 0 of 100 are saturated and no quadrant is blank (the
+# saturated-sample line above). Separately, under the cosine schedule the first reverse step multiplies the eps
+# error by 31.6 (632.4 when respaced to 50 steps), against 1.0 (1.2) for linear betas (printed above), which is
+# why the Cards and chess configs use linear betas.
 #
 # **Not done here.** Chess training and 128-px Cards training (the full profile, `configs/*-gpu.toml`) have not
 # been run: no GPU was available. Nothing above says anything about how VSM changes the rate of illegal chess

@@ -159,14 +159,15 @@ def ensure_runs(specs: Sequence[RunSpec], runs_root: str | os.PathLike, root: st
 
 def sample_path(checkpoint: str | os.PathLike, n: int, steps: int, seed: int, batch_size: int) -> Path:
     """Where :func:`ensure_samples` keeps the samples of ``checkpoint`` (beside it)."""
-    return Path(checkpoint).parent / f"samples-n{n}-steps{steps}-seed{seed}-b{batch_size}.npz"
+    return Path(checkpoint).parent / f"samples-n{n}-steps{steps}-seed{seed}-b{batch_size}-clip.npz"
 
 
 def sample_command(checkpoint: str | os.PathLike, out: str | os.PathLike, n: int, steps: int, seed: int,
                    batch_size: int) -> list[str]:
-    """The exact ``vsmlab sample`` command line (DDPM with the checkpoint's variance, respaced to ``steps``)."""
+    """The exact ``vsmlab sample`` command line (DDPM with the checkpoint's variance, respaced to ``steps``, x0_hat
+    clipped to [-1, 1] as improved DDPM's image sampler does)."""
     return [sys.executable, "-m", "vsmlab", "sample", str(checkpoint), "--n", str(n), "--steps", str(steps),
-            "--seed", str(seed), "--batch-size", str(batch_size), "--sampler", "ddpm", "--device", "cpu",
+            "--seed", str(seed), "--batch-size", str(batch_size), "--sampler", "ddpm", "--clip-x0", "--device", "cpu",
             "--out", str(out), "--quiet"]
 
 
