@@ -99,7 +99,7 @@ PROFILES = {
                   step_sweep=[3], sweep_ddpm_steps=None, hybrid_taus=[10, 30], n_hybrid=4, audit_n=16,
                   grad_ts=[[0, 5], [5, 20], [20, 39]], n_grad=4, threads=1, train_in_process=True,
                   dial_windows=[None, 3], n_dial=4),
-    "default": dict(size=32, config_suffix="cpu", overrides=(), seeds=[0], extra_seeds={"rho0": [1], "vsm": [1]},
+    "default": dict(size=32, config_suffix="cpu", overrides=(), seeds=[0], extra_seeds={"fixed": [1], "rho0": [1], "vsm": [1]},
                     n=128, batch=64,
                     ddpm_steps=250, record_last=12, n_calib=20000, n_exact=64, n_score=16,
                     score_ts=[0, 5, 10, 20, 50, 100, 200, 400, 700], jac_ts=[5, 20], n_jac=4, jac_iters=6,
@@ -268,10 +268,11 @@ print(f"chance that a fresh true-distribution sample copies one of the {len(trai
 #
 # **What the CPU budget allowed.** 6,000 steps of batch 32 for a 0.29M-parameter UNet take about half an
 # hour of one core per model (the times are printed below; two trainings ran at a time on the 2-core machine).
-# The session that trained them had about 2 hours of CPU for training, so: **one training seed for every method,
-# and a second seed for the two models of the comparison of record (`rho0`, `vsm`)**, 6 models in all. Section 5
-# therefore prints per-model Wilson intervals and sample-level (Newcombe) differences for every pair, and section
-# 5b the paired analysis over the two seeds of `vsm - rho0`. (An earlier version trained 400 steps per model;
+# The sessions that trained them had about 2 hours of CPU for training each, so: **one training seed for every
+# method, and a second seed for `fixed`, `rho0` and `vsm`** (the comparison of record and its baseline), 7 models
+# in all; `vsm10` has one seed. Section 5 therefore prints per-model Wilson intervals and sample-level (Newcombe)
+# differences for every pair, and section 5b the paired analysis over two seeds of `vsm - rho0`, `rho0 - fixed`
+# and `fixed~ - fixed`. (An earlier version trained 400 steps per model;
 # every model then produced 100% non-valid images, which said nothing about VSM.) The smoke profile (2 tiny seeds
 # for every method) exercises all the paired code; the full profile is designed for 6 seeds.
 
@@ -484,38 +485,49 @@ fig.tight_layout()
 saver.save(fig, "primary_rates")
 
 # %% [markdown]
-# ## 5b · The comparison of record over training seeds: vsm - rho0
+# ## 5b · Paired over training seeds: vsm - rho0 (the comparison of record), rho0 - fixed, fixed~ - fixed
 #
-# The CPU budget trained the two models of the comparison of record with a second training seed (the other
-# methods have one: see section 3). Same sampler, samples and sampling seeds as the primary sets. Two seeds give
+# The CPU budget trained fixed, rho0 and vsm with a second training seed (vsm10 has one: see section 3). Same
+# sampler, samples and sampling seeds as the primary sets. Two seeds give
 # a paired t-interval with 1 degree of freedom (t = 12.7), so the interval is wide by construction; what the
 # second seed buys is a first estimate of the between-seed variance, which sets the minimum detectable effect
 # of any design.
 
 # %%
-CMP_SEEDS = sorted({*cfg["seeds"], *EXTRA_SEEDS.get("rho0", [])} & {*cfg["seeds"], *EXTRA_SEEDS.get("vsm", [])})
+def seeds_of(method: str) -> list[int]:
+    return sorted({*cfg["seeds"], *EXTRA_SEEDS.get(method, [])})
+
+
+CMP_ROWS = {row: (method, var) for row, method, var in ROWS if len(seeds_of(method)) >= 2}
+CMP_SEEDS = sorted(set(seeds_of("rho0")) & set(seeds_of("vsm")))
 CMP = {}
-for m in ("rho0", "vsm"):
-    for k in CMP_SEEDS:
-        if (m, k) in PER_MODEL:
-            CMP[(m, k)] = PER_MODEL[(m, k)]
+for row, (m, var) in CMP_ROWS.items():
+    for k in seeds_of(m):
+        if (row, k) in PER_MODEL:
+            CMP[(row, k)] = PER_MODEL[(row, k)]
         else:
-            s_ = samples_for(m, k, "learned")
-            CMP[(m, k)] = report(s_["images"].numpy())
-        r_ = wilson_interval(CMP[(m, k)]["invalid"], CMP[(m, k)]["n"])
-        print(f"{m:<5} seed {k}: non-valid {r_}  " + ", ".join(f"{c} {CMP[(m, k)]['categories'][c]}" for c in SUMMARY_ORDER))
-CMP_RATES = {m: [CMP[(m, k)]["invalid"] / N for k in CMP_SEEDS] for m in ("rho0", "vsm")}
-CMP_RESULT = None
-if len(CMP_SEEDS) >= 2:
-    CMP_RESULT = stats.paired_difference(CMP_RATES["vsm"], CMP_RATES["rho0"], seed=seed)
-    d = CMP_RESULT
-    print(f"vsm - rho0 over {len(CMP_SEEDS)} training seeds: {100 * d.mean.mean:+.1f} pp [95% CI "
-          f"{100 * (d.mean.mean - d.mean.half):+.1f}, {100 * (d.mean.mean + d.mean.half):+.1f}], per seed "
-          f"{', '.join(f'{100 * x:+.1f}' for x in d.differences)}")
-    for m in ("rho0", "vsm"):
-        sr_ = stats.seed_rates([CMP[(m, k)]["invalid"] for k in CMP_SEEDS], N)
-        print(f"{m:<5}: mean over seeds {100 * sr_.mean.mean:.1f}%, between-seed variance {sr_.components.between:.2e}, "
-              f"within-seed (binomial) variance {sr_.components.within:.2e}")
+            s_ = samples_for(m, k, var)
+            CMP[(row, k)] = report(s_["images"].numpy())
+        r_ = wilson_interval(CMP[(row, k)]["invalid"], CMP[(row, k)]["n"])
+        print(f"{row:<6} seed {k}: non-valid {r_}  " + ", ".join(f"{c} {CMP[(row, k)]['categories'][c]}" for c in SUMMARY_ORDER))
+CMP_PAIRS = {}  # (a, b) -> (common seeds, paired difference)
+for a, b in (("vsm", "rho0"), ("rho0", "fixed"), ("fixed~", "fixed")):
+    common = sorted({k for r_, k in CMP if r_ == a} & {k for r_, k in CMP if r_ == b})
+    if len(common) >= 2:
+        d = stats.paired_difference([CMP[(a, k)]["invalid"] / N for k in common],
+                                    [CMP[(b, k)]["invalid"] / N for k in common], seed=seed)
+        CMP_PAIRS[(a, b)] = (common, d)
+        print(f"{a} - {b} over {len(common)} training seeds: {100 * d.mean.mean:+.1f} pp [95% CI "
+              f"{100 * (d.mean.mean - d.mean.half):+.1f}, {100 * (d.mean.mean + d.mean.half):+.1f}], per seed "
+              f"{', '.join(f'{100 * x:+.1f}' for x in d.differences)}")
+CMP_RATES = {m: [CMP[(m, k)]["invalid"] / N for k in CMP_SEEDS] for m in ("rho0", "vsm") if m in CMP_ROWS}
+CMP_RESULT = CMP_PAIRS.get(("vsm", "rho0"), (None, None))[1]
+if CMP_RESULT is not None:
+    for row in CMP_ROWS:
+        ks = sorted(k for r_, k in CMP if r_ == row)
+        sr_ = stats.seed_rates([CMP[(row, k)]["invalid"] for k in ks], N)
+        print(f"{row:<6}: mean over {len(ks)} seeds {100 * sr_.mean.mean:.1f}%, between-seed variance "
+              f"{sr_.components.between:.2e}, within-seed (binomial) variance {sr_.components.within:.2e}")
     sr0 = stats.seed_rates([CMP[("rho0", k)]["invalid"] for k in CMP_SEEDS], N)
     between0 = sr0.components.between if np.isfinite(sr0.components.between) else 0.0
     p0_ = min(max(sr0.mean.mean, 1.0 / (2 * N)), 1 - 1.0 / (2 * N))
@@ -857,13 +869,10 @@ for m in METHOD_CONFIGS:
     rs = [r for r in SWEEP if r["sweep"] == "clip" and r["method"] == m]
     if rs:
         axes[3].plot([r["value"] for r in rs], [100 * r["rep"]["invalid"] / r["rep"]["n"] for r in rs], marker="o", label=m)
-    rs = [r for r in SWEEP if r["sweep"] == "train_step" and r["method"] == m]
-    axes[0].plot([r["value"] for r in rs], [100 * r["rep"]["invalid"] / r["rep"]["n"] for r in rs], marker="o", label=m)
-    rs = [r for r in SWEEP if r["sweep"] == "ddim_steps" and r["method"] == m]
-    if rs:
-        axes[1].plot([r["value"] for r in rs], [100 * r["rep"]["invalid"] / r["rep"]["n"] for r in rs], marker="o", label=m)
-    rs = [r for r in SWEEP if r["sweep"] == "weights" and r["method"] == m]
-    axes[2].plot([r["value"] for r in rs], [100 * r["rep"]["invalid"] / r["rep"]["n"] for r in rs], marker="o", label=m)
+    for ax_, sweep in ((axes[0], "train_step"), (axes[1], "ddim_steps"), (axes[2], "weights")):
+        rs = [r for r in SWEEP if r["sweep"] == sweep and r["method"] == m]
+        if rs:  # methods outside sweep_methods get no line (and no legend entry)
+            ax_.plot([r["value"] for r in rs], [100 * r["rep"]["invalid"] / r["rep"]["n"] for r in rs], marker="o", label=m)
 axes[0].set(xlabel="training step", ylabel="non-valid (%)", title=f"vs training step (DDPM-{cfg['sweep_ddpm_steps'] or SCHEDULE.num_steps})")
 axes[1].set(xscale="log", xlabel="DDIM steps (eta 0)", ylabel="non-valid (%)", title="DDIM vs steps")
 axes[2].set(ylabel="non-valid (%)", title="EMA vs raw weights (primary sampler)")
@@ -1169,12 +1178,12 @@ for a, b in (("vsm", "rho0"), ("vsm10", "rho0"), ("rho0", "fixed"), ("fixed~", "
                ("lower" if d.high < 0 else "higher") + " beyond sampling noise")
     concl.append(f"- {a} - {b}: {d.difference * 100:+.1f} pp [{d.low * 100:+.1f}, {d.high * 100:+.1f}] ({verdict}); "
                  f"with {N * S} samples per model a difference below about {pp(d.mde)} pp would go unseen at 80% power.")
-if CMP_RESULT is not None:
-    d = CMP_RESULT
-    concl.append(f"- Comparison of record over {len(CMP_SEEDS)} training seeds: vsm - rho0 = {100 * d.mean.mean:+.1f} pp "
-                 f"[{100 * (d.mean.mean - d.mean.half):+.1f}, {100 * (d.mean.mean + d.mean.half):+.1f}] (per seed "
-                 f"{', '.join(f'{100 * x:+.1f}' for x in d.differences)} pp; rho0 {', '.join(pp(x) for x in CMP_RATES['rho0'])}%, "
-                 f"vsm {', '.join(pp(x) for x in CMP_RATES['vsm'])}%).")
+for (a, b), (common, d) in CMP_PAIRS.items():
+    concl.append(f"- {'Comparison of record' if (a, b) == ('vsm', 'rho0') else 'Paired'} over {len(common)} training "
+                 f"seeds: {a} - {b} = {100 * d.mean.mean:+.1f} pp [{100 * (d.mean.mean - d.mean.half):+.1f}, "
+                 f"{100 * (d.mean.mean + d.mean.half):+.1f}] (per seed {', '.join(f'{100 * x:+.1f}' for x in d.differences)} "
+                 f"pp; {a} {', '.join(pp(CMP[(a, k)]['invalid'] / N) for k in common)}%, "
+                 f"{b} {', '.join(pp(CMP[(b, k)]['invalid'] / N) for k in common)}%).")
 if JAC:
     r_lo, r_hi = min(ratios), max(ratios)
     concl.append(f"- Jacobians at t in {cfg['jac_ts']}: the UNets' spectral norms were {r_lo:.2f} to {r_hi:.2f} times "
@@ -1214,8 +1223,9 @@ if DIAL:
     concl.append("- Locality dial (exact score, no training): duplicates " + ", ".join(
         f"{d['rep']['categories']['duplicate']} of {d['rep']['n']} at w = {d['window']}" for d in DIAL)
         + ": a denoiser that sees only part of a column makes duplicates by itself.")
-concl.append("- Not done in this profile: " + ("a second training seed for fixed and vsm10 (section 5's paired "
-             "intervals need one; section 5b pairs vsm and rho0 over their seeds), " if S < 2 else "")
+unpaired = [m for m in METHOD_CONFIGS if len(seeds_of(m)) < 2]
+concl.append("- Not done in this profile: " + (f"a second training seed for {' and '.join(unpaired)} (section 5b pairs "
+             f"only rows with two seeds), " if unpaired else "")
              + "the full profile (GPU, 64 px).")
 print("\n".join(concl))
 

@@ -29,9 +29,9 @@
 # validators are calibrated here on real images and on constructed corruptions before they judge any model.
 #
 # **What each profile runs.** `smoke` exercises every cell with tiny data and tiny models (seconds). `default`
-# (2 CPU cores, about 20 minutes from a cold cache) calibrates both validators and trains three small Cards
-# models at 64 px (32-px faces) with the image CLI: fixed variance, learned variance with rho = 0, and VSM
-# (rho = 0.1). Chess boards are unreadable below 128 px (16-px squares), and a model that draws them is far
+# (2 CPU cores, at most 20 minutes from a cold cache) calibrates both validators and samples three small Cards
+# models at 64 px (32-px faces) trained with the image CLI and shipped in `checkpoints/cards64/`: fixed variance,
+# learned variance with rho = 0, and VSM (rho = 0.1). Chess boards are unreadable below 128 px (16-px squares), and a model that draws them is far
 # beyond a CPU budget, so chess training belongs to `full`: 128-px Cards and 256-px chess models trained on a
 # GPU with `configs/cards-*-gpu.toml` / `configs/chess-*-gpu.toml` and sampled with `vsmlab sample`; this
 # notebook then reads their `.npz` files from `samples_dir` and publishes under `figures/full/`. **The full
@@ -50,6 +50,7 @@ samples_dir = ""  # full profile: folder with the GPU sample files (<name>.npz);
 # %%
 import json
 import math
+import os
 import resource
 import time
 from pathlib import Path
@@ -79,20 +80,22 @@ PROFILES = {
     "smoke": dict(
         cards_sizes=[(64, False)], cards_real=48, cards_per_kind=12, chess_positions=200, chess_real=16,
         chess_per_kind=8, chess_sizes=[128],
-        cards_models={m: [f"cards-{m}", "configs/cards-smoke.toml", list(SMOKE_OVERRIDES[m])] for m in METHODS},
+        cards_models={m: [f"cards-{m}", "configs/cards-smoke.toml", [*SMOKE_OVERRIDES[m], "train.save_every=2"]]
+                      for m in METHODS}, step_sweep=[2], sweep=dict(n=4, steps=5, batch_size=4),
         chess_models={m: [f"chess-{m}", "configs/chess-smoke.toml", list(SMOKE_OVERRIDES[m])] for m in METHODS},
         sample=dict(n=8, steps=5, batch_size=8), chess_sample=dict(n=4, steps=3, batch_size=4), workers=0),
     "default": dict(
         cards_sizes=[(64, False), (128, True)], cards_real=2000, cards_per_kind=300, chess_positions=5000,
         chess_real=2000, chess_per_kind=200, chess_sizes=[256, 128],
         cards_models={m: [f"cards-{m}", f"configs/cards-{m}-cpu.toml", []] for m in METHODS},
-        chess_models=None, sample=dict(n=100, steps=50, batch_size=50), chess_sample=None, workers=2),
+        chess_models=None, sample=dict(n=100, steps=50, batch_size=50), chess_sample=None, workers=2,
+        step_sweep=[1000, 2000, 4000], sweep=dict(n=32, steps=50, batch_size=32)),
     "full": dict(
         cards_sizes=[(64, False), (128, True)], cards_real=20000, cards_per_kind=1000, chess_positions=20000,
         chess_real=20000, chess_per_kind=1000, chess_sizes=[256, 128],
         cards_models={m: [f"cards-{m}-gpu", f"configs/cards-{m}-gpu.toml", []] for m in METHODS},
         chess_models={m: [f"chess-{m}-gpu", f"configs/chess-{m}-gpu.toml", []] for m in METHODS},
-        sample=None, chess_sample=None, workers=0),
+        sample=None, chess_sample=None, workers=0, step_sweep=[], sweep=None),
 }
 cfg, saver = start("07_semantic_benchmarks", profile, seed, figures_dir, PROFILES)
 CARD_SPECS = {m: study.RunSpec(name, config, tuple(o)) for m, (name, config, o) in cfg["cards_models"].items()}
@@ -101,6 +104,8 @@ CHESS_SPECS = ({m: study.RunSpec(name, config, tuple(o)) for m, (name, config, o
 RUNS = cache_dir() / "runs07"  # trained models and their samples, one folder per resolved config
 FULL_DIR = Path(samples_dir) if samples_dir else Path("runs") / "07-full"  # relative to the project root
 FULL_DIR = FULL_DIR if FULL_DIR.is_absolute() else ROOT / FULL_DIR
+NO_CACHE = os.environ.get("VSMLAB_NO_CACHE", "").lower() in ("1", "true", "yes")  # --no-cache: retrain, ignore shipped
+SHIPPED = ROOT / "checkpoints" / "cards64"  # default profile: Cards models trained by configs/cards-*-cpu.toml
 
 
 def shown(path: Path) -> str:
@@ -335,20 +340,25 @@ plt.show()
 # %% [markdown]
 # ## Training on Cards with the image CLI: fixed variance, rho = 0, VSM
 #
-# Each model is made by the command printed below (`vsmlab train`, one torch thread per process, two models at
-# a time on 2 cores) and sampled by `vsmlab sample` (ancestral DDPM with the model's own variance: beta_t for
-# the fixed model, the learned range for rho = 0 and VSM, respaced to the printed number of steps, with x0_hat
-# clipped to [-1, 1] at every step as improved DDPM's image sampler does: `--clip-x0`). The
-# default models are small on purpose: 64-px grayscale grids, a UNet of base width 16 with four levels and no
-# attention, 250 steps of batch 16 from 5,000 training grids (configs/cards-*-cpu.toml). That is a few
-# minutes of one core per model: the question is whether a CPU budget says anything about Cards at all.
+# Each model is made by `vsmlab train` with `configs/cards-{fixed,rho0,vsm}-cpu.toml` (one torch thread per
+# process) and sampled by `vsmlab sample` (ancestral DDPM with the model's own variance: beta_t for the fixed
+# model, the learned range for rho = 0 and VSM, respaced to the printed number of steps, with x0_hat clipped to
+# [-1, 1] at every step as improved DDPM's image sampler does: `--clip-x0`). The models are small on purpose:
+# 64-px grayscale grids (32-px faces), a UNet of base width 16 with four levels and no attention, 6,000 AdamW
+# steps of batch 16 from 5,000 training grids, EMA 0.999. That is more than an hour of one core per model, so
+# the **default profile loads them from `checkpoints/cards64/`** (notebook 06's rule: explicit path, the
+# checkpoint's config checked key by key against the config file, SHA-256 and the training command in its
+# `manifest.json`); `--no-cache` (`VSMLAB_NO_CACHE=1`) retrains them from the configs. Their samples are cached
+# outside the repository. (An earlier version trained 250 steps in the notebook: those models could not draw a
+# card at all, 100% hallucinated with no quadrant above NCC 0.93, which said nothing about VSM.)
 #
 # **Schedule.** These configs use DDPM's linear betas (1e-4 to 0.02), not improved DDPM's cosine schedule:
-# they were chosen when the lab sampled without clipping the predicted x0 to [-1, 1], and the cosine schedule's last beta is 0.999, so
-# the first reverse step divides by sqrt(1 - beta_T) and multiplies the model's eps error by that factor (more
-# still after respacing, which merges the last steps into one). A well-trained model predicts eps almost exactly
-# at t = T (x_T is nearly pure noise); a 250-step CPU model does not, and its samples diverge. The cell below
-# prints the factor for both schedules.
+# they were chosen when the lab sampled without clipping the predicted x0 to [-1, 1], and the cosine schedule's
+# last beta is 0.999, so the first reverse step divides by sqrt(1 - beta_T) and multiplies the model's eps error
+# by that factor (more still after respacing, which merges the last steps into one). A well-trained model
+# predicts eps almost exactly at t = T (x_T is nearly pure noise); a small, briefly trained CPU model does not,
+# and unclipped its samples diverge (seen on a 250-step model). The cell below prints the factor for both
+# schedules.
 
 # %%
 from vsmlab.core.schedules import cosine, linear
@@ -359,8 +369,36 @@ for name, sch in (("cosine", cosine(1000)), ("linear 1e-4..0.02", linear(1000, 1
           f"respaced to 250 {factors[1]:.1f}, to 50 {factors[2]:.1f}")
 
 # %%
+def cards_checkpoints() -> dict[str, Path]:
+    """{method: latest.pt}: the shipped checkpoints (default profile, config-checked), else trained here."""
+    specs = CARD_SPECS
+    shipped = {m: SHIPPED / f"{m}-seed0" / "latest.pt" for m in METHODS}
+    if profile == "default" and not NO_CACHE and all(p.exists() for p in shipped.values()):
+        ckpts = {m: study.check_shipped(shipped[m], specs[m], ROOT, image_size=64) for m in METHODS}
+        times = json.loads((SHIPPED / "training_times.json").read_text())
+        print(f"shipped checkpoints ({shown(SHIPPED)}/, made by the commands in its manifest.json): "
+              + ", ".join(f"{m} step {torch.load(ckpts[m], map_location='cpu', weights_only=True)['step']}, trained in "
+                          f"{times[f'{m}-seed0']:.0f} s" for m in METHODS)
+              + " (one thread each, three runs at a time on 2 cores)")
+        return ckpts
+    for m in METHODS:
+        folder = study.run_folder(RUNS, specs[m], ROOT)
+        state = "reused" if (folder / "latest.pt").exists() else "trains"
+        print(f"{m:<6} {state}: OMP_NUM_THREADS=1 " + " ".join(study.train_command(specs[m], folder)[1:]).replace(str(RUNS), "$RUNS"))
+    t0, cpu0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
+    ckpts = study.ensure_runs(list(specs.values()), RUNS, ROOT, workers=cfg["workers"])
+    print(f"training {time.perf_counter() - t0:.0f} s wall / "
+          f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime - cpu0:.0f} s CPU in subprocesses (0 when cached)")
+    return {m: ckpts[specs[m].name] for m in METHODS}
+
+
+def sample_dirs(ckpts: dict[str, Path]) -> dict[str, Path] | None:
+    """Shipped checkpoints are sampled into the cache (keyed by their SHA-256), never into checkpoints/."""
+    return {m: study.shipped_sample_dir(RUNS, p) for m, p in ckpts.items() if p.is_relative_to(SHIPPED)} or None
+
+
 def cards_sample_files() -> dict[str, Path]:
-    """{method: npz}: trained and sampled here (smoke, default), or the GPU files of the full profile."""
+    """{method: npz}: sampled here (smoke, default), or the GPU files of the full profile."""
     specs = CARD_SPECS
     if profile == "full":
         paths = {m: FULL_DIR / f"{specs[m].name}.npz" for m in METHODS}
@@ -368,23 +406,17 @@ def cards_sample_files() -> dict[str, Path]:
                                        f"vsmlab sample runs/{specs[m].name}/latest.pt --out {paths[m]} --device cuda"
                                     for m in METHODS})
         return paths
-    t0, cpu0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
-    for m in METHODS:
-        folder = study.run_folder(RUNS, specs[m], ROOT)
-        state = "reused" if (folder / "latest.pt").exists() else "trains"
-        print(f"{m:<6} {state}: OMP_NUM_THREADS=1 " + " ".join(study.train_command(specs[m], folder)[1:]).replace(str(RUNS), "$RUNS"))
-    ckpts = study.ensure_runs(list(specs.values()), RUNS, ROOT, workers=cfg["workers"])
     t1, cpu1 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
     s = cfg["sample"]
-    files = study.ensure_samples({m: ckpts[specs[m].name] for m in METHODS}, s["n"], s["steps"], seed, s["batch_size"],
-                                 ROOT, workers=cfg["workers"])
+    files = study.ensure_samples(CARD_CKPTS, s["n"], s["steps"], seed, s["batch_size"], ROOT, workers=cfg["workers"],
+                                 out_dirs=sample_dirs(CARD_CKPTS))
     cpu2 = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
-    print(f"training {t1 - t0:.0f} s wall / {cpu1 - cpu0:.0f} s CPU in subprocesses, sampling {time.perf_counter() - t1:.0f} s "
-          f"wall / {cpu2 - cpu1:.0f} s CPU (0 when cached); sample command: "
-          + " ".join(study.sample_command("$RUN/latest.pt", "$RUN/samples.npz", s["n"], s["steps"], seed, s["batch_size"])[1:]))
+    print(f"sampling {time.perf_counter() - t1:.0f} s wall / {cpu2 - cpu1:.0f} s CPU (0 when cached); sample command: "
+          + " ".join(study.sample_command("$CKPT", "$OUT.npz", s["n"], s["steps"], seed, s["batch_size"])[1:]))
     return files
 
 
+CARD_CKPTS = cards_checkpoints() if profile != "full" else {}
 card_files = cards_sample_files()
 card_samples = {m: study.load_sample_images(p) for m, p in card_files.items()}
 for m, (imgs, meta) in card_samples.items():
@@ -400,7 +432,7 @@ for m, (imgs, meta) in card_samples.items():
 # %%
 fig, ax = plt.subplots(1, 2, figsize=(11, 3.4))
 for m in METHODS:
-    log = card_files[m].parent / "log.jsonl"
+    log = (CARD_CKPTS[m].parent if m in CARD_CKPTS else card_files[m].parent) / "log.jsonl"
     if not log.exists():
         print(f"{m}: no training log beside {card_files[m].name} (GPU samples read from {shown(FULL_DIR)})")
         continue
@@ -528,6 +560,62 @@ for a, b in pairs:
     print(f"{LABELS[a]} vs {LABELS[b]} (same seeds): identical pixels {100 * float((diff == 0).double().mean()):.2f}%, "
           f"mean |difference| {float(diff.double().mean()):.4f} of 255, identical images {int((diff.flatten(1).amax(1) == 0).sum())} "
           f"of {xa.shape[0]}, same violated rules {same_cats} of {xa.shape[0]}")
+
+# %% [markdown]
+# ### Rate against training step (exploratory)
+#
+# The same runs' intermediate checkpoints (EMA weights; shipped as EMA-only files), sampled with the primary
+# sampler but fewer samples each (`sweep` in the profile). Does the rate still fall at the end of training,
+# i.e. would a longer CPU run or a GPU change the picture? The last point is the primary set (more samples).
+
+# %%
+SWEEP_ROWS = []
+if profile != "full" and cfg["step_sweep"]:
+    sw = cfg["sweep"]
+    step_ckpts = {(m, st): CARD_CKPTS[m].parent / f"step_{st:07d}.pt" for m in METHODS for st in cfg["step_sweep"]}
+    missing = [str(p) for p in step_ckpts.values() if not p.exists()]
+    if missing:
+        print(f"no step checkpoint {missing[0]} (and {len(missing) - 1} more): training-step sweep skipped")
+    else:
+        t0 = time.perf_counter()
+        named = {f"{m}@{st}": p for (m, st), p in step_ckpts.items()}
+        sweep_files = study.ensure_samples(named, sw["n"], sw["steps"], seed, sw["batch_size"], ROOT,
+                                           workers=cfg["workers"], out_dirs=sample_dirs(named))
+        print(f"training-step sweep: {len(named)} checkpoints x {sw['n']} samples, DDPM-{sw['steps']} clipped, "
+              f"{time.perf_counter() - t0:.0f} s (0 when cached)")
+        for (m, st) in step_ckpts:
+            imgs, _ = study.load_sample_images(sweep_files[f"{m}@{st}"])
+            v = C.validate_cards(imgs, threshold=LAB_THRESHOLD)
+            SWEEP_ROWS.append(dict(method=m, step=st, n=imgs.shape[0], hallucinated=int(v.hallucinated.sum()),
+                                   median_quadrant_ncc=round(float(C.match_quadrants(imgs, templates).score.median()), 4),
+                                   median_worst_ncc=round(float(v.worst_score.median()), 4)))
+    final_step = {m: int(card_samples[m][1].get("checkpoint_step") or 0) for m in METHODS}
+    for m in METHODS:
+        v = verdicts[m][1]
+        SWEEP_ROWS.append(dict(method=m, step=final_step[m], n=v.hallucinated.numel(), hallucinated=int(v.hallucinated.sum()),
+                               median_quadrant_ncc=round(float(C.match_quadrants(card_samples[m][0], templates).score.median()), 4),
+                               median_worst_ncc=round(float(v.worst_score.median()), 4)))
+    fig, ax = plt.subplots(1, 2, figsize=(11, 3.4))
+    for m in METHODS:
+        rs = sorted((r for r in SWEEP_ROWS if r["method"] == m), key=lambda r: r["step"])
+        rates = [wilson_interval(r["hallucinated"], r["n"]) for r in rs]
+        print(f"{LABELS[m]:<20} " + "; ".join(f"step {r['step']}: {x} (n={r['n']}), median quadrant NCC {r['median_quadrant_ncc']:.3f}"
+                                               for r, x in zip(rs, rates)))
+        steps_ = [r["step"] for r in rs]
+        ax[0].errorbar(steps_, [100 * x.rate for x in rates], yerr=[[100 * (x.rate - x.low) for x in rates],
+                       [100 * (x.high - x.rate) for x in rates]], marker="o", capsize=3, color=COLOURS[m], label=LABELS[m])
+        ax[1].plot(steps_, [r["median_quadrant_ncc"] for r in rs], marker="o", color=COLOURS[m], label=LABELS[m])
+    ax[0].set(xlabel="training step", ylabel=f"hallucinated at {LAB_THRESHOLD} (%)", title="rate vs training step (95% Wilson)")
+    ax[1].axhline(LAB_THRESHOLD, color="k", lw=0.8)
+    ax[1].set(xlabel="training step", ylabel="median quadrant NCC", title="how card-like the quadrants are")
+    for a in ax:
+        a.legend(fontsize=7)
+    fig.tight_layout()
+    saver.save(fig, "cards_training_steps")
+    saver.save_table(SWEEP_ROWS, "cards_training_steps")
+    plt.show()
+else:
+    print("training-step sweep: not in this profile")
 
 # %% [markdown]
 # ## Chess models (full profile: GPU samples)

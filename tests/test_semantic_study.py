@@ -15,6 +15,7 @@ import torch
 
 from vsmlab.data import cards as C
 from vsmlab.data import chessboards as CB
+from vsmlab.diffusion.checkpoints import CheckpointError
 from vsmlab.diffusion.config import ConfigError, build_data, build_loss, load_config, validate_config
 from vsmlab.lab import semantic_study as study
 
@@ -103,6 +104,21 @@ def test_train_and_sample_cards_through_the_cli(tmp_path):
     assert verdict.hallucinated.shape == (3,)
     cmd = study.train_command(specs[1], tmp_path / "x")
     assert cmd[1:4] == ["-m", "vsmlab", "train"] and "--set" in cmd and "loss.name=vsm" in cmd
+    # a shipped checkpoint: checked against its spec's config, sampled into a cache folder keyed by its bytes
+    assert study.check_shipped(ckpts["vsm"], specs[1], ROOT, image_size=64) == ckpts["vsm"]
+    with pytest.raises(CheckpointError, match=r"latest\.pt.*loss\.name: checkpoint 'vsm', config 'hybrid'"):
+        study.check_shipped(ckpts["vsm"], study.RunSpec("x", CARDS_SMOKE, ("train.steps=2", "model.learn_variance=true", "loss.name=hybrid")), ROOT)
+    with pytest.raises(CheckpointError, match="image size 64, expected 128"):
+        study.check_shipped(ckpts["vsm"], specs[1], ROOT, image_size=128)
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        study.check_shipped(tmp_path / "nope.pt", specs[1], ROOT)
+    cache = study.shipped_sample_dir(tmp_path / "cache", ckpts["vsm"])
+    assert cache.parent == tmp_path / "cache" and cache.name.startswith(f"shipped-{ckpts['vsm'].parent.name}-latest-")
+    assert cache != study.shipped_sample_dir(tmp_path / "cache", ckpts["fixed"])  # other bytes, other folder
+    moved = study.ensure_samples({"vsm": ckpts["vsm"]}, n=3, steps=3, seed=1, batch_size=2, root=ROOT, workers=0,
+                                 out_dirs={"vsm": cache})
+    assert moved["vsm"].parent == cache and moved["vsm"].name == files["vsm"].name
+    assert np.array_equal(np.load(moved["vsm"])["images"], np.load(files["vsm"])["images"])  # same command, same bytes
 
 
 def test_load_sample_images_layouts_and_errors(tmp_path):

@@ -1,6 +1,6 @@
-"""The shipped SimpleShapes checkpoints (checkpoints/shapes32/) are what their manifest says: each file's
-SHA-256 and size, a config equal to the one notebook 06 would train for that method and seed, the step,
-and the weights it keeps (EMA-only files refuse raw weights)."""
+"""The shipped checkpoints (checkpoints/shapes32/ for notebook 06, checkpoints/cards64/ for notebook 07) are what
+their manifests say: each file's SHA-256 and size, a config equal to the one the notebook would train for that
+method and seed, the step, and the weights it keeps (EMA-only files refuse raw weights)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from vsmlab.diffusion.checkpoints import CheckpointError
+from vsmlab.diffusion.config import load_config
+from vsmlab.lab import semantic_study
 from vsmlab.lab import shapes_study as study
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +42,38 @@ def test_shipped_checkpoint_matches_manifest_and_config(name: str) -> None:
     if name.endswith("latest.pt"):
         assert loaded.step == expected["train"]["steps"]
         assert study.load_checkpoint_model(path, expected, "raw", image_size=32).step == loaded.step
+    else:
+        with pytest.raises(CheckpointError, match="keeps only EMA weights"):
+            study.load_checkpoint_model(path, expected, "raw")
+
+
+CARDS = ROOT / "checkpoints" / "cards64"
+CARDS_MANIFEST = json.loads((CARDS / "manifest.json").read_text()) if (CARDS / "manifest.json").exists() else {}
+CARDS_FILES = sorted(k for k in CARDS_MANIFEST if k.endswith(".pt"))
+
+
+def test_cards_manifest_lists_every_shipped_file_and_log() -> None:
+    assert sorted(str(p.relative_to(CARDS)) for p in CARDS.glob("*/*.pt")) == CARDS_FILES
+    runs = sorted({k.split("/")[0] for k in CARDS_FILES})
+    assert runs == ["fixed-seed0", "rho0-seed0", "vsm-seed0"]
+    assert all((CARDS / r / "log.jsonl").is_file() for r in runs)
+    assert set(json.loads((CARDS / "training_times.json").read_text())) == set(runs)
+
+
+@pytest.mark.parametrize("name", CARDS_FILES)
+def test_shipped_cards_checkpoint_matches_manifest_and_config(name: str) -> None:
+    entry, path = CARDS_MANIFEST[name], CARDS / name
+    assert path.stat().st_size == entry["bytes"] <= 5_000_000
+    assert study.file_sha256(path) == entry["sha256"]
+    method = name.split("-seed")[0]
+    spec = semantic_study.RunSpec(f"cards-{method}", f"configs/cards-{method}-cpu.toml")
+    assert semantic_study.check_shipped(path, spec, ROOT, image_size=64) == path  # CheckpointError on config drift
+    expected = load_config(ROOT / spec.config)
+    loaded = study.load_checkpoint_model(path, expected, "ema", image_size=64)
+    assert loaded.step == entry["step"]
+    if name.endswith("latest.pt"):
+        assert loaded.step == expected["train"]["steps"]
+        assert study.load_checkpoint_model(path, expected, "raw", image_size=64).step == loaded.step
     else:
         with pytest.raises(CheckpointError, match="keeps only EMA weights"):
             study.load_checkpoint_model(path, expected, "raw")

@@ -8,7 +8,12 @@ config trains a new model and re-running a notebook reuses the old one. :func:`e
 missing ones: ``workers`` subprocesses with one torch thread each, or (``workers=0``) in this process
 through the same CLI handler. Samples come from ``python -m vsmlab sample CKPT --n N --steps K --seed S
 --batch-size B --device cpu --out FILE.npz`` (:func:`sample_command`, :func:`ensure_samples`), stored
-beside the checkpoint and keyed by (n, steps, seed, batch size).
+beside the checkpoint (or in a folder the caller names) and keyed by (n, steps, seed, batch size).
+
+**Shipped checkpoints** (``checkpoints/cards64/<method>-seed<k>/``, notebook 06's rule): read by explicit path.
+:func:`check_shipped` raises CheckpointError naming the file and every key where its config differs from the
+spec's (so a shipped model is never used for a config it was not trained with); :func:`shipped_sample_dir` is
+the cache folder for its samples, keyed by the file's SHA-256 (a replaced file is sampled afresh).
 
 **Files made elsewhere** (the full profile's GPU samples): :func:`require_files` stops with one message that
 names every missing file and the command that makes it.
@@ -50,6 +55,7 @@ from vsmlab.diffusion.config import format_config, load_config
 
 __all__ = [
     "RunSpec", "run_folder", "train_command", "ensure_runs", "sample_command", "sample_path", "ensure_samples",
+    "check_shipped", "shipped_sample_dir",
     "load_sample_images", "require_files", "rule_rates", "RateDifference", "compare_rates", "card_coverage",
     "piece_counts",
 ]
@@ -157,9 +163,11 @@ def ensure_runs(specs: Sequence[RunSpec], runs_root: str | os.PathLike, root: st
     return out
 
 
-def sample_path(checkpoint: str | os.PathLike, n: int, steps: int, seed: int, batch_size: int) -> Path:
-    """Where :func:`ensure_samples` keeps the samples of ``checkpoint`` (beside it)."""
-    return Path(checkpoint).parent / f"samples-n{n}-steps{steps}-seed{seed}-b{batch_size}-clip.npz"
+def sample_path(checkpoint: str | os.PathLike, n: int, steps: int, seed: int, batch_size: int,
+                out_dir: str | os.PathLike | None = None) -> Path:
+    """Where :func:`ensure_samples` keeps the samples of ``checkpoint``: in ``out_dir``, or beside it."""
+    folder = Path(checkpoint).parent if out_dir is None else Path(out_dir)
+    return folder / f"samples-{Path(checkpoint).stem}-n{n}-steps{steps}-seed{seed}-b{batch_size}-clip.npz"
 
 
 def sample_command(checkpoint: str | os.PathLike, out: str | os.PathLike, n: int, steps: int, seed: int,
@@ -172,16 +180,45 @@ def sample_command(checkpoint: str | os.PathLike, out: str | os.PathLike, n: int
 
 
 def ensure_samples(checkpoints: dict[str, Path], n: int, steps: int, seed: int, batch_size: int,
-                   root: str | os.PathLike = ".", workers: int = 2) -> dict[str, Path]:
-    """Sample every checkpoint whose sample file is missing; returns {name: npz path}."""
+                   root: str | os.PathLike = ".", workers: int = 2,
+                   out_dirs: dict[str, Path] | None = None) -> dict[str, Path]:
+    """Sample every checkpoint whose sample file is missing; returns {name: npz path}. out_dirs: {name: folder}
+    for the sample files (default: beside each checkpoint; a shipped checkpoint's go to the cache instead)."""
     _check_workers(workers)
     out, jobs = {}, []
     for name, ckpt in checkpoints.items():
-        out[name] = sample_path(ckpt, n, steps, seed, batch_size)
+        out[name] = sample_path(ckpt, n, steps, seed, batch_size, (out_dirs or {}).get(name))
         if not out[name].exists():
+            out[name].parent.mkdir(parents=True, exist_ok=True)
             jobs.append((f"vsmlab sample {name}", sample_command(ckpt, out[name], n, steps, seed, batch_size)))
     _run_jobs(jobs, Path(root), workers)
     return out
+
+
+def check_shipped(path: str | os.PathLike, spec: RunSpec, root: str | os.PathLike = ".",
+                  image_size: int | None = None) -> Path:
+    """``path`` if it is a checkpoint trained with ``spec``'s resolved config (up to the keys a resumed run may
+    change, :data:`vsmlab.diffusion.checkpoints.RESUMABLE_KEYS`) and, when given, for ``image_size``;
+    FileNotFoundError or CheckpointError naming the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"shipped checkpoint {str(path)!r} does not exist")
+    payload = ck.load_checkpoint(path, map_location="cpu")
+    ck.check_config_matches(path, payload["config"], load_config(Path(root) / spec.config, list(spec.overrides)))
+    size = payload["model_config"].get("image_size")
+    if image_size is not None and size != image_size:
+        raise ck.CheckpointError(f"checkpoint {str(path)!r}: image size {size}, expected {image_size}")
+    return path
+
+
+def shipped_sample_dir(cache_root: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """``cache_root/shipped-<parent folder>-<12 hex of the file's SHA-256>``: where samples of a shipped
+    checkpoint are cached (never inside ``checkpoints/``)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return Path(cache_root) / f"shipped-{Path(path).parent.name}-{Path(path).stem}-{h.hexdigest()[:12]}"
 
 
 def load_sample_images(path: str | os.PathLike) -> tuple[torch.Tensor, dict]:
