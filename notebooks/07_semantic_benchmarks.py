@@ -81,7 +81,7 @@ PROFILES = {
         cards_sizes=[(64, False)], cards_real=48, cards_per_kind=12, chess_positions=200, chess_real=16,
         chess_per_kind=8, chess_sizes=[128],
         cards_models={m: [f"cards-{m}", "configs/cards-smoke.toml", [*SMOKE_OVERRIDES[m], "train.save_every=2"]]
-                      for m in METHODS}, step_sweep=[2], sweep=dict(n=4, steps=5, batch_size=4),
+                      for m in METHODS}, step_sweep=[2], sweep=dict(n=4, steps=5, batch_size=4), sampling_steps=[3, 5],
         chess_models={m: [f"chess-{m}", "configs/chess-smoke.toml", list(SMOKE_OVERRIDES[m])] for m in METHODS},
         sample=dict(n=8, steps=5, batch_size=8), chess_sample=dict(n=4, steps=3, batch_size=4), workers=0),
     "default": dict(
@@ -89,7 +89,7 @@ PROFILES = {
         chess_real=2000, chess_per_kind=200, chess_sizes=[256, 128],
         cards_models={m: [f"cards-{m}", f"configs/cards-{m}-cpu.toml", []] for m in METHODS},
         chess_models=None, sample=dict(n=100, steps=50, batch_size=50), chess_sample=None, workers=2,
-        step_sweep=[1000, 2000, 4000], sweep=dict(n=32, steps=50, batch_size=32)),
+        step_sweep=[1000, 2000, 4000], sweep=dict(n=32, steps=50, batch_size=32), sampling_steps=[50, 250]),
     "full": dict(
         cards_sizes=[(64, False), (128, True)], cards_real=20000, cards_per_kind=1000, chess_positions=20000,
         chess_real=20000, chess_per_kind=1000, chess_sizes=[256, 128],
@@ -616,6 +616,38 @@ if profile != "full" and cfg["step_sweep"]:
     plt.show()
 else:
     print("training-step sweep: not in this profile")
+
+# %% [markdown]
+# ### Sampling steps: is the primary sampler's step count the cause? (exploratory)
+#
+# The VSM protocol samples with 250 respaced steps; the primary sets here use the profile's cheaper count. The
+# final checkpoints, the same number of samples at each step count (`sweep` in the profile; same sampling seed).
+
+# %%
+STEP_ROWS = []
+if profile != "full" and cfg.get("sampling_steps"):
+    sw = cfg["sweep"]
+    t0 = time.perf_counter()
+    for k in cfg["sampling_steps"]:
+        files_k = study.ensure_samples(CARD_CKPTS, sw["n"], k, seed, sw["batch_size"], ROOT, workers=cfg["workers"],
+                                       out_dirs=sample_dirs(CARD_CKPTS))
+        for m in METHODS:
+            imgs, _ = study.load_sample_images(files_k[m])
+            v = C.validate_cards(imgs, threshold=LAB_THRESHOLD)
+            STEP_ROWS.append(dict(method=m, ddpm_steps=k, n=imgs.shape[0], hallucinated=int(v.hallucinated.sum()),
+                                  median_quadrant_ncc=round(float(C.match_quadrants(imgs, templates).score.median()), 4)))
+    print(f"sampling-steps check: {time.perf_counter() - t0:.0f} s (0 when cached)")
+    for m in METHODS:
+        rs = [r for r in STEP_ROWS if r["method"] == m]
+        print(f"{LABELS[m]:<20} " + "; ".join(f"DDPM-{r['ddpm_steps']}: {wilson_interval(r['hallucinated'], r['n'])}, "
+                                               f"median quadrant NCC {r['median_quadrant_ncc']:.3f}" for r in rs))
+    a, b = cfg["sampling_steps"][0], cfg["sampling_steps"][-1]
+    for m in METHODS:
+        ra, rb = (next(r for r in STEP_ROWS if r["method"] == m and r["ddpm_steps"] == x) for x in (b, a))
+        print(f"{LABELS[m]:<20} DDPM-{b} - DDPM-{a}: {study.compare_rates(ra['hallucinated'], ra['n'], rb['hallucinated'], rb['n'])}")
+    saver.save_table(STEP_ROWS, "cards_sampling_steps")
+else:
+    print("sampling-steps check: not in this profile")
 
 # %% [markdown]
 # ## Chess models (full profile: GPU samples)
