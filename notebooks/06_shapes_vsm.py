@@ -96,7 +96,7 @@ PROFILES = {
     "smoke": dict(size=32, config_suffix="cpu", overrides=SMOKE_OVERRIDES, seeds=[0, 1], n=8, batch=8,
                   ddpm_steps=None, record_last=12, n_calib=500, n_exact=4, n_score=8, score_ts=[0, 5, 20],
                   jac_ts=[2], n_jac=4, jac_iters=3, jac_probes=2, ddim_steps=[5, 10], n_sweep=4,
-                  step_sweep=[3], sweep_ddpm_steps=None, hybrid_taus=[10, 30], n_hybrid=4, audit_n=16,
+                  step_sweep=[3], sweep_ddpm_steps=None, hybrid_taus=[10, 30], n_hybrid=8, audit_n=16,
                   grad_ts=[[0, 5], [5, 20], [20, 39]], n_grad=4, threads=1, train_in_process=True,
                   dial_windows=[None, 3], n_dial=4),
     "default": dict(size=32, config_suffix="cpu", overrides=(), seeds=[0], extra_seeds={"fixed": [1], "rho0": [1], "vsm": [1]},
@@ -104,7 +104,7 @@ PROFILES = {
                     ddpm_steps=250, record_last=12, n_calib=20000, n_exact=64, n_score=16,
                     score_ts=[0, 5, 10, 20, 50, 100, 200, 400, 700], jac_ts=[5, 20], n_jac=4, jac_iters=6,
                     jac_probes=2, ddim_steps=[10, 25, 50, 100, 250], n_sweep=32, step_sweep=[500, 1000, 2000, 3000, 4500],
-                    sweep_ddpm_steps=100, hybrid_taus=[100, 300], n_hybrid=16, audit_n=200,
+                    sweep_ddpm_steps=100, hybrid_taus=[100, 300], n_hybrid=128, audit_n=200,
                     grad_ts=[[0, 10], [10, 100], [100, 1000]], n_grad=4, threads=2,
                     train_in_process=False, sweep_methods=["fixed", "rho0", "vsm"],
                     dial_windows=[None, 12, 8, 5], n_dial=64, audit_offset=40),
@@ -774,6 +774,13 @@ for tau in cfg["hybrid_taus"]:
         HYBRID.append(dict(kind=name, tau=tau, rep=rep_h))
         print(f"{name:<10} tau={tau:>4}: non-valid {wilson_interval(rep_h['invalid'], rep_h['n'])}  "
               + ", ".join(f"{c} {rep_h['categories'][c]}" for c in SUMMARY_ORDER))
+        if cfg["n_hybrid"] == cfg["n"]:  # same sampling seed, batch and count as the primary set: sample i starts
+            bad_h = [v.category != "valid" for v in validate(res["images"].numpy())]  # from the same noise
+            bad_u = [v.category != "valid" for v in VERDICTS[("fixed", k0)]]
+            both = sum(a and b for a, b in zip(bad_h, bad_u))
+            HYBRID[-1]["paired"] = (both, sum(bad_u), sum(bad_h))
+            print(f"{'':<10} paired with the UNet's own samples (same starting noise): of its {sum(bad_u)} non-valid "
+                  f"samples {both} stay non-valid, {sum(bad_u) - both} are repaired; {sum(bad_h) - both} valid ones break")
 fig, ax = plt.subplots(figsize=(6, 3.4))
 for name in ("exact>=tau", "UNet>=tau"):
     rs = [h for h in HYBRID if h["kind"] == name]
@@ -1207,7 +1214,10 @@ for tau in cfg["hybrid_taus"]:
     else:
         verdict = (f"the UNet alone: {PER_MODEL[('fixed', k0)]['invalid']} of {N}; where 'UNet>=tau' is clean and "
                    f"'exact>=tau' is not, the damage is done below t = {tau}")
-    concl.append(f"- Hybrid samplers at tau = {tau} (fixed model, seed 0): {txt} ({verdict}).")
+    paired = "; ".join(f"{h['kind']} keeps {h['paired'][0]} of the UNet's {h['paired'][1]} non-valid samples non-valid "
+                       f"and breaks {h['paired'][2] - h['paired'][0]} of its valid ones" for h in hx if "paired" in h)
+    concl.append(f"- Hybrid samplers at tau = {tau} (fixed model, seed 0): {txt} ({verdict})"
+                 + (f"; paired by starting noise: {paired}" if paired else "") + ".")
 if DETECT:
     aucs = [d_["auc"] for d_ in DETECT]
     concl.append(f"- Detection (exploratory): trajectory-variance AUC {min(aucs):.2f} to {max(aucs):.2f} across models and windows.")
