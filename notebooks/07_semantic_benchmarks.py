@@ -708,6 +708,37 @@ if chess_files is not None:
     saver.save(fig, "chess_samples")
     plt.show()
 
+# %% [markdown]
+# ### The Cards models, summarised from the numbers above
+#
+# Printed, not typed: every number below is computed in this run from the cells above.
+
+# %%
+concl = []
+for r in rows:
+    rate = wilson_interval(r["hallucinated_lab"], r["n"])
+    rules_ = ", ".join(f"{k} {r[f'rule_{k}']}" for k in C.CATEGORIES if r[f"rule_{k}"])
+    concl.append(f"- {LABELS[r['method']]}: {r['hallucinated_lab']} of {r['n']} hallucinated at {LAB_THRESHOLD} ({rate}; "
+                 f"{r['hallucinated_095']} at the released 0.95); rules: {rules_ or 'none'}; valid samples show "
+                 f"{r['valid_distinct_cards']} of 40 cards in {r['valid_distinct_sets']} distinct sets.")
+for a, b in pairs:
+    va, vb = verdicts[a][1].hallucinated, verdicts[b][1].hallucinated
+    d = study.compare_rates(int(va.sum()), va.numel(), int(vb.sum()), vb.numel())
+    verdict = ("no difference detected" if d.low <= 0 <= d.high else ("lower" if d.high < 0 else "higher")
+               + " beyond sampling noise (one training seed: seed-to-seed spread not included)")
+    concl.append(f"- {LABELS[a]} - {LABELS[b]}: {d} ({verdict}).")
+for m in METHODS:
+    rs = sorted((r for r in SWEEP_ROWS if r["method"] == m), key=lambda r: r["step"])
+    if len(rs) >= 2:
+        concl.append(f"- {LABELS[m]} by training step: " + ", ".join(
+            f"{r['step']}: {100 * r['hallucinated'] / r['n']:.0f}% (NCC {r['median_quadrant_ncc']:.3f})" for r in rs) + ".")
+for m in METHODS:
+    rs = [r for r in STEP_ROWS if r["method"] == m]
+    if len(rs) >= 2:
+        concl.append(f"- {LABELS[m]} by sampling steps: " + ", ".join(
+            f"DDPM-{r['ddpm_steps']}: {r['hallucinated']} of {r['n']} (NCC {r['median_quadrant_ncc']:.3f})" for r in rs) + ".")
+print("\n".join(concl))
+
 # %%
 print(f"notebook total: {time.perf_counter() - saver.started:.0f} s")
 
