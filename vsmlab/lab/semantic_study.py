@@ -52,6 +52,7 @@ import torch
 from vsmlab.analysis.metrics import Rate, wilson_interval
 from vsmlab.diffusion import checkpoints as ck
 from vsmlab.diffusion.config import format_config, load_config
+from vsmlab.lab.shapes_study import file_sha256
 
 __all__ = [
     "RunSpec", "run_folder", "train_command", "ensure_runs", "sample_command", "sample_path", "ensure_samples",
@@ -214,11 +215,7 @@ def check_shipped(path: str | os.PathLike, spec: RunSpec, root: str | os.PathLik
 def shipped_sample_dir(cache_root: str | os.PathLike, path: str | os.PathLike) -> Path:
     """``cache_root/shipped-<parent folder>-<12 hex of the file's SHA-256>``: where samples of a shipped
     checkpoint are cached (never inside ``checkpoints/``)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return Path(cache_root) / f"shipped-{Path(path).parent.name}-{Path(path).stem}-{h.hexdigest()[:12]}"
+    return Path(cache_root) / f"shipped-{Path(path).parent.name}-{Path(path).stem}-{file_sha256(path)[:12]}"
 
 
 def load_sample_images(path: str | os.PathLike) -> tuple[torch.Tensor, dict]:
