@@ -537,6 +537,11 @@ for m in METHODS:
     saturated = ((imgs == 0) | (imgs == 255)).flatten(1).double().mean(1)
     print(f"{'':<20} samples with >= 99% of pixels at 0 or 255 (saturated): {wilson_interval(int((saturated >= 0.99).sum()), imgs.shape[0])}; "
           f"real grids: {int((((real_ref == 0) | (real_ref == 255)).flatten(1).double().mean(1) >= 0.99).sum())} of {real_ref.shape[0]}")
+    # brightness drift: NCC ignores a quadrant's mean and contrast, so a grey or dark sample can still match
+    real_mean, mean_ = real_ref.double().mean((1, 2, 3)), imgs.double().mean((1, 2, 3))
+    print(f"{'':<20} mean pixel: median {float(mean_.median()):.0f} (real grids: median {float(real_mean.median()):.0f}, "
+          f"lowest {float(real_mean.min()):.0f}); samples darker than every real grid: "
+          f"{wilson_interval(int((mean_ < real_mean.min()).sum()), imgs.shape[0])}")
 
 # %% [markdown]
 # ### Comparisons between the three models
