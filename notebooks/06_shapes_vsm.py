@@ -339,7 +339,7 @@ print(f"{len(MODELS)} models from {source}; step {m0.step}; UNet parameters: lea
 if (SHIPPED / "training_times.json").exists() and profile == "default":
     times = json.loads((SHIPPED / "training_times.json").read_text())
     print(f"shipped models: training wall time per model {min(times.values()):.0f}-{max(times.values()):.0f} s "
-          "(1 thread each, 2 at a time, on a shared 2-core CPU)")
+          "(1 thread each, 2 to 4 trainings at a time on a shared 2-core CPU: checkpoints/shapes32/README.md)")
 
 # %% [markdown]
 # ## 4 · Primary endpoint: strict non-valid rate, DDPM-250 with x0 clipping, EMA weights
@@ -1208,7 +1208,13 @@ if FRAC:
 for tau in cfg["hybrid_taus"]:
     hx = [h for h in HYBRID if h["tau"] == tau]
     txt = "; ".join(f"{h['kind']}: {h['rep']['invalid']} of {h['rep']['n']} non-valid" for h in hx)
-    if all(h["rep"]["invalid"] == 0 for h in hx):
+    if all(h["rep"]["invalid"] == 0 for h in hx) and all("paired" in h for h in hx) and PER_MODEL[("fixed", k0)]["invalid"]:
+        k_ = PER_MODEL[("fixed", k0)]["invalid"]
+        verdict = (f"no non-valid sample either way, while the UNet alone made {k_} of {N} from the same starting noise "
+                   f"(exact sign test, {k_} of {k_} repaired: p = {2 * 0.5 ** k_:.4f}): neither half of the UNet's "
+                   f"trajectory does the damage alone; the exact score repairs it when it takes over either above or "
+                   f"below t = {tau}")
+    elif all(h["rep"]["invalid"] == 0 for h in hx):
         verdict = (f"no non-valid sample either way: at the UNet's own rate ({PER_MODEL[('fixed', k0)]['invalid']} of {N}) "
                    f"{hx[0]['rep']['n']} samples per direction are too few to say where the damage is done")
     else:

@@ -768,18 +768,20 @@ print(f"notebook total: {time.perf_counter() - saver.started:.0f} s")
 # legal positions (2.200% [1.829, 2.645]), all as opposite_check (black to move and in check); the lab's
 # either-side rule flags none of them.
 #
-# **What a CPU budget says about Cards: nothing about VSM.** The three 64-px models (fixed variance, rho = 0,
-# VSM) trained for 250 steps cannot draw a card: 100 of 100 samples of each are hallucinated at both thresholds
-# ([96.301, 100.000]), every one by the low_match rule (no blank quadrants, no repeated cards); not one of 400
-# sample quadrants reaches NCC 0.95 (the best quadrant of any model scores 0.929, the median quadrant 0.589 to
-# 0.686, while a noisy real grid's worst quadrant scores at least 0.9930). This is a failure to learn the data,
-# not hallucination in the paper's sense, and there are no valid samples whose card coverage could be counted.
-# Every difference between the methods is +0.0 pp with a 95% interval of [-3.7, +3.7]; 100 samples per model
-# could have detected 2.0 pp, but with every model at 100% there is nothing to reduce, so this is no evidence for
-# or against VSM. One more measured fact: the VSM penalty is tiny at rho = 0.1 (1.39e-05 at the last logged step),
-# and with shared seeds VSM's samples are 99.96% pixel-identical to rho = 0's (22 of 100 images identical), as
-# the reference's scale argument predicts; the fixed-variance model differs far more (6.78% of pixels
-# identical).
+# **What a CPU budget says about Cards (6,000 steps, shipped checkpoints).** Learned variance draws cards; VSM
+# adds nothing to it. At the lab's threshold 0.99, rho = 0 and VSM are each 60 of 100 hallucinated ([50.2, 69.1];
+# 42-46 at the released 0.95), almost all by low_match (56-57) plus 3-4 repeated cards, no blank quadrant; their 40
+# valid samples each show 39-40 of the 40 cards in 40 distinct sets, 3-4 of them sets of the test split never seen
+# in training. **VSM - rho = 0: +0.0 pp [-13.3, +13.3]** (100 samples each could detect 19.4 pp; one training
+# seed, so seed-to-seed spread is not included); with shared seeds 98 of 100 samples violate the same rules, and the
+# VSM penalty at the last logged step is 1.08e-05. The fixed-variance model is 100 of 100 hallucinated with the
+# primary DDPM-50 sampler (rho = 0 - fixed: -40.0 pp [-49.8, -30.2]), **but that is the sampler**: with 250 steps it
+# is 21 of 32 (-34.4 pp [-51.7, -16.8] against its own DDPM-50), like rho = 0 (22 of 32) and VSM (19 of 32), whose
+# rates do not move with the step count. Training helps the learned-variance models up to the end (100% at 1,000
+# steps, 75-78% at 2,000, 62-66% at 4,000, 60% at 6,000; 32 samples per point) and never helps the fixed one at
+# DDPM-50. One failure NCC does not see: 84-87% of the samples are darker than every real grid (median mean pixel
+# 117-121 against 229), a brightness drift the validator ignores by design because NCC removes each quadrant's
+# mean and contrast.
 #
 # **Clipping x0_hat matters before VSM does.** An earlier version of this notebook sampled the same models
 # without clipping; then about half of the samples were saturated (>= 99% of pixels at 0 or 255) and about half
@@ -789,6 +791,6 @@ print(f"notebook total: {time.perf_counter() - saver.started:.0f} s")
 # why the Cards and chess configs use linear betas.
 #
 # **Not done here.** Chess training and 128-px Cards training (the full profile, `configs/*-gpu.toml`) have not
-# been run: no GPU was available. Nothing above says anything about how VSM changes the rate of illegal chess
-# boards or garbled cards; that needs the full profile, several training seeds, and models that draw valid
-# samples.
+# been run: no GPU was available. Nothing above says how VSM changes the rate of illegal chess boards; for Cards it
+# shows VSM equal to rho = 0 for one training seed of small 64-px models, with an interval of +-13 pp. Several
+# training seeds, more samples and the released resolution need the full profile.
