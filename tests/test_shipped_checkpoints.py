@@ -21,6 +21,21 @@ MANIFEST = json.loads((SHIPPED / "manifest.json").read_text()) if (SHIPPED / "ma
 FILES = sorted(k for k in MANIFEST if k.endswith(".pt"))
 
 
+def check_file(path: Path, name: str, entry: dict, expected: dict, size: int) -> None:
+    """Size and SHA-256 as in the manifest entry; loads with the expected config at ``size``; step as recorded;
+    latest.pt has raw and EMA weights at the config's final step, step files refuse raw weights."""
+    assert path.stat().st_size == entry["bytes"] <= 5_000_000
+    assert study.file_sha256(path) == entry["sha256"]
+    loaded = study.load_checkpoint_model(path, expected, "ema", image_size=size)
+    assert loaded.step == entry["step"]
+    if name.endswith("latest.pt"):
+        assert loaded.step == expected["train"]["steps"]
+        assert study.load_checkpoint_model(path, expected, "raw", image_size=size).step == loaded.step
+    else:
+        with pytest.raises(CheckpointError, match="keeps only EMA weights"):
+            study.load_checkpoint_model(path, expected, "raw")
+
+
 def test_manifest_lists_every_shipped_file() -> None:
     on_disk = sorted(str(p.relative_to(SHIPPED)) for p in SHIPPED.glob("*/*.pt"))
     assert on_disk == FILES
@@ -30,21 +45,12 @@ def test_manifest_lists_every_shipped_file() -> None:
 @pytest.mark.parametrize("name", FILES)
 def test_shipped_checkpoint_matches_manifest_and_config(name: str) -> None:
     entry, path = MANIFEST[name], SHIPPED / name
-    assert path.stat().st_size == entry["bytes"] <= 5_000_000
-    assert study.file_sha256(path) == entry["sha256"]
     run = name.split("/")[0]
     method, seed = run.rsplit("-seed", 1)
     stem, extra = METHOD_CONFIGS[method]
     spec = study.Spec(method, f"configs/shapes-{stem}-cpu.toml", int(seed), extra)
     expected = study.spec_config(spec, ROOT)
-    loaded = study.load_checkpoint_model(path, expected, "ema", image_size=32)  # CheckpointError on any config drift
-    assert loaded.step == entry["step"]
-    if name.endswith("latest.pt"):
-        assert loaded.step == expected["train"]["steps"]
-        assert study.load_checkpoint_model(path, expected, "raw", image_size=32).step == loaded.step
-    else:
-        with pytest.raises(CheckpointError, match="keeps only EMA weights"):
-            study.load_checkpoint_model(path, expected, "raw")
+    check_file(path, name, entry, expected, 32)  # CheckpointError on any config drift
 
 
 CARDS = ROOT / "checkpoints" / "cards64"
@@ -63,17 +69,8 @@ def test_cards_manifest_lists_every_shipped_file_and_log() -> None:
 @pytest.mark.parametrize("name", CARDS_FILES)
 def test_shipped_cards_checkpoint_matches_manifest_and_config(name: str) -> None:
     entry, path = CARDS_MANIFEST[name], CARDS / name
-    assert path.stat().st_size == entry["bytes"] <= 5_000_000
-    assert study.file_sha256(path) == entry["sha256"]
     method = name.split("-seed")[0]
     spec = semantic_study.RunSpec(f"cards-{method}", f"configs/cards-{method}-cpu.toml")
     assert semantic_study.check_shipped(path, spec, ROOT, image_size=64) == path  # CheckpointError on config drift
     expected = load_config(ROOT / spec.config)
-    loaded = study.load_checkpoint_model(path, expected, "ema", image_size=64)
-    assert loaded.step == entry["step"]
-    if name.endswith("latest.pt"):
-        assert loaded.step == expected["train"]["steps"]
-        assert study.load_checkpoint_model(path, expected, "raw", image_size=64).step == loaded.step
-    else:
-        with pytest.raises(CheckpointError, match="keeps only EMA weights"):
-            study.load_checkpoint_model(path, expected, "raw")
+    check_file(path, name, entry, expected, 64)
