@@ -72,7 +72,7 @@ import numpy as np
 import torch
 
 from vsmlab.analysis import fidelity, stats
-from vsmlab.analysis.detectors import retention_curve, roc_auc
+from vsmlab.analysis.detectors import retention_curve, roc_auc, trajectory_variance, window_variance
 from vsmlab.analysis.metrics import wilson_interval
 from vsmlab.core import estimators
 from vsmlab.data.empirical import EmpiricalScore
@@ -108,13 +108,17 @@ PROFILES = {
                     grad_ts=[[0, 10], [10, 100], [100, 1000]], n_grad=4, threads=2,
                     train_in_process=False, sweep_methods=["fixed", "rho0", "vsm"],
                     dial_windows=[None, 12, 8, 5], n_dial=64, audit_offset=40),
-    "full": dict(size=64, config_suffix="gpu", overrides=(), seeds=[0, 1, 2, 3, 4, 5], n=600, batch=200,
-                 ddpm_steps=250, record_last=12, n_calib=20000, n_exact=256, n_score=128,
-                 score_ts=[0, 5, 10, 20, 50, 100, 200, 400, 700], jac_ts=[5, 20], n_jac=16, jac_iters=20,
-                 jac_probes=8, ddim_steps=[10, 25, 50, 100, 250], n_sweep=200, step_sweep=[1000, 2000, 3000, 4000],
-                 sweep_ddpm_steps=250, hybrid_taus=[20, 100, 300], n_hybrid=64, audit_n=240,
-                 grad_ts=[[0, 10], [10, 50], [50, 200], [200, 1000]], n_grad=16, threads=2, train_in_process=False,
-                 npz_dir="runs/full06", dial_windows=[None, 24, 16, 10], n_dial=128),
+    # full: seeds, overrides and step_sweep come from the GPU run's runs/full06/full06.json (benchmarks/full06_gpu.py);
+    # the sample sets were drawn on the GPU; the CPU-side sections (score error, Jacobians, mechanism) evaluate the
+    # 64-px checkpoints brought back (seed 0 of each method) at small n; hybrids need the UNet for every step of
+    # every sample and are left to the default profile
+    "full": dict(size=64, config_suffix="gpu", overrides=(), seeds=[0, 1, 2], n=600, batch=64,
+                 ddpm_steps=250, record_last=12, n_calib=20000, n_exact=64, n_score=16,
+                 score_ts=[0, 5, 10, 20, 50, 100, 200, 400, 700], jac_ts=[5, 20], n_jac=4, jac_iters=6,
+                 jac_probes=2, ddim_steps=[10, 25, 50, 100, 250], n_sweep=200, step_sweep=[],
+                 sweep_ddpm_steps=250, hybrid_taus=[], n_hybrid=0, audit_n=240,
+                 grad_ts=[[0, 10], [10, 100], [100, 1000]], n_grad=4, threads=2, train_in_process=False,
+                 npz_dir="runs/full06", dial_windows=[None, 24, 16, 10], n_dial=64),
 }
 cfg, saver = start("06_shapes_vsm", profile, seed, figures_dir, PROFILES)
 torch.set_num_threads(cfg["threads"])
@@ -123,6 +127,24 @@ SIZE = cfg["size"]
 GEOM = geometry(SIZE)
 NO_CACHE = os.environ.get("VSMLAB_NO_CACHE", "").lower() in ("1", "true", "yes")
 SHIPPED = ROOT / "checkpoints" / f"shapes{SIZE}"
+DEVICE_OF_SAMPLES = "cpu"  # where the sample sets were drawn (results.csv)
+FULL_RUN = None  # the GPU run's record (full profile): device, versions, steps, commands, stage times
+if profile == "full":
+    full_json = ROOT / cfg["npz_dir"] / "full06.json"
+    if not full_json.exists():
+        raise FileNotFoundError(
+            f"full profile: {full_json} is missing: the full profile has not been run in this checkout. On a GPU "
+            "machine run `PYTHONPATH=. python3 benchmarks/full06_gpu.py run --out OUT`, then here `python "
+            "benchmarks/full06_gpu.py unpack OUT` (section 16)")
+    FULL_RUN = json.loads(full_json.read_text())
+    DEVICE_OF_SAMPLES = f"cuda: {FULL_RUN['device']}"
+    cfg.update(seeds=FULL_RUN["seeds"], overrides=tuple(FULL_RUN.get("extra_train_overrides", ())),
+               step_sweep=FULL_RUN.get("sweep_steps", []))
+    print(f"full profile: GPU run of {FULL_RUN['started']} on {FULL_RUN['device']} (torch {FULL_RUN['torch']}, CUDA "
+          f"{FULL_RUN['cuda']}): {len(FULL_RUN['steps_saved'])} runs trained {FULL_RUN['stages']['train']:.0f} s at once, "
+          f"every model taken at the common step {FULL_RUN['common_step']}; {len(FULL_RUN['samples_done'])} sample sets "
+          f"drawn in {FULL_RUN['stages']['sample']:.0f} s" + (f"; not drawn: {FULL_RUN['samples_not_run']}"
+                                                               if FULL_RUN["samples_not_run"] else ""))
 print(f"profile={profile} seed={seed} size={SIZE} seeds={cfg['seeds']} samples/model={cfg['n']} "
       f"torch threads={torch.get_num_threads()} no_cache={NO_CACHE}")
 
@@ -303,7 +325,7 @@ def checkpoint_path(spec: study.Spec, step: int | None = None) -> Path:
 
 
 if profile == "full":
-    missing = [str(checkpoint_path(s)) for s in SPECS.values() if not checkpoint_path(s).exists()]
+    missing = [str(checkpoint_path(s)) for s in SPECS.values() if s.seed == cfg["seeds"][0] and not checkpoint_path(s).exists()]
     if missing:
         raise FileNotFoundError(
             f"full profile: {len(missing)} GPU-trained checkpoints are missing, e.g. {missing[0]}. The full profile "
@@ -329,7 +351,8 @@ def load(method: str, k: int, weights: str = "ema", step: int | None = None) -> 
     return study.load_checkpoint_model(checkpoint_path(spec, step), study.spec_config(spec, ROOT), weights, SIZE)
 
 
-MODELS = {key: load(*key) for key in SPECS}
+MODELS = {key: load(*key) for key in SPECS if checkpoint_path(SPECS[key]).exists()}  # full: the checkpoints brought back
+MSEEDS = [k for k in cfg["seeds"] if all((m, k) in MODELS for m in METHOD_CONFIGS)]  # seeds evaluated on this CPU
 source = "shipped checkpoints (checkpoints/shapes32/)" if str(next(iter(MODELS.values())).path).startswith(str(SHIPPED)) \
     else "models trained by this run"
 m0 = next(iter(MODELS.values()))
@@ -352,6 +375,23 @@ if (SHIPPED / "training_times.json").exists() and profile == "default":
 SAMPLE_SEED = 1000 + seed  # sampling seed S (the same for every model: paired noise)
 
 
+def full_npz(method: str, k: int, variance: str = "auto", sampler: str = "ddpm", steps="primary", weights: str = "ema",
+             ckpt_step: int | None = None, clip: bool = True) -> Path:
+    """Full profile: the GPU-drawn sample file of these options (names as benchmarks/full06_gpu.py writes them)."""
+    steps = cfg["ddpm_steps"] if steps == "primary" else steps
+    name = (f"{method}-seed{k}_{sampler}{steps}_{variance}_{weights}" + (f"_step{ckpt_step}" if ckpt_step else "")
+            + ("" if clip else "_noclip"))
+    return FULL_DIR / "samples" / f"{name}.npz"
+
+
+def drawn(*args, **kwargs) -> bool:
+    """Whether a sweep set exists (always in the CPU profiles, which compute it; full: if the GPU run drew it)."""
+    if profile != "full" or full_npz(*args, **kwargs).exists():
+        return True
+    print(f"not drawn in the GPU run (its sampling deadline came first): {full_npz(*args, **kwargs).name}; skipped")
+    return False
+
+
 def samples_for(method: str, k: int, variance: str = "auto", sampler: str = "ddpm", steps="primary",
                 weights: str = "ema", n: int | None = None, record_last: int = 0, ckpt_step: int | None = None,
                 eta: float = 0.0, clip: bool = True) -> dict:
@@ -359,14 +399,15 @@ def samples_for(method: str, k: int, variance: str = "auto", sampler: str = "ddp
     steps = cfg["ddpm_steps"] if steps == "primary" else steps
     n = n or cfg["n"]
     if profile == "full":
-        name = (f"{method}-seed{k}_{sampler}{steps}_{variance}_{weights}" + (f"_step{ckpt_step}" if ckpt_step else "")
-                + ("" if clip else "_noclip"))
-        z = study.load_npz_samples(FULL_DIR / "samples" / f"{name}.npz")
+        z = study.load_npz_samples(full_npz(method, k, variance, sampler, steps, weights, ckpt_step, clip))
         out = {"images": torch.from_numpy(z["images"]), "batch_seed": torch.from_numpy(z["batch_seed"]),
                "batch_row": torch.from_numpy(z["batch_row"])}
-        if record_last:
+        if record_last:  # the GPU run kept x0_hat for a few rows (trajectory_rows) and the detector scores of all
             out["x0_hat"] = torch.from_numpy(z["trajectory_x0_hat"][-record_last:])
             out["recorded_steps"] = torch.from_numpy(z["trajectory_steps"][-record_last:])
+            out["traj_rows"] = [int(i) for i in z["trajectory_rows"]]
+            out["scores"] = {"last 10 steps": torch.from_numpy(z["x0hat_var_last10"]),
+                             "t in 20..35": torch.from_numpy(z["x0hat_var_t20_35"])}
         return out
     lm = MODELS[(method, k)] if (weights == "ema" and ckpt_step is None) else load(method, k, weights, ckpt_step)
     return study.sample_set(lm, n, SAMPLE_SEED, sampler=sampler, steps=steps, variance=variance, eta=eta,
@@ -596,8 +637,18 @@ saver.save(fig, "gallery")
 # (left = earlier, right = t = 0): where does the duplicate or the broken shape appear?
 
 # %%
-traj_picks = [(c, gallery(c, 1)) for c in SUMMARY_ORDER]
-traj_picks = [(c, p[0]) for c, p in traj_picks if p]
+def traj_index(row: str, k: int, i: int) -> int | None:
+    """Position of sample i in the recorded x0_hat (full profile: only the rows the GPU run kept)."""
+    rows_ = PRIMARY[(row, k)].get("traj_rows")
+    return i if rows_ is None else (rows_.index(i) if i in rows_ else None)
+
+
+traj_picks = []
+for c in SUMMARY_ORDER:
+    found = [(row, k, i) for (row, k), vs in VERDICTS.items() for i, v in enumerate(vs)
+             if v.category == c and traj_index(row, k, i) is not None]
+    if found:
+        traj_picks.append((c, found[0]))
 if traj_picks:
     R = cfg["record_last"]
     cols = min(R, 8)
@@ -607,7 +658,7 @@ if traj_picks:
         idx = np.linspace(0, R - 1, cols).round().astype(int)
         for j, st in enumerate(idx):
             ax = axes[r_i, j]
-            ax.imshow(s_["x0_hat"][st, i, 0].float().numpy(), cmap="gray", vmin=-1, vmax=1)
+            ax.imshow(s_["x0_hat"][st, traj_index(row, k, i), 0].float().numpy(), cmap="gray", vmin=-1, vmax=1)
             ax.set_xticks([]), ax.set_yticks([])
             ax.set_title(f"t={int(s_['recorded_steps'][st])}", fontsize=6)
         axes[r_i, 0].set_ylabel(f"{c}\n{row} s{k}", fontsize=6)
@@ -664,7 +715,7 @@ for row, _, _ in ROWS:
 fresh = to_unit(generate(cfg["n_score"], SIZE, seed=777).images).double()
 g = torch.Generator().manual_seed(seed)
 noise = torch.randn(fresh.shape, generator=g, dtype=torch.float64)
-SCORE_ERR = {m: np.zeros((S, len(cfg["score_ts"]))) for m in METHOD_CONFIGS}
+SCORE_ERR = {m: np.zeros((len(MSEEDS), len(cfg["score_ts"]))) for m in METHOD_CONFIGS}  # seeds with checkpoints here
 exact_mse = []
 with torch.no_grad():
     for j, t in enumerate(cfg["score_ts"]):
@@ -673,7 +724,7 @@ with torch.no_grad():
         e_exact = EXACT(x_t, tt).eps
         exact_mse.append(float(((e_exact - noise) ** 2).mean()))
         for m in METHOD_CONFIGS:
-            for si, k in enumerate(cfg["seeds"]):
+            for si, k in enumerate(MSEEDS):
                 e = MODELS[(m, k)].model(x_t.float(), tt).eps.double()
                 SCORE_ERR[m][si, j] = float(((e - e_exact) ** 2).mean())
 print("mean squared eps error vs the exact eps (mean over seeds), per t:")
@@ -781,15 +832,19 @@ for tau in cfg["hybrid_taus"]:
             HYBRID[-1]["paired"] = (both, sum(bad_u), sum(bad_h))
             print(f"{'':<10} paired with the UNet's own samples (same starting noise): of its {sum(bad_u)} non-valid "
                   f"samples {both} stay non-valid, {sum(bad_u) - both} are repaired; {sum(bad_h) - both} valid ones break")
-fig, ax = plt.subplots(figsize=(6, 3.4))
-for name in ("exact>=tau", "UNet>=tau"):
-    rs = [h for h in HYBRID if h["kind"] == name]
-    ax.plot([h["tau"] for h in rs], [100 * h["rep"]["invalid"] / h["rep"]["n"] for h in rs], marker="o", label=name)
-ax.axhline(100 * np.mean(rates["fixed"]), color="grey", ls="--", label="UNet alone (fixed, mean over seeds)")
-ax.axhline(100 * exact_rep["invalid"] / exact_rep["n"], color="green", ls=":", label="exact alone")
-ax.set(xscale="log", xlabel="tau (switch step)", ylabel="non-valid (%)", title="hybrid samplers (fixed, seed 0)")
-ax.legend(fontsize=7)
-saver.save(fig, "hybrid_samplers")
+if not HYBRID:
+    print("hybrid samplers: not run in this profile (they evaluate the 64-px UNet at 250 steps for every sample and "
+          "tau on this CPU; the GPU run had no time left for them); see the default profile")
+else:
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    for name in ("exact>=tau", "UNet>=tau"):
+        rs = [h for h in HYBRID if h["kind"] == name]
+        ax.plot([h["tau"] for h in rs], [100 * h["rep"]["invalid"] / h["rep"]["n"] for h in rs], marker="o", label=name)
+    ax.axhline(100 * np.mean(rates["fixed"]), color="grey", ls="--", label="UNet alone (fixed, mean over seeds)")
+    ax.axhline(100 * exact_rep["invalid"] / exact_rep["n"], color="green", ls=":", label="exact alone")
+    ax.set(xscale="log", xlabel="tau (switch step)", ylabel="non-valid (%)", title="hybrid samplers (fixed, seed 0)")
+    ax.legend(fontsize=7)
+    saver.save(fig, "hybrid_samplers")
 
 # %% [markdown]
 # **A training-free dial: make the exact score local.** Notebook 03 smoothed the exact mixture score with a
@@ -843,7 +898,10 @@ for m in SWEEP_METHODS:
     var = VAR_OF[m]
     for step in [*cfg["step_sweep"], None]:
         spec = SPECS[(m, k0)]
-        if step is not None and not checkpoint_path(spec, step).exists():
+        if step is not None and profile == "full":
+            if not drawn(m, k0, var, steps=cfg["sweep_ddpm_steps"], ckpt_step=step):
+                continue
+        elif step is not None and not checkpoint_path(spec, step).exists():
             print(f"step sweep: {m} step {step}: no checkpoint {checkpoint_path(spec, step).name}; skipped")
             continue
         res = samples_for(m, k0, var, steps=cfg["sweep_ddpm_steps"], n=n_sw, ckpt_step=step)
@@ -853,14 +911,20 @@ for m in SWEEP_METHODS[:2]:
     for st in cfg["ddim_steps"]:
         if st > SCHEDULE.num_steps:
             continue
+        if not drawn(m, k0, sampler="ddim", steps=st):
+            continue
         res = samples_for(m, k0, sampler="ddim", steps=st, n=n_sw)
         SWEEP.append(dict(sweep="ddim_steps", method=m, value=st, rep=report(res["images"].numpy())))
 for m in SWEEP_METHODS:
     var = VAR_OF[m]
+    if not drawn(m, k0, var, weights="raw"):
+        continue
     SWEEP.append(dict(sweep="weights", method=m, value="ema", rep=PER_MODEL[(m, k0)]))  # the primary set
     res = samples_for(m, k0, var, weights="raw", n=n_sw)
     SWEEP.append(dict(sweep="weights", method=m, value="raw", rep=report(res["images"].numpy())))
 for m in SWEEP_METHODS:  # the primary sampler without clipping x0_hat (n_sweep samples) beside the primary set
+    if not drawn(m, k0, VAR_OF[m], clip=False):
+        continue
     SWEEP.append(dict(sweep="clip", method=m, value="clip", rep=PER_MODEL[(m, k0)]))
     res = samples_for(m, k0, VAR_OF[m], n=n_sw, clip=False)
     SWEEP.append(dict(sweep="clip", method=m, value="no clip", rep=report(res["images"].numpy())))
@@ -898,26 +962,25 @@ saver.save(fig, "sweeps")
 # mode-interpolation work reports ">95% removed at 96% kept" on its toys.
 
 # %%
-def window_scores(s_: dict, lo: int, hi: int) -> torch.Tensor:
+def window_scores(s_: dict, window: str) -> torch.Tensor:
+    """Detector score per sample: variance of x0_hat over the window's steps, summed over pixels (full profile:
+    computed on the GPU from the same recorded steps with the same functions)."""
+    if "scores" in s_:
+        return s_["scores"][window]
     steps_ = s_["recorded_steps"].tolist()
-    idx = [i for i, t in enumerate(steps_) if lo <= t <= hi]
-    if len(idx) < 2:  # smoke schedules: fall back to the last 3 recorded steps
-        idx = list(range(len(steps_) - 3, len(steps_)))
-    x = s_["x0_hat"][idx].double()
-    return x.var(0, unbiased=False).flatten(1).sum(1)
+    if window == "last 10 steps":
+        return trajectory_variance(s_["x0_hat"], k=min(10, len(steps_)))
+    if sum(20 <= t <= 35 for t in steps_) < 2:  # smoke schedules (T = 40): the last 3 recorded steps instead
+        return trajectory_variance(s_["x0_hat"], k=3)
+    return window_variance(s_["x0_hat"], steps_, 20, 35)
 
 
 DETECT = []
 for row, _, _ in ROWS:
-    for wname, (lo, hi) in (("last 10 steps", (None, None)), ("t in 20..35", (20, 35))):
+    for wname in ("last 10 steps", "t in 20..35"):
         sc, lab = [], []
         for k in cfg["seeds"]:
-            s_ = PRIMARY[(row, k)]
-            if lo is None:
-                steps_ = s_["recorded_steps"].tolist()
-                sc.append(window_scores(s_, steps_[-10], steps_[-1]) if len(steps_) >= 10 else window_scores(s_, 10**9, 10**9))
-            else:
-                sc.append(window_scores(s_, lo, hi))
+            sc.append(window_scores(PRIMARY[(row, k)], wname))
             lab.append(torch.tensor([not v.valid for v in VERDICTS[(row, k)]]))
         sc, lab = torch.cat(sc), torch.cat(lab)
         if lab.all() or not lab.any():
@@ -966,7 +1029,7 @@ with torch.no_grad():
         for t in frac_ts:
             tt = torch.full((len(fresh),), t, dtype=torch.long)
             x_t = SCHEDULE.noise(fresh.float(), tt, noise.float())
-            v = torch.stack([MODELS[(m, k)].model(x_t, tt).v for k in cfg["seeds"]])
+            v = torch.stack([MODELS[(m, k)].model(x_t, tt).v for k in MSEEDS])
             vals.append(float(((v + 1) / 2).mean()))
         FRAC[m] = vals
 print("mean learned frac = (v + 1) / 2 per t (0 = beta_tilde_t, 1 = beta_t), mean over seeds and pixels:")
@@ -1043,7 +1106,7 @@ for row, method, variance in ROWS:
             invalid=rep["invalid"],
             rate=f"{r.rate:.4f}", rate_low=f"{r.low:.4f}", rate_high=f"{r.high:.4f}",
             **{c: rep["categories"][c] for c in SUMMARY_ORDER}, vsm_rule_invalid=rep["vsm_rule_invalid"],
-            endpoint="primary", device="cpu" if profile != "full" else "see metadata"))
+            endpoint="primary", device=DEVICE_OF_SAMPLES))
 for r_ in SWEEP:
     rep = r_["rep"]
     r = wilson_interval(rep["invalid"], rep["n"])
@@ -1058,7 +1121,7 @@ for r_ in SWEEP:
         train_step=r_["value"] if r_["sweep"] == "train_step" else MODELS[(method, k0)].step, n=rep["n"],
         invalid=rep["invalid"], rate=f"{r.rate:.4f}", rate_low=f"{r.low:.4f}", rate_high=f"{r.high:.4f}",
         **{c: rep["categories"][c] for c in SUMMARY_ORDER}, vsm_rule_invalid=rep["vsm_rule_invalid"],
-        endpoint=f"exploratory:{r_['sweep']}", device="cpu" if profile != "full" else "see metadata"))
+        endpoint=f"exploratory:{r_['sweep']}", device=DEVICE_OF_SAMPLES))
 saver.save_table(RESULTS, "results")
 print(f"wrote {len(RESULTS)} rows to results.csv")
 

@@ -51,7 +51,7 @@ def test_every_shipped_config_is_valid() -> None:
     for f in files:
         cfg = load_config(f)
         if f.name.startswith("shapes-") and f.name.endswith("-gpu.toml"):  # cards-/chess-*: tests/test_semantic_study.py
-            assert cfg["data"]["size"] == 64 and cfg["model"]["base_channels"] >= 128 and cfg["train"]["amp"] == "bf16"
+            assert cfg["data"]["size"] == 64 and cfg["model"]["base_channels"] >= 32 and cfg["train"]["amp"] == "bf16"
         if f.name.startswith("shapes-") and f.name.endswith("-cpu.toml"):
             assert cfg["data"]["size"] == 32
     fixed, rho0, vsm = (load_config(ROOT / "configs" / f"shapes-{s}-gpu.toml") for s in ("fixed", "rho0", "vsm"))
@@ -184,6 +184,21 @@ def test_sample_writes_images_seeds_trajectories_and_metadata(smoke_run, tmp_pat
     assert meta["config"]["model"]["kind"] == "unet" and "1000003" in meta["seed_scheme"]
     assert sample(smoke_run / "latest.pt", "--n", 2, "--sampler", "ddim", "--eta", 0.5, "--weights", "raw",
                   "--steps", 4, "--out", tmp_path / "c.npz") == 0
+
+
+def test_sample_trajectory_last_keeps_the_final_steps_of_the_full_record(smoke_run, tmp_path) -> None:
+    full, tail = tmp_path / "full.npz", tmp_path / "tail.npz"
+    assert sample(smoke_run / "latest.pt", "--n", 3, "--seed", 5, "--steps", 5, "--out", full, "--trajectory-every", 1) == 0
+    assert sample(smoke_run / "latest.pt", "--n", 3, "--seed", 5, "--steps", 5, "--out", tail, "--trajectory-last", 2) == 0
+    df, dt = np.load(full), np.load(tail)
+    assert df["trajectory_steps"].tolist()[-2:] == dt["trajectory_steps"].tolist() and len(dt["trajectory_steps"]) == 2
+    assert dt["trajectory_x0_hat"].shape == (2, 3, 1, 32, 32)
+    np.testing.assert_array_equal(df["trajectory_x0_hat"][-2:], dt["trajectory_x0_hat"])
+    np.testing.assert_array_equal(df["images"], dt["images"])  # recording does not change the samples
+    assert json.loads(str(dt["metadata"]))["trajectory_last"] == 2
+    assert sample(smoke_run / "latest.pt", "--n", 1, "--steps", 5, "--out", tmp_path / "x.npz", "--trajectory-last", 6) == 2
+    assert sample(smoke_run / "latest.pt", "--n", 1, "--steps", 5, "--out", tmp_path / "x.npz", "--trajectory-last", 0) == 2
+    assert not (tmp_path / "x.npz").exists()
 
 
 def test_sample_bad_input_names_the_argument_and_keeps_files(smoke_run, tmp_path, capsys) -> None:

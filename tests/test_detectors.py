@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import vsmlab
-from vsmlab.analysis.detectors import retention_curve, roc_auc, roc_curve, trajectory_variance
+from vsmlab.analysis.detectors import retention_curve, roc_auc, roc_curve, trajectory_variance, window_variance
 from vsmlab.analysis.distances import sliced_wasserstein, wasserstein_1d
 
 
@@ -117,3 +117,14 @@ def test_sliced_wasserstein_2d_shift_matches_projections():
         sliced_wasserstein(torch.full((3, 2), float("inf")), z)
     with pytest.raises(ValueError, match="num_projections"):
         sliced_wasserstein(z, z, num_projections=0)
+
+
+def test_window_variance_selects_the_steps_in_the_window_by_value() -> None:
+    x0_hat = torch.tensor([[[5.0]], [[1.0]], [[3.0]], [[0.0]]])  # R=4 steps, B=1, one pixel
+    steps = [40, 32, 24, 0]  # descending, as samplers record them
+    torch.testing.assert_close(window_variance(x0_hat, steps, 20, 35), torch.tensor([1.0], dtype=torch.float64))
+    torch.testing.assert_close(window_variance(x0_hat, steps, 0, 40), trajectory_variance(x0_hat, k=4))
+    with pytest.raises(ValueError, match=r"lo, hi: the window 25\.\.30 holds 0 of the recorded steps"):
+        window_variance(x0_hat, steps, 25, 30)
+    with pytest.raises(ValueError, match=r"x0_hat: expected shape \[R, B, \.\.\.\] with R = len\(steps\) = 3"):
+        window_variance(x0_hat, steps[:3], 0, 40)

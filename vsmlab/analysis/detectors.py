@@ -59,6 +59,25 @@ def trajectory_variance(trajectory: torch.Tensor | SampleResult, k: int = 10) ->
     return var.reshape(var.shape[0], -1).sum(1)
 
 
+def window_variance(x0_hat: torch.Tensor, steps, lo: int, hi: int) -> torch.Tensor:
+    """Per-sample variance of x0_hat over the recorded steps t with ``lo <= t <= hi``, summed over dimensions: [B].
+
+    x0_hat: [R, B, ...] recorded at the (original, not respaced) timesteps ``steps`` [R] (e.g. a ``vsmlab sample``
+    npz's ``trajectory_x0_hat`` and ``trajectory_steps``). The VSM code's detector uses t in 20..35. Raises
+    ValueError naming the window when fewer than two recorded steps fall in it.
+    """
+    steps = [int(t) for t in steps]
+    if not isinstance(x0_hat, torch.Tensor) or x0_hat.dim() < 2 or x0_hat.shape[0] != len(steps):
+        got = getattr(x0_hat, "shape", type(x0_hat).__name__)
+        raise ValueError(f"x0_hat: expected shape [R, B, ...] with R = len(steps) = {len(steps)}, got {got}")
+    idx = [i for i, t in enumerate(steps) if lo <= t <= hi]
+    if len(idx) < 2:
+        raise ValueError(f"lo, hi: the window {lo}..{hi} holds {len(idx)} of the recorded steps {steps}; a variance "
+                         "needs two (record more final steps)")
+    var = x0_hat[idx].double().var(dim=0, unbiased=False)
+    return var.reshape(var.shape[0], -1).sum(1)
+
+
 def _check_scores_labels(scores: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     scores = torch.as_tensor(scores)
     labels = torch.as_tensor(labels, device=scores.device)

@@ -12,7 +12,7 @@ train CONFIG`` the run is DDP (nccl on CUDA, gloo on CPU), each rank takes its s
 rank 0 writes files and shows progress, the other ranks stay quiet.
 
 ``vsmlab sample CHECKPOINT --n N --out s.npz [--seed S] [--sampler ddpm|ddim] [--steps K] [--variance
-beta|beta_tilde|learned] [--eta E] [--clip-x0] [--weights ema|raw] [--device D] [--batch-size B] [--trajectory-every k]``
+beta|beta_tilde|learned] [--eta E] [--clip-x0] [--weights ema|raw] [--device D] [--batch-size B] [--trajectory-every k] [--trajectory-last L]``
 (defaults from the checkpoint's [sample] section) writes, atomically:
 
 - ``images`` uint8 [N, H, W] (one channel) or [N, H, W, 3]; for an MLP (mixture) run ``samples`` float32 [N, d];
@@ -22,6 +22,8 @@ beta|beta_tilde|learned] [--eta E] [--clip-x0] [--weights ema|raw] [--device D] 
   regenerates every sample exactly;
 - with ``--trajectory-every k``: ``trajectory_x_t`` and ``trajectory_x0_hat`` float16 [R, N, ...] (every
   k-th step counted back from the last, in [-1, 1] model space) and ``trajectory_steps`` int64 [R];
+  ``--trajectory-last L`` keeps only the last L steps (every step, or every k-th with ``--trajectory-every k``),
+  recorded inside the sampler, so a long run does not hold every step in memory;
 - ``metadata``: a JSON string with the config, checkpoint path and step, sampler options, seed scheme.
 """
 
@@ -80,6 +82,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     sa.add_argument("--batch-size", type=int, default=None, help="samples per batch")
     sa.add_argument("--trajectory-every", type=int, default=None, metavar="K",
                     help="also store x_t and x0_hat every K steps (float16)")
+    sa.add_argument("--trajectory-last", type=int, default=None, metavar="L",
+                    help="store x_t and x0_hat of the last L sampling steps only (float16; with --trajectory-every K, "
+                         "every K-th of them)")
     sa.add_argument("--quiet", action="store_true", help="no progress bar")
     sa.set_defaults(func=run_sample)
 
@@ -177,7 +182,7 @@ def _train_run(args, cfg, device, rank, dist) -> int:
     trainer = Trainer(model, data, schedule, loss_fn=build_loss(cfg), device=device, **trainer_options(cfg))
     start = 0
     if args.resume:
-        payload = ck.load_checkpoint(latest, map_location=device)
+        payload = ck.load_checkpoint(latest, map_location="cpu")  # RNG states must stay CPU byte tensors
         ck.check_config_matches(latest, payload["config"], cfg)
         if payload["model_kind"] != cfg["model"]["kind"] or _plain(payload["model_config"]) != _plain(model.config):
             raise ck.CheckpointError(f"checkpoint {str(latest)!r}: its model {payload['model_kind']} "
@@ -318,6 +323,9 @@ def _sample(args: argparse.Namespace) -> int:
         raise _Usage(f"--eta: applies to --sampler ddim only, got {eta}")
     if every < 0:
         raise _Usage(f"--trajectory-every: expected an int >= 1 (or 0 for none), got {every}")
+    last = args.trajectory_last
+    if last is not None and last < 1:
+        raise _Usage(f"--trajectory-last: expected an int >= 1 (the number of final steps kept), got {last}")
     if weights not in ("auto", "ema", "raw"):
         raise _Usage(f"--weights: expected ema or raw, got {weights!r}")
     if weights == "ema" and payload["ema"] is None:
@@ -349,7 +357,13 @@ def _sample(args: argparse.Namespace) -> int:
         options["variance"] = variance
     else:
         options["eta"] = float(eta)
-    if every:
+    if last is not None:
+        num = steps or T
+        if last > num:
+            raise _Usage(f"--trajectory-last: expected at most the number of sampling steps ({num}), got {last}")
+        every = every or 1
+        options.update(record_last=last, record_every=every, record_device="cpu")
+    elif every:
         options.update(record=True, record_every=every, record_device="cpu")
     fn = ddpm if sampler == "ddpm" else ddim
     from tqdm.auto import tqdm
@@ -391,7 +405,7 @@ def _sample(args: argparse.Namespace) -> int:
         "n": n, "batch_size": batch, "seed": seed,
         "seed_scheme": f"batch k (size {batch}, last smaller) drawn with torch.Generator(device).manual_seed("
                        f"{seed} * {SEED_STRIDE} + k); sample i = row batch_row[i] of the batch with seed batch_seed[i]",
-        "trajectory_every": every,
+        "trajectory_every": every, "trajectory_last": last,
     }
     arrays["metadata"] = np.asarray(json.dumps(meta))
     buffer = io.BytesIO()
