@@ -27,7 +27,7 @@ What ``run`` does, in order:
    (``x0hat_var_last10``: variance of x0_hat over the last 10 steps; ``x0hat_var_t20_35``: over t in 20..35) and
    keeps the recorded x0_hat only for a few rows (``trajectory_rows``: per category the first two non-valid
    samples of the strict validator, and the first four valid ones) so that the files fit the transfer limit.
-5. packs into at most 4 tar chunks of <= 15.5 MB under --out, in priority order (summary and logs, primary
+5. packs into at most 6 tar chunks of <= 10.3 MB under --out, in priority order (summary and logs, primary
    samples, seed-0 checkpoints, sweeps, other checkpoints): ``full06.json`` records the device, versions,
    commands, steps reached, the common step, per-stage times and what was left out.
 
@@ -53,8 +53,10 @@ METHODS = {"fixed": ("fixed", ()), "rho0": ("rho0", ()), "vsm": ("vsm", ()), "vs
 VAR_OF = {"fixed": "beta", "rho0": "learned", "vsm": "learned", "vsm10": "learned"}
 SAMPLE_SEED = 1000
 RECORD_LAST = 12
-CHUNK = 15_500_000  # the device returns <= 8 files of <= 16 MiB, <= 64 MiB in all: 4 chunks + full06.json + run log
-MAX_CHUNKS = 4
+# the device returns <= 8 files of <= 16 MiB, <= 64 MiB in all: 6 chunks + full06.json + the run log. Chunks of
+# 10.3 MB hold one 9.7 MB checkpoint each (the first run packed 4 x 15.5 MB and left a 4th checkpoint out)
+CHUNK = 10_300_000
+MAX_CHUNKS = 6
 
 
 def log(msg: str) -> None:
@@ -170,20 +172,17 @@ def shrink_primary(path: Path) -> dict:
     rows = sorted(rows)
     z["trajectory_rows"] = np.asarray(rows, dtype=np.int64)
     z["trajectory_x0_hat"] = x0[:, rows].numpy().astype(np.float16)
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **z)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, path)
+    compress(path, z)
     return {c: cats.count(c) for c in sorted(set(cats))}
 
 
-def compress(path: Path) -> None:
+def compress(path: Path, arrays: dict | None = None) -> None:
+    """Rewrite the npz at ``path`` (with ``arrays`` instead of its own, if given) compressed, atomically."""
     import numpy as np
 
-    z = dict(np.load(path))
+    arrays = dict(np.load(path)) if arrays is None else arrays
     buf = io.BytesIO()
-    np.savez_compressed(buf, **z)
+    np.savez_compressed(buf, **arrays)
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(buf.getvalue())
     os.replace(tmp, path)

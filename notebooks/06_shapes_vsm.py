@@ -52,8 +52,9 @@
 # Profiles: `smoke` (tests: tiny models trained here, every cell runs, numbers meaningless); `default` (the
 # README command; 2-core CPU; 32-px models loaded from the shipped checkpoints in `checkpoints/shapes32/`,
 # made by `vsmlab train` with the configs (commands in `checkpoints/shapes32/README.md`); `--no-cache`
-# retrains them from scratch into `runs/`); `full` (64 px, GPU-trained and GPU-sampled; see the last section;
-# **it has not been run**).
+# retrains them from scratch into `runs/`); `full` (64 px, trained and sampled on a GPU in one lease by
+# `benchmarks/full06_gpu.py`, then run here on the CPU from the files it brought back; publishes to
+# `figures/full/06_shapes_vsm/`; the last section says what ran, and the first cells print the GPU run's record).
 
 # %% tags=["parameters"]
 profile = "default"  # smoke | default | full
@@ -138,13 +139,24 @@ if profile == "full":
             "benchmarks/full06_gpu.py unpack OUT` (section 16)")
     FULL_RUN = json.loads(full_json.read_text())
     DEVICE_OF_SAMPLES = f"cuda: {FULL_RUN['device']}"
-    cfg.update(seeds=FULL_RUN["seeds"], overrides=tuple(FULL_RUN.get("extra_train_overrides", ())),
-               step_sweep=FULL_RUN.get("sweep_steps", []))
+    def primary_drawn(method: str, k: int) -> bool:  # every row of this method has its primary set
+        return all((ROOT / cfg["npz_dir"] / "samples" / f"{method}-seed{k}_ddpm{cfg['ddpm_steps']}_{v}_ema.npz").exists()
+                   for _, m_, v in ROWS if m_ == method)
+
+    complete = [k for k in FULL_RUN["seeds"] if all(primary_drawn(m, k) for m in METHOD_CONFIGS)]
+    if not complete:
+        raise FileNotFoundError(f"full profile: no training seed has a primary sample set for every model row in "
+                                f"{cfg['npz_dir']}/samples (the GPU run's sampling deadline came first)")
+    partial = {m: [k for k in FULL_RUN["seeds"] if k not in complete and primary_drawn(m, k)] for m in METHOD_CONFIGS}
+    cfg.update(seeds=complete, extra_seeds={m: ks for m, ks in partial.items() if ks},
+               overrides=tuple(FULL_RUN.get("extra_train_overrides", ())), step_sweep=FULL_RUN.get("sweep_steps", []))
     print(f"full profile: GPU run of {FULL_RUN['started']} on {FULL_RUN['device']} (torch {FULL_RUN['torch']}, CUDA "
           f"{FULL_RUN['cuda']}): {len(FULL_RUN['steps_saved'])} runs trained {FULL_RUN['stages']['train']:.0f} s at once, "
           f"every model taken at the common step {FULL_RUN['common_step']}; {len(FULL_RUN['samples_done'])} sample sets "
-          f"drawn in {FULL_RUN['stages']['sample']:.0f} s" + (f"; not drawn: {FULL_RUN['samples_not_run']}"
-                                                               if FULL_RUN["samples_not_run"] else ""))
+          f"drawn in {FULL_RUN['stages']['sample']:.0f} s")
+    print(f"seeds with a primary set for every row: {complete}; further seeds per method (section 5b): "
+          f"{cfg['extra_seeds'] or 'none'}; sets not drawn before the GPU run's deadline: {len(FULL_RUN['samples_not_run'])} "
+          f"({', '.join(FULL_RUN['samples_not_run'][:6])}{', ...' if len(FULL_RUN['samples_not_run']) > 6 else ''})")
 print(f"profile={profile} seed={seed} size={SIZE} seeds={cfg['seeds']} samples/model={cfg['n']} "
       f"torch threads={torch.get_num_threads()} no_cache={NO_CACHE}")
 
@@ -325,7 +337,10 @@ def checkpoint_path(spec: study.Spec, step: int | None = None) -> Path:
 
 
 if profile == "full":
-    missing = [str(checkpoint_path(s)) for s in SPECS.values() if s.seed == cfg["seeds"][0] and not checkpoint_path(s).exists()]
+    # the sample sets come from npz files; the CPU-side sections need seed 0's checkpoints (rho0 at least: the
+    # mechanism section); the GPU run brings back as many as fit its transfer (benchmarks/full06_gpu.py)
+    missing = [str(checkpoint_path(s)) for s in SPECS.values() if s.seed == cfg["seeds"][0] and s.method == "rho0"
+               and not checkpoint_path(s).exists()]
     if missing:
         raise FileNotFoundError(
             f"full profile: {len(missing)} GPU-trained checkpoints are missing, e.g. {missing[0]}. The full profile "
@@ -352,7 +367,16 @@ def load(method: str, k: int, weights: str = "ema", step: int | None = None) -> 
 
 
 MODELS = {key: load(*key) for key in SPECS if checkpoint_path(SPECS[key]).exists()}  # full: the checkpoints brought back
-MSEEDS = [k for k in cfg["seeds"] if all((m, k) in MODELS for m in METHOD_CONFIGS)]  # seeds evaluated on this CPU
+CPU_METHODS = [m for m in METHOD_CONFIGS if (m, cfg["seeds"][0]) in MODELS]  # methods with a checkpoint here
+MSEEDS = [k for k in cfg["seeds"] if all((m, k) in MODELS for m in CPU_METHODS)]  # seeds evaluated on this CPU
+if CPU_METHODS != list(METHOD_CONFIGS):
+    print(f"checkpoints here for {CPU_METHODS} (seed {cfg['seeds'][0]}); the sections that evaluate a model on this CPU "
+          f"(score error, Jacobians, Sigma, explorer) skip {[m for m in METHOD_CONFIGS if m not in CPU_METHODS]}")
+
+
+def train_step_of(method: str, k: int) -> int:
+    """Training step of a model: its checkpoint's, or (full profile, no checkpoint here) the GPU run's common step."""
+    return MODELS[(method, k)].step if (method, k) in MODELS else int(FULL_RUN["common_step"])
 source = "shipped checkpoints (checkpoints/shapes32/)" if str(next(iter(MODELS.values())).path).startswith(str(SHIPPED)) \
     else "models trained by this run"
 m0 = next(iter(MODELS.values()))
@@ -715,7 +739,7 @@ for row, _, _ in ROWS:
 fresh = to_unit(generate(cfg["n_score"], SIZE, seed=777).images).double()
 g = torch.Generator().manual_seed(seed)
 noise = torch.randn(fresh.shape, generator=g, dtype=torch.float64)
-SCORE_ERR = {m: np.zeros((len(MSEEDS), len(cfg["score_ts"]))) for m in METHOD_CONFIGS}  # seeds with checkpoints here
+SCORE_ERR = {m: np.zeros((len(MSEEDS), len(cfg["score_ts"]))) for m in CPU_METHODS}  # models with checkpoints here
 exact_mse = []
 with torch.no_grad():
     for j, t in enumerate(cfg["score_ts"]):
@@ -723,16 +747,16 @@ with torch.no_grad():
         x_t = SCHEDULE.noise(fresh, tt, noise)
         e_exact = EXACT(x_t, tt).eps
         exact_mse.append(float(((e_exact - noise) ** 2).mean()))
-        for m in METHOD_CONFIGS:
+        for m in CPU_METHODS:
             for si, k in enumerate(MSEEDS):
                 e = MODELS[(m, k)].model(x_t.float(), tt).eps.double()
                 SCORE_ERR[m][si, j] = float(((e - e_exact) ** 2).mean())
 print("mean squared eps error vs the exact eps (mean over seeds), per t:")
-print(f"{'t':>6} {'exact-vs-noise':>15} " + " ".join(f"{m:>10}" for m in METHOD_CONFIGS))
+print(f"{'t':>6} {'exact-vs-noise':>15} " + " ".join(f"{m:>10}" for m in CPU_METHODS))
 for j, t in enumerate(cfg["score_ts"]):
-    print(f"{t:>6} {exact_mse[j]:>15.4f} " + " ".join(f"{SCORE_ERR[m][:, j].mean():>10.4f}" for m in METHOD_CONFIGS))
+    print(f"{t:>6} {exact_mse[j]:>15.4f} " + " ".join(f"{SCORE_ERR[m][:, j].mean():>10.4f}" for m in CPU_METHODS))
 fig, ax = plt.subplots(figsize=(6, 3.5))
-for m in METHOD_CONFIGS:
+for m in CPU_METHODS:
     ax.plot(cfg["score_ts"], SCORE_ERR[m].mean(0), marker="o", label=m)
 ax.plot(cfg["score_ts"], exact_mse, color="grey", ls=":", label="exact eps vs drawn noise")
 ax.set(xscale="symlog", yscale="log", xlabel="t", ylabel="MSE of eps", title="UNet eps error against the exact eps")
@@ -777,7 +801,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
 JAC = []
 k0 = cfg["seeds"][0]
 gj = torch.Generator().manual_seed(seed + 1)
-for m, row in (("fixed", "fixed"), ("rho0", "rho0"), ("vsm", "vsm"), ("vsm10", "vsm10")):
+for m, row in [(m_, m_) for m_ in CPU_METHODS]:
     imgs = PRIMARY[(row, k0)]["images"]
     valid_mask = np.array([v.valid for v in VERDICTS[(row, k0)]])
     groups = {"valid": np.where(valid_mask)[0][: cfg["n_jac"]], "non-valid": np.where(~valid_mask)[0][: cfg["n_jac"]]}
@@ -906,7 +930,7 @@ for m in SWEEP_METHODS:
             continue
         res = samples_for(m, k0, var, steps=cfg["sweep_ddpm_steps"], n=n_sw, ckpt_step=step)
         rep_s = report(res["images"].numpy())
-        SWEEP.append(dict(sweep="train_step", method=m, value=step or MODELS[(m, k0)].step, rep=rep_s))
+        SWEEP.append(dict(sweep="train_step", method=m, value=step or train_step_of(m, k0), rep=rep_s))
 for m in SWEEP_METHODS[:2]:
     for st in cfg["ddim_steps"]:
         if st > SCHEDULE.num_steps:
@@ -1024,7 +1048,7 @@ for lo, hi in cfg["grad_ts"]:
 frac_ts = [t for t in cfg["score_ts"] if t > 0]
 FRAC = {}
 with torch.no_grad():
-    for m in ("rho0", "vsm", "vsm10"):
+    for m in [m_ for m_ in ("rho0", "vsm", "vsm10") if m_ in CPU_METHODS]:
         vals = []
         for t in frac_ts:
             tt = torch.full((len(fresh),), t, dtype=torch.long)
@@ -1102,11 +1126,22 @@ for row, method, variance in ROWS:
         r = wilson_interval(rep["invalid"], rep["n"])
         RESULTS.append(dict(
             model=row, method=method, seed=k, sampler=f"ddpm{cfg['ddpm_steps'] or SCHEDULE.num_steps}",
-            variance=variance, weights="ema", clip_x0=True, train_step=MODELS[(method, k)].step, n=rep["n"],
+            variance=variance, weights="ema", clip_x0=True, train_step=train_step_of(method, k), n=rep["n"],
             invalid=rep["invalid"],
             rate=f"{r.rate:.4f}", rate_low=f"{r.low:.4f}", rate_high=f"{r.high:.4f}",
             **{c: rep["categories"][c] for c in SUMMARY_ORDER}, vsm_rule_invalid=rep["vsm_rule_invalid"],
             endpoint="primary", device=DEVICE_OF_SAMPLES))
+for (row, k), rep in CMP.items():  # further training seeds (section 5b) of the rows that have them
+    if k in cfg["seeds"]:
+        continue
+    method, variance = CMP_ROWS[row]
+    r = wilson_interval(rep["invalid"], rep["n"])
+    RESULTS.append(dict(
+        model=row, method=method, seed=k, sampler=f"ddpm{cfg['ddpm_steps'] or SCHEDULE.num_steps}",
+        variance=variance, weights="ema", clip_x0=True, train_step=train_step_of(method, k), n=rep["n"],
+        invalid=rep["invalid"], rate=f"{r.rate:.4f}", rate_low=f"{r.low:.4f}", rate_high=f"{r.high:.4f}",
+        **{c: rep["categories"][c] for c in SUMMARY_ORDER}, vsm_rule_invalid=rep["vsm_rule_invalid"],
+        endpoint="primary (further seed)", device=DEVICE_OF_SAMPLES))
 for r_ in SWEEP:
     rep = r_["rep"]
     r = wilson_interval(rep["invalid"], rep["n"])
@@ -1118,7 +1153,7 @@ for r_ in SWEEP:
         model=method, method=method, seed=k0, sampler=sampler,
         variance="eta0" if r_["sweep"] == "ddim_steps" else ("beta" if method == "fixed" else "learned"),
         weights=r_["value"] if r_["sweep"] == "weights" else "ema", clip_x0=r_["value"] != "no clip",
-        train_step=r_["value"] if r_["sweep"] == "train_step" else MODELS[(method, k0)].step, n=rep["n"],
+        train_step=r_["value"] if r_["sweep"] == "train_step" else train_step_of(method, k0), n=rep["n"],
         invalid=rep["invalid"], rate=f"{r.rate:.4f}", rate_low=f"{r.low:.4f}", rate_high=f"{r.high:.4f}",
         **{c: rep["categories"][c] for c in SUMMARY_ORDER}, vsm_rule_invalid=rep["vsm_rule_invalid"],
         endpoint=f"exploratory:{r_['sweep']}", device=DEVICE_OF_SAMPLES))
@@ -1135,7 +1170,7 @@ print(f"wrote {len(RESULTS)} rows to results.csv")
 # %%
 from vsmlab.lab.image_explorer import ImageExplorer  # noqa: E402
 
-explorer = ImageExplorer({"exact": EXACT, **{m: MODELS[(m, k0)].model for m in METHOD_CONFIGS}}, SCHEDULE, size=SIZE,
+explorer = ImageExplorer({"exact": EXACT, **{m: MODELS[(m, k0)].model for m in CPU_METHODS}}, SCHEDULE, size=SIZE,
                          num_samples=4, num_steps=50 if profile != "smoke" else 10, seed=SAMPLE_SEED)
 explorer.widget
 
@@ -1233,7 +1268,7 @@ concl.append(f"- Floor: the exact score's samples were {exact_rep['invalid']} of
              "right at this size, so a UNet's non-valid samples are the network's doing.")
 concl.append(f"- Baseline: the fixed-variance UNet (beta_t) gave {pp(fixed_valid)}% valid images "
              + ("(the >= 90% target is met)." if fixed_valid >= 0.9 else
-                f"(the >= 90% target is NOT met: with {m0.step} CPU training steps per model these UNets are undertrained, "
+                f"(the >= 90% target is NOT met: with {m0.step} {'GPU' if profile == 'full' else 'CPU'} training steps per model these UNets are undertrained, "
                 "so the comparison below is between undertrained models and says little about VSM itself)."))
 for row, _, _ in ROWS:
     cnt = {c: sum(PER_MODEL[(r_, k)]["categories"][c] for r_, k in PER_MODEL if r_ == row) for c in SUMMARY_ORDER}
@@ -1266,7 +1301,7 @@ if GRADS:
     concl.append(f"- Mechanism: on the shared trunk, the VSM term's gradient (rho = 0.1) was {min(rel):.1e} to {max(rel):.1e} "
                  "of the eps-MSE gradient across t ranges (x 100 for rho = 10).")
 if FRAC:
-    diff_frac = max(abs(a_ - b_) for m in ("vsm", "vsm10") for a_, b_ in zip(FRAC[m], FRAC["rho0"]))
+    diff_frac = max(abs(a_ - b_) for m in ("vsm", "vsm10") if m in FRAC for a_, b_ in zip(FRAC[m], FRAC["rho0"]))
     concl.append(f"- Sigma: the learned frac of the VSM models differs from rho0's by at most {diff_frac:.3f} over the t checked.")
 for tau in cfg["hybrid_taus"]:
     hx = [h for h in HYBRID if h["tau"] == tau]
@@ -1303,40 +1338,36 @@ if DIAL:
         f"{d['rep']['categories']['duplicate']} of {d['rep']['n']} at w = {d['window']}" for d in DIAL)
         + ": a denoiser that sees only part of a column makes duplicates by itself.")
 unpaired = [m for m in METHOD_CONFIGS if len(seeds_of(m)) < 2]
-concl.append("- Not done in this profile: " + (f"a second training seed for {' and '.join(unpaired)} (section 5b pairs "
-             f"only rows with two seeds), " if unpaired else "")
-             + "the full profile (GPU, 64 px).")
+not_done = [f"a second training seed for {' and '.join(unpaired)} (section 5b pairs only rows with two seeds)"] if unpaired else []
+if profile == "full":
+    not_done += ["hybrid samplers (default profile only)",
+                 f"{len(FULL_RUN['samples_not_run'])} sample sets the GPU run's sampling deadline cut off"]
+else:
+    not_done += ["the 64-px GPU models (profile full: figures/full/06_shapes_vsm/)"]
+concl.append("- Not done in this profile: " + "; ".join(not_done) + ".")
 print("\n".join(concl))
 
-# ## 16 · How to run the full profile (GPU), and what it needs
+# ## 16 · The full profile (GPU): how it runs, and what ran
 #
-# **It has not been run**: no GPU was available when this notebook was written, and nothing under
-# `figures/full/06_shapes_vsm/` exists. `profile=full` stops in section 3 with a FileNotFoundError naming the
-# first missing checkpoint until the files below exist. The plan:
+# One GPU lease of this project is 15 minutes of device time in all (machine start, transfers and idle time
+# included), so the full profile is sized to that, not to the paper: `configs/shapes-*-gpu.toml` train a
+# 2.4M-parameter UNet at 64 px (base 32, attention at 8 px, batch 128, AdamW 1e-3, EMA 0.999, bf16 autocast).
+# On the GPU machine:
 #
-# 1. On the GPU machine, train the 4 methods x 6 seeds at 64 px (the GPU configs: ADM-style UNet base 128,
-#    bf16, 5,000 steps; ~10 min per model on one H100 by the config's own estimate, so about 4 GPU-hours in
-#    all: this does **not** fit one 10-minute GPU session; a 10-minute session trains about one model, which
-#    is enough to check the pipeline but not to compare methods):
+#     PYTHONPATH=. python3 benchmarks/full06_gpu.py run --out $OUT --train-seconds 320 --sample-seconds 140
 #
-#        for k in 0 1 2 3 4 5; do
-#          vsmlab train configs/shapes-fixed-gpu.toml --out runs/full06/fixed-seed$k --set train.seed=$k
-#          vsmlab train configs/shapes-rho0-gpu.toml  --out runs/full06/rho0-seed$k  --set train.seed=$k
-#          vsmlab train configs/shapes-vsm-gpu.toml   --out runs/full06/vsm-seed$k   --set train.seed=$k
-#          vsmlab train configs/shapes-vsm-gpu.toml   --out runs/full06/vsm10-seed$k --set train.seed=$k --set loss.rho=10.0
-#        done
+# trains fixed / rho0 / vsm / vsm10 x seeds 0, 1, 2 (12 processes at once on the one GPU, under NVIDIA MPS when
+# it starts) until the deadline, takes every model at the **common step** (the last step that all 12 saved:
+# equal updates for every method), samples with `vsmlab sample` in priority order (the primary sets of every
+# seed, then seed 0's sweeps) until the sampling deadline, keeps the detector scores of every sample and the
+# x0_hat tail of a few, and packs the files into chunks that fit the transfer. Here:
 #
-# 2. Sample there with `vsmlab sample` into `runs/full06/samples/<method>-seed<k>_<sampler><steps>_<variance>_<weights>.npz`
-#    (names as `samples_for` builds them), e.g. the primary sets
-#    `vsmlab sample runs/full06/rho0-seed0/latest.pt --n 600 --seed 1000 --steps 250 --clip-x0 --batch-size 200
-#    --trajectory-every 1 --out runs/full06/samples/rho0-seed0_ddpm250_learned_ema.npz` (every set with
-#    `--clip-x0` except the `_noclip` ones; the fixed models twice,
-#    `--variance beta` and `--variance beta_tilde`), and the sweep sets (`--sampler ddim --steps K`,
-#    `--weights raw`, and each `step_NNNNNNN.pt`).
-# 3. Copy `runs/full06/` back and run `python -m vsmlab figures --only 06 --profile full` on the CPU: the
-#    rates, statistics and galleries come from the npz files; the score-error, Jacobian, hybrid and gradient
-#    sections evaluate the 64-px checkpoints on the CPU (small n). It publishes to `figures/full/06_shapes_vsm/`.
+#     python benchmarks/full06_gpu.py unpack FOLDER      # -> runs/full06/
+#     python -m vsmlab figures --only 06 --profile full  # -> figures/full/06_shapes_vsm/
 #
-# With 6 seeds x 600 samples per model the design's MDE is printed twice: in section 5 ("full design") with a
-# between-seed variance of 0 (a lower bound), and in section 5b with the between-seed variance of the two rho0
-# seeds of the default profile (32 px, CPU-trained; the 64-px GPU models may vary less or more between seeds).
+# The first cells print the GPU run's record (`runs/full06/full06.json`: device, versions, steps, common step,
+# stage times, what was not drawn). What the run of 2026-11-28 (NVIDIA H200) could and could not do is in the
+# README ("On a GPU"): the deadline came at 750 common steps, far short of what the 32-px CPU models got, so
+# every 64-px model is still mostly non-valid; the sampling deadline left seeds 1 and 2 incomplete (section 5b
+# pairs what exists), and the transfer left the vsm10 checkpoint out (the CPU-side sections skip it). These
+# are the limits of one 15-minute lease, printed above, not a result about VSM.
