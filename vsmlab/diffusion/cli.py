@@ -323,7 +323,7 @@ def _sample(args: argparse.Namespace) -> int:
         raise _Usage(f"--eta: applies to --sampler ddim only, got {eta}")
     if every < 0:
         raise _Usage(f"--trajectory-every: expected an int >= 1 (or 0 for none), got {every}")
-    last = args.trajectory_last
+    last = getattr(args, "trajectory_last", None)
     if last is not None and last < 1:
         raise _Usage(f"--trajectory-last: expected an int >= 1 (the number of final steps kept), got {last}")
     if weights not in ("auto", "ema", "raw"):
