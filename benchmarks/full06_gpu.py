@@ -272,8 +272,7 @@ def run(args: argparse.Namespace) -> int:
     if args.cuda_tests and device == "cuda":
         try:
             import pytest  # noqa: F401
-            ft = open(logs / "pytest_cuda.log", "w")
-            files.append(ft)
+            ft = open(logs / "pytest_cuda.log", "w")  # closed by the OS at exit; the tests run until sampling ends
             tests = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-m", "cuda", "tests/test_cuda.py", "-p",
                                       "no:cacheprovider", "--timeout", "240"], cwd=ROOT, env=env(), stdout=ft, stderr=subprocess.STDOUT)
         except ImportError:
@@ -299,6 +298,8 @@ def run(args: argparse.Namespace) -> int:
     stop(procs)
     if preflight.poll() is None:
         preflight.kill()
+    for f in files:  # the trainings' and the preflight's logs
+        f.close()
     reached = {n: max(saved_steps(runs / n), default=0) for n in procs}
     summary["stages"]["train"] = round(time.time() - t_train, 1)
     summary["steps_saved"] = reached
@@ -314,11 +315,6 @@ def run(args: argparse.Namespace) -> int:
     common = max(common_set, default=0)
     summary["common_step"] = common
     log(f"training stopped after {summary['stages']['train']} s; saved steps {reached}; common step {common}")
-    if tests is not None:
-        try:
-            tests.wait(timeout=max(1, 60 - (time.time() - t_train)) if time.time() - t_train < 60 else 1)
-        except subprocess.TimeoutExpired:
-            pass
     if common == 0 or "preflight" in failed:
         write_summary()
         names, _ = pack([("full06.json", runs / "full06.json")] + [(f"logs/{p.name}", p) for p in sorted(logs.glob("*.log"))], out)
@@ -333,8 +329,11 @@ def run(args: argparse.Namespace) -> int:
 
     # 3. sampling, a few processes at a time
     sweep = [s for s in args.sweep_steps if s < common]
-    if not sweep:
-        sweep = sorted({max(args.save_every, (common * f // 4) // args.save_every * args.save_every) for f in (1, 2, 3)} - {common})
+    if not sweep:  # 1/4, 1/2 and 3/4 of the common step, rounded down to saved steps
+        from vsmlab.diffusion.config import load_config
+
+        every = load_config(runs / next(iter(procs)) / "config.toml")["train"]["save_every"]
+        sweep = sorted({max(every, (common * f // 4) // every * every) for f in (1, 2, 3)} - {common})
     summary["sweep_steps"] = sweep
     jobs = sample_jobs(args.methods, args.seeds, common, runs, args.n, args.n_sweep, sweep, args.ddim_steps)
     t_sample = time.time()
@@ -430,7 +429,6 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--n", type=int, default=600, help="samples per primary set")
     r.add_argument("--n-sweep", type=int, default=200)
     r.add_argument("--sweep-steps", nargs="*", type=int, default=[], help="default: 1/4, 1/2, 3/4 of the common step")
-    r.add_argument("--save-every", type=int, default=250, help="the configs' train.save_every (for the default sweep)")
     r.add_argument("--ddim-steps", nargs="*", type=int, default=[10, 25, 50, 100, 250])
     r.add_argument("--sample-procs", type=int, default=4)
     r.add_argument("--sample-batch", type=int, default=600)
