@@ -37,35 +37,22 @@ Nothing here is a timed assertion; the times are for the README and the notebook
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _lease import (ROOT, common_step, compress, device_facts, env, log, pack, popen_logged, run_queue,  # noqa: E402
+                    shell_chain, train_until, unpack)
+
 METHODS = {"fixed": ("fixed", ()), "rho0": ("rho0", ()), "vsm": ("vsm", ()), "vsm10": ("vsm", ("loss.rho=10.0",))}
 VAR_OF = {"fixed": "beta", "rho0": "learned", "vsm": "learned", "vsm10": "learned"}
 SAMPLE_SEED = 1000
 RECORD_LAST = 12
-# the device returns <= 8 files of <= 16 MiB, <= 64 MiB in all: 6 chunks + full06.json + the run log. Chunks of
-# 10.3 MB hold one 9.7 MB checkpoint each (the first run packed 4 x 15.5 MB and left a 4th checkpoint out)
-CHUNK = 10_300_000
-MAX_CHUNKS = 6
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-            "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def train_cmd(method: str, seed: int, out: Path, device: str, extra: list[str]) -> list[str]:
@@ -75,48 +62,6 @@ def train_cmd(method: str, seed: int, out: Path, device: str, extra: list[str]) 
     for s in (*sets, *extra):
         cmd += ["--set", s]
     return cmd
-
-
-def last_logged_step(run: Path) -> int:
-    try:
-        lines = (run / "log.jsonl").read_text().strip().splitlines()
-        return int(json.loads(lines[-1])["step"]) if lines else 0
-    except (OSError, ValueError, KeyError):
-        return 0
-
-
-def saved_steps(run: Path) -> set[int]:
-    return {int(p.stem.split("_")[1]) for p in run.glob("step_*.pt")}
-
-
-def stop(procs: dict[str, subprocess.Popen]) -> None:
-    for p in procs.values():
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    end = time.time() + 20
-    for p in procs.values():
-        try:
-            p.wait(timeout=max(0.1, end - time.time()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-
-
-def start_mps() -> str:
-    """Start NVIDIA MPS (many small processes then share the GPU at once instead of taking turns); check that a
-    CUDA process still starts under it, else stop it again. Returns what happened."""
-    if shutil.which("nvidia-cuda-mps-control") is None:
-        return "no nvidia-cuda-mps-control: processes time-share the GPU"
-    try:
-        subprocess.run(["nvidia-cuda-mps-control", "-d"], check=True, timeout=20, capture_output=True)
-        probe = subprocess.run([sys.executable, "-c", "import torch; x = torch.ones(1, device='cuda'); print(float(x.sum()))"],
-                               timeout=45, capture_output=True, text=True)
-        if probe.returncode == 0 and probe.stdout.strip() == "1.0":
-            return "on (nvidia-cuda-mps-control -d; a CUDA probe ran under it)"
-        reason = f"probe failed: {(probe.stderr or probe.stdout).strip()[-300:]}"
-    except (subprocess.SubprocessError, OSError) as exc:
-        reason = f"could not start: {exc}"
-    subprocess.run(["bash", "-c", "echo quit | nvidia-cuda-mps-control"], timeout=20, capture_output=True)
-    return f"off ({reason}); processes time-share the GPU"
 
 
 def sample_jobs(methods: list[str], seeds: list[int], common: int, runs: Path, n: int, n_sweep: int,
@@ -176,49 +121,7 @@ def shrink_primary(path: Path) -> dict:
     return {c: cats.count(c) for c in sorted(set(cats))}
 
 
-def compress(path: Path, arrays: dict | None = None) -> None:
-    """Rewrite the npz at ``path`` (with ``arrays`` instead of its own, if given) compressed, atomically."""
-    import numpy as np
-
-    arrays = dict(np.load(path)) if arrays is None else arrays
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, path)
-
-
-def pack(items: list[tuple[str, Path]], out: Path) -> tuple[list[str], list[str]]:
-    """Greedy: items (arcname, path) in priority order into chunk_<i>.tar files of <= CHUNK bytes."""
-    chunks: list[list[tuple[str, Path]]] = []
-    sizes: list[int] = []
-    left = []
-    for arc, p in items:
-        size = p.stat().st_size + 1024
-        for i, s in enumerate(sizes):
-            if s + size <= CHUNK:
-                chunks[i].append((arc, p))
-                sizes[i] += size
-                break
-        else:
-            if len(chunks) < MAX_CHUNKS and size <= CHUNK:
-                chunks.append([(arc, p)])
-                sizes.append(size)
-            else:
-                left.append(arc)
-    names = []
-    for i, chunk in enumerate(chunks):
-        name = f"chunk_{i}.tar"
-        with tarfile.open(out / name, "w") as tar:
-            for arc, p in chunk:
-                tar.add(p, arcname=arc)
-        names.append(name)
-    return names, left
-
-
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     t0 = time.time()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -229,18 +132,11 @@ def run(args: argparse.Namespace) -> int:
     for d in (runs, samples, logs):
         d.mkdir(parents=True, exist_ok=True)
     device = args.device
-    summary: dict = {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-                     "torch": torch.__version__, "cuda": torch.version.cuda, "python": sys.version.split()[0],
-                     "methods": args.methods, "seeds": args.seeds, "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+    summary: dict = {**device_facts(device, args.mps), "methods": args.methods, "seeds": args.seeds,
                      "train_seconds_budget": args.train_seconds, "sample_seconds_budget": args.sample_seconds,
                      "extra_train_overrides": args.set, "commands": {}, "stages": {}}
-    log(f"device {summary['device']}  torch {summary['torch']}  cuda {summary['cuda']}")
-    if device == "cuda":
-        smi = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True)
-        summary["nvidia_smi"] = smi.stdout.strip()
-        summary["mps"] = start_mps() if args.mps else "not asked for"
-        log(f"nvidia-smi: {summary['nvidia_smi']}; MPS: {summary['mps']}")
+    log(f"device {summary['device']}  torch {summary['torch']}  cuda {summary['cuda']}; "
+        f"nvidia-smi: {summary.get('nvidia_smi')}; MPS: {summary.get('mps')}")
 
     def write_summary() -> None:
         (runs / "full06.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
@@ -252,9 +148,7 @@ def run(args: argparse.Namespace) -> int:
             name = f"{m}-seed{k}"
             cmd = train_cmd(m, k, runs / name, device, args.set)
             summary["commands"][name] = " ".join(["python", *cmd[1:]])
-            f = open(logs / f"train_{name}.log", "w")
-            files.append(f)
-            procs[name] = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=f, stderr=subprocess.STDOUT)
+            procs[name] = popen_logged(cmd, logs / f"train_{name}.log", files)
     # preflight beside the trainings: a 2-step run of the same config, sampled with every option used later
     # (DDPM 250 with the trajectory tail, DDIM, raw weights) and shrunk; if it fails, everything stops at once
     pre = work / "preflight"
@@ -264,10 +158,7 @@ def run(args: argparse.Namespace) -> int:
              [*smp, "--steps", "250", "--clip-x0", "--trajectory-last", str(RECORD_LAST), "--out", str(pre / "a.npz")],
              [*smp, "--steps", "10", "--sampler", "ddim", "--weights", "raw", "--out", str(pre / "b.npz")],
              [sys.executable, str(Path(__file__).resolve()), "shrink", str(pre / "a.npz")]]
-    fp = open(logs / "preflight.log", "w")
-    files.append(fp)
-    preflight = subprocess.Popen(["bash", "-c", " && ".join(" ".join(f"'{c}'" for c in cmd) for cmd in chain)], cwd=ROOT,
-                                 env=env(), stdout=fp, stderr=subprocess.STDOUT)
+    preflight = popen_logged(shell_chain(chain), logs / "preflight.log", files)
     tests = None
     if args.cuda_tests and device == "cuda":
         try:
@@ -277,44 +168,13 @@ def run(args: argparse.Namespace) -> int:
                                       "no:cacheprovider", "--timeout", "240"], cwd=ROOT, env=env(), stdout=ft, stderr=subprocess.STDOUT)
         except ImportError:
             summary["pytest_cuda"] = "skipped: no pytest on this machine"
-    t_train = time.time()
-    failed = []
-    while time.time() - t_train < args.train_seconds:
-        time.sleep(5)
-        failed = [n for n, p in procs.items() if p.poll() not in (None, 0)]
-        if preflight.poll() not in (None, 0):
-            failed.append("preflight")
-            log("preflight FAILED:\n" + (logs / "preflight.log").read_text()[-3000:])
-        elif preflight.returncode == 0 and "preflight" not in summary["stages"]:
-            summary["stages"]["preflight"] = round(time.time() - t_train, 1)
-            log(f"preflight passed (train 2 steps, DDPM-250 with trajectory tail, DDIM raw, shrink) in "
-                f"{summary['stages']['preflight']} s")
-        if failed:
-            break
-        if all(p.poll() == 0 for p in procs.values()):
-            break
-        if int(time.time() - t_train) % 30 < 5:
-            log("steps: " + " ".join(f"{n}={last_logged_step(runs / n)}" for n in procs))
-    stop(procs)
-    if preflight.poll() is None:
-        preflight.kill()
+    failed = train_until(procs, runs, logs, preflight, args.train_seconds, summary,
+                         "train 2 steps, DDPM-250 with trajectory tail, DDIM raw, shrink")
     for f in files:  # the trainings' and the preflight's logs
         f.close()
-    reached = {n: max(saved_steps(runs / n), default=0) for n in procs}
-    summary["stages"]["train"] = round(time.time() - t_train, 1)
-    summary["steps_saved"] = reached
-    summary["steps_logged"] = {n: last_logged_step(runs / n) for n in procs}
-    if failed:
-        for n in failed:
-            if n == "preflight":
-                continue
-            tail = (logs / f"train_{n}.log").read_text()[-3000:]
-            log(f"training {n} FAILED (exit {procs[n].returncode}):\n{tail}")
-        summary["failed"] = failed
-    common_set = set.intersection(*(saved_steps(runs / n) for n in procs)) if procs else set()
-    common = max(common_set, default=0)
+    common = common_step([runs / n for n in procs])
     summary["common_step"] = common
-    log(f"training stopped after {summary['stages']['train']} s; saved steps {reached}; common step {common}")
+    log(f"training stopped after {summary['stages']['train']} s; saved steps {summary['steps_saved']}; common step {common}")
     if common == 0 or "preflight" in failed:
         write_summary()
         names, _ = pack([("full06.json", runs / "full06.json")] + [(f"logs/{p.name}", p) for p in sorted(logs.glob("*.log"))], out)
@@ -335,32 +195,14 @@ def run(args: argparse.Namespace) -> int:
         every = load_config(runs / next(iter(procs)) / "config.toml")["train"]["save_every"]
         sweep = sorted({max(every, (common * f // 4) // every * every) for f in (1, 2, 3)} - {common})
     summary["sweep_steps"] = sweep
-    jobs = sample_jobs(args.methods, args.seeds, common, runs, args.n, args.n_sweep, sweep, args.ddim_steps)
+    jobs = [(name, [sys.executable, "-m", "vsmlab", "sample", *a, "--out", str(samples / f"{name}.npz"), "--device", device,
+                    "--quiet", "--batch-size", str(args.sample_batch)])
+            for name, a in sample_jobs(args.methods, args.seeds, common, runs, args.n, args.n_sweep, sweep, args.ddim_steps)]
     t_sample = time.time()
-    pending, active, done, sample_fail = list(jobs), {}, [], []
-    while (pending or active) and time.time() - t_sample < args.sample_seconds:
-        while pending and len(active) < args.sample_procs:
-            name, a = pending.pop(0)
-            cmd = [sys.executable, "-m", "vsmlab", "sample", *a, "--out", str(samples / f"{name}.npz"), "--device", device,
-                   "--quiet", "--batch-size", str(args.sample_batch)]
-            summary["commands"][f"sample:{name}"] = " ".join(["python", *cmd[1:]])
-            f = open(logs / f"sample_{name}.log", "w")
-            active[name] = (subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=f, stderr=subprocess.STDOUT), f, time.time())
-        time.sleep(1)
-        for name, (p, f, ts) in list(active.items()):
-            if p.poll() is not None:
-                f.close()
-                del active[name]
-                (done if p.returncode == 0 else sample_fail).append(name)
-                summary.setdefault("sample_seconds", {})[name] = round(time.time() - ts, 1)
-    for name, (p, f, _) in active.items():
-        p.kill()
-        f.close()
+    done, sample_fail, not_run = run_queue(jobs, args.sample_procs, args.sample_seconds, logs, summary)
     summary["stages"]["sample"] = round(time.time() - t_sample, 1)
-    summary["samples_done"] = done
-    summary["samples_failed"] = sample_fail
-    summary["samples_not_run"] = [n for n, _ in pending] + list(active)
-    log(f"sampling: {len(done)} sets in {summary['stages']['sample']} s; failed {sample_fail}; not run {summary['samples_not_run']}")
+    summary["samples_done"], summary["samples_failed"], summary["samples_not_run"] = done, sample_fail, not_run
+    log(f"sampling: {len(done)} sets in {summary['stages']['sample']} s; failed {sample_fail}; not run {not_run}")
     if tests is not None:
         if tests.poll() is None:
             tests.kill()
@@ -400,21 +242,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def unpack(args: argparse.Namespace) -> int:
-    src, dst = Path(args.folder), ROOT / args.into
-    chunks = sorted(src.glob("chunk_*.tar"))
-    if not chunks:
-        raise SystemExit(f"unpack: no chunk_*.tar in {str(src)!r}")
-    dst.mkdir(parents=True, exist_ok=True)
-    for c in chunks:
-        with tarfile.open(c) as tar:
-            tar.extractall(dst, filter="data")
-    if (src / "full06.json").exists():
-        shutil.copyfile(src / "full06.json", dst / "full06.json")
-    print(f"unpacked {len(chunks)} chunks into {dst}")
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -444,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "shrink":
         print(shrink_primary(Path(args.npz)))
         return 0
-    return run(args) if args.cmd == "run" else unpack(args)
+    return run(args) if args.cmd == "run" else unpack(args.folder, args.into, "full06.json")
 
 
 if __name__ == "__main__":

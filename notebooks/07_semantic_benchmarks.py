@@ -31,12 +31,14 @@
 # **What each profile runs.** `smoke` exercises every cell with tiny data and tiny models (seconds). `default`
 # (2 CPU cores, at most 20 minutes from a cold cache) calibrates both validators and samples three small Cards
 # models at 64 px (32-px faces) trained with the image CLI and shipped in `checkpoints/cards64/`: fixed variance,
-# learned variance with rho = 0, and VSM (rho = 0.1). Chess boards are unreadable below 128 px (16-px squares), and a model that draws them is far
-# beyond a CPU budget, so chess training belongs to `full`: 128-px Cards and 256-px chess models trained on a
-# GPU with `configs/cards-*-gpu.toml` / `configs/chess-*-gpu.toml` and sampled with `vsmlab sample`; this
-# notebook then reads their `.npz` files from `samples_dir` and publishes under `figures/full/`. **The full
-# profile has not been run** (no GPU was available when this notebook was written); its cells stop with a
-# message naming the missing files and the commands that make them.
+# learned variance with rho = 0, and VSM (rho = 0.1), with a second training seed of rho = 0 and VSM (the
+# comparison of record is paired over the two seeds). Chess boards are unreadable below 128 px (16-px squares),
+# and a model that draws them is far beyond a CPU budget, so chess training belongs to `full`: 128-px Cards and
+# 128-px chess models trained on a GPU in one lease by `benchmarks/full07_gpu.py` (`configs/cards-*-gpu.toml`,
+# `configs/chess-*-gpu.toml`) and sampled there with `vsmlab sample`; this notebook then reads the files it
+# brought back (`samples_dir`, default `runs/full07/`) and publishes under `figures/full/`. **The full profile
+# has not been run on a GPU yet** (it was rehearsed on a CPU with tiny models); without the files its first cell
+# stops with a message naming the commands that make them.
 #
 # Every rate below comes with its 95% Wilson interval; every comparison of two models prints the interval of
 # the difference and the smallest difference this many samples could detect (80% power, 5% two-sided).
@@ -45,7 +47,7 @@
 profile = "default"  # smoke | default | full
 seed = 0
 figures_dir = ""  # "" -> figures/07_semantic_benchmarks (default), figures/<profile>/07_semantic_benchmarks otherwise
-samples_dir = ""  # full profile: folder with the GPU sample files (<name>.npz); "" -> runs/07-full
+samples_dir = ""  # full profile: the folder benchmarks/full07_gpu.py unpacked (full07.json, samples/); "" -> runs/full07
 
 # %%
 import json
@@ -60,6 +62,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from vsmlab.analysis import stats
 from vsmlab.analysis.metrics import wilson_interval
 from vsmlab.data import cards as C
 from vsmlab.data import chessboards as CB
@@ -83,27 +86,33 @@ PROFILES = {
         cards_models={m: [f"cards-{m}", "configs/cards-smoke.toml", [*SMOKE_OVERRIDES[m], "train.save_every=2"]]
                       for m in METHODS}, step_sweep=[2], sweep=dict(n=4, steps=5, batch_size=4), sampling_steps=[3, 5],
         chess_models={m: [f"chess-{m}", "configs/chess-smoke.toml", list(SMOKE_OVERRIDES[m])] for m in METHODS},
-        sample=dict(n=8, steps=5, batch_size=8), chess_sample=dict(n=4, steps=3, batch_size=4), workers=0),
+        sample=dict(n=8, steps=5, batch_size=8), chess_sample=dict(n=4, steps=3, batch_size=4), workers=0,
+        further_seeds=dict(seeds=[1], methods=["rho0", "vsm"])),
     "default": dict(
         cards_sizes=[(64, False), (128, True)], cards_real=2000, cards_per_kind=300, chess_positions=5000,
         chess_real=2000, chess_per_kind=200, chess_sizes=[256, 128],
         cards_models={m: [f"cards-{m}", f"configs/cards-{m}-cpu.toml", []] for m in METHODS},
         chess_models=None, sample=dict(n=100, steps=50, batch_size=50), chess_sample=None, workers=2,
-        step_sweep=[1000, 2000, 4000], sweep=dict(n=32, steps=50, batch_size=32), sampling_steps=[50, 250]),
+        step_sweep=[1000, 2000, 4000], sweep=dict(n=32, steps=50, batch_size=32), sampling_steps=[50, 250],
+        further_seeds=dict(seeds=[1], methods=["rho0", "vsm"])),
     "full": dict(
         cards_sizes=[(64, False), (128, True)], cards_real=20000, cards_per_kind=1000, chess_positions=20000,
         chess_real=20000, chess_per_kind=1000, chess_sizes=[256, 128],
-        cards_models={m: [f"cards-{m}-gpu", f"configs/cards-{m}-gpu.toml", []] for m in METHODS},
-        chess_models={m: [f"chess-{m}-gpu", f"configs/chess-{m}-gpu.toml", []] for m in METHODS},
-        sample=None, chess_sample=None, workers=0, step_sweep=[], sweep=None),
+        # run names as benchmarks/full07_gpu.py writes them; seeds, methods and sweep steps come from its full07.json
+        cards_models={m: [f"cards-{m}-seed0", f"configs/cards-{m}-gpu.toml", []] for m in METHODS},
+        chess_models={m: [f"chess-{m}-seed0", f"configs/chess-{m}-gpu.toml", []] for m in METHODS},
+        sample=None, chess_sample=None, workers=0, step_sweep=[], sweep=None, further_seeds=None),
 }
 cfg, saver = start("07_semantic_benchmarks", profile, seed, figures_dir, PROFILES)
 CARD_SPECS = {m: study.RunSpec(name, config, tuple(o)) for m, (name, config, o) in cfg["cards_models"].items()}
 CHESS_SPECS = ({m: study.RunSpec(name, config, tuple(o)) for m, (name, config, o) in cfg["chess_models"].items()}
                if cfg["chess_models"] else None)
 RUNS = cache_dir() / "runs07"  # trained models and their samples, one folder per resolved config
-FULL_DIR = Path(samples_dir) if samples_dir else Path("runs") / "07-full"  # relative to the project root
+FULL_DIR = Path(samples_dir) if samples_dir else Path("runs") / "full07"  # relative to the project root
 FULL_DIR = FULL_DIR if FULL_DIR.is_absolute() else ROOT / FULL_DIR
+FULL_RUN = "benchmarks/full07_gpu.py"
+FULL_HOW = (f"on a GPU machine: `PYTHONPATH=. python3 {FULL_RUN} run --out OUT` (after `python {FULL_RUN} vendor` here, "
+            f"carrying build/pydeps), then here: `python {FULL_RUN} unpack OUT`")
 NO_CACHE = os.environ.get("VSMLAB_NO_CACHE", "").lower() in ("1", "true", "yes")  # --no-cache: retrain, ignore shipped
 SHIPPED = ROOT / "checkpoints" / "cards64"  # default profile: Cards models trained by configs/cards-*-cpu.toml
 
@@ -111,6 +120,24 @@ SHIPPED = ROOT / "checkpoints" / "cards64"  # default profile: Cards models trai
 def shown(path: Path) -> str:
     """A path as printed: relative to the project root when it lies inside it."""
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+FULL = None
+if profile == "full":  # what the GPU run trained, how far, and what it drew
+    if not (FULL_DIR / "full07.json").is_file():
+        raise FileNotFoundError(f"full profile: no {shown(FULL_DIR / 'full07.json')}; make it {FULL_HOW}")
+    FULL = json.loads((FULL_DIR / "full07.json").read_text())
+    METHODS = tuple(m for m in METHODS if m in FULL["methods"])
+    cfg["further_seeds"] = dict(seeds=FULL["seeds"][1:], methods=list(METHODS))
+    print(f"GPU run ({shown(FULL_DIR)}/full07.json): {FULL['device']}, torch {FULL['torch']}, started {FULL['started']}; "
+          f"trained {FULL['stages']['train']} s, common step per benchmark {FULL['common_step']} (steps logged "
+          f"{FULL['steps_logged']}); sampled {FULL['stages'].get('sample')} s: {len(FULL.get('samples_done', []))} sets, "
+          f"not run {FULL.get('samples_not_run')}; left out of the transfer: {FULL.get('left_out')}")
+
+
+def run_log(bench: str, m: str, ckpts: dict[str, Path]) -> Path:
+    """The training log of the seed-0 model: beside its checkpoint, or in the GPU run's folder (full)."""
+    return FULL_DIR / f"{bench}-{m}-seed0" / "log.jsonl" if profile == "full" else ckpts[m].parent / "log.jsonl"
+
 
 print(f"profile={profile} seed={seed}; Cards calibrated at {cfg['cards_sizes']} (size, rgb) with {cfg['cards_real']} real "
       f"grids and {cfg['cards_per_kind']} per corruption; chess: {cfg['chess_positions']} positions, {cfg['chess_real']} "
@@ -401,10 +428,8 @@ def cards_sample_files() -> dict[str, Path]:
     """{method: npz}: sampled here (smoke, default), or the GPU files of the full profile."""
     specs = CARD_SPECS
     if profile == "full":
-        paths = {m: FULL_DIR / f"{specs[m].name}.npz" for m in METHODS}
-        study.require_files(paths, {m: f"vsmlab train {specs[m].config} --out runs/{specs[m].name} --device cuda && "
-                                       f"vsmlab sample runs/{specs[m].name}/latest.pt --out {paths[m]} --device cuda"
-                                    for m in METHODS})
+        paths = {m: FULL_DIR / "samples" / f"{specs[m].name}.npz" for m in METHODS}
+        study.require_files(paths, {m: FULL_HOW for m in METHODS})
         return paths
     t1, cpu1 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
     s = cfg["sample"]
@@ -432,9 +457,9 @@ for m, (imgs, meta) in card_samples.items():
 # %%
 fig, ax = plt.subplots(1, 2, figsize=(11, 3.4))
 for m in METHODS:
-    log = (CARD_CKPTS[m].parent if m in CARD_CKPTS else card_files[m].parent) / "log.jsonl"
+    log = run_log("cards", m, CARD_CKPTS)
     if not log.exists():
-        print(f"{m}: no training log beside {card_files[m].name} (GPU samples read from {shown(FULL_DIR)})")
+        print(f"{m}: no training log at {shown(log)}")
         continue
     recs = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     steps_ = [r["step"] for r in recs]
@@ -548,11 +573,11 @@ for m in METHODS:
 #
 # Difference of hallucination rates (first minus second, percentage points) at the lab's threshold, with the
 # 95% Newcombe interval for two independent rates and the smallest difference these sample sizes detect with
-# 80% power. One training seed per method: these intervals cover sampling noise only, not the spread between
-# training seeds, so they are lower bounds on the real uncertainty (notebook 06 measures seed spread on Shapes).
+# 80% power. These are the seed-0 models: the intervals cover sampling noise only, not the spread between
+# training seeds, so they are lower bounds on the real uncertainty; the next section adds the second seed.
 
 # %%
-pairs = [("vsm", "rho0"), ("rho0", "fixed"), ("vsm", "fixed")]
+pairs = [(a, b) for a, b in (("vsm", "rho0"), ("rho0", "fixed"), ("vsm", "fixed")) if a in METHODS and b in METHODS]
 for a, b in pairs:
     va, vb = verdicts[a][1].hallucinated, verdicts[b][1].hallucinated
     d = study.compare_rates(int(va.sum()), va.numel(), int(vb.sum()), vb.numel())
@@ -567,6 +592,96 @@ for a, b in pairs:
           f"of {xa.shape[0]}, same violated rules {same_cats} of {xa.shape[0]}")
 
 # %% [markdown]
+# ### Over training seeds: the comparison of record
+#
+# One training seed says how these particular models differ, not how the methods do: a second seed trained the
+# same way (same data, sampler and sampling seed; only `train.seed` differs, so the initialisation and the
+# batches change) shows how far two runs of one method disagree. Per model: the rate of each seed and, for each
+# pair, the per-seed differences, the difference paired over seeds (t-interval with S - 1 degrees of freedom:
+# with two seeds t = 12.7, so it is wide by construction) and the samples of all seeds pooled (Newcombe; it
+# ignores the seed-to-seed spread). Then the between-seed variance of the rho = 0 rate and the smallest effect
+# this design, and one with more seeds, could detect.
+
+# %%
+def further_seed_files() -> dict[tuple[str, int], Path]:
+    """{(method, seed): npz} of the further training seeds: shipped checkpoints (default), trained here (smoke,
+    --no-cache) or the GPU run's files (full), sampled exactly as the seed-0 primary sets."""
+    fs = cfg.get("further_seeds") or {}
+    want = [(m, k) for k in fs.get("seeds", []) for m in fs.get("methods", []) if m in METHODS]
+    if profile == "full":
+        found = {(m, k): FULL_DIR / "samples" / f"cards-{m}-seed{k}.npz" for m, k in want}
+        for key in [key for key, p in found.items() if not p.is_file()]:
+            print(f"cards {key[0]} seed {key[1]}: not drawn by the GPU run ({shown(found.pop(key))} missing)")
+        return found
+    specs = {(m, k): study.RunSpec(f"{CARD_SPECS[m].name}-seed{k}", CARD_SPECS[m].config,
+                                   (*CARD_SPECS[m].overrides, f"train.seed={k}")) for m, k in want}
+    shipped = {key: SHIPPED / f"{key[0]}-seed{key[1]}" / "latest.pt" for key in want}
+    if profile == "default" and not NO_CACHE and all(p.exists() for p in shipped.values()):
+        ckpts = {key: study.check_shipped(shipped[key], specs[key], ROOT, image_size=64) for key in want}
+        times = json.loads((SHIPPED / "training_times.json").read_text())
+        print("further seeds, shipped: " + ", ".join(f"{m} seed {k} (trained in {times[f'{m}-seed{k}']:.0f} s)" for m, k in want))
+    else:
+        trained = study.ensure_runs(list(specs.values()), RUNS, ROOT, workers=cfg["workers"])
+        ckpts = {key: trained[specs[key].name] for key in want}
+    s = cfg["sample"]
+    named = {f"{m}@seed{k}": p for (m, k), p in ckpts.items()}
+    files = study.ensure_samples(named, s["n"], s["steps"], seed, s["batch_size"], ROOT, workers=cfg["workers"],
+                                 out_dirs=sample_dirs(named))
+    return {key: files[f"{key[0]}@seed{key[1]}"] for key in want}
+
+
+t0 = time.perf_counter()
+SEED_FILES = further_seed_files()
+SEED_VERDICTS = {(m, 0): verdicts[m][1] for m in METHODS}
+for (m, k), path in SEED_FILES.items():
+    imgs_k, meta_k = study.load_sample_images(path)
+    SEED_VERDICTS[(m, k)] = C.validate_cards(imgs_k, threshold=LAB_THRESHOLD)
+SEEDS_OF = {m: sorted(k for mm, k in SEED_VERDICTS if mm == m) for m in METHODS}
+print(f"further seeds: {len(SEED_FILES)} sample sets in {time.perf_counter() - t0:.0f} s (0 when cached)")
+SEED_ROWS = []
+for (m, k), v in sorted(SEED_VERDICTS.items(), key=lambda kv: (METHODS.index(kv[0][0]), kv[0][1])):
+    r = wilson_interval(int(v.hallucinated.sum()), v.hallucinated.numel())
+    rules = study.rule_rates(v.categories, C.CATEGORIES)
+    print(f"{LABELS[m]:<20} seed {k}: hallucinated at {LAB_THRESHOLD}: {r}; " + ", ".join(f"{c} {rules[c].count}" for c in C.CATEGORIES))
+    SEED_ROWS.append(dict(method=m, train_seed=k, n=r.n, hallucinated=r.count, rate=round(r.rate, 4), low=round(r.low, 4),
+                          high=round(r.high, 4), **{f"rule_{c}": rules[c].count for c in C.CATEGORIES}))
+saver.save_table(SEED_ROWS, "cards_seed_rates")
+SEED_PAIRS = {}
+for a, b in pairs:
+    common_seeds = [k for k in SEEDS_OF[a] if k in SEEDS_OF[b]]
+    if len(common_seeds) < 2:
+        continue
+    ra = [float(SEED_VERDICTS[(a, k)].hallucinated.double().mean()) for k in common_seeds]
+    rb = [float(SEED_VERDICTS[(b, k)].hallucinated.double().mean()) for k in common_seeds]
+    d = stats.paired_difference(ra, rb, seed=seed)
+    SEED_PAIRS[(a, b)] = d
+    ca = sum(int(SEED_VERDICTS[(a, k)].hallucinated.sum()) for k in common_seeds)
+    cb = sum(int(SEED_VERDICTS[(b, k)].hallucinated.sum()) for k in common_seeds)
+    na = sum(SEED_VERDICTS[(a, k)].hallucinated.numel() for k in common_seeds)
+    nb = sum(SEED_VERDICTS[(b, k)].hallucinated.numel() for k in common_seeds)
+    print(f"{LABELS[a]} - {LABELS[b]} over seeds {common_seeds}: per seed "
+          + ", ".join(f"{100 * x:+.1f}" for x in d.differences)
+          + f" pp; paired {100 * d.mean.mean:+.1f} pp [95% CI {100 * (d.mean.mean - d.mean.half):+.1f}, "
+          f"{100 * (d.mean.mean + d.mean.half):+.1f}]; pooled samples {study.compare_rates(ca, na, cb, nb)}")
+if "rho0" in METHODS and len(SEEDS_OF["rho0"]) >= 2:
+    n_per = SEED_VERDICTS[("rho0", 0)].hallucinated.numel()
+    sr = stats.seed_rates([int(SEED_VERDICTS[("rho0", k)].hallucinated.sum()) for k in SEEDS_OF["rho0"]], n_per)
+    p0 = min(max(sr.mean.mean, 1.0 / (2 * n_per)), 1 - 1.0 / (2 * n_per))
+    between = sr.components.between if np.isfinite(sr.components.between) else 0.0
+    print(f"rho = 0 over {len(SEEDS_OF['rho0'])} seeds: rates " + ", ".join(f"{100 * x:.1f}%" for x in sr.per_seed)
+          + f"; between-seed variance {between:.2e} (within: {sr.components.within:.2e})")
+    for s_, n_ in ((len(SEEDS_OF["rho0"]), n_per), (6, 600)):
+        mde = stats.minimum_detectable_effect(p0, between, s_, n_)
+        print(f"  MDE at 80% power with {s_} seeds x {n_} samples: {100 * mde.absolute:.1f} pp = "
+              f"{100 * mde.relative:.0f}% of the rho = 0 rate {100 * p0:.1f}%")
+    try:
+        print(f"  a 25% relative reduction would need {stats.seeds_needed(p0, between, n_per, 0.25)} seeds x {n_per} samples")
+    except ValueError as exc:
+        print(f"  a 25% relative reduction: {exc}")
+else:
+    print("one training seed per model in this run: no seed-to-seed spread to report")
+
+# %% [markdown]
 # ### Rate against training step (exploratory)
 #
 # The same runs' intermediate checkpoints (EMA weights; shipped as EMA-only files), sampled with the primary
@@ -575,25 +690,41 @@ for a, b in pairs:
 
 # %%
 SWEEP_ROWS = []
-if profile != "full" and cfg["step_sweep"]:
+
+
+def step_sweep_files() -> dict[tuple[str, int], Path]:
+    """{(method, step): npz} of the seed-0 intermediate checkpoints: sampled here, or drawn by the GPU run (full)."""
+    if profile == "full":
+        st = (FULL.get("sweep_step") or {}).get("cards", 0)
+        found = {(m, st): FULL_DIR / "samples" / f"cards-{m}-seed0_step{st}.npz" for m in METHODS} if st else {}
+        found = {key: p for key, p in found.items() if p.is_file()}
+        print(f"training-step sweep: the GPU run drew {len(found)} set(s) at step {st or '-'}")
+        return found
+    if not cfg["step_sweep"]:
+        return {}
     sw = cfg["sweep"]
     step_ckpts = {(m, st): CARD_CKPTS[m].parent / f"step_{st:07d}.pt" for m in METHODS for st in cfg["step_sweep"]}
     missing = [str(p) for p in step_ckpts.values() if not p.exists()]
     if missing:
         print(f"no step checkpoint {missing[0]} (and {len(missing) - 1} more): training-step sweep skipped")
-    else:
-        t0 = time.perf_counter()
-        named = {f"{m}@{st}": p for (m, st), p in step_ckpts.items()}
-        sweep_files = study.ensure_samples(named, sw["n"], sw["steps"], seed, sw["batch_size"], ROOT,
-                                           workers=cfg["workers"], out_dirs=sample_dirs(named))
-        print(f"training-step sweep: {len(named)} checkpoints x {sw['n']} samples, DDPM-{sw['steps']} clipped, "
-              f"{time.perf_counter() - t0:.0f} s (0 when cached)")
-        for (m, st) in step_ckpts:
-            imgs, _ = study.load_sample_images(sweep_files[f"{m}@{st}"])
-            v = C.validate_cards(imgs, threshold=LAB_THRESHOLD)
-            SWEEP_ROWS.append(dict(method=m, step=st, n=imgs.shape[0], hallucinated=int(v.hallucinated.sum()),
-                                   median_quadrant_ncc=round(float(C.match_quadrants(imgs, templates).score.median()), 4),
-                                   median_worst_ncc=round(float(v.worst_score.median()), 4)))
+        return {}
+    t0 = time.perf_counter()
+    named = {f"{m}@{st}": p for (m, st), p in step_ckpts.items()}
+    files = study.ensure_samples(named, sw["n"], sw["steps"], seed, sw["batch_size"], ROOT, workers=cfg["workers"],
+                                 out_dirs=sample_dirs(named))
+    print(f"training-step sweep: {len(named)} checkpoints x {sw['n']} samples, DDPM-{sw['steps']} clipped, "
+          f"{time.perf_counter() - t0:.0f} s (0 when cached)")
+    return {(m, st): files[f"{m}@{st}"] for (m, st) in step_ckpts}
+
+
+SWEEP_FILES = step_sweep_files()
+if SWEEP_FILES:
+    for (m, st), path in SWEEP_FILES.items():
+        imgs, _ = study.load_sample_images(path)
+        v = C.validate_cards(imgs, threshold=LAB_THRESHOLD)
+        SWEEP_ROWS.append(dict(method=m, step=st, n=imgs.shape[0], hallucinated=int(v.hallucinated.sum()),
+                               median_quadrant_ncc=round(float(C.match_quadrants(imgs, templates).score.median()), 4),
+                               median_worst_ncc=round(float(v.worst_score.median()), 4)))
     final_step = {m: int(card_samples[m][1].get("checkpoint_step") or 0) for m in METHODS}
     for m in METHODS:
         v = verdicts[m][1]
@@ -620,7 +751,7 @@ if profile != "full" and cfg["step_sweep"]:
     saver.save_table(SWEEP_ROWS, "cards_training_steps")
     plt.show()
 else:
-    print("training-step sweep: not in this profile")
+    print("training-step sweep: no sample sets in this profile / run")
 
 # %% [markdown]
 # ### Sampling steps: is the primary sampler's step count the cause? (exploratory)
@@ -657,29 +788,40 @@ else:
 # %% [markdown]
 # ## Chess models (full profile: GPU samples)
 #
-# Chess training belongs to the full profile: 256-px boards (the released resolution) with an ADM-sized UNet
-# (`configs/chess-{fixed,rho0,vsm}-gpu.toml`), sampled with `vsmlab sample ... --device cuda`. In `default` this
-# cell only prints the commands; in `smoke` it trains three tiny 128-px models so that every line of the
-# analysis runs.
+# Chess training belongs to the full profile: 128-px boards (16-px squares; the validator reads them exactly,
+# above) with a 3.4M-parameter UNet (`configs/chess-{fixed,rho0,vsm}-gpu.toml`) trained for as long as one GPU
+# lease allows and sampled there (`benchmarks/full07_gpu.py`). The released 256 px costs about 2.5x more per
+# image, too much for one lease. The GPU machine renders its own training boards, so the samples are read
+# against the tiles it rendered with (brought back beside the samples; the cell prints how far they are from
+# this machine's). In `default` this cell only prints the commands; in `smoke` it trains three tiny 128-px models
+# so that every line of the analysis runs.
 
 # %%
 def chess_sample_files() -> dict[str, Path] | None:
     specs = CHESS_SPECS
     if specs is None:
-        for m in METHODS:
-            print(f"not run in this profile: vsmlab train configs/chess-{m}-gpu.toml --out runs/chess-{m}-gpu --device cuda"
-                  f" && vsmlab sample runs/chess-{m}-gpu/latest.pt --out {shown(FULL_DIR / f'chess-{m}-gpu.npz')} --device cuda")
+        print(f"not run in this profile: chess models train in the full profile, {FULL_HOW}")
         return None
     if profile == "full":
-        paths = {m: FULL_DIR / f"{specs[m].name}.npz" for m in METHODS}
-        study.require_files(paths, {m: f"vsmlab train {specs[m].config} --out runs/{specs[m].name} --device cuda && "
-                                       f"vsmlab sample runs/{specs[m].name}/latest.pt --out {paths[m]} --device cuda"
-                                    for m in METHODS})
+        paths = {m: FULL_DIR / "samples" / f"{specs[m].name}.npz" for m in METHODS}
+        study.require_files(paths, {m: FULL_HOW for m in METHODS})
         return paths
     ckpts = study.ensure_runs(list(specs.values()), RUNS, ROOT, workers=cfg["workers"])
     s = cfg["chess_sample"]
     return study.ensure_samples({m: ckpts[specs[m].name] for m in METHODS}, s["n"], s["steps"], seed, s["batch_size"],
                                 ROOT, workers=cfg["workers"])
+
+
+def chess_templates(size: int) -> CB.ChessTemplates | None:
+    """The tiles the GPU machine rendered its training boards with (full), else None (this machine's own)."""
+    path = FULL_DIR / f"chess_tiles_{size}.npy"
+    if profile != "full" or not path.is_file():
+        return None
+    tiles = np.load(path)
+    diff = np.abs(tiles.astype(np.int16) - CB.lab_tiles(size).astype(np.int16))
+    print(f"chess tiles of the GPU machine ({shown(path)}): max |difference| from this machine's {int(diff.max())} of 255, "
+          f"pixels that differ {100 * float((diff > 0).mean()):.3f}%; samples are read against the GPU machine's")
+    return CB.ChessTemplates(tiles, "gpu machine")
 
 
 chess_files = chess_sample_files()
@@ -689,7 +831,14 @@ if chess_files is not None:
         imgs, meta = study.load_sample_images(chess_files[m])
         if imgs.shape[1] != 3 or imgs.shape[-1] not in CB.SIZES:
             raise ValueError(f"{chess_files[m]}: expected RGB boards of 256 or 128 px, got {list(imgs.shape[1:])}")
-        v = CB.validate_chess(imgs)
+        if m == METHODS[0]:
+            chess_tpl = chess_templates(imgs.shape[-1])
+        log = FULL_DIR / f"chess-{m}-seed0" / "log.jsonl"
+        if profile == "full" and log.is_file():
+            last = json.loads(log.read_text().strip().splitlines()[-1])
+            print(f"{LABELS[m]:<20} training: last logged step {last['step']}, mse {last['mse']:.4f}; samples of step "
+                  f"{meta.get('checkpoint_step')} (EMA)")
+        v = CB.validate_chess(imgs, chess_tpl)
         chess_verdicts[m] = (imgs, v)
         rates = study.rule_rates(v.categories, CB.RULES)
         valid = [p for p, h in zip(v.placements, v.hallucinated.tolist()) if not h]
@@ -705,6 +854,13 @@ if chess_files is not None:
     for a, b in pairs:
         va, vb = chess_verdicts[a][1].hallucinated, chess_verdicts[b][1].hallucinated
         print(f"{LABELS[a]} - {LABELS[b]}: {study.compare_rates(int(va.sum()), va.numel(), int(vb.sum()), vb.numel())}")
+    st = (FULL.get("sweep_step") or {}).get("chess", 0) if FULL else 0
+    for m in METHODS:  # full: the seed-0 model at half its training, same sampler
+        path = FULL_DIR / "samples" / f"chess-{m}-seed0_step{st}.npz"
+        if st and path.is_file():
+            vs = CB.validate_chess(study.load_sample_images(path)[0], chess_tpl)
+            print(f"{LABELS[m]:<20} at step {st}: hallucinated {wilson_interval(int(vs.hallucinated.sum()), vs.hallucinated.numel())}; "
+                  f"at step {(FULL['common_step'] or {}).get('chess')}: {wilson_interval(int(chess_verdicts[m][1].hallucinated.sum()), len(chess_verdicts[m][1].placements))}")
     fig, axes = plt.subplots(len(METHODS), 1, figsize=(12, 2.2 * len(METHODS)))
     for ax, m in zip(axes, METHODS):
         imgs, v = chess_verdicts[m]
@@ -732,6 +888,10 @@ for a, b in pairs:
     verdict = ("no difference detected" if d.low <= 0 <= d.high else ("lower" if d.high < 0 else "higher")
                + " beyond sampling noise (one training seed: seed-to-seed spread not included)")
     concl.append(f"- {LABELS[a]} - {LABELS[b]}: {d} ({verdict}).")
+for (a, b), d in SEED_PAIRS.items():
+    concl.append(f"- {LABELS[a]} - {LABELS[b]} paired over {len(d.differences)} training seeds: {100 * d.mean.mean:+.1f} pp "
+                 f"[95% CI {100 * (d.mean.mean - d.mean.half):+.1f}, {100 * (d.mean.mean + d.mean.half):+.1f}] (per seed "
+                 + ", ".join(f"{100 * x:+.1f}" for x in d.differences) + ").")
 for m in METHODS:
     rs = sorted((r for r in SWEEP_ROWS if r["method"] == m), key=lambda r: r["step"])
     if len(rs) >= 2:

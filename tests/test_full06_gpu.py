@@ -43,9 +43,7 @@ def test_sample_job_names_are_the_notebooks_file_names(tmp_path) -> None:
     assert 'f"{method}-seed{k}_{sampler}{steps}_{variance}_{weights}"' in nb and '"_noclip"' in nb and 'f"_step{ckpt_step}"' in nb
 
 
-def test_pack_keeps_the_priority_order_and_the_limits(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(full06, "CHUNK", 10_000)
-    monkeypatch.setattr(full06, "MAX_CHUNKS", 2)
+def test_pack_keeps_the_priority_order_and_the_limits(tmp_path) -> None:
     items = []
     for i, size in enumerate([6000, 3000, 6000, 20_000, 3000, 6000]):
         p = tmp_path / f"f{i}.bin"
@@ -53,7 +51,7 @@ def test_pack_keeps_the_priority_order_and_the_limits(tmp_path, monkeypatch) -> 
         items.append((f"a/f{i}.bin", p))
     out = tmp_path / "out"
     out.mkdir()
-    names, left = full06.pack(items, out)
+    names, left = full06.pack(items, out, chunk=10_000, max_chunks=2)
     assert names == ["chunk_0.tar", "chunk_1.tar"]
     # (each file counts 1024 bytes of tar overhead) f0 opens chunk 0, f1 does not fit beside it and opens chunk 1,
     # f2 fits neither and no third chunk is allowed, f3 is over the limit, f4 fits beside f1, f5 fits nowhere
