@@ -192,6 +192,37 @@ def compress(path: Path, arrays: dict | None = None) -> None:
     os.replace(tmp, path)
 
 
+def cap_rows(paths: list[Path], max_bytes: int) -> int | None:
+    """Keep the same first k rows of every compressed sample file in ``paths`` so that each is at most ``max_bytes``
+    (every array whose first axis has the file's row count is cut; the ``metadata`` JSON gets ``rows_drawn`` and
+    ``rows_kept``). Row i of every file keeps its sampling noise, so the files stay paired. Returns k, or None if
+    nothing had to be cut."""
+    import numpy as np
+
+    if not paths:
+        return None
+    rows = {p: int(np.load(p)["images"].shape[0]) for p in paths}
+    n = min(rows.values())
+    per_row = max(p.stat().st_size / rows[p] for p in paths)
+    if all(p.stat().st_size <= max_bytes for p in paths) and len(set(rows.values())) == 1:
+        return None
+    k = max(1, min(n, int(0.97 * max_bytes / per_row)))
+    while True:
+        for p in paths:
+            z = dict(np.load(p))
+            m = rows[p]
+            cut = {key: (a[:k] if a.ndim >= 1 and a.shape[0] == m else a) for key, a in z.items()}
+            if "metadata" in cut:
+                meta = json.loads(str(cut["metadata"]))
+                meta.update(rows_drawn=m, rows_kept=k)
+                cut["metadata"] = np.array(json.dumps(meta))
+            compress(p, cut)
+            rows[p] = k
+        if all(p.stat().st_size <= max_bytes for p in paths) or k == 1:
+            return k
+        k = max(1, int(0.9 * k))
+
+
 def pack(items: list[tuple[str, Path]], out: Path, chunk: int | None = None,
          max_chunks: int | None = None) -> tuple[list[str], list[str]]:
     """Greedy: items (arcname, path) in priority order into chunk_<i>.tar files of <= ``chunk`` bytes (default

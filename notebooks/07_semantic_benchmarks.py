@@ -131,7 +131,8 @@ if profile == "full":  # what the GPU run trained, how far, and what it drew
     print(f"GPU run ({shown(FULL_DIR)}/full07.json): {FULL['device']}, torch {FULL['torch']}, started {FULL['started']}; "
           f"trained {FULL['stages']['train']} s, common step per benchmark {FULL['common_step']} (steps logged "
           f"{FULL['steps_logged']}); sampled {FULL['stages'].get('sample')} s: {len(FULL.get('samples_done', []))} sets, "
-          f"not run {FULL.get('samples_not_run')}; left out of the transfer: {FULL.get('left_out')}")
+          f"not run {FULL.get('samples_not_run')}; {FULL['n']} samples drawn per primary set, seed-0 sets kept: "
+          f"{FULL.get('primary_rows_kept')}; left out of the transfer: {FULL.get('left_out')}")
 
 
 def run_log(bench: str, m: str, ckpts: dict[str, Path]) -> Path:

@@ -97,3 +97,27 @@ def test_train_commands_use_the_gpu_configs() -> None:
     assert cmd[3:5] == ["train", "configs/chess-vsm-gpu.toml"] and cmd[cmd.index("--device") + 1] == "cuda"
     assert "train.seed=1" in cmd and "train.steps=2" in cmd
     assert all((ROOT / f"configs/{b}-{m}-gpu.toml").is_file() for b in full07.BENCHES for m in full07.METHODS)
+
+
+def test_cap_rows_keeps_the_same_first_rows_of_every_file_under_the_limit(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    paths, originals = [], []
+    for i, n in enumerate((20, 20, 20)):
+        imgs = rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8) if i < 2 else np.zeros((n, 32, 32, 3), np.uint8)
+        p = tmp_path / f"s{i}.npz"
+        np.savez(p, images=imgs, batch_row=np.arange(n), metadata=json.dumps({"checkpoint_step": 5}), steps=np.arange(7))
+        _lease.compress(p)
+        paths.append(p)
+        originals.append(imgs)
+    limit = paths[0].stat().st_size // 2
+    k = _lease.cap_rows(paths, limit)
+    assert k is not None and 1 <= k < 20
+    for p, imgs in zip(paths, originals):
+        z = np.load(p)
+        assert p.stat().st_size <= limit
+        np.testing.assert_array_equal(z["images"], imgs[:k])  # the same first k rows everywhere: still paired by noise
+        np.testing.assert_array_equal(z["batch_row"], np.arange(k))
+        assert z["steps"].shape == (7,)  # arrays of another length are kept whole
+        assert json.loads(str(z["metadata"])) == {"checkpoint_step": 5, "rows_drawn": 20, "rows_kept": k}
+    assert _lease.cap_rows(paths, 10**9) is None  # nothing to cut
+    assert _lease.cap_rows([], 10) is None
