@@ -61,7 +61,7 @@ CARDS_FILES = sorted(k for k in CARDS_MANIFEST if k.endswith(".pt"))
 def test_cards_manifest_lists_every_shipped_file_and_log() -> None:
     assert sorted(str(p.relative_to(CARDS)) for p in CARDS.glob("*/*.pt")) == CARDS_FILES
     runs = sorted({k.split("/")[0] for k in CARDS_FILES})
-    assert runs == ["fixed-seed0", "rho0-seed0", "vsm-seed0"]
+    assert runs == ["fixed-seed0", "rho0-seed0", "rho0-seed1", "vsm-seed0", "vsm-seed1"]  # notebook 07's further seeds
     assert all((CARDS / r / "log.jsonl").is_file() for r in runs)
     assert set(json.loads((CARDS / "training_times.json").read_text())) == set(runs)
 
@@ -69,8 +69,9 @@ def test_cards_manifest_lists_every_shipped_file_and_log() -> None:
 @pytest.mark.parametrize("name", CARDS_FILES)
 def test_shipped_cards_checkpoint_matches_manifest_and_config(name: str) -> None:
     entry, path = CARDS_MANIFEST[name], CARDS / name
-    method = name.split("-seed")[0]
-    spec = semantic_study.RunSpec(f"cards-{method}", f"configs/cards-{method}-cpu.toml")
+    method, seed = name.split("/")[0].split("-seed")
+    spec = semantic_study.RunSpec(f"cards-{method}", f"configs/cards-{method}-cpu.toml",
+                                  () if seed == "0" else (f"train.seed={seed}",))
     assert semantic_study.check_shipped(path, spec, ROOT, image_size=64) == path  # CheckpointError on config drift
-    expected = load_config(ROOT / spec.config)
+    expected = load_config(ROOT / spec.config, list(spec.overrides))
     check_file(path, name, entry, expected, 64)
