@@ -933,9 +933,14 @@ print(f"notebook total: {time.perf_counter() - saver.started:.0f} s")
 # adds nothing to it. At the lab's threshold 0.99, rho = 0 and VSM are each 60 of 100 hallucinated ([50.2, 69.1];
 # 42-46 at the released 0.95), almost all by low_match (56-57) plus 3-4 repeated cards, no blank quadrant; their 40
 # valid samples each show 39-40 of the 40 cards in 40 distinct sets, 3-4 of them sets of the test split never seen
-# in training. **VSM - rho = 0: +0.0 pp [-13.3, +13.3]** (100 samples each could detect 19.4 pp; one training
-# seed, so seed-to-seed spread is not included); with shared seeds 98 of 100 samples violate the same rules, and the
-# VSM penalty at the last logged step is 1.08e-05. The fixed-variance model is 100 of 100 hallucinated with the
+# in training. VSM - rho = 0 on the seed-0 models: +0.0 pp [-13.3, +13.3] (100 samples each could detect 19.4 pp);
+# with shared seeds 98 of 100 samples violate the same rules, and the VSM penalty at the last logged step is
+# 1.08e-05. **A second training seed repeats it:** rho = 0 61 of 100 and VSM 62 of 100 at seed 1, so **VSM - rho = 0
+# paired over the two seeds is +0.5 pp [-5.9, +6.9]** (per seed +0.0 and +1.0; the samples of both seeds pooled:
+# +0.5 pp [-9.0, +10.0], detectable 13.7 pp). The two rho = 0 seeds differ by 1 point (60% and 61%), so the
+# between-seed variance estimates as 0 from two seeds; with it the notebook's power line says 4 seeds x 100 samples
+# would detect a 25% reduction, an optimistic figure that a third seed could overturn (on Shapes, notebook 06, seeds
+# differed more than methods). The fixed-variance model is 100 of 100 hallucinated with the
 # primary DDPM-50 sampler (rho = 0 - fixed: -40.0 pp [-49.8, -30.2]), **but that is the sampler**: with 250 steps it
 # is 21 of 32 (-34.4 pp [-51.7, -16.8] against its own DDPM-50), like rho = 0 (22 of 32) and VSM (19 of 32), whose
 # rates do not move with the step count. Training helps the learned-variance models up to the end (100% at 1,000
@@ -951,7 +956,8 @@ print(f"notebook total: {time.perf_counter() - saver.started:.0f} s")
 # error by 31.6 (632.4 when respaced to 50 steps), against 1.0 (1.2) for linear betas (printed above), which is
 # why the Cards and chess configs use linear betas.
 #
-# **Not done here.** Chess training and 128-px Cards training (the full profile, `configs/*-gpu.toml`) have not
-# been run: no GPU was available. Nothing above says how VSM changes the rate of illegal chess boards; for Cards it
-# shows VSM equal to rho = 0 for one training seed of small 64-px models, with an interval of +-13 pp. Several
-# training seeds, more samples and the released resolution need the full profile.
+# **Not done here.** Chess training and 128-px Cards training (the full profile, `configs/*-gpu.toml`, trained and
+# sampled in one GPU lease by `benchmarks/full07_gpu.py`) have not been run on a GPU: the script and this notebook's
+# full path were rehearsed on a CPU with tiny models only. Nothing above says how VSM changes the rate of illegal
+# chess boards; for Cards it shows VSM equal to rho = 0 for two training seeds of small 64-px models, with a paired
+# interval of about +-6 pp. More seeds, more samples and the released resolution need the full profile.
