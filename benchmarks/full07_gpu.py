@@ -247,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--out", default=os.environ.get("OUT", "full07_out"))
     r.add_argument("--work", default="/tmp/full07", help="scratch folder for runs and samples")
     r.add_argument("--device", default="cuda")
-    r.add_argument("--benches", nargs="+", default=list(BENCHES), choices=list(BENCHES))
+    r.add_argument("--benches", nargs="+", default=list(BENCHES), choices=list(BENCHES),
+                   help="default both; notebook 07 reads both (one alone: for a test of the script)")
     r.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     r.add_argument("--seeds", nargs="+", type=int, default=[0])
     r.add_argument("--train-seconds", type=float, default=330)

@@ -126,6 +126,9 @@ if profile == "full":  # what the GPU run trained, how far, and what it drew
     if not (FULL_DIR / "full07.json").is_file():
         raise FileNotFoundError(f"full profile: no {shown(FULL_DIR / 'full07.json')}; make it {FULL_HOW}")
     FULL = json.loads((FULL_DIR / "full07.json").read_text())
+    if sorted(FULL["benches"]) != ["cards", "chess"]:
+        raise ValueError(f"full profile: {shown(FULL_DIR / 'full07.json')} trained {FULL['benches']}; this notebook reads "
+                         f"both benchmarks (run {FULL_RUN} without --benches)")
     METHODS = tuple(m for m in METHODS if m in FULL["methods"])
     cfg["further_seeds"] = dict(seeds=FULL["seeds"][1:], methods=list(METHODS))
     print(f"GPU run ({shown(FULL_DIR)}/full07.json): {FULL['device']}, torch {FULL['torch']}, started {FULL['started']}; "
