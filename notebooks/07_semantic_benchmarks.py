@@ -837,8 +837,8 @@ if chess_files is not None:
             raise ValueError(f"{chess_files[m]}: expected RGB boards of 256 or 128 px, got {list(imgs.shape[1:])}")
         if m == METHODS[0]:
             chess_tpl = chess_templates(imgs.shape[-1])
-        log = FULL_DIR / f"chess-{m}-seed0" / "log.jsonl"
-        if profile == "full" and log.is_file():
+        log = run_log("chess", m, {}) if profile == "full" else None
+        if log is not None and log.is_file():
             last = json.loads(log.read_text().strip().splitlines()[-1])
             print(f"{LABELS[m]:<20} training: last logged step {last['step']}, mse {last['mse']:.4f}; samples of step "
                   f"{meta.get('checkpoint_step')} (EMA)")
