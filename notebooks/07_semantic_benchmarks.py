@@ -31,8 +31,8 @@
 # **What each profile runs.** `smoke` exercises every cell with tiny data and tiny models (seconds). `default`
 # (2 CPU cores, at most 20 minutes from a cold cache) calibrates both validators and samples three small Cards
 # models at 64 px (32-px faces) trained with the image CLI and shipped in `checkpoints/cards64/`: fixed variance,
-# learned variance with rho = 0, and VSM (rho = 0.1), with a second training seed of rho = 0 and VSM (the
-# comparison of record is paired over the two seeds). Chess boards are unreadable below 128 px (16-px squares),
+# learned variance with rho = 0, and VSM (rho = 0.1), with two further training seeds of rho = 0 and VSM (the
+# comparison of record is paired over the three seeds). Chess boards are unreadable below 128 px (16-px squares),
 # and a model that draws them is far beyond a CPU budget, so chess training belongs to `full`: 128-px Cards and
 # 128-px chess models trained on a GPU in one lease by `benchmarks/full07_gpu.py` (`configs/cards-*-gpu.toml`,
 # `configs/chess-*-gpu.toml`) and sampled there with `vsmlab sample`; this notebook then reads the files it
@@ -94,7 +94,7 @@ PROFILES = {
         cards_models={m: [f"cards-{m}", f"configs/cards-{m}-cpu.toml", []] for m in METHODS},
         chess_models=None, sample=dict(n=100, steps=50, batch_size=50), chess_sample=None, workers=2,
         step_sweep=[1000, 2000, 4000], sweep=dict(n=32, steps=50, batch_size=32), sampling_steps=[50, 250],
-        further_seeds=dict(seeds=[1], methods=["rho0", "vsm"])),
+        further_seeds=dict(seeds=[1, 2], methods=["rho0", "vsm"])),
     "full": dict(
         cards_sizes=[(64, False), (128, True)], cards_real=20000, cards_per_kind=1000, chess_positions=20000,
         chess_real=20000, chess_per_kind=1000, chess_sizes=[256, 128],
@@ -578,7 +578,7 @@ for m in METHODS:
 # Difference of hallucination rates (first minus second, percentage points) at the lab's threshold, with the
 # 95% Newcombe interval for two independent rates and the smallest difference these sample sizes detect with
 # 80% power. These are the seed-0 models: the intervals cover sampling noise only, not the spread between
-# training seeds, so they are lower bounds on the real uncertainty; the next section adds the second seed.
+# training seeds, so they are lower bounds on the real uncertainty; the next section adds the further seeds.
 
 # %%
 pairs = [(a, b) for a, b in (("vsm", "rho0"), ("rho0", "fixed"), ("vsm", "fixed")) if a in METHODS and b in METHODS]
@@ -598,11 +598,11 @@ for a, b in pairs:
 # %% [markdown]
 # ### Over training seeds: the comparison of record
 #
-# One training seed says how these particular models differ, not how the methods do: a second seed trained the
+# One training seed says how these particular models differ, not how the methods do: further seeds trained the
 # same way (same data, sampler and sampling seed; only `train.seed` differs, so the initialisation and the
 # batches change) shows how far two runs of one method disagree. Per model: the rate of each seed and, for each
 # pair, the per-seed differences, the difference paired over seeds (t-interval with S - 1 degrees of freedom:
-# with two seeds t = 12.7, so it is wide by construction) and the samples of all seeds pooled (Newcombe; it
+# t = 12.7 for two seeds and 4.3 for three, so it is wide by construction) and the samples of all seeds pooled (Newcombe; it
 # ignores the seed-to-seed spread). Then the between-seed variance of the rho = 0 rate and the smallest effect
 # this design, and one with more seeds, could detect.
 
@@ -938,12 +938,12 @@ print(f"notebook total: {time.perf_counter() - saver.started:.0f} s")
 # valid samples each show 39-40 of the 40 cards in 40 distinct sets, 3-4 of them sets of the test split never seen
 # in training. VSM - rho = 0 on the seed-0 models: +0.0 pp [-13.3, +13.3] (100 samples each could detect 19.4 pp);
 # with shared seeds 98 of 100 samples violate the same rules, and the VSM penalty at the last logged step is
-# 1.08e-05. **A second training seed repeats it:** rho = 0 61 of 100 and VSM 62 of 100 at seed 1, so **VSM - rho = 0
-# paired over the two seeds is +0.5 pp [-5.9, +6.9]** (per seed +0.0 and +1.0; the samples of both seeds pooled:
-# +0.5 pp [-9.0, +10.0], detectable 13.7 pp). The two rho = 0 seeds differ by 1 point (60% and 61%), so the
-# between-seed variance estimates as 0 from two seeds; with it the notebook's power line says 4 seeds x 100 samples
-# would detect a 25% reduction, an optimistic figure that a third seed could overturn (on Shapes, notebook 06, seeds
-# differed more than methods). The fixed-variance model is 100 of 100 hallucinated with the
+# 1.08e-05. **Two further training seeds repeat it:** rho = 0 61 and 62 of 100 and VSM 62 and 60 of 100 at seeds 1
+# and 2, so **VSM - rho = 0 paired over the three seeds is -0.3 pp [-4.1, +3.5]** (per seed +0.0, +1.0, -2.0; the
+# samples of all seeds pooled: -0.3 pp [-8.1, +7.4], detectable 11.2 pp). The three rho = 0 seeds differ by at most 2
+# points (60%, 61%, 62%), so the between-seed variance estimates as 0; with it the notebook's power line says 4 seeds
+# x 100 samples would detect a 25% reduction, an optimistic figure (on Shapes, notebook 06, seeds differed more than
+# methods). The fixed-variance model is 100 of 100 hallucinated with the
 # primary DDPM-50 sampler (rho = 0 - fixed: -40.0 pp [-49.8, -30.2]), **but that is the sampler**: with 250 steps it
 # is 21 of 32 (-34.4 pp [-51.7, -16.8] against its own DDPM-50), like rho = 0 (22 of 32) and VSM (19 of 32), whose
 # rates do not move with the step count. Training helps the learned-variance models up to the end (100% at 1,000
