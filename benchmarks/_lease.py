@@ -90,6 +90,18 @@ def start_mps() -> str:
     return f"off ({reason}); processes time-share the GPU"
 
 
+def fresh_folders(out: str | os.PathLike, work: str | os.PathLike, name: str) -> tuple[Path, Path, Path, Path]:
+    """(out, runs, samples, logs) for one lease: ``out`` created, ``work/runs/<name>`` emptied, then
+    ``work/runs/<name>/samples`` and ``work/logs`` created."""
+    out, work = Path(out), Path(work)
+    runs = work / "runs" / name
+    if runs.exists():
+        shutil.rmtree(runs)
+    for d in (out, runs / "samples", work / "logs"):
+        d.mkdir(parents=True, exist_ok=True)
+    return out, runs, runs / "samples", work / "logs"
+
+
 def device_facts(device: str, mps: bool) -> dict:
     """Device name, torch / CUDA / Python versions, nvidia-smi's line and MPS state, for the run's summary."""
     import torch

@@ -46,8 +46,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _lease import (ROOT, common_step, compress, device_facts, env, log, pack, popen_logged, run_queue,  # noqa: E402
-                    shell_chain, train_until, unpack)
+from _lease import (ROOT, common_step, compress, device_facts, env, fresh_folders, log, pack, popen_logged,  # noqa: E402
+                    run_queue, shell_chain, train_until, unpack)
 
 METHODS = {"fixed": ("fixed", ()), "rho0": ("rho0", ()), "vsm": ("vsm", ()), "vsm10": ("vsm", ("loss.rho=10.0",))}
 VAR_OF = {"fixed": "beta", "rho0": "learned", "vsm": "learned", "vsm10": "learned"}
@@ -123,14 +123,8 @@ def shrink_primary(path: Path) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     t0 = time.time()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     work = Path(args.work)
-    runs, samples, logs = work / "runs" / "full06", work / "runs" / "full06" / "samples", work / "logs"
-    if runs.exists():
-        shutil.rmtree(runs)
-    for d in (runs, samples, logs):
-        d.mkdir(parents=True, exist_ok=True)
+    out, runs, samples, logs = fresh_folders(args.out, work, "full06")
     device = args.device
     summary: dict = {**device_facts(device, args.mps), "methods": args.methods, "seeds": args.seeds,
                      "train_seconds_budget": args.train_seconds, "sample_seconds_budget": args.sample_seconds,

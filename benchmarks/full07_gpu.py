@@ -48,8 +48,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _lease import (CHUNK, PYDEPS, ROOT, cap_rows, common_step, compress, device_facts, log, pack, popen_logged, run_queue,  # noqa: E402
-                    shell_chain, train_until, unpack)
+from _lease import (CHUNK, PYDEPS, ROOT, cap_rows, common_step, compress, device_facts, fresh_folders, log,  # noqa: E402
+                    pack, popen_logged, run_queue, shell_chain, train_until, unpack)
 
 BENCHES = ("chess", "cards")
 METHODS = ("fixed", "rho0", "vsm")
@@ -112,14 +112,8 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     t0 = time.time()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     work = Path(args.work)
-    runs, samples, logs = work / "runs" / "full07", work / "runs" / "full07" / "samples", work / "logs"
-    if runs.exists():
-        shutil.rmtree(runs)
-    for d in (runs, samples, logs):
-        d.mkdir(parents=True, exist_ok=True)
+    out, runs, samples, logs = fresh_folders(args.out, work, "full07")
     device = args.device
     summary: dict = {**device_facts(device, args.mps), "benches": args.benches, "methods": args.methods, "seeds": args.seeds,
                      "train_seconds_budget": args.train_seconds, "sample_seconds_budget": args.sample_seconds,
