@@ -105,6 +105,27 @@ def test_corruptions_are_caught_and_blank_has_no_nan():
         C.corrupt_cards(images, cards, "smudge", gen)
 
 
+def test_verdict_names_the_offending_quadrants():
+    """One hand-made grid per quadrant fault: TR blank, BL a copy of TL, BR a 50/50 blend of two faces."""
+    images, cards = C.make_cards(3, seed=6, size=64)
+    x = images.clone()
+    h = 32
+    x[0, :, :h, h:] = 200  # TR: constant, i.e. blank
+    x[1, :, h:, :h] = x[1, :, :h, :h]  # BL repeats TL
+    faces = torch.from_numpy(C.lab_faces(h, False)).permute(0, 3, 1, 2)
+    x[2, :, h:, h:] = ((faces[0].float() + faces[17].float()) / 2).round().to(torch.uint8)  # BR: no single card
+    v = C.validate_cards(x, threshold=0.99)
+    assert v.categories == [("blank_quadrant",), ("repeated_card",), ("low_match",)]
+    assert v.offending_quadrants(0, "blank_quadrant") == [1] and v.offending_quadrants(0, "low_match") == []
+    assert v.offending_quadrants(1, "repeated_card") == [0, 2]
+    assert v.offending_quadrants(2, "low_match") == [3] and v.offending_quadrants(2, "repeated_card") == []
+    assert v.offending.shape == (3, len(C.CATEGORIES), 4) and v.scores.shape == (3, 4)
+    assert torch.equal(v.offending.any(dim=2).any(dim=1), v.hallucinated)
+    assert float(v.scores[0, 1]) == 0.0 and float(v.scores[2, 3]) < 0.99 <= float(v.scores[2, :3].min())
+    with pytest.raises(ValueError, match="rule: expected one of"):
+        v.offending_quadrants(0, "smear")
+
+
 def test_roc_curve_against_hand_counts():
     roc = C.roc_curve(torch.tensor([0.9, 1.0], dtype=torch.float64), torch.tensor([0.5, 0.95], dtype=torch.float64))
     t = roc["threshold"]

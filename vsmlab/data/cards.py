@@ -470,17 +470,27 @@ def match_quadrants(images: torch.Tensor, templates: CardTemplates, blank_std: f
 @dataclass(frozen=True)
 class CardsVerdict:
     """Per image: ``hallucinated`` [B] bool, ``categories`` (the violated rules, empty if valid),
-    ``worst_score`` [B] (lowest quadrant NCC), ``cards`` [B, 4] (best template per quadrant) and ``names``."""
+    ``worst_score`` [B] (lowest quadrant NCC), ``cards`` [B, 4] (best template per quadrant) and ``names``;
+    per quadrant (TL, TR, BL, BR): ``scores`` [B, 4] (best NCC) and ``offending`` [B, len(CATEGORIES), 4] bool
+    (which quadrants break which rule; an image's categories are the rules with any offending quadrant)."""
 
     hallucinated: torch.Tensor
     categories: list[tuple[str, ...]]
     worst_score: torch.Tensor
     cards: torch.Tensor
     names: tuple[str, ...]
+    scores: torch.Tensor
+    offending: torch.Tensor
 
     def codes(self, i: int) -> list[str]:
         """Names of the cards read in image ``i`` (TL, TR, BL, BR)."""
         return [self.names[j] for j in self.cards[i].tolist()]
+
+    def offending_quadrants(self, i: int, rule: str) -> list[int]:
+        """The quadrants (0..3: TL, TR, BL, BR) of image ``i`` that break ``rule`` (one of CATEGORIES)."""
+        if rule not in CATEGORIES:
+            raise ValueError(f"rule: expected one of {list(CATEGORIES)}, got {rule!r}")
+        return torch.nonzero(self.offending[i, CATEGORIES.index(rule)]).flatten().tolist()
 
 
 def validate_cards(images: torch.Tensor, templates: CardTemplates | None = None, threshold: float = THRESHOLD) -> CardsVerdict:
@@ -493,14 +503,15 @@ def validate_cards(images: torch.Tensor, templates: CardTemplates | None = None,
     if templates is None:
         templates = lab_templates(images.shape[-1] // 2, images.shape[1] == 3)
     m = match_quadrants(images, templates)
-    ok = (m.score >= threshold) & ~m.blank
-    low = (~ok & ~m.blank).any(dim=1)
-    blank = m.blank.any(dim=1)
-    same = (m.index.unsqueeze(2) == m.index.unsqueeze(1)) & ok.unsqueeze(2) & ok.unsqueeze(1)
-    repeated = (same.sum(dim=(1, 2)) > 4)
-    flags = torch.stack([blank, low, repeated], dim=1).cpu()
+    ok = (m.score >= threshold) & ~m.blank  # [B, 4]
+    low = ~ok & ~m.blank
+    same = (m.index.unsqueeze(2) == m.index.unsqueeze(1)) & ok.unsqueeze(2) & ok.unsqueeze(1)  # [B, 4, 4]
+    repeated = same.sum(dim=2) > 1  # a matched quadrant whose card another matched quadrant shows too
+    offending = torch.stack([m.blank, low, repeated], dim=1).cpu()  # [B, 3, 4] in CATEGORIES order
+    flags = offending.any(dim=2)
     categories = [tuple(name for name, f in zip(CATEGORIES, row) if f) for row in flags.tolist()]
-    return CardsVerdict(flags.any(dim=1), categories, m.score.min(dim=1).values, m.index, templates.names)
+    return CardsVerdict(flags.any(dim=1), categories, m.score.min(dim=1).values, m.index, templates.names,
+                        m.score, offending)
 
 
 # ---------------------------------------------------------------------------------------- calibration
