@@ -25,7 +25,8 @@ from vsmlab.lab.shapes_study import file_sha256, slim_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 SETS = {
-    "cards64": dict(configs={m: f"configs/cards-{m}-cpu.toml" for m in ("fixed", "rho0", "vsm")},
+    "cards64": dict(configs={**{m: f"configs/cards-{m}-cpu.toml" for m in ("fixed", "rho0", "vsm")},
+                             "vsm10": "configs/cards-vsm-cpu.toml --set loss.rho=10.0"},
                     sweep_steps=(1000, 2000, 4000), sweep_methods=("fixed", "rho0", "vsm"), seed_flag=False),
     "shapes32": dict(configs={"fixed": "configs/shapes-fixed-cpu.toml", "rho0": "configs/shapes-rho0-cpu.toml",
                               "vsm": "configs/shapes-vsm-cpu.toml", "vsm10": "configs/shapes-vsm-cpu.toml --set loss.rho=10.0"},

@@ -61,7 +61,8 @@ CARDS_FILES = sorted(k for k in CARDS_MANIFEST if k.endswith(".pt"))
 def test_cards_manifest_lists_every_shipped_file_and_log() -> None:
     assert sorted(str(p.relative_to(CARDS)) for p in CARDS.glob("*/*.pt")) == CARDS_FILES
     runs = sorted({k.split("/")[0] for k in CARDS_FILES})
-    assert runs == ["fixed-seed0", "rho0-seed0", "rho0-seed1", "rho0-seed2", "vsm-seed0", "vsm-seed1", "vsm-seed2"]  # notebook 07's further seeds
+    assert runs == ["fixed-seed0", "rho0-seed0", "rho0-seed1", "rho0-seed2", "vsm-seed0", "vsm-seed1", "vsm-seed2",
+                    "vsm10-seed0", "vsm10-seed1", "vsm10-seed2"]  # notebook 07's arms and further seeds
     assert all((CARDS / r / "log.jsonl").is_file() for r in runs)
     assert set(json.loads((CARDS / "training_times.json").read_text())) == set(runs)
 
@@ -70,8 +71,9 @@ def test_cards_manifest_lists_every_shipped_file_and_log() -> None:
 def test_shipped_cards_checkpoint_matches_manifest_and_config(name: str) -> None:
     entry, path = CARDS_MANIFEST[name], CARDS / name
     method, seed = name.split("/")[0].split("-seed")
-    spec = semantic_study.RunSpec(f"cards-{method}", f"configs/cards-{method}-cpu.toml",
-                                  () if seed == "0" else (f"train.seed={seed}",))
+    stem, extra = METHOD_CONFIGS[method]
+    spec = semantic_study.RunSpec(f"cards-{method}", f"configs/cards-{stem}-cpu.toml",
+                                  (*extra, *(() if seed == "0" else (f"train.seed={seed}",))))
     assert semantic_study.check_shipped(path, spec, ROOT, image_size=64) == path  # CheckpointError on config drift
     expected = load_config(ROOT / spec.config, list(spec.overrides))
     check_file(path, name, entry, expected, 64)
