@@ -658,7 +658,7 @@ for a, b in pairs:
     va, vb = verdicts[a][1].hallucinated, verdicts[b][1].hallucinated
     d = study.compare_rates(int(va.sum()), va.numel(), int(vb.sum()), vb.numel())
     print(f"{LABELS[a]} - {LABELS[b]}: {d}")
-# the three models share their seed: initialisation, training batches and the sampling noise of sample i
+# the models share their seed: initialisation, training batches and the sampling noise of sample i
 for a, b in pairs:
     xa, xb = card_samples[a][0], card_samples[b][0]
     diff = (xa.int() - xb.int()).abs()
@@ -1085,8 +1085,8 @@ print(f"notebook total: {time.perf_counter() - saver.started:.0f} s")
 # and 58 of 100 hallucinated at seeds 0, 1 and 2, so VSM rho = 10 - rho = 0 paired over the three seeds is -1.0 pp
 # [-7.6, +5.6] (per seed +1.0, +0.0, -4.0). Its penalty is no longer negligible in the loss (1.08e-03 at the last
 # logged step, against an eps-MSE of 0.0018), and the mechanism check says why it still does little: every
-# learned-variance model's Sigma already sits at the bottom of improved DDPM's range (mean frac 0.05-0.06 on noised
-# real grids; Sigma at most 6% above beta_tilde_t at t <= 1 and within 1% of it from t = 10 on), so a penalty that
+# learned-variance model's Sigma already sits at the bottom of improved DDPM's range (mean frac 0.046-0.064 on noised
+# real grids; Sigma at most 6.2% above beta_tilde_t at t <= 1 and within 1% of it from t = 10 on), so a penalty that
 # pulls Sigma down has almost no room; rho = 10 lowers the mean frac by 0.002-0.003 at every t tested, and its eps
 # output differs from rho = 0's by 0.4-7% of rho = 0's eps-MSE (rho = 0.1: 0.2-2.5%). The gallery shows what the
 # rules catch: low_match samples (56-57 of 100 per learned-variance model) are dark, low-contrast grids or cards
