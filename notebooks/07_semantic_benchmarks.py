@@ -567,12 +567,13 @@ m_real = C.match_quadrants(real_ref, templates)
 print(f"real {size}-px grids: worst-quadrant NCC median {float(m_real.score.min(1).values.median()):.4f}, every quadrant's "
       f"median {float(m_real.score.median()):.4f}")
 for m in METHODS:
-    mq = C.match_quadrants(card_samples[m][0], templates)
-    worst = mq.score.min(1).values
+    mq = verdicts[m][1]  # its per-quadrant scores: the same lab templates at this size
+    worst = mq.worst_score
     q = torch.quantile(worst.double(), torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)).tolist()
     print(f"{LABELS[m]:<20} worst-quadrant NCC 10/50/90%: {q[0]:.3f} / {q[1]:.3f} / {q[2]:.3f}, max {float(worst.max()):.3f}; "
-          f"every quadrant: median {float(mq.score.median()):.3f}, max {float(mq.score.max()):.3f}; quadrants >= 0.95: "
-          f"{int((mq.score >= 0.95).sum())} of {mq.score.numel()}; blank quadrants {int(mq.blank.sum())}")
+          f"every quadrant: median {float(mq.scores.median()):.3f}, max {float(mq.scores.max()):.3f}; quadrants >= 0.95: "
+          f"{int((mq.scores >= 0.95).sum())} of {mq.scores.numel()}; blank quadrants "
+          f"{int(mq.offending[:, C.CATEGORIES.index('blank_quadrant')].sum())}")
     imgs = card_samples[m][0]
     saturated = ((imgs == 0) | (imgs == 255)).flatten(1).double().mean(1)
     print(f"{'':<20} samples with >= 99% of pixels at 0 or 255 (saturated): {wilson_interval(int((saturated >= 0.99).sum()), imgs.shape[0])}; "
@@ -864,14 +865,14 @@ if SWEEP_FILES:
         imgs, _ = study.load_sample_images(path)
         v = C.validate_cards(imgs, threshold=LAB_THRESHOLD)
         SWEEP_ROWS.append(dict(method=m, step=st, n=imgs.shape[0], hallucinated=int(v.hallucinated.sum()),
-                               median_quadrant_ncc=round(float(C.match_quadrants(imgs, templates).score.median()), 4),
+                               median_quadrant_ncc=round(float(v.scores.median()), 4),
                                median_worst_ncc=round(float(v.worst_score.median()), 4)))
     SWEPT = [m for m in METHODS if any(mm == m for mm, _ in SWEEP_FILES)]  # vsm10 ships no intermediate checkpoints
     final_step = {m: int(card_samples[m][1].get("checkpoint_step") or 0) for m in SWEPT}
     for m in SWEPT:
         v = verdicts[m][1]
         SWEEP_ROWS.append(dict(method=m, step=final_step[m], n=v.hallucinated.numel(), hallucinated=int(v.hallucinated.sum()),
-                               median_quadrant_ncc=round(float(C.match_quadrants(card_samples[m][0], templates).score.median()), 4),
+                               median_quadrant_ncc=round(float(v.scores.median()), 4),
                                median_worst_ncc=round(float(v.worst_score.median()), 4)))
     fig, ax = plt.subplots(1, 2, figsize=(11, 3.4))
     for m in SWEPT:
@@ -913,7 +914,7 @@ if profile != "full" and cfg.get("sampling_steps"):
             imgs, _ = study.load_sample_images(files_k[m])
             v = C.validate_cards(imgs, threshold=LAB_THRESHOLD)
             STEP_ROWS.append(dict(method=m, ddpm_steps=k, n=imgs.shape[0], hallucinated=int(v.hallucinated.sum()),
-                                  median_quadrant_ncc=round(float(C.match_quadrants(imgs, templates).score.median()), 4)))
+                                  median_quadrant_ncc=round(float(v.scores.median()), 4)))
     print(f"sampling-steps check: {time.perf_counter() - t0:.0f} s (0 when cached)")
     for m in METHODS:
         rs = [r for r in STEP_ROWS if r["method"] == m]
