@@ -1,12 +1,13 @@
 """Copy slim checkpoints of finished CPU runs into checkpoints/<set>/ with a manifest (how the shipped files were made).
 
     python checkpoints/ship.py cards64                  # runs/cards64/<method>-seed<k>/ -> checkpoints/cards64/
+    python checkpoints/ship.py chess128                 # the CPU chess pilot of notebook 07
     python checkpoints/ship.py shapes32 fixed-seed1     # add (or replace) one run; the other entries are kept
 
 For each run folder ``runs/<set>/<method>-seed<k>`` with a line ``<method>-seed<k> rc=0 wall=<seconds>`` in
 ``runs/<set>-logs/times.txt`` (all of them, or only the runs named):
 ``latest.pt`` keeps raw + EMA weights; the step files of seed 0 listed in SETS keep EMA weights only (the
-rate-vs-training-step sweep); Cards runs also ship their ``log.jsonl`` (notebook 07 plots it). ``manifest.json`` records every file's step, size,
+rate-vs-training-step sweep); Cards and chess runs also ship their ``log.jsonl`` (notebook 07 plots it). ``manifest.json`` records every file's step, size,
 SHA-256 and source, the exact training command and the resolved config; ``training_times.json`` the wall times.
 Each file must stay <= 5 MB. (The first 6 runs of checkpoints/shapes32/ were shipped by an earlier version of this
 script that made the same files.)
@@ -28,6 +29,8 @@ SETS = {
     "cards64": dict(configs={**{m: f"configs/cards-{m}-cpu.toml" for m in ("fixed", "rho0", "vsm")},
                              "vsm10": "configs/cards-vsm-cpu.toml --set loss.rho=10.0"},
                     sweep_steps=(1000, 2000, 4000), sweep_methods=("fixed", "rho0", "vsm"), seed_flag=False),
+    "chess128": dict(configs={m: f"configs/chess-{m}-cpu.toml" for m in ("rho0", "vsm")},
+                     sweep_steps=(1500, 3000), sweep_methods=("rho0", "vsm"), seed_flag=True),
     "shapes32": dict(configs={"fixed": "configs/shapes-fixed-cpu.toml", "rho0": "configs/shapes-rho0-cpu.toml",
                               "vsm": "configs/shapes-vsm-cpu.toml", "vsm10": "configs/shapes-vsm-cpu.toml --set loss.rho=10.0"},
                      sweep_steps=(500, 1000, 2000, 3000, 4500), sweep_methods=("fixed", "rho0", "vsm"), seed_flag=True),
@@ -65,7 +68,7 @@ def ship(name: str, only: list[str]) -> None:
                 step=int(ck.load_checkpoint(out)["step"]), bytes=size, sha256=file_sha256(out),
                 weights="raw+ema" if weights == "both" else "ema",
                 made_from=f"runs/{name}/{run_name}/{path.name} (vsmlab.lab.shapes_study.slim_checkpoint, weights={weights!r})")
-        if name == "cards64":  # notebook 07 plots the training curves from the shipped log
+        if name in ("cards64", "chess128"):  # notebook 07 reads the training curves from the shipped log
             shutil.copyfile(run / "log.jsonl", dst / run_name / "log.jsonl")
         manifest[f"{run_name}/command"] = (f"OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python -m vsmlab train "
                                            f"{spec['configs'][method]} --out runs/{name}/{run_name} --quiet --device cpu"

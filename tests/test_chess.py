@@ -101,7 +101,13 @@ def test_constructed_corruptions_are_caught(fens):
         verdict = CB.validate_chess(images)
         assert all(rule in c for c in verdict.categories), kind
         if kind != "blurred_square":
-            assert verdict.placements == placements
+            assert verdict.placements == placements and bool(verdict.readable.all())
+        else:  # exactly one square per board is unreadable, and it is the blurred (occupied) one
+            assert verdict.readable.flatten(1).sum(1).tolist() == [63] * 60
+            for classes, readable in zip(map(CB.placement_to_classes, placements), verdict.readable):
+                assert classes[~readable.numpy()].item() != 0
+            assert torch.equal(verdict.max_rmse, verdict.square_rmse.flatten(1).amax(1))
+            assert bool((verdict.max_rmse > CB.MAX_RMSE).all())
     noisy = (_render(fens[:60]).float() + 5 * torch.randn(60, 3, 256, 256, generator=gen)).round().clamp(0, 255)
     verdict = CB.validate_chess(noisy.to(torch.uint8))  # a faithful board with 2% pixel noise still passes
     assert int(verdict.hallucinated.sum()) == 0 and verdict.placements == [f.split()[0] for f in fens[:60]]

@@ -83,6 +83,12 @@ def test_shipped_configs_validate():
             assert a["train"] == b["train"] and a["data"] == b["data"] and a["diffusion"] == b["diffusion"]
             assert {k: v for k, v in a["model"].items() if k != "learn_variance"} == \
                    {k: v for k, v in b["model"].items() if k != "learn_variance"}
+    # the CPU chess pilot (notebook 07 default): VSM and its baseline only, same trunk, 128 px, differing in the loss
+    rho0, vsm = (load_config(ROOT / "configs" / f"chess-{m}-cpu.toml") for m in ("rho0", "vsm"))
+    assert rho0["data"] == vsm["data"] and rho0["data"]["size"] == 128 and rho0["model"] == vsm["model"]
+    assert rho0["train"] == vsm["train"] and rho0["diffusion"] == vsm["diffusion"] and rho0["model"]["learn_variance"]
+    assert (rho0["loss"]["name"], vsm["loss"]["name"], vsm["loss"]["rho"]) == ("hybrid", "vsm", 0.1)
+    assert not (ROOT / "configs" / "chess-fixed-cpu.toml").exists()
     for name in ("cards-smoke.toml", "chess-smoke.toml"):
         assert load_config(ROOT / "configs" / name)["train"]["steps"] <= 8
 

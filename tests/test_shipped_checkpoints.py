@@ -1,4 +1,4 @@
-"""The shipped checkpoints (checkpoints/shapes32/ for notebook 06, checkpoints/cards64/ for notebook 07) are what
+"""The shipped checkpoints (checkpoints/shapes32/ for notebook 06, checkpoints/cards64/ and chess128/ for notebook 07) are what
 their manifests say: each file's SHA-256 and size, a config equal to the one the notebook would train for that
 method and seed, the step, and the weights it keeps (EMA-only files refuse raw weights)."""
 
@@ -53,27 +53,40 @@ def test_shipped_checkpoint_matches_manifest_and_config(name: str) -> None:
     check_file(path, name, entry, expected, 32)  # CheckpointError on any config drift
 
 
-CARDS = ROOT / "checkpoints" / "cards64"
-CARDS_MANIFEST = json.loads((CARDS / "manifest.json").read_text()) if (CARDS / "manifest.json").exists() else {}
-CARDS_FILES = sorted(k for k in CARDS_MANIFEST if k.endswith(".pt"))
+# notebook 07: Cards arms and further seeds, and the CPU chess pilot
+SEMANTIC = {
+    "cards64": dict(bench="cards", size=64, runs=["fixed-seed0", "rho0-seed0", "rho0-seed1", "rho0-seed2", "vsm-seed0",
+                                                   "vsm-seed1", "vsm-seed2", "vsm10-seed0", "vsm10-seed1", "vsm10-seed2"]),
+    "chess128": dict(bench="chess", size=128, runs=["rho0-seed0", "vsm-seed0"]),
+}
 
 
-def test_cards_manifest_lists_every_shipped_file_and_log() -> None:
-    assert sorted(str(p.relative_to(CARDS)) for p in CARDS.glob("*/*.pt")) == CARDS_FILES
-    runs = sorted({k.split("/")[0] for k in CARDS_FILES})
-    assert runs == ["fixed-seed0", "rho0-seed0", "rho0-seed1", "rho0-seed2", "vsm-seed0", "vsm-seed1", "vsm-seed2",
-                    "vsm10-seed0", "vsm10-seed1", "vsm10-seed2"]  # notebook 07's arms and further seeds
-    assert all((CARDS / r / "log.jsonl").is_file() for r in runs)
-    assert set(json.loads((CARDS / "training_times.json").read_text())) == set(runs)
+def _manifest(name: str) -> dict:
+    path = ROOT / "checkpoints" / name / "manifest.json"
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
-@pytest.mark.parametrize("name", CARDS_FILES)
-def test_shipped_cards_checkpoint_matches_manifest_and_config(name: str) -> None:
-    entry, path = CARDS_MANIFEST[name], CARDS / name
-    method, seed = name.split("/")[0].split("-seed")
+SEMANTIC_FILES = [(name, k) for name in SEMANTIC for k in sorted(_manifest(name)) if k.endswith(".pt")]
+
+
+@pytest.mark.parametrize("name", sorted(SEMANTIC))
+def test_semantic_manifest_lists_every_shipped_file_and_log(name: str) -> None:
+    folder, files = ROOT / "checkpoints" / name, sorted(k for k in _manifest(name) if k.endswith(".pt"))
+    assert sorted(str(p.relative_to(folder)) for p in folder.glob("*/*.pt")) == files
+    runs = sorted({k.split("/")[0] for k in files})
+    assert runs == SEMANTIC[name]["runs"]  # what notebook 07 loads
+    assert all((folder / r / "log.jsonl").is_file() for r in runs)
+    assert set(json.loads((folder / "training_times.json").read_text())) == set(runs)
+
+
+@pytest.mark.parametrize(("name", "file"), SEMANTIC_FILES)
+def test_shipped_semantic_checkpoint_matches_manifest_and_config(name: str, file: str) -> None:
+    bench, size = SEMANTIC[name]["bench"], SEMANTIC[name]["size"]
+    path = ROOT / "checkpoints" / name / file
+    method, seed = file.split("/")[0].split("-seed")
     stem, extra = METHOD_CONFIGS[method]
-    spec = semantic_study.RunSpec(f"cards-{method}", f"configs/cards-{stem}-cpu.toml",
+    spec = semantic_study.RunSpec(f"{bench}-{method}", f"configs/{bench}-{stem}-cpu.toml",
                                   (*extra, *(() if seed == "0" else (f"train.seed={seed}",))))
-    assert semantic_study.check_shipped(path, spec, ROOT, image_size=64) == path  # CheckpointError on config drift
+    assert semantic_study.check_shipped(path, spec, ROOT, image_size=size) == path  # CheckpointError on config drift
     expected = load_config(ROOT / spec.config, list(spec.overrides))
-    check_file(path, name, entry, expected, 64)
+    check_file(path, file, _manifest(name)[file], expected, size)

@@ -436,13 +436,20 @@ def judge_placement(placement: str) -> Judgement:
 class ChessVerdict:
     """Per board: ``hallucinated`` [B] bool and ``categories`` (violated rules, several per board, empty
     if valid) under the chosen rule; ``released_hallucinated`` [B] under the released (white-to-move)
-    rule; the ``placements`` read and each board's worst square ``max_rmse`` [B]."""
+    rule; the ``placements`` read; ``square_rmse`` [B, 8, 8], each square's RMS difference from the tile it
+    was read as (rank 8 in row 0), and ``readable`` [B, 8, 8], ``square_rmse <= max_rmse``."""
 
     hallucinated: torch.Tensor
     categories: list[tuple[str, ...]]
     released_hallucinated: torch.Tensor
     placements: list[str]
-    max_rmse: torch.Tensor
+    square_rmse: torch.Tensor
+    readable: torch.Tensor
+
+    @property
+    def max_rmse(self) -> torch.Tensor:
+        """Each board's worst square, ``[B]``: above the limit, the board is unreadable."""
+        return self.square_rmse.flatten(1).max(dim=1).values
 
 
 def validate_chess(
@@ -456,7 +463,8 @@ def validate_chess(
     if not float(max_rmse) > 0:
         raise ValueError(f"max_rmse: expected a float > 0, got {max_rmse!r}")
     classes, rmse = read_boards(images, templates)
-    worst = rmse.flatten(1).max(dim=1).values.cpu()
+    rmse = rmse.cpu()
+    worst = rmse.flatten(1).max(dim=1).values
     placements = [classes_to_placement(c) for c in classes.cpu().numpy()]
     categories, released = [], []
     for placement, w in zip(placements, worst.tolist()):
@@ -465,7 +473,7 @@ def validate_chess(
         categories.append(unreadable + (judgement.released if released_rule else judgement.rules))
         released.append(bool(unreadable or judgement.released))
     flagged = torch.tensor([bool(c) for c in categories], dtype=torch.bool)
-    return ChessVerdict(flagged, categories, torch.tensor(released, dtype=torch.bool), placements, worst)
+    return ChessVerdict(flagged, categories, torch.tensor(released, dtype=torch.bool), placements, rmse, rmse <= max_rmse)
 
 
 # ---------------------------------------------------------------------------------------- corruptions
