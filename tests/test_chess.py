@@ -113,6 +113,30 @@ def test_constructed_corruptions_are_caught(fens):
     assert int(verdict.hallucinated.sum()) == 0 and verdict.placements == [f.split()[0] for f in fens[:60]]
 
 
+def test_colour_calibration_undoes_a_palette_drift_and_keeps_semantic_errors(fens):
+    images = _render(fens[:80], 128)
+    calibrated, ab = CB.calibrate_colours(images)
+    assert torch.equal(calibrated, images)  # a faithful board is left exactly as it is
+    assert torch.allclose(ab[..., 0], torch.ones(80, 3, dtype=torch.float64)) and float(ab[..., 1].abs().max()) < 1e-6
+    gen = torch.Generator().manual_seed(3)
+    gain = 0.5 + 0.5 * torch.rand(80, 3, 1, 1, generator=gen)  # contrast loss and a tint per channel, in range
+    offset = 255 * (1 - gain) * torch.rand(80, 3, 1, 1, generator=gen)
+    drifted = (images * gain + offset).round().clamp(0, 255).to(torch.uint8)
+    assert int(CB.validate_chess(drifted).hallucinated.sum()) >= 60  # the strict reader rejects the palette
+    calibrated, ab = CB.calibrate_colours(drifted)
+    verdict = CB.validate_chess(calibrated)
+    assert int(verdict.hallucinated.sum()) == 0 and verdict.placements == [f.split()[0] for f in fens[:80]]
+    assert float((ab[..., 0] - gain.view(80, 3).double()).abs().max()) < 0.02
+    kings, placements = CB.corrupt_chess(fens[:40], "second_king", gen, 128)  # a semantic error survives calibration
+    kings = (kings * gain[:40] + offset[:40]).round().clamp(0, 255).to(torch.uint8)
+    verdict = CB.validate_chess(CB.calibrate_colours(kings)[0])
+    assert verdict.placements == placements and all("too_many_kings" in c for c in verdict.categories)
+    with pytest.raises(ValueError, match="iterations: expected an int >= 1"):
+        CB.calibrate_colours(images, iterations=0)
+    with pytest.raises(TypeError, match="uint8 RGB boards"):
+        CB.calibrate_colours(images.float())
+
+
 def test_templates_from_boards_recover_the_tiles(fens):
     images = _render(fens[:40])
     tpl = CB.templates_from_boards(images, fens[:40])

@@ -17,7 +17,9 @@ A board is assembled from 13 x 2 precomputed tiles (class x square colour).
 
 **Reading.** Each square is assigned the class (empty or one of 12 pieces) whose tile on that square's
 colour is nearest in root-mean-square difference (in [0, 1] units); a square whose nearest tile is
-farther than ``max_rmse`` is unreadable. The classes give the FEN piece placement.
+farther than ``max_rmse`` is unreadable. The classes give the FEN piece placement. A generated board whose
+palette drifted (a tint, a loss of contrast) is unreadable square by square; ``calibrate_colours`` undoes a
+per-board affine colour map first, a diagnostic that asks what the board shows apart from its colours.
 
 **Legality.** ``chess.Board(placement + " w - - 0 1").status()`` and the same with black to move; the
 position is legal if either side to move is valid (the lab's rule). The released validator parses only
@@ -65,6 +67,7 @@ __all__ = [
     "lab_templates",
     "templates_from_boards",
     "read_boards",
+    "calibrate_colours",
     "Judgement",
     "judge_placement",
     "ChessVerdict",
@@ -401,6 +404,49 @@ def read_boards(images: torch.Tensor, templates: ChessTemplates | None = None, c
             classes[start : start + chunk, cols[colour]] = idx
             rmse[start : start + chunk, cols[colour]] = (best.clamp_min(0) / d).sqrt()
     return classes.reshape(-1, 8, 8), rmse.reshape(-1, 8, 8)
+
+
+@functools.lru_cache(maxsize=1)
+def _reference_classes() -> np.ndarray:
+    """Classes [32, 8, 8] of 32 fixed random-play positions: the colour statistics of typical boards."""
+    return np.stack([placement_to_classes(f) for f in random_positions(32, seed=0, split="train")])
+
+
+def calibrate_colours(images: torch.Tensor, templates: ChessTemplates | None = None,
+                      iterations: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Undo a per-board, per-channel affine colour drift: a diagnostic, not part of the validator.
+
+    A generated board ``y`` [3, S, S] whose palette drifted (a global tint or contrast change, which the
+    strict reader rejects square by square) is mapped to ``x = (y - b) / a``, where for each channel c
+    ``y_c ~ a_c r_c + b_c`` by least squares and ``r`` is the render of the board's own current reading;
+    the first reading is taken after matching each channel's mean and std to those of 32 typical boards,
+    then ``iterations`` rounds of read, render, fit. A faithfully coloured board gets a = 1, b = 0 (up to
+    rounding); the placement read from ``x`` is what the board shows apart from its palette.
+
+    images: uint8 ``[B, 3, S, S]``; returns (uint8 boards ``[B, 3, S, S]``, float64 ``[B, 3, 2]`` = (a, b) per
+    channel, in 0..255 units). ValueError for iterations < 1.
+    """
+    _check_boards(images)
+    if images.dtype != torch.uint8 or images.shape[1] != 3:
+        raise TypeError(f"images: expected uint8 RGB boards [B, 3, S, S], got {images.dtype} {list(images.shape)}")
+    if not isinstance(iterations, int) or isinstance(iterations, bool) or iterations < 1:
+        raise ValueError(f"iterations: expected an int >= 1, got {iterations!r}")
+    size = images.shape[-1]
+    templates = templates or lab_templates(size)
+    y = images.double().flatten(2)  # [B, 3, P]
+    ref = torch.from_numpy(render_boards(_reference_classes(), templates.tiles)).double().permute(0, 3, 1, 2).flatten(2)
+    ref_mean, ref_std = ref.mean((0, 2)), ref.std(2).mean(0)  # [3]
+    mean, std = y.mean(2), y.std(2).clamp_min(1e-6)  # [B, 3]
+    a, b = std / ref_std, mean - std / ref_std * ref_mean  # y = a x + b maps the reference moments onto the board's
+    for _ in range(iterations):
+        x = ((y - b[..., None]) / a[..., None]).clamp(0, 255).round().reshape(images.shape).to(torch.uint8)
+        classes, _ = read_boards(x, templates)
+        r = torch.from_numpy(render_boards(classes.cpu().numpy(), templates.tiles)).double().permute(0, 3, 1, 2).flatten(2)
+        rc, yc = r - r.mean(2, keepdim=True), y - y.mean(2, keepdim=True)
+        a = ((rc * yc).sum(2) / (rc * rc).sum(2).clamp_min(1e-6)).clamp_min(1e-3)
+        b = y.mean(2) - a * r.mean(2)
+    x = ((y - b[..., None]) / a[..., None]).clamp(0, 255).round().reshape(images.shape).to(torch.uint8)
+    return x, torch.stack([a, b], dim=-1)
 
 
 # ---------------------------------------------------------------------------------------- legality
