@@ -514,6 +514,9 @@ for m in METHODS:
         print(f"{m}: no training log at {shown(log)}")
         continue
     recs = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    if not recs:
+        print(f"{m}: no logged step in {shown(log)}")
+        continue
     steps_ = [r["step"] for r in recs]
     ax[0].plot(steps_, [r["mse"] for r in recs], color=COLOURS[m], label=LABELS[m])
     if m != "fixed":
@@ -1076,8 +1079,9 @@ for m in CHESS_METHODS:
     if m == CHESS_METHODS[0]:
         chess_tpl = chess_templates(imgs.shape[-1])
     log = run_log("chess", m, CHESS_CKPTS)
-    if log.is_file():
-        last = json.loads(log.read_text().strip().splitlines()[-1])
+    lines = log.read_text().strip().splitlines() if log.is_file() else []
+    if lines:
+        last = json.loads(lines[-1])
         print(f"{LABELS[m]:<20} training: last logged step {last['step']}, mse {last['mse']:.4f}"
               + (f", vsm penalty {last['vsm']:.2e}" if last.get("vsm") else "") + f"; samples of step {meta.get('checkpoint_step')} (EMA)")
     readings, calibrated, gain_offset = chess_readings(imgs)
