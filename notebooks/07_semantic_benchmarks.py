@@ -103,8 +103,10 @@ PROFILES = {
         chess_real=2000, chess_per_kind=200, chess_sizes=[256, 128],
         cards_models={m: [f"cards-{m}", CPU_CONFIG[m], list(CPU_OVERRIDES.get(m, ()))] for m in CARDS_CPU},
         chess_models={m: [f"chess-{m}", f"configs/chess-{m}-cpu.toml", []] for m in CHESS_CPU},
-        chess_sweep=dict(steps=[1500, 3000], n=16, steps_ddpm=50, batch_size=16),  # the shipped intermediate checkpoints
-        sample=dict(n=100, steps=50, batch_size=50), chess_sample=dict(n=100, steps=50, batch_size=50), workers=2,
+        # chess: batches of 8 boards (a 128-px UNet runs 1.5-2x faster per board on one core than in batches of 32-50:
+        # benchmarks/bench_sample_batch.py) and 64 boards per model keep this profile within its 20 minutes
+        chess_sweep=dict(steps=[1500, 3000], n=8, steps_ddpm=50, batch_size=8),  # the shipped intermediate checkpoints
+        sample=dict(n=100, steps=50, batch_size=50), chess_sample=dict(n=64, steps=50, batch_size=8), workers=2,
         step_sweep=[1000, 2000, 4000], sweep=dict(n=32, steps=50, batch_size=32), sampling_steps=[50, 250],
         further_seeds=dict(seeds=[1, 2], methods=["rho0", "vsm", "vsm10"])),
     "full": dict(
@@ -1135,7 +1137,9 @@ if sw and profile != "full":  # default: the shipped intermediate checkpoints of
                                  workers=cfg["workers"], out_dirs=sample_dirs(step_ckpts))
     print(f"chess training-step sweep: {len(files)} checkpoints x {sw['n']} samples, DDPM-{sw['steps_ddpm']} clipped, "
           f"{time.perf_counter() - t1:.0f} s (0 when cached)")
-    CHESS_STEP_ROWS = [r for r in CHESS_ROWS]
+    CHESS_STEP_ROWS = list(CHESS_ROWS)
+    # same seed and batch size as the final set: sweep board i starts from the same noise as final board i
+    same_noise = sw["batch_size"] == cfg["chess_sample"]["batch_size"] and sw["n"] <= cfg["chess_sample"]["n"]
     for m in CHESS_METHODS:
         for st in sw["steps"]:
             for reading, v in chess_readings(study.load_sample_images(files[f"{m}@{st}"])[0])[0].items():
@@ -1143,6 +1147,13 @@ if sw and profile != "full":  # default: the shipped intermediate checkpoints of
                            readable_share_mean=round(float(readable_share(v).mean()), 4),
                            readable_share_half=round(mean_ci(readable_share(v)).half, 4))
                 CHESS_STEP_ROWS.append(row)
+                if same_noise and reading == "calibrated":
+                    final = readable_share(chess_verdicts[m][1][reading])[: row["n"]]
+                    d = stats.paired_difference(final.numpy(), readable_share(v).numpy())
+                    end = next(r["step"] for r in CHESS_ROWS if r["method"] == m)
+                    print(f"{LABELS[m]:<20} {reading:<10} squares readable, step {end} - step {st}, paired by board (same "
+                          f"noise): {100 * d.mean.mean:+.1f} pp [{100 * d.interval[0]:+.1f}, {100 * d.interval[1]:+.1f}] "
+                          f"over {row['n']} boards; more at step {end} on {d.higher} boards, fewer on {d.lower}")
         for reading in ("strict", "calibrated"):
             rs = sorted((r for r in CHESS_STEP_ROWS if r["method"] == m and r["reading"] == reading), key=lambda r: r["step"])
             print(f"{LABELS[m]:<20} {reading:<10} by training step: " + "; ".join(
