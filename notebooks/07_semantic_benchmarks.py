@@ -1316,10 +1316,9 @@ print(f"notebook total: {time.perf_counter() - saver.started:.0f} s")
 # and an image metric would not: a missing white king (35 and 36 of 64), two kings of one colour (20 and 27),
 # unreadable squares (28 and 29), a pawn on the back rank (13 and 9). No rule differs beyond sampling noise (the
 # largest gaps: two kings +10.9 pp [-5.7, +26.7], back-rank pawns -6.2 pp [-19.4, +7.0], calibrated). An earlier
-# version of this cell drew 100 boards per model in batches of 50 (other noise; git history of this notebook) and
-# found back-rank pawns at 22 vs 8 of 100 (-14.0 pp [-23.9, -4.1]), flagged then as an uncorrected lead among 9 to
-# 12 rules: this fresh set does not repeat it (13 vs 9 of 64), as a chance crossing among many comparisons would
-# not; its interval still allows an effect of that size. Training from step 1,500 to 4,500 changed the readable
+# version of this cell, with other sampling noise (git history of this notebook), found fewer back-rank pawns for
+# VSM beyond sampling noise and flagged it as an uncorrected lead among 9 to 12 rules: this fresh set does not
+# repeat it (13 vs 9 of 64, interval above), though that interval still allows an effect of the earlier size. Training from step 1,500 to 4,500 changed the readable
 # squares by no detectable amount: on the same 8 noise draws, step 4,500 minus step 1,500 is +1.2 pp [-2.6, +4.9]
 # (rho = 0; detectable 5.2 pp) and -0.2 pp [-3.0, +2.6] (VSM; detectable 3.9 pp). After the palette, the errors that
 # remain are mostly kings (a missing white king on 35 and 36 of 64 boards) and unreadable squares (28 and 29).
