@@ -104,7 +104,7 @@ PROFILES = {
                     n=128, batch=64,
                     ddpm_steps=250, record_last=12, n_calib=20000, n_exact=64, n_score=16,
                     score_ts=[0, 5, 10, 20, 50, 100, 200, 400, 700], jac_ts=[5, 20], n_jac=4, jac_iters=6,
-                    jac_probes=2, ddim_steps=[10, 25, 50, 100, 250], n_sweep=32, step_sweep=[500, 1000, 2000, 3000, 4500],
+                    jac_probes=2, ddim_steps=[10, 25, 50, 100, 250], n_sweep=32, step_sweep=[1000, 3000],
                     sweep_ddpm_steps=100, hybrid_taus=[100, 300], n_hybrid=128, audit_n=200,
                     grad_ts=[[0, 10], [10, 100], [100, 1000]], n_grad=4, threads=2,
                     train_in_process=False, sweep_methods=["fixed", "rho0", "vsm"],
@@ -328,12 +328,12 @@ else:
 
 
 def checkpoint_path(spec: study.Spec, step: int | None = None) -> Path:
-    """The shipped checkpoint (default profile, unless --no-cache), else the run folder's."""
-    name = "latest.pt" if step is None else f"step_{step:07d}.pt"
-    shipped = SHIPPED / spec.name / name
+    """The shipped EMA weights (default profile, unless --no-cache), else the run folder's checkpoint."""
+    name = "latest" if step is None else f"step_{step:07d}"
+    shipped = SHIPPED / spec.name / f"{name}.safetensors"
     if profile == "default" and not NO_CACHE and shipped.exists():
         return shipped
-    return study.run_dir(RUNS, spec) / name
+    return study.run_dir(RUNS, spec) / f"{name}.pt"
 
 
 if profile == "full":
@@ -906,7 +906,7 @@ fig.tight_layout()
 saver.save(fig, "locality_dial")
 
 # %% [markdown]
-# ## 8 · Sweeps (exploratory): training step, DDIM steps, EMA vs raw weights
+# ## 8 · Sweeps (exploratory): training step, DDIM steps, EMA vs raw weights (where raw weights exist), clipping
 #
 # Seed 0 of each method, fewer samples (`n_sweep`; the EMA rows of the weights sweep and the clipped rows of the
 # clipping sweep are the primary sets).
@@ -941,6 +941,9 @@ for m in SWEEP_METHODS[:2]:
         SWEEP.append(dict(sweep="ddim_steps", method=m, value=st, rep=report(res["images"].numpy())))
 for m in SWEEP_METHODS:
     var = VAR_OF[m]
+    if profile != "full" and checkpoint_path(SPECS[(m, k0)]).suffix == ".safetensors":
+        print(f"weights sweep: {m}: the shipped file keeps the EMA weights only; no raw-weights row")
+        continue
     if not drawn(m, k0, var, weights="raw"):
         continue
     SWEEP.append(dict(sweep="weights", method=m, value="ema", rep=PER_MODEL[(m, k0)]))  # the primary set
@@ -959,21 +962,19 @@ for r in SWEEP:
     rep_s = r["rep"]
     print(f"{r['sweep']:<11} {r['method']:<6} {str(r['value']):>5}: non-valid {wilson_interval(rep_s['invalid'], rep_s['n'])}  "
           + ", ".join(f"{c} {rep_s['categories'][c]}" for c in SUMMARY_ORDER))
-fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
-for m in METHOD_CONFIGS:
-    rs = [r for r in SWEEP if r["sweep"] == "clip" and r["method"] == m]
-    if rs:
-        axes[3].plot([r["value"] for r in rs], [100 * r["rep"]["invalid"] / r["rep"]["n"] for r in rs], marker="o", label=m)
-    for ax_, sweep in ((axes[0], "train_step"), (axes[1], "ddim_steps"), (axes[2], "weights")):
+PANELS = {"train_step": dict(xlabel="training step", title=f"vs training step (DDPM-{cfg['sweep_ddpm_steps'] or SCHEDULE.num_steps})"),
+          "ddim_steps": dict(xscale="log", xlabel="DDIM steps (eta 0)", title="DDIM vs steps"),
+          "weights": dict(title="EMA vs raw weights (primary sampler)"),
+          "clip": dict(title="x0_hat clipped or not (DDPM-250, EMA)")}
+PANELS = {k: v for k, v in PANELS.items() if any(r["sweep"] == k for r in SWEEP)}  # no empty panels
+fig, axes = plt.subplots(1, len(PANELS), figsize=(4 * len(PANELS), 3.4), squeeze=False)
+for ax_, (sweep, labels) in zip(axes[0], PANELS.items()):
+    for m in METHOD_CONFIGS:
         rs = [r for r in SWEEP if r["sweep"] == sweep and r["method"] == m]
         if rs:  # methods outside sweep_methods get no line (and no legend entry)
             ax_.plot([r["value"] for r in rs], [100 * r["rep"]["invalid"] / r["rep"]["n"] for r in rs], marker="o", label=m)
-axes[0].set(xlabel="training step", ylabel="non-valid (%)", title=f"vs training step (DDPM-{cfg['sweep_ddpm_steps'] or SCHEDULE.num_steps})")
-axes[1].set(xscale="log", xlabel="DDIM steps (eta 0)", ylabel="non-valid (%)", title="DDIM vs steps")
-axes[2].set(ylabel="non-valid (%)", title="EMA vs raw weights (primary sampler)")
-axes[3].set(ylabel="non-valid (%)", title="x0_hat clipped or not (DDPM-250, EMA)")
-for a in axes:
-    a.legend(fontsize=7)
+    ax_.set(ylabel="non-valid (%)", **labels)
+    ax_.legend(fontsize=7)
 fig.tight_layout()
 saver.save(fig, "sweeps")
 

@@ -70,6 +70,7 @@ from vsmlab.analysis import stats
 from vsmlab.analysis.metrics import mean_ci, wilson_interval
 from vsmlab.data import cards as C
 from vsmlab.data import chessboards as CB
+from vsmlab.diffusion.checkpoints import load_checkpoint
 from vsmlab.lab import semantic_study as study
 from vsmlab.lab.cache import cache_dir
 from vsmlab.lab.notebook import start
@@ -106,7 +107,7 @@ PROFILES = {
         # benchmarks/bench_sample_batch.py) and 64 boards per model keep this profile within its 20 minutes
         chess_sweep=dict(steps=[1500, 3000], n=8, steps_ddpm=50, batch_size=8),  # the shipped intermediate checkpoints
         sample=dict(n=100, steps=50, batch_size=50), chess_sample=dict(n=64, steps=50, batch_size=8), workers=2,
-        step_sweep=[1000, 2000, 4000], sweep=dict(n=32, steps=50, batch_size=32), sampling_steps=[50, 250],
+        step_sweep=[1000, 4000], sweep=dict(n=32, steps=50, batch_size=32), sampling_steps=[50, 250],
         further_seeds=dict(seeds=[1, 2], methods=["rho0", "vsm", "vsm10"])),
     "full": dict(
         cards_sizes=[(64, False), (128, True)], cards_real=20000, cards_per_kind=1000, chess_positions=20000,
@@ -169,7 +170,7 @@ def show_grid(ax, images: torch.Tensor, title: str = "") -> None:
     """Show uint8 images [B, C, H, W] side by side on one axis."""
     x = images.permute(0, 2, 3, 1).numpy()
     row = np.concatenate([np.pad(im, ((2, 2), (2, 2), (0, 0)), constant_values=255) for im in x], axis=1)
-    ax.imshow(row[:, :, 0] if row.shape[2] == 1 else row, cmap="gray", vmin=0, vmax=255)
+    ax.imshow(row[:, :, 0] if row.shape[2] == 1 else row, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
     ax.set_title(title, fontsize=9)
     ax.axis("off")
 
@@ -449,15 +450,15 @@ for name, sch in (("cosine", cosine(1000)), ("linear 1e-4..0.02", linear(1000, 1
 # %%
 def model_checkpoints(specs: dict[str, study.RunSpec], methods: tuple[str, ...], shipped_set: str,
                       image_size: int) -> dict[str, Path]:
-    """{method: latest.pt}: the shipped checkpoints of ``checkpoints/<shipped_set>/`` (default profile,
+    """{method: checkpoint}: the shipped EMA weights of ``checkpoints/<shipped_set>/`` (default profile,
     config-checked), else trained here."""
     folder = SHIPPED / shipped_set
-    shipped = {m: folder / f"{m}-seed0" / "latest.pt" for m in methods}
+    shipped = {m: folder / f"{m}-seed0" / "latest.safetensors" for m in methods}
     if profile == "default" and not NO_CACHE and all(p.exists() for p in shipped.values()):
         ckpts = {m: study.check_shipped(shipped[m], specs[m], ROOT, image_size=image_size) for m in methods}
         times = json.loads((folder / "training_times.json").read_text())
         print(f"shipped checkpoints ({shown(folder)}/, made by the commands in its manifest.json): "
-              + ", ".join(f"{m} step {torch.load(ckpts[m], map_location='cpu', weights_only=True)['step']}, trained in "
+              + ", ".join(f"{m} step {load_checkpoint(ckpts[m])['step']}, trained in "
                           f"{times[f'{m}-seed0']:.0f} s" for m in methods)
               + " (one thread each, two or three runs at a time on 2 cores)")
         return ckpts
@@ -733,7 +734,7 @@ def further_seed_files() -> dict[tuple[str, int], Path]:
         return found
     specs = {(m, k): study.RunSpec(f"{CARD_SPECS[m].name}-seed{k}", CARD_SPECS[m].config,
                                    (*CARD_SPECS[m].overrides, f"train.seed={k}")) for m, k in want}
-    shipped = {key: SHIPPED / "cards64" / f"{key[0]}-seed{key[1]}" / "latest.pt" for key in want}
+    shipped = {key: SHIPPED / "cards64" / f"{key[0]}-seed{key[1]}" / "latest.safetensors" for key in want}
     if profile == "default" and not NO_CACHE and all(p.exists() for p in shipped.values()):
         ckpts = {key: study.check_shipped(shipped[key], specs[key], ROOT, image_size=64) for key in want}
         times = json.loads((SHIPPED / "cards64" / "training_times.json").read_text())
@@ -885,7 +886,7 @@ def step_sweep_files() -> dict[tuple[str, int], Path]:
     if not cfg["step_sweep"]:
         return {}
     sw = cfg["sweep"]
-    step_ckpts = {(m, st): CARD_CKPTS[m].parent / f"step_{st:07d}.pt" for m in SWEEP_METHODS if m in METHODS
+    step_ckpts = {(m, st): CARD_CKPTS[m].with_stem(f"step_{st:07d}") for m in SWEEP_METHODS if m in METHODS
                   for st in cfg["step_sweep"]}
     missing = [str(p) for p in step_ckpts.values() if not p.exists()]
     if missing:
@@ -1139,7 +1140,7 @@ if CHESS_CKPTS:  # where the palette drift starts: x0_hat's per-channel mean on 
             print(f"  {LABELS[m]:<20} " + "; ".join(parts))
 sw = cfg.get("chess_sweep")
 if sw and profile != "full":  # default: the shipped intermediate checkpoints of the CPU pilot, fewer samples
-    step_ckpts = {f"{m}@{st}": CHESS_CKPTS[m].parent / f"step_{st:07d}.pt" for m in CHESS_METHODS for st in sw["steps"]}
+    step_ckpts = {f"{m}@{st}": CHESS_CKPTS[m].with_stem(f"step_{st:07d}") for m in CHESS_METHODS for st in sw["steps"]}
     t1 = time.perf_counter()
     files = study.ensure_samples(step_ckpts, sw["n"], sw["steps_ddpm"], seed, sw["batch_size"], ROOT,
                                  workers=cfg["workers"], out_dirs=sample_dirs(step_ckpts))
@@ -1178,7 +1179,7 @@ for m in CHESS_METHODS:  # full: the seed-0 model at half its training, same sam
                   f"squares readable {100 * float(readable_share(vs).mean()):.1f}%; at step {(FULL['common_step'] or {}).get('chess')}: "
                   f"{wilson_interval(int(v_end.hallucinated.sum()), len(v_end.placements))}, {100 * float(readable_share(v_end).mean()):.1f}%")
 n_show = min(6, min(chess_verdicts[m][0].shape[0] for m in CHESS_METHODS))
-fig, axes = plt.subplots(2 * len(CHESS_METHODS), n_show, figsize=(2.1 * n_show, 4.6 * len(CHESS_METHODS)), squeeze=False)
+fig, axes = plt.subplots(2 * len(CHESS_METHODS), n_show, figsize=(1.8 * n_show, 4.0 * len(CHESS_METHODS)), squeeze=False)
 for k, m in enumerate(CHESS_METHODS):
     imgs, readings, calibrated = chess_verdicts[m]
     shown_imgs = {"strict": imgs, "calibrated": calibrated}
@@ -1186,7 +1187,7 @@ for k, m in enumerate(CHESS_METHODS):
         v = readings[reading]
         q = imgs.shape[-1] // 8
         for i, ax in enumerate(row):
-            ax.imshow(shown_imgs[reading][i].permute(1, 2, 0).numpy())
+            ax.imshow(shown_imgs[reading][i].permute(1, 2, 0).numpy(), interpolation="nearest")
             for r, c in torch.nonzero(~v.readable[i]).tolist():  # unreadable squares boxed in red
                 ax.add_patch(Rectangle((c * q - 0.5, r * q - 0.5), q, q, fill=False, ec="red", lw=0.8))
             ax.set_title((f"{LABELS[m]}, {reading}\n" if i == 0 else "\n") + f"{int(v.readable[i].sum())}/64 readable"

@@ -136,3 +136,51 @@ def test_trainer_refuses_a_state_of_another_model(mix1d) -> None:
     short = make_trainer(mix1d, steps=1)
     with pytest.raises(ValueError, match="step"):
         short.load_state_dict(trainer.state_dict())
+
+
+def test_weights_file_round_trip_ema_only(tmp_path, mix1d) -> None:
+    """A shipped weights file (safetensors) keeps the EMA weights and the configs; float32 exactly, float16
+    to half precision; it is read by the same load_checkpoint and holds nothing pickled."""
+    from safetensors import safe_open
+
+    trainer = make_trainer(mix1d)
+    list(trainer.run())
+    p = payload(trainer, config={"train": {"steps": 6}, "model": {"kind": "mlp"}})
+    for dtype, tol in (("float32", 0.0), ("float16", 1e-3)):
+        path = tmp_path / f"w-{dtype}.safetensors"
+        size = ck.save_weights(path, p, dtype)
+        assert size == path.stat().st_size
+        back = ck.load_checkpoint(path)
+        assert back["step"] == 6 and back["model_kind"] == "mlp" and back["config"] == p["config"]
+        assert back["model_config"] == p["model_config"] and back["slim_weights"] == "ema" and back["model"] == {}
+        assert set(back["ema"]) == set(p["ema"])
+        for k, v in p["ema"].items():
+            assert back["ema"][k].dtype == v.dtype
+            assert torch.allclose(back["ema"][k], v, rtol=tol, atol=tol), (dtype, k)
+        with safe_open(str(path), framework="pt") as fh:
+            assert fh.metadata()["dtype"] == dtype
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+
+
+def test_weights_file_errors_name_the_file(tmp_path, mix1d) -> None:
+    from safetensors.torch import save_file
+
+    trainer = make_trainer(mix1d)
+    list(trainer.run())
+    p = payload(trainer)
+    with pytest.raises(ValueError, match="dtype: expected one of"):
+        ck.save_weights(tmp_path / "a.safetensors", p, "bfloat8")
+    with pytest.raises(ValueError, match="path: a weights file ends in"):
+        ck.save_weights(tmp_path / "a.pt", p)
+    with pytest.raises(ck.CheckpointError, match="no EMA weights"):
+        ck.save_weights(tmp_path / "a.safetensors", dict(p, ema=None))
+    good = tmp_path / "good.safetensors"
+    ck.save_weights(good, p)
+    (tmp_path / "trunc.safetensors").write_bytes(good.read_bytes()[:-50])
+    (tmp_path / "junk.safetensors").write_bytes(b"not safetensors at all")
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "foreign.safetensors"), metadata={"format": "other"})
+    for name, pattern in (("trunc", "cannot be read as safetensors"), ("junk", "cannot be read as safetensors"),
+                          ("foreign", "not vsmlab weights")):
+        with pytest.raises(ck.CheckpointError, match=pattern) as info:
+            ck.load_checkpoint(tmp_path / f"{name}.safetensors")
+        assert f"{name}.safetensors" in str(info.value)

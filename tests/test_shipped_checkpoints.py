@@ -1,6 +1,6 @@
 """The shipped checkpoints (checkpoints/shapes32/ for notebook 06, checkpoints/cards64/ and chess128/ for notebook 07) are what
 their manifests say: each file's SHA-256 and size, a config equal to the one the notebook would train for that
-method and seed, the step, and the weights it keeps (EMA-only files refuse raw weights)."""
+method and seed, the step, and the weights it keeps (EMA weights only, safetensors, float16 upcast on load)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from vsmlab.diffusion.checkpoints import CheckpointError
 from vsmlab.diffusion.config import load_config
@@ -18,26 +19,27 @@ ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "checkpoints" / "shapes32"
 METHOD_CONFIGS = {"fixed": ("fixed", ()), "rho0": ("rho0", ()), "vsm": ("vsm", ()), "vsm10": ("vsm", ("loss.rho=10.0",))}
 MANIFEST = json.loads((SHIPPED / "manifest.json").read_text()) if (SHIPPED / "manifest.json").exists() else {}
-FILES = sorted(k for k in MANIFEST if k.endswith(".pt"))
+SUFFIX = ".safetensors"
+FILES = sorted(k for k in MANIFEST if k.endswith(SUFFIX))
 
 
 def check_file(path: Path, name: str, entry: dict, expected: dict, size: int) -> None:
-    """Size and SHA-256 as in the manifest entry; loads with the expected config at ``size``; step as recorded;
-    latest.pt has raw and EMA weights at the config's final step, step files refuse raw weights."""
+    """Size and SHA-256 as in the manifest entry; loads with the expected config at ``size``; step as recorded
+    (latest: the config's final step); EMA weights only (raw refused), stored as the manifest's dtype."""
     assert path.stat().st_size == entry["bytes"] <= 5_000_000
     assert study.file_sha256(path) == entry["sha256"]
     loaded = study.load_checkpoint_model(path, expected, "ema", image_size=size)
     assert loaded.step == entry["step"]
-    if name.endswith("latest.pt"):
+    assert entry["weights"] == "ema" and entry["dtype"] in ("float16", "float32")
+    assert all(p.dtype == torch.float32 for p in loaded.model.parameters())
+    if name.endswith("latest" + SUFFIX):
         assert loaded.step == expected["train"]["steps"]
-        assert study.load_checkpoint_model(path, expected, "raw", image_size=size).step == loaded.step
-    else:
-        with pytest.raises(CheckpointError, match="keeps only EMA weights"):
-            study.load_checkpoint_model(path, expected, "raw")
+    with pytest.raises(CheckpointError, match="keeps only EMA weights"):
+        study.load_checkpoint_model(path, expected, "raw")
 
 
 def test_manifest_lists_every_shipped_file() -> None:
-    on_disk = sorted(str(p.relative_to(SHIPPED)) for p in SHIPPED.glob("*/*.pt"))
+    on_disk = sorted(str(p.relative_to(SHIPPED)) for p in SHIPPED.glob("*/*") if p.name != "log.jsonl")
     assert on_disk == FILES
     assert FILES, "no shipped checkpoints"
 
@@ -66,13 +68,13 @@ def _manifest(name: str) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-SEMANTIC_FILES = [(name, k) for name in SEMANTIC for k in sorted(_manifest(name)) if k.endswith(".pt")]
+SEMANTIC_FILES = [(name, k) for name in SEMANTIC for k in sorted(_manifest(name)) if k.endswith(SUFFIX)]
 
 
 @pytest.mark.parametrize("name", sorted(SEMANTIC))
 def test_semantic_manifest_lists_every_shipped_file_and_log(name: str) -> None:
-    folder, files = ROOT / "checkpoints" / name, sorted(k for k in _manifest(name) if k.endswith(".pt"))
-    assert sorted(str(p.relative_to(folder)) for p in folder.glob("*/*.pt")) == files
+    folder, files = ROOT / "checkpoints" / name, sorted(k for k in _manifest(name) if k.endswith(SUFFIX))
+    assert sorted(str(p.relative_to(folder)) for p in folder.glob("*/*") if p.name != "log.jsonl") == files
     runs = sorted({k.split("/")[0] for k in files})
     assert runs == SEMANTIC[name]["runs"]  # what notebook 07 loads
     assert all((folder / r / "log.jsonl").is_file() for r in runs)

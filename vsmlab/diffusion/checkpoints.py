@@ -16,11 +16,20 @@ resumed run after SIGKILL) sees the previous file or the new one, never a torn o
 No wall-clock values are stored as tensors (a resumed run must compare equal tensor by tensor). Files in a
 run folder: ``latest.pt`` (always the newest) and ``step_NNNNNNN.pt`` (every ``save_every`` steps; only the
 newest ``keep_last`` are kept when keep_last > 0). Files are read with ``torch.load(weights_only=True)``.
+
+Shipped weights (``*.safetensors``) are the EMA weights alone, nothing pickled: a ``safetensors`` file whose
+header metadata holds ``format = "vsmlab.weights"``, ``version``, ``model_kind``, ``model_config`` and
+``config`` (JSON), ``step`` and the stored ``dtype`` (float32 or float16; loading upcasts to float32).
+:func:`save_weights` writes one from a checkpoint payload; :func:`load_checkpoint` reads either kind and
+returns the same dict layout (for a weights file ``model``, ``optimizer``, ``rng`` are empty and
+``slim_weights = "ema"``), so every reader (``vsmlab sample``, the studies) takes both. A weights file
+cannot resume training.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 from pathlib import Path
@@ -33,16 +42,19 @@ from vsmlab.core.io import atomic_write_bytes
 __all__ = [
     "FORMAT", "VERSION", "CheckpointError", "save_checkpoint", "load_checkpoint", "step_path", "latest_path",
     "step_checkpoints", "write_run_checkpoint", "prune_step_checkpoints", "check_config_matches", "RESUMABLE_KEYS",
+    "WEIGHTS_FORMAT", "WEIGHTS_SUFFIX", "save_weights", "weights_bytes",
 ]
 
 FORMAT, VERSION = "vsmlab.checkpoint", 1
+WEIGHTS_FORMAT, WEIGHTS_VERSION, WEIGHTS_SUFFIX = "vsmlab.weights", 1, ".safetensors"
+_WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 _REQUIRED = ("format", "version", "config", "model_kind", "model_config", "step", "model", "ema", "optimizer",
              "timestep_sampler", "rng")
 _STEP_FILE = re.compile(r"^step_(\d{7,})\.pt$")
 
 #: config keys a resumed run may change (everything else must equal the checkpoint's config)
 RESUMABLE_KEYS = frozenset({("train", "steps"), ("train", "save_every"), ("train", "keep_last"),
-                            ("train", "log_every")}) | {("sample", k) for k in (
+                            ("train", "log_every"), ("train", "cuda_graph")}) | {("sample", k) for k in (
                                 "n", "batch_size", "sampler", "steps", "variance", "eta", "weights", "seed",
                                 "trajectory_every")}
 
@@ -84,12 +96,71 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def weights_bytes(payload: dict[str, Any], dtype: str = "float32") -> bytes:
+    """The bytes of a shipped weights file: ``payload``'s EMA state dict cast to ``dtype`` (float32 | float16)
+    in safetensors format, with the model and training config in the header metadata (see module doc)."""
+    from safetensors.torch import save
+
+    if dtype not in _WEIGHT_DTYPES:
+        raise ValueError(f"dtype: expected one of {sorted(_WEIGHT_DTYPES)}, got {dtype!r}")
+    if payload.get("ema") is None:
+        raise CheckpointError("payload has no EMA weights (train.ema = 0); a weights file holds EMA weights only")
+    tensors = {k: v.detach().to("cpu", _WEIGHT_DTYPES[dtype] if v.is_floating_point() else v.dtype).contiguous()
+               for k, v in payload["ema"].items()}
+    meta = {"format": WEIGHTS_FORMAT, "version": str(WEIGHTS_VERSION), "model_kind": str(payload["model_kind"]),
+            "model_config": json.dumps(payload["model_config"], sort_keys=True),
+            "config": json.dumps(payload["config"], sort_keys=True), "step": str(int(payload["step"])),
+            "dtype": dtype}
+    return save(tensors, metadata=meta)
+
+
+def save_weights(path: str | os.PathLike, payload: dict[str, Any], dtype: str = "float32") -> int:
+    """Write :func:`weights_bytes` of ``payload`` atomically to ``path`` (``*.safetensors``); returns its size."""
+    if Path(path).suffix != WEIGHTS_SUFFIX:
+        raise ValueError(f"path: a weights file ends in {WEIGHTS_SUFFIX!r}, got {str(path)!r}")
+    data = weights_bytes(payload, dtype)
+    atomic_write_bytes(path, data)
+    return len(data)
+
+
+def _load_weights(path: Path, map_location: str | torch.device | None) -> dict[str, Any]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as fh:
+            meta = fh.metadata() or {}
+            if meta.get("format") != WEIGHTS_FORMAT:
+                raise CheckpointError(f"checkpoint {str(path)!r}: a safetensors file but not vsmlab weights "
+                                      f"(format {meta.get('format')!r}, expected {WEIGHTS_FORMAT!r})")
+            if meta.get("version") != str(WEIGHTS_VERSION):
+                raise CheckpointError(f"checkpoint {str(path)!r}: weights version {meta.get('version')!r}, "
+                                      f"this vsmlab reads {WEIGHTS_VERSION}")
+            ema = {k: fh.get_tensor(k) for k in fh.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        if isinstance(exc, CheckpointError):
+            raise
+        raise CheckpointError(f"checkpoint {str(path)!r}: cannot be read as safetensors (truncated or corrupt?): "
+                              f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+    try:
+        model_config, config = json.loads(meta["model_config"]), json.loads(meta["config"])
+        step = int(meta["step"])
+    except (KeyError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {str(path)!r}: weights metadata incomplete ({exc})") from None
+    ema = {k: (v.float() if v.is_floating_point() else v).to(map_location or "cpu") for k, v in ema.items()}
+    return {"format": FORMAT, "version": VERSION, "config": config, "model_kind": meta["model_kind"],
+            "model_config": model_config, "step": step, "model": {}, "ema": ema, "optimizer": {},
+            "timestep_sampler": {}, "rng": {}, "slim": True, "slim_weights": "ema", "dtype": meta.get("dtype")}
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device | None = "cpu") -> dict[str, Any]:
-    """Read a checkpoint with ``torch.load(weights_only=True)``; CheckpointError naming the file if it is
-    missing, truncated, corrupt or not a vsmlab checkpoint."""
+    """Read a training checkpoint (``torch.load(weights_only=True)``) or a shipped weights file
+    (``*.safetensors``, EMA weights upcast to float32); CheckpointError naming the file if it is missing,
+    truncated, corrupt or not a vsmlab checkpoint."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r}: no such file")
+    if path.suffix == WEIGHTS_SUFFIX:
+        return _load_weights(path, map_location)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated zip, bad pickle, ...: all mean "this file is unusable"
