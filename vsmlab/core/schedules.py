@@ -23,7 +23,11 @@ on a given (device, dtype), made once and cached in the (otherwise immutable) sc
 indexes a device table instead of copying the table every call. Every method answers on the device and
 in the dtype of its tensor input. A step given as a Python ``int`` is validated on the host and picks a
 scalar coefficient (no host synchronisation); a step tensor is validated by :func:`check_t`, which reads
-its min/max (one host synchronisation on an accelerator): per-step loops pass ints.
+its min/max (one host synchronisation on an accelerator), once per call of a public method (each method
+checks its steps once and picks all its coefficients unchecked). Code that made its steps in range by
+construction (the training loop draws them from ``0..T-1``) runs the loss inside
+:func:`assume_valid_steps`, where every step tensor keeps its dtype and shape checks but skips the range
+read: the training step then never synchronises with the host. Per-step sampler loops pass ints.
 
 Respacing (improved DDPM's ``space_timesteps`` / ``SpacedDiffusion``): :meth:`Schedule.respaced` keeps
 K of the T steps, ``t_0 < ... < t_{K-1}`` (the steps of :meth:`Schedule.timesteps`, evenly spaced with
@@ -36,13 +40,32 @@ Its ``timestep_map[i] = t_i`` is the original step a model trained on T steps mu
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
-__all__ = ["Schedule", "linear", "cosine", "check_t", "gather", "respace", "TABLES"]
+__all__ = ["Schedule", "linear", "cosine", "check_t", "assume_valid_steps", "gather", "respace", "TABLES"]
+
+# True inside ``assume_valid_steps()``: step tensors skip the range read (a host synchronisation on a GPU)
+_STEPS_TRUSTED: contextvars.ContextVar[bool] = contextvars.ContextVar("vsmlab_steps_trusted", default=False)
+
+
+@contextlib.contextmanager
+def assume_valid_steps() -> Iterator[None]:
+    """Within this block, :func:`check_t` trusts the *values* of step tensors (no min/max read, so no host
+    synchronisation); dtype and shape are still checked. For code whose steps are in ``0..T-1`` by
+    construction, e.g. the training loop around its loss (t drawn by ``randint(0, T)`` or a multinomial over
+    T steps). Out-of-range steps inside it are not detected (an indexing error, or a device-side assert on
+    a GPU). Scoped to the current thread / context (a :class:`contextvars.ContextVar`); nests."""
+    token = _STEPS_TRUSTED.set(True)
+    try:
+        yield
+    finally:
+        _STEPS_TRUSTED.reset(token)
 
 
 def gather(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -58,12 +81,13 @@ def gather(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.T
     return out.reshape(t.shape[0], *([1] * (like.dim() - 1)))
 
 
-def check_t(t: torch.Tensor | int, num_steps: int, batch: int | None = None) -> torch.Tensor:
+def check_t(t: torch.Tensor | int, num_steps: int, batch: int | None = None, *, validate: bool = True) -> torch.Tensor:
     """Validate a step tensor and return it as int64 of shape [B] (on t's device; an int gives a CPU tensor).
 
-    Raises ValueError naming ``t`` when a value is outside ``0..num_steps-1`` or the shape is wrong.
-    The range check reads t's min and max: one host synchronisation when t lives on an accelerator
-    (per-step loops validate their steps once, as Python ints, instead).
+    Raises TypeError / ValueError naming ``t`` for a non-integer dtype or a wrong shape, and (``validate``)
+    ValueError when a value is outside ``0..num_steps-1``. The range check reads t's min and max: one host
+    synchronisation when t lives on an accelerator. ``validate=False`` (internal calls on steps already
+    checked) and :func:`assume_valid_steps` skip only that read.
     """
     if isinstance(t, int):
         if batch is None:
@@ -79,7 +103,7 @@ def check_t(t: torch.Tensor | int, num_steps: int, batch: int | None = None) -> 
         raise ValueError(f"t: expected shape [B], got {tuple(t.shape)}")
     if batch is not None and t.shape[0] != batch:
         raise ValueError(f"t: expected {batch} steps (one per example), got {t.shape[0]}")
-    if t.numel():
+    if t.numel() and validate and not _STEPS_TRUSTED.get():
         low, high = (int(v) for v in torch.stack([t.min(), t.max()]).tolist())
         if low >= 0 and high < num_steps:
             return t.long()
@@ -208,20 +232,28 @@ class Schedule:
             self._tables[key] = out
         return out
 
-    def _coef(self, name: str, t: torch.Tensor | int, like: torch.Tensor) -> torch.Tensor:
+    def _coef(self, name: str, t: torch.Tensor | int, like: torch.Tensor, validate: bool = True) -> torch.Tensor:
         """``table(name)[t]`` on like's device in like's dtype: a 0-d scalar for an int t (checked on the
-        host), else [B, 1, ..., 1] for a step tensor (checked by :func:`check_t`)."""
+        host), else [B, 1, ..., 1] for a step tensor (checked by :func:`check_t`; its range only when
+        ``validate``)."""
         values = self.table(name, like.device, like.dtype)
         if isinstance(t, int) and not isinstance(t, bool):
             if not 0 <= t < self.num_steps:
                 raise ValueError(f"t: step {t} is out of range; allowed 0..{self.num_steps - 1}")
             return values[t]
-        t = self.check_t(t, like.shape[0])
+        t = self.check_t(t, like.shape[0], validate=validate)
         return gather(values, t, like)
 
-    def check_t(self, t: torch.Tensor | int, batch: int | None = None) -> torch.Tensor:
+    def _steps(self, t: torch.Tensor | int, like: torch.Tensor) -> torch.Tensor | int:
+        """A public method's steps, checked once: an int as is (checked by :meth:`_coef` on the host), a
+        tensor by :func:`check_t` against like's batch; the method then picks its coefficients unchecked."""
+        if isinstance(t, int) and not isinstance(t, bool):
+            return t
+        return self.check_t(t, like.shape[0])
+
+    def check_t(self, t: torch.Tensor | int, batch: int | None = None, *, validate: bool = True) -> torch.Tensor:
         """Validate ``t`` against this schedule (see :func:`check_t`)."""
-        return check_t(t, self.num_steps, batch)
+        return check_t(t, self.num_steps, batch, validate=validate)
 
     # -------------------------------------------------------------- operations
     def noise(
@@ -233,17 +265,18 @@ class Schedule:
         x0: [B, ...]; t: [B] int (or one int step); eps: same shape as x0 (drawn from N(0, I) with
         ``generator``, on x0's device, if None). Returns x_t with x0's shape, device and dtype.
         """
-        if not isinstance(t, int):
-            t = self.check_t(t, x0.shape[0])
+        t = self._steps(t, x0)
         if eps is None:
             eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
         elif eps.shape != x0.shape:
             raise ValueError(f"eps: expected shape {tuple(x0.shape)} (same as x0), got {tuple(eps.shape)}")
-        return self._coef("sqrt_alpha_bar", t, x0) * x0 + self._coef("sigma", t, x0) * eps
+        return self._coef("sqrt_alpha_bar", t, x0, False) * x0 + self._coef("sigma", t, x0, False) * eps
 
     def posterior_mean(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
         """Mean of q(x_{t-1} | x_t, x0) = c0_t x0 + ct_t x_t. Shapes [B, ...]; t: [B] (or an int)."""
-        return self._coef("posterior_coef_x0", t, x_t) * x0 + self._coef("posterior_coef_xt", t, x_t) * x_t
+        t = self._steps(t, x_t)
+        return (self._coef("posterior_coef_x0", t, x_t, False) * x0
+                + self._coef("posterior_coef_xt", t, x_t, False) * x_t)
 
     def reverse_mean(self, x_t: torch.Tensor, t: torch.Tensor | int, eps: torch.Tensor) -> torch.Tensor:
         """DDPM reverse mean mu_theta = x_t / sqrt(alpha_t) - beta_t / (sqrt(1 - alpha_bar_t) sqrt(alpha_t)) eps.
@@ -252,18 +285,22 @@ class Schedule:
         written without 1/sqrt(alpha_bar_t) (which overflows float32 on aggressive schedules); the
         coefficients are float64 tables rounded once to x_t's dtype. x_t, eps: [B, ...]; t: [B] or an int.
         """
-        return self._coef("reverse_coef_xt", t, x_t) * x_t - self._coef("reverse_coef_eps", t, x_t) * eps
+        t = self._steps(t, x_t)
+        return self._coef("reverse_coef_xt", t, x_t, False) * x_t - self._coef("reverse_coef_eps", t, x_t, False) * eps
 
     def x0_from_eps(self, x_t: torch.Tensor, t: torch.Tensor | int, eps: torch.Tensor) -> torch.Tensor:
         """x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t). Shapes [B, ...]; t: [B] (or an int).
 
         Coefficients in float64 before rounding (alpha_bar underflows float32 on aggressive schedules).
         """
-        return self._coef("inv_sqrt_alpha_bar", t, x_t) * x_t - self._coef("sigma_over_sqrt_alpha_bar", t, x_t) * eps
+        t = self._steps(t, x_t)
+        return (self._coef("inv_sqrt_alpha_bar", t, x_t, False) * x_t
+                - self._coef("sigma_over_sqrt_alpha_bar", t, x_t, False) * eps)
 
     def eps_from_x0(self, x_t: torch.Tensor, t: torch.Tensor | int, x0: torch.Tensor) -> torch.Tensor:
         """Inverse of :meth:`x0_from_eps`: eps = (x_t - sqrt(alpha_bar_t) x0) / sqrt(1 - alpha_bar_t)."""
-        return (x_t - self._coef("sqrt_alpha_bar", t, x_t) * x0) / self._coef("sigma", t, x_t)
+        t = self._steps(t, x_t)
+        return (x_t - self._coef("sqrt_alpha_bar", t, x_t, False) * x0) / self._coef("sigma", t, x_t, False)
 
     def learned_log_variance(self, v: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
         """Improved-DDPM learned range: log Sigma = f log beta_t + (1 - f) log beta_tilde_t, f = (v + 1) / 2.
@@ -271,8 +308,10 @@ class Schedule:
         v: [B, ...] in [-1, 1]; t: [B] (or an int). beta_tilde_0 is clipped to beta_tilde_1 (log of 0
         otherwise). Returns log Sigma with v's shape, device and dtype.
         """
+        t = self._steps(t, v)
         frac = (v + 1) / 2
-        return frac * self._coef("log_betas", t, v) + (1 - frac) * self._coef("log_beta_tilde_clipped", t, v)
+        return (frac * self._coef("log_betas", t, v, False)
+                + (1 - frac) * self._coef("log_beta_tilde_clipped", t, v, False))
 
     def timesteps(self, num_steps: int | None = None) -> list[int]:
         """Descending list of steps used by a sampler with ``num_steps`` evenly spaced steps (default: all T).

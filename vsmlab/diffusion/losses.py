@@ -20,6 +20,15 @@ of width 2/255 centred on the pixel values); the edge bins are open: x = -1 gets
 probabilities sum to 1. It is computed from ``torch.special.log_ndtr`` (stable in both tails) with the
 difference of the two CDFs taken on the side of the bin away from the distribution's bulk (no
 cancellation of two values near 1), and log(1 - e^-u) by expm1.
+
+Difference from the reference code: improved DDPM approximates the normal CDF by
+0.5 (1 + tanh(sqrt(2/pi) (u + 0.044715 u^3))) and takes plain logs floored at 1e-12; this decoder uses the
+exact CDF. Measured (``tests/test_decoder_reference.py``, float64): the two CDFs differ by at most
+1.79e-4 (at |u| = 2.59); on 4096 random 8-bit pixels, with the t = 0 Sigma at v = -1, 0, 1 (beta_tilde_1,
+the middle, beta_0) of the linear 1e-4..0.02 and the cosine schedule and a mean error of sd 0..0.02, the
+mean t = 0 bits/dim differ by 2e-5..7.5e-4 relative (its v-gradient by <= 1.4%) while the error sd is
+<= 0.005 (the mean within ~1 bin), and by up to 2.1e-2 (sd 0.01) and 6.5e-2 (sd 0.02; gradient up to 36%)
+beyond, where the bin sits in the tails and the tanh CDF's relative error grows.
 """
 
 from __future__ import annotations
@@ -74,7 +83,8 @@ def mean_over_dims(x: torch.Tensor) -> torch.Tensor:
 
 
 def eps_mse_loss(model: nn.Module, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, schedule: Schedule) -> LossTerms:
-    """Plain DDPM eps-prediction loss (vb and vsm are zero). x0, eps: [B, ...]; t: [B]."""
+    """Plain DDPM eps-prediction loss (vb and vsm are zero). x0, eps: [B, ...]; t: [B] (checked once, by
+    :meth:`Schedule.noise`; its range read is skipped inside :func:`vsmlab.core.schedules.assume_valid_steps`)."""
     x_t = schedule.noise(x0, t, eps)
     mse = mean_over_dims((model(x_t, t).eps - eps) ** 2)
     zero = torch.zeros_like(mse)
@@ -110,6 +120,7 @@ def discretized_gaussian_nll(x: torch.Tensor, mean: torch.Tensor, log_var: torch
         interior: P = Phi(u + d) - Phi(u - d)      x = -1: P = Phi(u + d)      x = 1: P = 1 - Phi(u - d)
 
     The interior difference is taken as Phi(-(u - d)) - Phi(-(u + d)) when u > 0 (both CDFs near 1 there).
+    Phi is the exact normal CDF, not the reference code's tanh approximation (module docstring: measured size).
     """
     out_dtype = torch.promote_types(torch.promote_types(x.dtype, mean.dtype), log_var.dtype)
     work = out_dtype if out_dtype in (torch.float32, torch.float64) else torch.float32

@@ -17,11 +17,18 @@ Randomness (``rng``):
   ``device`` afterwards). With the default arguments on CPU this is bit-identical to the loop the toy
   notebooks 01-05 were published with (tests/test_training.py keeps a frozen copy of it). Dropout and
   other draws inside the model use torch's global generator (saved in checkpoints). Single process only.
-- ``"per_step"`` (images, DDP): step s draws its GLOBAL batch (indices, t, eps) from generators seeded
-  with ``step_key(seed, s)`` (a CPU one for indices, one on ``device`` for t and eps; the same one on
-  CPU); rank r of W keeps rows ``[r B/W, (r+1) B/W)``. The model's own draws (dropout) run under
-  ``torch.manual_seed(step_key(seed, s, rank))`` inside a forked RNG. So results do not depend on the
-  number of ranks (up to float reduction order) and resuming needs no RNG state at all.
+- ``"per_step"`` (images, DDP): step s draws its GLOBAL batch (indices, t, eps) from a generator on
+  ``device`` seeded with ``step_key(seed, s)``; rank r of W keeps rows ``[r B/W, (r+1) B/W)``. The model's own
+  draws (dropout) use torch's default generators seeded with ``step_key(seed, s, rank)`` (the global RNG is
+  restored afterwards). So results do not depend on the number of ranks (up to float reduction order) and
+  resuming needs no RNG state at all. The generators are persistent objects re-seeded every step
+  (``manual_seed``: a host-side reset, the numbers of a fresh generator with that seed, no allocation; on a
+  GPU the Philox (seed, offset) pair that a CUDA graph reads at replay). A tensor data set is moved to
+  ``device`` once (uint8 images stay uint8, converted per batch), and its batch indices are drawn there; a
+  callable data source draws on a CPU generator with the same key. On the CPU all of this is the same
+  arithmetic as fresh generators per step with indices drawn first, then t, then eps (CPU runs are
+  unchanged); on a GPU the indices come from the device generator (a CPU one before), so GPU runs draw
+  other batches than earlier versions did.
 
 Learning rate at step s (1-based) for ``lr_decay = "none" | "cosine"`` and ``warmup`` W::
 
@@ -32,12 +39,27 @@ EMA (``ema_decay`` = d, off when None): after each step ``ema <- decay_s ema + (
 then averages roughly the last ~s/10..s steps early on, so a 0.9999 EMA of a short run is not mostly the
 initial weights; decay_s reaches 0.999 at s ~ 9,000 and 0.9999 at s ~ 90,000). Buffers are copied.
 
-Timestep samplers: ``"uniform"`` (t ~ U{0..T-1}) or ``"loss_second_moment"`` (improved DDPM): a history
-of the last 10 (unweighted) total losses per t; until every t has 10, t is uniform; then
-p_t ∝ sqrt(E[L_t^2]), mixed as p = (1 - 1e-3) p + 1e-3 / T; the loss of example b is weighted by
-1 / (T p_{t_b}) (unbiased for the uniform objective). The history is part of the training state.
+Timestep samplers (:mod:`vsmlab.diffusion.timesteps`): ``"uniform"`` (t ~ U{0..T-1}) or
+``"loss_second_moment"`` (improved DDPM importance sampling of t; its loss history is training state). Their
+steps are in range by construction, so the loss runs inside
+:func:`vsmlab.core.schedules.assume_valid_steps` (no host read of t).
 
 Mixed precision: ``amp = "auto"`` runs the loss under bf16 autocast on CUDA and plain fp32 on CPU.
+
+A step without host synchronisation (CUDA): Adam / AdamW are ``fused=True`` (one kernel for all
+parameters, step counters on the device: no per-parameter ``.item()``; on the CPU the optimizer keeps
+torch's default implementation, so CPU numbers are unchanged), the EMA lerps cached parameter lists with
+one ``torch._foreach_lerp_``, the timestep sampler and the data draws stay on the device, and the loss is
+read every ``log_every`` steps. ``cuda_graph=True`` (CUDA, ``rng="per_step"``, one process, a tensor data
+set) captures the whole step in one CUDA graph at the first step and replays it
+(:mod:`vsmlab.diffusion.step_graph`: lr and EMA weight in device tensors, generators re-seeded before each
+replay, warm-up runs undone before capture, so a graph run draws the same numbers as an eager one).
+``compile=True`` wraps the model in ``torch.compile``
+(fusing GroupNorm, SiLU and the scale-shift); ``channels_last`` converts the model and each batch.
+cuDNN autotuning (``torch.backends.cudnn.benchmark``) is process-wide and left to the caller. Several
+runs in lockstep in one process (CUDA streams): :class:`MultiTrainer` / :func:`train_many`
+(:mod:`vsmlab.diffusion.lockstep`).
+
 Records: ``terms`` (batch means of every loss term) and ``grad_norm`` are read from the device every
 ``log_every`` steps (and on the last step); in between they are detached 0-d tensors (``record.floats()``
 reads them). The NaN/inf check runs when they are read; a non-finite value raises
@@ -56,16 +78,20 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
-from vsmlab.core.schedules import Schedule
+from vsmlab.core.schedules import Schedule, assume_valid_steps
+from vsmlab.diffusion.lockstep import MultiTrainer, train_many
 from vsmlab.diffusion.losses import LossFn, LossTerms, eps_mse_loss
+from vsmlab.diffusion.step_graph import StepGraph, check_graphable
+from vsmlab.diffusion.timesteps import (TIMESTEP_SAMPLERS, LossSecondMomentSampler, UniformSampler,
+                                        make_timestep_sampler)
 
 __all__ = [
     "StepRecord", "TrainingDiverged", "train", "fit", "Trainer", "EMA", "UniformSampler",
     "LossSecondMomentSampler", "step_key", "lr_at", "OPTIMIZERS", "TIMESTEP_SAMPLERS", "RNG_MODES",
+    "MultiTrainer", "train_many",
 ]
 
 OPTIMIZERS = ("adam", "adamw")
-TIMESTEP_SAMPLERS = ("uniform", "loss_second_moment")
 RNG_MODES = ("sequential", "per_step")
 LR_DECAYS = ("none", "cosine")
 EMA_WARMUPS = ("none", "ramp")
@@ -139,6 +165,8 @@ class EMA:
 
     ``decay_at(step)`` is ``decay`` or, with ``warmup="ramp"``, ``min(decay, (1 + step) / (10 + step))``.
     ``state_dict()`` has the model's state_dict keys, so ``model.load_state_dict(ema.state_dict())`` works.
+    The averaged parameters and the copied entries are looked up once (parameters are updated in place) and
+    :meth:`update` is one ``torch._foreach_lerp_`` over the cached lists plus a copy per buffer.
     """
 
     def __init__(self, model: nn.Module, decay: float, warmup: str = "ramp") -> None:
@@ -152,6 +180,22 @@ class EMA:
         self._averaged = [k for k, v in live.items() if isinstance(v, nn.Parameter) and v.requires_grad
                           and v.is_floating_point()]
         self._copied = [k for k in live if k not in set(self._averaged)]
+        self._bind(model)
+
+    def _bind(self, model: nn.Module) -> None:
+        """Cache the live tensors of ``model``: its averaged Parameter objects (their ``.data`` may be
+        replaced, the objects stay) and (module, attribute) of every copied entry (buffers can be reassigned)."""
+        live = model.state_dict(keep_vars=True)
+        if set(live) != set(self.shadow):
+            differ = sorted(set(live) ^ set(self.shadow))[:5]
+            raise ValueError(f"model: its state keys do not match the EMA's (e.g. {differ})")
+        self._model = model
+        self._live_averaged = [live[k] for k in self._averaged]
+        self._shadow_averaged = [self.shadow[k] for k in self._averaged]
+        self._live_copied = []
+        for k in self._copied:
+            owner, _, attr = k.rpartition(".")
+            self._live_copied.append((model.get_submodule(owner) if owner else model, attr, self.shadow[k]))
 
     def decay_at(self, step: int) -> float:
         """The decay used for the update after 1-based ``step``."""
@@ -160,13 +204,18 @@ class EMA:
         return self.decay
 
     @torch.no_grad()
-    def update(self, model: nn.Module, step: int) -> None:
-        """shadow <- d shadow + (1 - d) theta for parameters, copy for buffers; d = decay_at(step)."""
-        live = model.state_dict(keep_vars=True)
-        d = self.decay_at(step)
-        torch._foreach_lerp_([self.shadow[k] for k in self._averaged], [live[k].detach() for k in self._averaged], 1.0 - d)
-        for k in self._copied:
-            self.shadow[k].copy_(live[k])
+    def update(self, model: nn.Module, step: int | None, weight: torch.Tensor | None = None) -> None:
+        """shadow <- d shadow + (1 - d) theta for parameters, copy for buffers; d = decay_at(step).
+
+        ``weight``: a 0-d tensor holding 1 - d (on the parameters' device), used instead of ``step`` (a
+        CUDA graph captures the tensor, which is filled before each replay)."""
+        if model is not self._model:
+            self._bind(model)
+        if self._live_averaged:
+            w = weight if weight is not None else 1.0 - self.decay_at(step)
+            torch._foreach_lerp_(self._shadow_averaged, self._live_averaged, w)
+        for module, attr, shadow in self._live_copied:
+            shadow.copy_(getattr(module, attr))
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The averaged weights (model state_dict layout)."""
@@ -188,97 +237,6 @@ class EMA:
         out = copy.deepcopy(model)
         out.load_state_dict(self.shadow)
         return out.eval()
-
-
-class UniformSampler:
-    """t ~ U{0..T-1}; importance weights None (all 1)."""
-
-    name = "uniform"
-
-    def __init__(self, num_steps: int, device: torch.device | str = "cpu") -> None:
-        self.num_steps = num_steps
-
-    def sample(self, n: int, generator: torch.Generator, device: torch.device | str | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(t [n] int64, None), drawn with ``torch.randint`` from ``generator`` on its device."""
-        return torch.randint(0, self.num_steps, (n,), generator=generator, device=device), None
-
-    def update(self, t: torch.Tensor, losses: torch.Tensor) -> None:
-        """No state."""
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"name": self.name}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("name") != self.name:
-            raise ValueError(f"timestep_sampler: checkpoint holds {state.get('name')!r}, this run uses {self.name!r}")
-
-
-class LossSecondMomentSampler:
-    """Improved DDPM's LossSecondMomentResampler, on the device and without host synchronisation.
-
-    State: ``history`` [T, H + 1] float64 (a ring buffer of the last H = ``history_per_term`` losses per t;
-    column H is a scratch slot) and ``count`` [T] int64 (losses ever seen per t). Only the mean of the
-    squares is used, so the ring order does not matter. Probabilities: uniform until every count >= H, then
-    p_t = sqrt(mean(history_t^2)) / sum, p = (1 - u) p + u / T with u = ``uniform_prob``. Importance weight
-    of a draw t: 1 / (T p_t).
-    """
-
-    name = "loss_second_moment"
-
-    def __init__(self, num_steps: int, device: torch.device | str = "cpu", history_per_term: int = 10,
-                 uniform_prob: float = 1e-3) -> None:
-        self.num_steps, self.size, self.uniform_prob = num_steps, history_per_term, uniform_prob
-        self.history = torch.zeros(num_steps, history_per_term + 1, dtype=torch.float64, device=device)
-        self.count = torch.zeros(num_steps, dtype=torch.long, device=device)
-
-    def probabilities(self) -> torch.Tensor:
-        """p [T] float64 (module docstring)."""
-        T = self.num_steps
-        second = torch.sqrt((self.history[:, : self.size] ** 2).mean(1))
-        p = second / second.sum().clamp_min(1e-300)
-        p = p * (1 - self.uniform_prob) + self.uniform_prob / T
-        full = (self.count >= self.size).all()
-        return torch.where(full, p, torch.full_like(p, 1.0 / T))
-
-    def sample(self, n: int, generator: torch.Generator, device: torch.device | str | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(t [n] int64, weights [n] float32 = 1 / (T p_t)), t drawn by ``torch.multinomial`` from ``generator``."""
-        p = self.probabilities()
-        if device is not None and p.device != torch.device(device):
-            p = p.to(device)
-        t = torch.multinomial(p, n, replacement=True, generator=generator)
-        weights = (1.0 / (self.num_steps * p[t])).float()
-        return t, weights
-
-    @torch.no_grad()
-    def update(self, t: torch.Tensor, losses: torch.Tensor) -> None:
-        """Append ``losses`` [B] (in batch order) to the histories of their steps ``t`` [B]."""
-        t = t.to(self.history.device)
-        losses = losses.detach().to(self.history.device, torch.float64)
-        T, H, B = self.num_steps, self.size, t.shape[0]
-        order = torch.argsort(t, stable=True)
-        ts, ls = t[order], losses[order]
-        first = torch.searchsorted(ts, ts, right=False)
-        rank = torch.arange(B, device=ts.device) - first
-        in_batch = torch.bincount(t, minlength=T)
-        keep = rank >= in_batch[ts] - H  # only the last H of a step's new losses survive
-        pos = torch.where(keep, (self.count[ts] + rank) % H, torch.full_like(rank, H))
-        self.history[ts, pos] = ls
-        self.count += in_batch
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "history": self.history[:, : self.size].clone(), "count": self.count.clone()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("name") != self.name:
-            raise ValueError(f"timestep_sampler: checkpoint holds {state.get('name')!r}, this run uses {self.name!r}")
-        hist, count = state["history"], state["count"]
-        if tuple(hist.shape) != (self.num_steps, self.size) or tuple(count.shape) != (self.num_steps,):
-            raise ValueError(f"timestep_sampler: checkpoint history has shape {tuple(hist.shape)}, expected "
-                             f"{(self.num_steps, self.size)}")
-        self.history[:, : self.size].copy_(hist)
-        self.count.copy_(count)
 
 
 # ------------------------------------------------------------------------------------------------ loop
@@ -328,6 +286,7 @@ class Trainer:
         compile: bool = False,
         channels_last: bool = False,
         log_every: int = 1,
+        cuda_graph: bool = False,
     ) -> None:
         _check_int("steps", steps, 1)
         _check_int("batch_size", batch_size, 1)
@@ -344,6 +303,9 @@ class Trainer:
         _choice("timestep_sampler", timestep_sampler, TIMESTEP_SAMPLERS)
         _choice("rng", rng, RNG_MODES)
         _choice("amp", amp, AMP_MODES)
+        for name, flag in (("compile", compile), ("channels_last", channels_last), ("cuda_graph", cuda_graph)):
+            if not isinstance(flag, bool):
+                raise ValueError(f"{name}: expected True or False, got {flag!r}")
         if optimizer == "adam" and weight_decay:
             raise ValueError(f"weight_decay: {weight_decay!r} needs optimizer='adamw' (decoupled), got optimizer='adam'")
         if isinstance(data, torch.Tensor):
@@ -355,9 +317,13 @@ class Trainer:
             (p.device for p in model.parameters()), torch.device("cpu"))
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device: {str(self.device)!r} requested but CUDA is not available; allowed: 'cpu'")
+        if self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", torch.cuda.current_device())
         if amp == "bf16" and self.device.type != "cuda":
             raise ValueError(f"amp: 'bf16' autocast runs on CUDA only, got device {str(self.device)!r}; use 'auto' or 'none'")
         self.rank, self.world = _world()
+        if cuda_graph:
+            check_graphable(self.device, rng, data, self.world)
         if self.world > 1:
             if rng != "per_step":
                 raise ValueError(f"rng: {rng!r} draws per process; under torch.distributed use 'per_step' "
@@ -367,20 +333,34 @@ class Trainer:
         self.model = model.to(self.device)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        if isinstance(data, torch.Tensor) and rng == "per_step" and data.device != self.device:
+            data = data.to(self.device)  # resident on the device (uint8 images stay 1 byte per pixel)
         self.data, self.schedule, self.steps, self.batch_size = data, schedule, steps, batch_size
         self.lr, self.seed, self.loss_fn, self.lr_decay, self.warmup = lr, seed, loss_fn, lr_decay, warmup
         self.grad_norms, self.max_grad_norm = grad_norms, max_grad_norm
         self.rng, self.log_every, self.channels_last = rng, log_every, channels_last
+        self.cuda_graph = cuda_graph
         self.autocast = amp == "bf16" or (amp == "auto" and self.device.type == "cuda")
         self.step = 0
+        self._params = list(self.model.parameters())
+        # CUDA: fused kernels with the step counters on the device; a CUDA graph also needs a tensor lr
+        # (filled before each replay) and capturable state. CPU: torch's default (the published arithmetic).
+        opt_options: dict[str, Any] = {"fused": True} if self.device.type == "cuda" else {}
+        self._lr_tensor: torch.Tensor | None = None
+        first_lr: float | torch.Tensor = lr
+        if cuda_graph:
+            self._lr_tensor = torch.tensor(float(lr), dtype=torch.float32, device=self.device)  # fused reads float32
+            first_lr, opt_options["capturable"] = self._lr_tensor, True
         if optimizer == "adam":
-            self.optimizer: torch.optim.Optimizer = torch.optim.Adam(self.model.parameters(), lr=lr)
+            self.optimizer: torch.optim.Optimizer = torch.optim.Adam(self._params, lr=first_lr, **opt_options)
         else:
-            self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=weight_decay)
+            self.optimizer = torch.optim.AdamW(self._params, lr=first_lr, weight_decay=weight_decay, **opt_options)
         self.ema = EMA(self.model, ema_decay, ema_warmup) if ema_decay is not None else None
-        sampler_cls = UniformSampler if timestep_sampler == "uniform" else LossSecondMomentSampler
-        self.timestep_sampler = sampler_cls(schedule.num_steps, device=self.device)
+        self.timestep_sampler = make_timestep_sampler(timestep_sampler, schedule.num_steps, self.device)
         self.generator = torch.Generator().manual_seed(seed) if rng == "sequential" else None
+        # per_step: persistent generators re-seeded with step_key(seed, step) every step (see the module docstring)
+        self._g_dev = torch.Generator(device=self.device) if rng == "per_step" else None
+        self._g_cpu = self._g_dev if self.device.type == "cpu" else (torch.Generator() if rng == "per_step" else None)
         self.forward_model: nn.Module = self.model
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -389,24 +369,50 @@ class Trainer:
             self.forward_model = DistributedDataParallel(self.model, device_ids=ids)
         if compile:
             self.forward_model = torch.compile(self.forward_model)
+        self.graph = StepGraph(self) if cuda_graph else None  # captured at the first step of run()
 
     # ------------------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
-        """{"step", "model", "ema" (or None), "optimizer", "timestep_sampler", "rng"} (tensors and plain types)."""
+        """{"step", "model", "ema" (or None), "optimizer", "timestep_sampler", "rng"} (tensors and plain types).
+
+        The optimizer's learning rate is stored as a float also when the run keeps it in a tensor (CUDA graph),
+        so checkpoints load into every mode."""
         rng: dict[str, Any] = {"mode": self.rng}
         if self.generator is not None:
             rng["generator"] = self.generator.get_state()
             rng["torch"] = torch.get_rng_state()
             if torch.cuda.is_available() and self.device.type == "cuda":
                 rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        optimizer = self.optimizer.state_dict()
+        optimizer["param_groups"] = [
+            {**g, "lr": float(g["lr"])} if isinstance(g["lr"], torch.Tensor) else g for g in optimizer["param_groups"]]
         return {
             "step": self.step,
             "model": self.model.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": optimizer,
             "timestep_sampler": self.timestep_sampler.state_dict(),
             "rng": rng,
         }
+
+    def _load_optimizer(self, state: dict[str, Any]) -> None:
+        """Load an optimizer state, keeping this run's implementation flags (fused / capturable / foreach:
+        torch would take the saved ones) and its lr tensor (filled with the saved value)."""
+        saved_groups = state.get("param_groups", [])
+        if len(saved_groups) != len(self.optimizer.param_groups):
+            raise ValueError(f"optimizer: the checkpoint has {len(saved_groups)} parameter groups, this run "
+                             f"{len(self.optimizer.param_groups)}")
+        groups = []
+        for saved, live in zip(saved_groups, self.optimizer.param_groups):
+            group = dict(saved)
+            for key in ("fused", "foreach", "capturable", "differentiable"):
+                if key in live:
+                    group[key] = live[key]
+            if isinstance(live["lr"], torch.Tensor):
+                live["lr"].fill_(float(saved["lr"]))
+                group["lr"] = live["lr"]
+            groups.append(group)
+        self.optimizer.load_state_dict({**state, "param_groups": groups})
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict` (raises ValueError naming what does not match this run)."""
@@ -422,7 +428,7 @@ class Trainer:
                              f"{'uses one' if self.ema is not None else 'uses none'}")
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self._load_optimizer(state["optimizer"])
         self.timestep_sampler.load_state_dict(state["timestep_sampler"])
         rng = state["rng"]
         if rng.get("mode") != self.rng:
@@ -433,6 +439,8 @@ class Trainer:
             if "cuda" in rng and self.device.type == "cuda":
                 torch.cuda.set_rng_state(rng["cuda"], self.device)
         self.step = step
+        if self.graph is not None:
+            self.graph.reset()  # the optimizer state tensors are new: capture again
 
     # ------------------------------------------------------------------------------------- batches
     def _to_device(self, x0: torch.Tensor) -> torch.Tensor:
@@ -447,8 +455,30 @@ class Trainer:
     def _draw_indices(self, n: int, g: torch.Generator) -> torch.Tensor:
         if callable(self.data) and not isinstance(self.data, torch.Tensor):
             return self.data(n, g)
-        idx = torch.randint(0, self.data.shape[0], (n,), generator=g)
+        idx = torch.randint(0, self.data.shape[0], (n,), generator=g, device=g.device)
+        if idx.device != self.data.device:
+            idx = idx.to(self.data.device)
         return self.data[idx]
+
+    def _seed_step(self, step: int) -> None:
+        """Re-seed the per_step generators with step_key(seed, step) (host-side; no allocation)."""
+        key = step_key(self.seed, step)
+        self._g_dev.manual_seed(key)
+        if self._g_cpu is not self._g_dev:
+            self._g_cpu.manual_seed(key)
+
+    def _draw(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(x0, t, eps, weights) of this rank from the per_step generators as seeded (indices, then t, then eps)."""
+        g = self._g_dev if isinstance(self.data, torch.Tensor) else self._g_cpu
+        x0 = self._to_device(self._draw_indices(self.batch_size, g))
+        t, w = self.timestep_sampler.sample(x0.shape[0], self._g_dev, device=self.device)
+        eps = torch.randn(x0.shape, generator=self._g_dev, dtype=x0.dtype, device=self.device)
+        if self.world > 1:
+            per = self.batch_size // self.world
+            rows = slice(self.rank * per, (self.rank + 1) * per)
+            x0, t, eps = x0[rows], t[rows], eps[rows]
+            w = w[rows] if w is not None else None
+        return x0, t, eps, w
 
     def _batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(x0, t, eps, importance weights or None) of this rank for 1-based ``step``."""
@@ -462,18 +492,72 @@ class Trainer:
                 t, eps = t.to(self.device), eps.to(self.device)
                 w = w.to(self.device) if w is not None else None
             return x0, t, eps, w
-        key = step_key(self.seed, step)
-        g_cpu = torch.Generator().manual_seed(key)
-        g_dev = g_cpu if self.device.type == "cpu" else torch.Generator(device=self.device).manual_seed(key)
-        x0 = self._to_device(self._draw_indices(self.batch_size, g_cpu))
-        t, w = self.timestep_sampler.sample(x0.shape[0], g_dev, device=self.device)
-        eps = torch.randn(x0.shape, generator=g_dev, dtype=x0.dtype, device=self.device)
+        self._seed_step(step)
+        return self._draw()
+
+    # ------------------------------------------------------------------------------------- one step
+    def _loss(self, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, step: int | None) -> LossTerms:
+        """The loss terms under autocast, t trusted (drawn in range). Eager per_step runs seed the model's own
+        draws (dropout) with step_key(seed, step, rank) inside a forked RNG; a graph (``step`` None) is
+        seeded by the caller before each replay."""
+        amp_ctx = (torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, cache_enabled=step is not None)
+                   if self.autocast else contextlib.nullcontext())
+        fork = self.rng == "per_step" and step is not None
+        rng_ctx = (torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else [])
+                   if fork else contextlib.nullcontext())
+        with rng_ctx:
+            if fork:
+                torch.manual_seed(step_key(self.seed, step, self.rank))
+            with amp_ctx, assume_valid_steps():
+                return self.loss_fn(self.forward_model, x0, t, eps, self.schedule)
+
+    def _means(self, terms: LossTerms) -> torch.Tensor:
+        """Batch means of every term, stacked [4] (float64 if a term is; the mean over ranks under DDP)."""
+        import torch.distributed as dist
+
+        term_means = [getattr(terms, name).detach().mean() for name in _TERMS]
+        dtype = torch.float64 if any(m.dtype == torch.float64 for m in term_means) else torch.float32
+        means = torch.stack([m.to(dtype) for m in term_means])
         if self.world > 1:
-            per = self.batch_size // self.world
-            rows = slice(self.rank * per, (self.rank + 1) * per)
-            x0, t, eps = x0[rows], t[rows], eps[rows]
-            w = w[rows] if w is not None else None
-        return x0, t, eps, w
+            dist.all_reduce(means)
+            means = means / self.world
+        return means
+
+    def _update(self, terms: LossTerms, t: torch.Tensor, weights: torch.Tensor | None, step: int | None,
+                ema_weight: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Backward, clipping, optimizer step, sampler and EMA updates; returns the gradient norm (or None).
+        The EMA decays by ``step``'s decay, or (graph) by the 0-d tensor ``ema_weight`` = 1 - decay."""
+        import torch.distributed as dist
+
+        total = terms.total if weights is None else terms.total * weights
+        self.optimizer.zero_grad(set_to_none=True)
+        total.mean().backward()
+        norm = None
+        if self.grad_norms or self.max_grad_norm is not None:
+            limit = self.max_grad_norm if self.max_grad_norm is not None else math.inf
+            norm = torch.nn.utils.clip_grad_norm_(self._params, limit).detach()
+        self.optimizer.step()
+        if self.timestep_sampler.name != "uniform":
+            losses = terms.total.detach()
+            if self.world > 1:
+                gathered_t = [torch.empty_like(t) for _ in range(self.world)]
+                gathered_l = [torch.empty_like(losses) for _ in range(self.world)]
+                dist.all_gather(gathered_t, t)
+                dist.all_gather(gathered_l, losses)
+                self.timestep_sampler.update(torch.cat(gathered_t), torch.cat(gathered_l))
+            else:
+                self.timestep_sampler.update(t, losses)
+        if self.ema is not None:
+            self.ema.update(self.model, step, ema_weight)
+        return norm
+
+    def _graph_body(self, ema_weight: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One whole step with the generators as seeded, the EMA weight from its tensor (what a graph captures;
+        :mod:`vsmlab.diffusion.step_graph`): (loss means [4], gradient norm or None)."""
+        x0, t, eps, weights = self._draw()
+        terms = self._loss(x0, t, eps, None)
+        means = self._means(terms)
+        return means, self._update(terms, t, weights, None, ema_weight)
 
     # ------------------------------------------------------------------------------------- loop
     def _check(self, pending: list[tuple[int, torch.Tensor]]) -> None:
@@ -487,62 +571,34 @@ class Trainer:
         raise TrainingDiverged(f"training diverged at {where}: loss term {name!r} is {value}")
 
     def run(self) -> Iterator[StepRecord]:
-        """Train from ``self.step + 1`` to ``steps``, yielding a record per step; eval mode at the end (always)."""
-        import torch.distributed as dist
+        """Train from ``self.step + 1`` to ``steps``, yielding a record per step; eval mode at the end (always).
 
-        params = list(self.model.parameters())
+        Between read steps (every ``log_every`` and the last) nothing here reads a device value on the host.
+        Eager: on a read step the NaN check runs before that step's update. Graph: after it (one replay)."""
         pending: list[tuple[int, torch.Tensor]] = []
         self.model.train()
         try:
             for step in range(self.step + 1, self.steps + 1):
                 lr = lr_at(step, self.lr, self.steps, self.lr_decay, self.warmup)
-                if lr != self.lr or self.lr_decay != "none" or self.warmup:
-                    for group in self.optimizer.param_groups:
-                        group["lr"] = lr
-                x0, t, eps, weights = self._batch(step)
-                amp_ctx = (torch.autocast(device_type=self.device.type, dtype=torch.bfloat16) if self.autocast
-                           else contextlib.nullcontext())
-                if self.rng == "per_step":
-                    devices = [self.device] if self.device.type == "cuda" else []
-                    rng_ctx = torch.random.fork_rng(devices=devices)
-                else:
-                    rng_ctx = contextlib.nullcontext()
-                with rng_ctx:
-                    if self.rng == "per_step":
-                        torch.manual_seed(step_key(self.seed, step, self.rank))
-                    with amp_ctx:
-                        terms = self.loss_fn(self.forward_model, x0, t, eps, self.schedule)
-                term_means = [getattr(terms, name).detach().mean() for name in _TERMS]
-                dtype = torch.float64 if any(m.dtype == torch.float64 for m in term_means) else torch.float32
-                means = torch.stack([m.to(dtype) for m in term_means])
-                if self.world > 1:
-                    dist.all_reduce(means)
-                    means = means / self.world
-                pending.append((step, means))
                 read = step % self.log_every == 0 or step == self.steps
-                if read:
-                    self._check(pending)
-                    pending = []
-                total = terms.total if weights is None else terms.total * weights
-                self.optimizer.zero_grad(set_to_none=True)
-                total.mean().backward()
-                norm = None
-                if self.grad_norms or self.max_grad_norm is not None:
-                    limit = self.max_grad_norm if self.max_grad_norm is not None else math.inf
-                    norm = torch.nn.utils.clip_grad_norm_(params, limit).detach()
-                self.optimizer.step()
-                if self.timestep_sampler.name != "uniform":
-                    losses = terms.total.detach()
-                    if self.world > 1:
-                        gathered_t = [torch.empty_like(t) for _ in range(self.world)]
-                        gathered_l = [torch.empty_like(losses) for _ in range(self.world)]
-                        dist.all_gather(gathered_t, t)
-                        dist.all_gather(gathered_l, losses)
-                        self.timestep_sampler.update(torch.cat(gathered_t), torch.cat(gathered_l))
-                    else:
-                        self.timestep_sampler.update(t, losses)
-                if self.ema is not None:
-                    self.ema.update(self.model, step)
+                if self.graph is not None:
+                    means, norm = self.graph.step(step, lr)
+                    pending.append((step, means))
+                    if read:
+                        self._check(pending)
+                        pending = []
+                else:
+                    if lr != self.lr or self.lr_decay != "none" or self.warmup:
+                        for group in self.optimizer.param_groups:
+                            group["lr"] = lr
+                    x0, t, eps, weights = self._batch(step)
+                    terms = self._loss(x0, t, eps, step)
+                    means = self._means(terms)
+                    pending.append((step, means))
+                    if read:
+                        self._check(pending)
+                        pending = []
+                    norm = self._update(terms, t, weights, step)
                 self.step = step
                 if read:
                     values = means.tolist()
@@ -577,7 +633,8 @@ def train(
     Keyword options (defaults reproduce the toy loop): optimizer "adam" | "adamw", weight_decay (adamw),
     warmup (steps), ema_decay (None = no EMA), ema_warmup "ramp" | "none", timestep_sampler "uniform" |
     "loss_second_moment", rng "sequential" | "per_step", device, amp "auto" | "bf16" | "none", compile,
-    channels_last, log_every. The model is left in eval mode, also when the caller stops early.
+    channels_last, log_every, cuda_graph (CUDA only). The model is left in eval mode, also when the caller
+    stops early.
     Raises TrainingDiverged naming the step (range) and term on a non-finite loss.
     """
     trainer = Trainer(model, data, schedule, steps, batch_size, lr, seed, loss_fn, grad_norms, max_grad_norm,

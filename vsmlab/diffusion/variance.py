@@ -64,7 +64,7 @@ from vsmlab.diffusion.losses import (
     LossFn, LossTerms, discretized_gaussian_nll, gaussian_kl, gaussian_nll, mean_over_dims,
 )
 from vsmlab.core.prediction import Prediction
-from vsmlab.core.schedules import Schedule, gather
+from vsmlab.core.schedules import Schedule, assume_valid_steps, gather
 
 __all__ = [
     "learned_variance",
@@ -120,10 +120,11 @@ def vb_bits(
     :func:`vsmlab.diffusion.losses.discretized_gaussian_nll`). Gradients reach ``v`` only. Returns x_t's dtype.
     """
     nll_fn = DECODERS[_check_decoder(decoder)]
-    t = schedule.check_t(t, x_t.shape[0])
-    mean_p = schedule.reverse_mean(x_t, t, eps_pred.detach())  # the sampler's mean, detached
-    log_var_p = schedule.learned_log_variance(v, t)
-    mean_q = schedule.posterior_mean(x0, x_t, t)
+    t = schedule.check_t(t, x_t.shape[0])  # the one range check of this call
+    with assume_valid_steps():
+        mean_p = schedule.reverse_mean(x_t, t, eps_pred.detach())  # the sampler's mean, detached
+        log_var_p = schedule.learned_log_variance(v, t)
+        mean_q = schedule.posterior_mean(x0, x_t, t)
     log_var_q = gather(schedule.table("log_beta_tilde_clipped", x_t.device, x_t.dtype), t, x_t)  # log beta_tilde_t, t >= 1
     kl = mean_over_dims(gaussian_kl(mean_q, log_var_q, mean_p, log_var_p)) / _LN2
     nll = mean_over_dims(nll_fn(x0, mean_p, log_var_p)) / _LN2
@@ -195,7 +196,15 @@ def variance_terms(
     vb_weight = _check_nonneg("vb_weight", vb_weight)
     rho = _check_nonneg("rho", rho)
     jacobian_weight = _check_nonneg("weight", jacobian_weight)
-    t = schedule.check_t(t, x0.shape[0])
+    t = schedule.check_t(t, x0.shape[0])  # the one range check of the loss; the pieces below skip theirs
+    with assume_valid_steps():
+        return _variance_terms(model, x0, t, eps, schedule, vb_weight, rho, time_weight, jacobian_weight, probes,
+                               jacobian_time_weight, generator, require_variance, loss_name, decoder)
+
+
+def _variance_terms(model, x0, t, eps, schedule, vb_weight, rho, time_weight, jacobian_weight, probes,
+                    jacobian_time_weight, generator, require_variance, loss_name, decoder) -> LossTerms:
+    """:func:`variance_terms` on checked arguments and steps."""
     x_t = schedule.noise(x0, t, eps)
     if jacobian_weight > 0:
         frob, pred = score_jacobian_frobenius_sq(model, x_t, t, schedule, probes, generator, create_graph=True)
