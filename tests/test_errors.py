@@ -145,3 +145,59 @@ def test_unknown_profile_and_notebook(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"^only: unknown notebook 'no_such_notebook'"):
         runner.run_figures(["no_such_notebook"], profile="smoke", out_dir=tmp_path / "out")
     assert not (tmp_path / "out").exists()  # nothing written for a rejected request
+
+
+def test_seed_range_memory_and_input_checks(tmp_path) -> None:
+    import zipfile
+
+    from vsmlab.core.checks import (SEED_MAX, InputError, check_memory, check_range, check_seed, format_bytes,
+                                    input_errors)
+
+    assert check_seed("--seed", SEED_MAX) == SEED_MAX
+    with pytest.raises(ValueError, match=r"^--seed: expected an int in 0\.\.9223372036854775807 .*got 18446744073709551617"):
+        check_seed("--seed", 2**64 + 1)
+    with pytest.raises(ValueError, match=r"^--seed: .*got -1"):
+        check_seed("--seed", -1)
+    with pytest.raises(ValueError, match=r"^--eta: expected a number in \[0, 1\], got 2\.0"):
+        check_range("--eta", 2.0, 0, 1)
+    with pytest.raises(ValueError, match=r"^--max-rmse: expected a number in \(0, 1\]"):
+        check_range("--max-rmse", 0.0, 0, 1, low_open=True)
+    assert check_range("--eta", 1, 0, 1) == 1.0
+    with pytest.raises(ValueError, match=r"^--n: 1000 images need about 1\.0 MB of memory, but about 1\.0 KB is "
+                                         r"available here; allowed: at most about 1$"):
+        check_memory("--n", 1000, 1000, "images", available=1000)
+    assert check_memory("--n", 1, 1000, "images", available=1000) == 1
+    assert format_bytes(812) == "812 bytes" and format_bytes(2.5e15) == "2.5 PB"
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(InputError, match=r"^PATH: cannot read '.*bad\.npz': truncated or corrupt"):
+        with input_errors("PATH", bad):
+            zipfile.ZipFile(bad)
+    with pytest.raises(InputError, match=r"^--templates: cannot read '.*nowhere': No such file or directory"):
+        with input_errors("--templates", tmp_path / "nowhere"):
+            (tmp_path / "nowhere").read_bytes()
+    with pytest.raises(FileExistsError, match="^own message"):  # an error with its own message passes unchanged
+        with input_errors("--out", tmp_path):
+            raise FileExistsError("own message")
+
+
+def test_config_file_must_name_its_sections(tmp_path) -> None:
+    from vsmlab.diffusion.config import ConfigError, load_config
+
+    empty = tmp_path / "empty.toml"
+    empty.write_text("# nothing here\n")
+    with pytest.raises(ConfigError, match=r"empty \(no \[section\] tables\).*\[data\], \[model\], \[diffusion\], \[loss\], "
+                                          r"\[train\], \[sample\]"):
+        load_config(empty)
+    loose = tmp_path / "loose.toml"
+    loose.write_text("steps = 3\n[train]\nlr = 1e-3\n")
+    with pytest.raises(ConfigError, match=r"key 'steps' is outside any \[section\]"):
+        load_config(loose)
+    with pytest.raises(ConfigError, match=r"^CONFIG: .* is a folder"):
+        load_config(tmp_path)
+    ok = tmp_path / "ok.toml"
+    ok.write_text('[data]\nkind = "mixture"\n[model]\nkind = "mlp"\n')
+    assert load_config(ok)["data"]["kind"] == "mixture"
+    ok.write_text('[data]\nkind = "mixture"\n[model]\nkind = "mlp"\n[sample]\neta = 1.5\n')
+    with pytest.raises(ConfigError, match=r"sample\.eta = 1\.5 is invalid; expected a number in \[0, 1\]"):
+        load_config(ok)

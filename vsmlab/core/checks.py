@@ -7,18 +7,35 @@ argument's name, then says what is allowed and what was given::
     check_positive("tol", -1.0)         -> ValueError("tol: expected a finite number > 0, got -1.0")
     check_choice("method", "x", ("euler", "heun")) -> ValueError("method: expected 'euler' or 'heun', got 'x'")
     check_device("device", "cuda")      -> ValueError when CUDA is not available
+    check_seed("--seed", 2**70)         -> ValueError("--seed: expected an int in 0..9223372036854775807 ...")
+    check_range("--eta", 2.0, 0, 1)     -> ValueError("--eta: expected a number in [0, 1], got 2.0")
+    check_memory("--n", 10**14, 4096, "images of 64x64 px") -> ValueError naming the bytes needed and free
+
+For command-line input files, :func:`input_errors` turns what reading a bad file raises (OSError,
+MemoryError, a truncated zip, bad JSON, undecodable text) into one :class:`InputError` line naming the
+flag and the path.
 
 Booleans are not accepted as ints or numbers (``True`` is almost always a mistake there).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
-from typing import Any, Iterable
+import os
+import zipfile
+from typing import Any, Iterable, Iterator
 
 import torch
 
-__all__ = ["check_int", "check_positive", "check_nonnegative", "check_choice", "check_device"]
+__all__ = ["check_int", "check_positive", "check_nonnegative", "check_choice", "check_device", "check_seed",
+           "check_range", "check_memory", "available_memory", "format_bytes", "SEED_MAX", "InputError",
+           "input_errors", "error_text"]
+
+#: the largest seed vsmlab accepts anywhere: seeds are stored as int64 (npz, JSON) and fit torch.Generator
+#: (which takes < 2**64), numpy's default_rng and Python's random (which take any int >= 0)
+SEED_MAX = 2**63 - 1
 
 
 def _range_text(low: int | None, high: int | None) -> str:
@@ -88,3 +105,103 @@ def check_device(name: str, device: torch.device | str | None) -> torch.device |
     if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
         raise ValueError(f"{name}: {str(device)!r} asked for MPS, but MPS is not available here; use 'cpu'")
     return dev
+
+
+def check_seed(name: str, value: Any, high: int = SEED_MAX, hint: str = "") -> int:
+    """``value`` as a seed: an int in ``0..high`` (default :data:`SEED_MAX` = 2**63 - 1, the int64 range
+    every generator in vsmlab accepts). Raises ValueError naming ``name``."""
+    return check_int(name, value, 0, high, hint or "0..2**63-1: seeds are stored as int64")
+
+
+def check_range(name: str, value: Any, low: float, high: float, low_open: bool = False, high_open: bool = False,
+                hint: str = "") -> float:
+    """``value`` as a finite float in the interval low..high (``low_open`` / ``high_open``: that end
+    excluded), e.g. ``check_range("--eta", eta, 0, 1)`` -> "--eta: expected a number in [0, 1], got 2.0"."""
+    interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+    def ok(v: float) -> bool:
+        return (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+
+    return _check_number(name, value, f"a number in {interval}" + (f" ({hint})" if hint else ""), ok)
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes in decimal units: "812 bytes", "3.2 MB", "2.1 PB"."""
+    if n < 1000:
+        return f"{int(n)} bytes"
+    for unit in ("KB", "MB", "GB", "TB", "PB", "EB"):
+        n /= 1000
+        if n < 1000 or unit == "EB":
+            return f"{n:.1f} {unit}"
+    return f"{n:.1f} EB"  # pragma: no cover
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (MemAvailable from /proc/meminfo, else the physical
+    memory); None when it cannot be told."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (OSError, ValueError, AttributeError):  # pragma: no cover - not POSIX
+        return None
+
+
+def check_memory(name: str, count: int, bytes_per_item: float, what: str, extra_bytes: float = 0,
+                 available: int | None = None) -> int:
+    """Refuse ``count`` items of ``bytes_per_item`` bytes each (plus ``extra_bytes``) when that estimate
+    exceeds the memory available now, before anything is allocated. The ValueError names ``name`` (the flag
+    or key), the estimate, what is available and the largest count that would fit; ``what`` describes one
+    item ("images of 64x64 px"). Returns ``count``."""
+    need = count * bytes_per_item + extra_bytes
+    free = available_memory() if available is None else available
+    if free is not None and need > free:
+        fit = max(0, int((free - extra_bytes) // max(bytes_per_item, 1)))
+        raise ValueError(f"{name}: {count} {what} need about {format_bytes(need)} of memory, but about "
+                         f"{format_bytes(free)} is available here; allowed: at most about {fit}")
+    return count
+
+
+class InputError(ValueError):
+    """A named input (a command-line path) that cannot be read; the message is one line naming the flag,
+    the path and why."""
+
+
+def error_text(exc: BaseException) -> str:
+    """One line for what went wrong in ``exc``: the OS reason for an OSError ("Permission denied"), the first
+    line of the message otherwise, with the exception type where the message alone says little."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    if isinstance(exc, MemoryError):
+        return "not enough memory" + (f" ({str(exc).splitlines()[0]})" if str(exc) else "")
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, (zipfile.BadZipFile, EOFError)):
+        return f"truncated or corrupt ({text or type(exc).__name__})"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not valid JSON ({text})"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not text in UTF-8 ({exc.reason} at byte {exc.start})"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def input_errors(name: str, path: Any, action: str = "cannot read") -> Iterator[None]:
+    """Turn what reading a bad input raises inside the block (OSError, MemoryError, a truncated zip, bad JSON,
+    undecodable text) into :class:`InputError`: "``name``: cannot read 'PATH': Permission denied" (plus the
+    file inside PATH where that differs). Errors raised with a message of their own (ValueErrors, an OSError
+    without an errno such as a refusal to overwrite) pass through unchanged."""
+    try:
+        yield
+    except InputError:
+        raise
+    except (OSError, MemoryError, zipfile.BadZipFile, EOFError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        if isinstance(exc, OSError) and exc.errno is None:
+            raise  # raised with a message of its own (e.g. a refusal to overwrite): already names the path
+        inner = getattr(exc, "filename", None)
+        where = f" ({inner})" if inner is not None and os.fspath(inner) != os.fspath(path) else ""
+        raise InputError(f"{name}: {action} {str(path)!r}{where}: {error_text(exc)}") from exc

@@ -9,6 +9,11 @@ the process-wide umask (which other threads may rely on).
 file; released by the kernel when the holder dies, so a killed process never leaves a stale lock).
 :func:`exchange_paths` swaps two folders in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``), so
 a published folder is never missing, not even for an instant.
+
+Temporary names. Every temporary file or folder vsmlab writes beside a target ``NAME`` is called
+``.NAME.vsmlab-<pid>-<token>.tmp`` (:func:`temp_path`), so a later run can recognise what an interrupted
+one left: :func:`stale_temps` lists those whose writer is gone (its pid is not alive) and that are older
+than the running process, and :func:`remove_stale_temps` deletes them, saying which.
 """
 
 from __future__ import annotations
@@ -16,11 +21,115 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import tempfile
+import re
+import secrets
+import shutil
+import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
-__all__ = ["atomic_write_bytes", "fsync_dir", "current_umask", "file_lock", "LockHeld", "exchange_paths"]
+__all__ = ["atomic_write_bytes", "fsync_dir", "current_umask", "file_lock", "LockHeld", "exchange_paths",
+           "TEMP_MARK", "temp_path", "parse_temp_name", "process_start_time", "stale_temps", "remove_stale_temps"]
+
+#: what every vsmlab temporary name carries: ``.NAME.vsmlab-<pid>-<token>.tmp``
+TEMP_MARK = "vsmlab"
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.vsmlab-(?P<pid>\d+)-(?P<token>[0-9a-f]{8})\.tmp$")
+#: names of the temp files older versions made with ``tempfile.mkstemp(prefix=".NAME.", suffix=".tmp")``
+_LEGACY_NAME = re.compile(r"^\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp$")
+
+
+def temp_path(target: str | os.PathLike) -> Path:
+    """A fresh temporary name beside ``target``: ``<folder>/.NAME.vsmlab-<pid>-<8 hex>.tmp`` (not created)."""
+    target = Path(target)
+    return target.parent / f".{target.name}.{TEMP_MARK}-{os.getpid()}-{secrets.token_hex(4)}.tmp"
+
+
+def parse_temp_name(name: str) -> tuple[str, int] | None:
+    """(target name, writer pid) of a vsmlab temporary name, None for any other name."""
+    m = _TEMP_NAME.match(name)
+    return (m["target"], int(m["pid"])) if m else None
+
+
+def process_start_time() -> float:
+    """When this process started (seconds since the epoch, to about 10 ms; from /proc where available, else
+    the time this module was imported)."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as fh:
+            ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime", encoding="ascii") as fh:
+            uptime = float(fh.read().split()[0])
+        return time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return _IMPORTED
+
+
+_IMPORTED = time.time()
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists, owned by someone else (or cannot tell: keep it)
+    return True
+
+
+def stale_temps(folder: str | os.PathLike, legacy_target: str | None = None) -> list[Path]:
+    """Temporary entries in ``folder`` left by interrupted vsmlab writers: vsmlab-named ones (any target)
+    whose writer pid is not alive and which are older than this process; with ``legacy_target``, also the
+    older ``.NAME.XXXXXXXX.tmp`` names of that one target older than this process. Never raises."""
+    folder = Path(folder)
+    started = process_start_time()
+    found = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.name.startswith(".") or not entry.name.endswith(".tmp"):
+            continue
+        try:
+            old = entry.stat(follow_symlinks=False).st_mtime < started
+        except OSError:
+            continue
+        parsed = parse_temp_name(entry.name)
+        if parsed is not None:
+            if old and not _pid_alive(parsed[1]):
+                found.append(Path(entry.path))
+        elif legacy_target is not None and old:
+            m = _LEGACY_NAME.match(entry.name)
+            if m and m["target"] == legacy_target:
+                found.append(Path(entry.path))
+    return sorted(found)
+
+
+def remove_stale_temps(folder: str | os.PathLike, legacy_target: str | None = None,
+                       log: Callable[[str], None] | None = None) -> list[Path]:
+    """Delete :func:`stale_temps` of ``folder`` (files and folders); ``log`` gets one line per entry (what it
+    was, how big). Entries that cannot be removed are reported, not raised. Returns the removed paths."""
+    removed = []
+    for path in stale_temps(folder, legacy_target):
+        try:
+            if path.is_dir() and not path.is_symlink():
+                count = sum(len(files) for _, _, files in os.walk(path))
+                shutil.rmtree(path)
+                what = f"temporary folder {path} ({count} files)"
+            else:
+                size = path.stat().st_size
+                path.unlink()
+                what = f"temporary file {path} ({size} bytes)"
+        except OSError as exc:
+            if log is not None:
+                log(f"could not remove the stale {path} left by an interrupted run: {exc.strerror or exc}")
+            continue
+        removed.append(path)
+        if log is not None:
+            log(f"removed the stale {what} left by an interrupted run")
+    return removed
 
 
 def current_umask() -> int:
@@ -50,10 +159,17 @@ def fsync_dir(path: str | os.PathLike) -> None:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, rename, fsync folder."""
+    """Write ``data`` to ``path`` atomically: temp file in the same folder (:func:`temp_path`), fsync, rename,
+    fsync folder. A killed writer leaves only that temp file, which :func:`remove_stale_temps` recognises."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    while True:
+        tmp = temp_path(path)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            break
+        except FileExistsError:  # pragma: no cover - 32 random bits collided
+            continue
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

@@ -31,6 +31,7 @@ import functools
 import json
 import math
 import os
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,8 +42,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
-from vsmlab.core.io import atomic_write_bytes, fsync_dir
-from vsmlab.data.pngs import encode_png, iter_png_batches, list_pngs, png_size, read_png
+from vsmlab.core.outputs import OutputKind, owned_folder, prepare_output, staged_folder
+from vsmlab.data.pngs import encode_png, iter_png_batches, list_pngs, png_header, read_png
 
 __all__ = [
     "RANKS",
@@ -63,6 +64,7 @@ __all__ = [
     "make_cards",
     "assemble_grids",
     "write_cards",
+    "CARDS_FOLDER",
     "CardTemplates",
     "lab_templates",
     "load_templates",
@@ -302,6 +304,21 @@ def make_cards(
     return torch.from_numpy(grids).permute(0, 3, 1, 2).contiguous(), cards
 
 
+def _split_files(split: str) -> re.Pattern:
+    return re.compile(rf"(card_imgs/{split}_\d+\.png|{split}_cards\.json)")
+
+
+def _owned_cards(path: Path) -> str | None:
+    return owned_folder(path, (r"card_imgs/", r"card_imgs/(train|test)_\d+\.png", r"templates/",
+                               rf"templates/({'|'.join(CARD_CODES)})\.png", r"(train|test)_cards\.json"),
+                        (r"(train|test)_cards\.json", r"templates/", r"card_imgs/(train|test)_\d+\.png"),
+                        "a Cards folder: card_imgs/, templates/, <split>_cards.json")
+
+
+#: what :func:`write_cards` writes: ``card_imgs/<split>_<i>.png``, ``templates/<code>.png``, ``<split>_cards.json``
+CARDS_FOLDER = OutputKind("a Cards folder", folder=True, owned=_owned_cards)
+
+
 def write_cards(
     out: str | os.PathLike,
     n: int,
@@ -311,47 +328,66 @@ def write_cards(
     size: int = 128,
     split_seed: int = 0,
     chunk: int = 1024,
+    force: bool = False,
 ) -> Path:
     """Write ``n`` grids as ``out/card_imgs/<split>_<i>.png``, the faces as ``out/templates/<code>.png``
-    and ``out/<split>_cards.json`` ({id: [TL, TR, BL, BR codes]}, written last and atomically).
+    and ``out/<split>_cards.json`` ({id: [TL, TR, BL, BR codes]}).
 
-    Refuses (FileExistsError) to replace an existing ``<split>_cards.json`` or a ``templates/`` folder
-    holding other faces; two splits (same size and mode) can share one folder. Returns the JSON path.
+    Atomic: everything is written into a temporary folder beside ``out`` and published in one step
+    (:func:`vsmlab.core.outputs.staged_folder`; the other split's files are carried over), so a reader or a
+    killed run never leaves a partial ``out``; the next run removes the stale temporary folder.
+
+    Refuses (FileExistsError) a ``split`` already in ``out`` (its ``<split>_cards.json`` or its images)
+    unless ``force`` (which replaces that split only), a ``templates/`` folder holding other faces while the
+    other split uses them, and any ``out`` that is not a Cards folder vsmlab wrote (a file, a folder holding
+    other files, the working folder); two splits (same size and mode) share one folder. Returns the JSON path.
     """
     _check_common(n, size)
     if split not in ("train", "test"):
         raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
-    out = Path(out)
-    index_path = out / f"{split}_cards.json"
-    if index_path.exists():
-        raise FileExistsError(f"{index_path}: already exists; choose another --out (nothing was overwritten)")
     if not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk: expected an int >= 1, got {chunk!r}")
+    out, _ = prepare_output(out, CARDS_FOLDER, force=True, flag="out")  # vsmlab's own folder, or new
+    other = "test" if split == "train" else "train"
+    index_path = out / f"{split}_cards.json"
+    mine, theirs = _split_files(split), _split_files(other)
+    if out.is_dir():
+        present = [p for p in out.rglob("*") if mine.fullmatch(p.relative_to(out).as_posix())]
+        if present and not force:
+            if index_path.exists():
+                raise FileExistsError(f"{index_path}: already exists; pass --force (force=True) to replace the {split} "
+                                      "split, or choose another --out (nothing was overwritten)")
+            raise FileExistsError(f"{out / 'card_imgs'}: holds {len(present)} {split} images but no {index_path.name} "
+                                  f"(an interrupted write?); pass --force (force=True) to replace the {split} split, "
+                                  "or choose another --out (nothing was overwritten)")
+        keeps_other = any(theirs.fullmatch(p.relative_to(out).as_posix()) for p in out.rglob("*"))
+    else:
+        keeps_other = False
     cards = choose_cards(n, seed, split, split_seed)  # argument errors before anything is written
     faces = lab_faces(size // 2, rgb)
     face_bytes = {CARD_CODES[i]: encode_png(faces[i]) for i in range(N_CARDS)}
     tdir = out / "templates"
-    for code, data in face_bytes.items():
-        path = tdir / f"{code}.png"
-        if path.exists() and path.read_bytes() != data:
-            raise FileExistsError(f"{path}: holds another face (other size or mode); choose another --out")
-    img_dir = out / "card_imgs"
-    img_dir.mkdir(parents=True, exist_ok=True)
-    tdir.mkdir(parents=True, exist_ok=True)
-    for code, data in face_bytes.items():
-        if not (tdir / f"{code}.png").exists():
-            atomic_write_bytes(tdir / f"{code}.png", data)
+    if keeps_other:
+        for code, data in face_bytes.items():
+            path = tdir / f"{code}.png"
+            if path.exists() and path.read_bytes() != data:
+                raise FileExistsError(f"{path}: holds another face (other size or mode) used by the {other} split; "
+                                      "choose another --out")
     width = max(6, len(str(n - 1)))
-    labels: dict[str, list[str]] = {}
-    for start in range(0, n, chunk):
-        grids = assemble_grids(cards[start : start + chunk], faces)
-        for j, grid in enumerate(grids):
-            ident = f"{split}_{start + j:0{width}d}"
-            with open(img_dir / f"{ident}.png", "wb") as fh:
-                fh.write(encode_png(grid))
-            labels[ident] = [CARD_CODES[c] for c in cards[start + j].tolist()]
-    fsync_dir(img_dir)
-    atomic_write_bytes(index_path, json.dumps(labels, indent=0, sort_keys=True).encode())
+    with staged_folder(out, keep=lambda rel: bool(theirs.fullmatch(rel))) as stage:
+        (stage / "card_imgs").mkdir(exist_ok=True)
+        (stage / "templates").mkdir(exist_ok=True)
+        for code, data in face_bytes.items():
+            (stage / "templates" / f"{code}.png").write_bytes(data)
+        labels: dict[str, list[str]] = {}
+        for start in range(0, n, chunk):
+            grids = assemble_grids(cards[start : start + chunk], faces)
+            for j, grid in enumerate(grids):
+                ident = f"{split}_{start + j:0{width}d}"
+                with open(stage / "card_imgs" / f"{ident}.png", "wb") as fh:
+                    fh.write(encode_png(grid))
+                labels[ident] = [CARD_CODES[c] for c in cards[start + j].tolist()]
+        (stage / index_path.name).write_bytes(json.dumps(labels, indent=0, sort_keys=True).encode())
     return index_path
 
 
@@ -379,26 +415,26 @@ def lab_templates(face: int = 64, rgb: bool = True) -> CardTemplates:
     return CardTemplates(CARD_CODES, faces, "lab")
 
 
-def _channels_of(path: Path) -> int:
-    with Image.open(path) as im:
-        return 1 if im.mode in ("1", "L", "LA", "I", "I;16", "F") else 3
-
-
-def load_templates(folder: str | os.PathLike) -> CardTemplates:
-    """Read a ``templates/`` folder: exactly 40 square PNG faces of one size (names = file stems).
-
-    A wrong count, a non-square face or faces of different sizes raise ValueError naming the folder or file.
-    """
+def load_templates(folder: str | os.PathLike, face: int | None = None) -> CardTemplates:
+    """Read a ``templates/`` folder: exactly 40 square 8-bit (L or RGB) PNG faces of one size (names = file
+    stems); ``face``: the side they must have (half the grid side). Each refusal is a ValueError naming the
+    folder or file and what is allowed."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"{folder}: expected a folder of 40 template PNGs, not found")
     paths = list_pngs(folder)
     if len(paths) != N_CARDS:
         raise ValueError(f"{folder}: expected {N_CARDS} template PNGs (one face per card), found {len(paths)}")
-    size = png_size(paths[0])
-    if size[0] != size[1]:
-        raise ValueError(f"{paths[0]}: template is {size[0]}x{size[1]}, expected a square face (64x64)")
-    channels = _channels_of(paths[0])
+    size, mode = png_header(paths[0])
+    want = f"{face}x{face}" if face is not None else "square"
+    if size[0] != size[1] or (face is not None and size[0] != face):
+        raise ValueError(f"{paths[0]}: template is {size[0]}x{size[1]}, expected a {want} face"
+                         + (f" (half the {2 * face}-px grid)" if face is not None else ""))
+    for p in paths[1:]:
+        other, _ = png_header(p)
+        if other != size:
+            raise ValueError(f"{p}: template is {other[0]}x{other[1]}, expected {size[0]}x{size[1]} like {paths[0].name}")
+    channels = 1 if mode == "L" else 3
     faces = np.stack([read_png(p, channels, size) for p in paths])
     return CardTemplates(tuple(p.stem for p in paths), torch.from_numpy(faces).permute(0, 3, 1, 2).contiguous(), str(folder))
 
@@ -669,10 +705,16 @@ class CardsFolder:
     labels: dict[str, list[str]] | None
 
 
+_LAB_IMAGE = re.compile(r"(train|test)_\d+")
+
+
 def find_cards_folder(path: str | os.PathLike) -> CardsFolder:
     """Read a Cards folder's layout: PNG grids in ``path/card_imgs/`` (the released layout) or directly in
-    ``path``, optional ``path/templates/``. Every image must be square, even-sized and the size of the
-    first (checked from the headers before anything is read): ValueError naming the file otherwise."""
+    ``path``, optional ``path/templates/``. Checked from the headers before anything is read, each refusal a
+    ValueError naming the file and what is allowed: every image an 8-bit L or RGB PNG, square, 128x128 or
+    64x64 (the Cards sizes), all the size of the first. Where the lab's ``<split>_cards.json`` labels exist,
+    every labelled image must exist and every lab-named image (``<split>_<i>.png``) must be labelled; lab-named
+    images beside ``templates/`` with no labels at all are refused as an interrupted write."""
     root = Path(path)
     if not root.is_dir():
         raise ValueError(f"{root}: expected a Cards folder (card_imgs/*.png or *.png, optional templates/), not found")
@@ -682,21 +724,39 @@ def find_cards_folder(path: str | os.PathLike) -> CardsFolder:
         raise ValueError(
             f"{root}: expected PNG grids in {root / 'card_imgs'}/ (the released layout) or directly in {root}/, found none"
         )
-    size = png_size(images[0])
-    if size[0] != size[1] or size[0] % 2:
-        raise ValueError(f"{images[0]}: image is {size[0]}x{size[1]}, expected a square grid of even size (128x128 or 64x64)")
+    size, mode = png_header(images[0])
+    if size[0] != size[1] or size[0] not in SIZES:
+        raise ValueError(f"{images[0]}: image is {size[0]}x{size[1]}, expected a square Cards grid of 128x128 or 64x64")
     for p in images[1:]:
-        if png_size(p) != size:
-            other = png_size(p)
+        other, _ = png_header(p)
+        if other != size:
             raise ValueError(f"{p}: image is {other[0]}x{other[1]}, expected {size[0]}x{size[1]} like {images[0].name}")
     labels: dict[str, list[str]] | None = None
-    for index in sorted(root.glob("*_cards.json")):
+    indexes = sorted(root.glob("*_cards.json"))
+    for index in indexes:
         try:
-            labels = {**(labels or {}), **json.loads(index.read_text())}
-        except (OSError, json.JSONDecodeError) as exc:
+            table = json.loads(index.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
             raise ValueError(f"{index}: expected a JSON object {{id: [4 card codes]}} ({exc})") from exc
+        if not isinstance(table, dict):
+            raise ValueError(f"{index}: expected a JSON object {{id: [4 card codes]}} mapping each image id to its cards")
+        for ident in sorted(table):
+            if not (img_dir / f"{ident}.png").is_file():
+                raise ValueError(f"{index}: names {ident!r} but {img_dir / (ident + '.png')} is missing "
+                                 "(expected one PNG per label)")
+        labels = {**(labels or {}), **table}
+    lab_named = [p for p in images if _LAB_IMAGE.fullmatch(p.stem)]
+    if labels is not None:
+        for p in lab_named:
+            if p.stem not in labels:
+                raise ValueError(f"{p}: no entry in {', '.join(i.name for i in indexes)} (a stale image of an earlier or "
+                                 "interrupted write?); expected one label per lab-named image")
+    elif lab_named and (root / "templates").is_dir():
+        raise ValueError(f"{root}: card_imgs/ holds {len(lab_named)} lab-named images ({lab_named[0].name}, ...) but no "
+                         "<split>_cards.json: an interrupted `vsmlab data cards`; write it again (with --force), or "
+                         "validate a folder of sample PNGs")
     tdir = root / "templates"
-    return CardsFolder(root, images, size[0], _channels_of(images[0]), tdir if tdir.is_dir() else None, labels)
+    return CardsFolder(root, images, size[0], 1 if mode == "L" else 3, tdir if tdir.is_dir() else None, labels)
 
 
 @dataclass(frozen=True)
@@ -722,9 +782,9 @@ def validate_cards_folder(
     folder = find_cards_folder(path)
     notes: list[str] = []
     if templates is not None:
-        tpl = load_templates(templates)
+        tpl = load_templates(templates, folder.size // 2)
     elif folder.templates_dir is not None:
-        tpl = load_templates(folder.templates_dir)
+        tpl = load_templates(folder.templates_dir, folder.size // 2)
     else:
         tpl = lab_templates(max(8, folder.size // 2), folder.channels == 3)
         notes.append(

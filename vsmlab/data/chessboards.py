@@ -36,6 +36,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,8 +46,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from vsmlab.core.io import atomic_write_bytes, fsync_dir
-from vsmlab.data.pngs import encode_png, iter_png_batches, list_pngs, png_size
+from vsmlab.core.outputs import OutputKind, owned_folder, prepare_output, staged_folder
+from vsmlab.data.pngs import encode_png, iter_png_batches, list_pngs, png_header
 
 __all__ = [
     "SYMBOLS",
@@ -63,6 +64,7 @@ __all__ = [
     "lab_tiles",
     "render_boards",
     "write_chess",
+    "CHESS_FOLDER",
     "ChessTemplates",
     "lab_templates",
     "templates_from_boards",
@@ -264,36 +266,57 @@ def render_boards(classes: np.ndarray | torch.Tensor, tiles: np.ndarray) -> np.n
     return squares.transpose(0, 1, 3, 2, 4, 5).reshape(b, 8 * q, 8 * q, 3)
 
 
+def _owned_chess(path: Path) -> str | None:
+    return owned_folder(path, (r"(train|test)_images/", r"(train|test)_images/\d+\.png", r"(train|test)_fen\.json"),
+                        (r"(train|test)_fen\.json", r"(train|test)_images/"),
+                        "a ChessImages folder: <split>_images/, <split>_fen.json")
+
+
+#: what :func:`write_chess` writes: ``<split>_images/<id>.png`` and ``<split>_fen.json``
+CHESS_FOLDER = OutputKind("a ChessImages folder", folder=True, owned=_owned_chess)
+
+
 def write_chess(
-    out: str | os.PathLike, n: int, seed: int = 0, split: str = "train", size: int = 256, split_seed: int = 0, max_plies: int = 160
+    out: str | os.PathLike, n: int, seed: int = 0, split: str = "train", size: int = 256, split_seed: int = 0,
+    max_plies: int = 160, force: bool = False,
 ) -> Path:
     """Write ``n`` boards in the released layout: ``out/<split>_images/<id>.png`` and ``out/<split>_fen.json``
-    ({id: full FEN}, written last and atomically). Refuses (FileExistsError) to replace an existing
-    ``<split>_fen.json`` or a non-empty ``<split>_images/``. Returns the JSON path."""
+    ({id: full FEN}).
+
+    Atomic: everything is written into a temporary folder beside ``out`` and published in one step
+    (:func:`vsmlab.core.outputs.staged_folder`; the other split's files are carried over), so a killed run
+    never leaves a partial ``out``; the next run removes the stale temporary folder. Refuses
+    (FileExistsError) an existing ``<split>_fen.json`` or a non-empty ``<split>_images/`` unless ``force``
+    (which replaces that split only), and any ``out`` that is not a ChessImages folder vsmlab wrote (a file,
+    a folder holding other files, the working folder). Returns the JSON path."""
     _check_size(size)
     if split not in ("train", "test"):
         raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
-    out = Path(out)
+    out, _ = prepare_output(out, CHESS_FOLDER, force=True, flag="out")  # vsmlab's own folder, or new
     index_path, img_dir = out / f"{split}_fen.json", out / f"{split}_images"
-    if index_path.exists():
-        raise FileExistsError(f"{index_path}: already exists; choose another --out (nothing was overwritten)")
-    if img_dir.is_dir() and any(img_dir.iterdir()):
-        raise FileExistsError(f"{img_dir}: not empty; choose another --out (nothing was overwritten)")
+    if index_path.exists() and not force:
+        raise FileExistsError(f"{index_path}: already exists; pass --force (force=True) to replace the {split} split, "
+                              "or choose another --out (nothing was overwritten)")
+    if img_dir.is_dir() and any(img_dir.iterdir()) and not force:
+        raise FileExistsError(f"{img_dir}: not empty (no {index_path.name}: an interrupted write?); pass --force "
+                              f"(force=True) to replace the {split} split, or choose another --out (nothing was overwritten)")
     fens = random_positions(n, seed, split, split_seed, max_plies)
     tiles = lab_tiles(size)
-    img_dir.mkdir(parents=True, exist_ok=True)
     width = max(6, len(str(n - 1)))
-    index: dict[str, str] = {}
-    for start in range(0, n, 512):
-        chunk = fens[start : start + 512]
-        boards = render_boards(np.stack([placement_to_classes(f) for f in chunk]), tiles)
-        for j, (fen, board) in enumerate(zip(chunk, boards)):
-            ident = f"{start + j:0{width}d}"
-            with open(img_dir / f"{ident}.png", "wb") as fh:
-                fh.write(encode_png(board))
-            index[ident] = fen
-    fsync_dir(img_dir)
-    atomic_write_bytes(index_path, json.dumps(index, indent=0, sort_keys=True).encode())
+    other = "test" if split == "train" else "train"
+    keep = re.compile(rf"({other}_images/\d+\.png|{other}_fen\.json)")
+    with staged_folder(out, keep=lambda rel: bool(keep.fullmatch(rel))) as stage:
+        (stage / img_dir.name).mkdir()
+        index: dict[str, str] = {}
+        for start in range(0, n, 512):
+            chunk = fens[start : start + 512]
+            boards = render_boards(np.stack([placement_to_classes(f) for f in chunk]), tiles)
+            for j, (fen, board) in enumerate(zip(chunk, boards)):
+                ident = f"{start + j:0{width}d}"
+                with open(stage / img_dir.name / f"{ident}.png", "wb") as fh:
+                    fh.write(encode_png(board))
+                index[ident] = fen
+        (stage / index_path.name).write_bytes(json.dumps(index, indent=0, sort_keys=True).encode())
     return index_path
 
 
@@ -577,8 +600,8 @@ class ChessFolder:
 
 def _load_fen_json(path: Path) -> dict[str, str]:
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # unreadable, not UTF-8, not JSON
         raise ValueError(f"{path}: expected a JSON object {{id: FEN}} ({exc})") from exc
     if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
         raise ValueError(f"{path}: expected a JSON object mapping each image id (file name without .png) to a FEN string")
@@ -595,8 +618,8 @@ def find_chess_folder(path: str | os.PathLike, split: str | None = None) -> Ches
 
     Released layout: for each split present (or only ``split``), ``<split>_images/<id>.png`` and
     ``<split>_fen.json`` ({id: FEN}); a FEN naming a missing file, an image without a FEN, a split with
-    only one of the two, or boards not all 256x256 (or all 128x128) raise ValueError naming the file and
-    what was expected. Otherwise PNG boards directly in ``path`` are read as samples (no FENs).
+    only one of the two, boards not all 256x256 (or all 128x128) or not 8-bit L / RGB PNGs raise ValueError
+    naming the file and what was expected. Otherwise PNG boards directly in ``path`` are read as samples (no FENs).
     """
     root = Path(path)
     if split not in (None, "train", "test"):
@@ -641,11 +664,11 @@ def find_chess_folder(path: str | os.PathLike, split: str | None = None) -> Ches
                 f"{root}: expected the released layout (train_images/<id>.png + train_fen.json, and/or test_) "
                 "or PNG boards directly in the folder; found neither"
             )
-    size = png_size(files[0])
+    size, _ = png_header(files[0])  # 8-bit L or RGB PNGs only (a 16-bit copy would read as all white)
     if size not in ((256, 256), (128, 128)):
         raise ValueError(f"{files[0]}: board is {size[0]}x{size[1]}, expected 256x256 (or 128x128)")
     for p in files[1:]:
-        other = png_size(p)
+        other, _ = png_header(p)
         if other != size:
             raise ValueError(f"{p}: board is {other[0]}x{other[1]}, expected {size[0]}x{size[1]} like {files[0].name}")
     return ChessFolder(root, layout, files, ids, fens, size[0])

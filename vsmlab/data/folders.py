@@ -7,24 +7,24 @@ is not a PNG image, or an empty folder raises ValueError naming the file (or fol
 what is allowed.
 
 :func:`write_png_folder` writes ``00000.png, 00001.png, ...`` (plus optional extra files such as
-``factors.json``) into a fresh temporary folder beside the target and renames it into place, so a reader
-never sees a half-written folder and an existing folder is never touched unless ``force=True`` (then it
-is replaced as a whole: no stale files from an earlier, larger set survive).
+``factors.json``) into a fresh temporary folder beside the target and publishes it in one atomic step
+(:func:`vsmlab.core.outputs.staged_folder`), so a reader never sees a half-written folder and an existing
+folder is never touched unless ``force=True``; then it is replaced as a whole (no stale files from an
+earlier, larger set survive), and only if it is a PNG folder (PNG files and top-level JSON files, nothing
+else): the working folder, a folder above it and a folder holding other files are never replaced.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from vsmlab.core.io import current_umask, fsync_dir
+from vsmlab.core.outputs import OutputKind, owned_folder, prepare_output, staged_folder
 
-__all__ = ["ALLOWED_MODES", "list_pngs", "load_png_folder", "write_png_folder", "check_new_output"]
+__all__ = ["ALLOWED_MODES", "list_pngs", "load_png_folder", "write_png_folder", "check_new_output", "PNG_FOLDER"]
 
 ALLOWED_MODES: tuple[str, ...] = ("L", "RGB")
 
@@ -69,11 +69,16 @@ def load_png_folder(folder: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
     return np.stack(arrays), names
 
 
-def check_new_output(path: str | os.PathLike, force: bool) -> None:
-    """Refuse (FileExistsError naming the path) to replace an existing file or non-empty folder unless force."""
-    p = Path(path)
-    if p.exists() and not force and (p.is_file() or any(p.iterdir())):
-        raise FileExistsError(f"{p}: already exists; refusing to overwrite it (pass --force / force=True to replace it)")
+#: a folder of PNG files (any depth) and top-level JSON files, as :func:`write_png_folder` writes it
+PNG_FOLDER = OutputKind("a PNG folder", folder=True,
+                        owned=lambda p: owned_folder(p, (r"(.+/)?", r".+\.png", r"[^/]+\.json"), (r".+\.png",), "a PNG folder"))
+
+
+def check_new_output(path: str | os.PathLike, force: bool, kind: OutputKind = PNG_FOLDER, flag: str = "folder") -> Path:
+    """Refuse (:class:`vsmlab.core.outputs.OutputRefused`, a FileExistsError naming the path) an output path
+    that exists, unless ``force`` and it is a ``kind`` output vsmlab wrote; see
+    :func:`vsmlab.core.outputs.prepare_output`. Returns the path."""
+    return prepare_output(path, kind, force, flag=flag)[0]
 
 
 def write_png_folder(
@@ -84,7 +89,8 @@ def write_png_folder(
 
     names: relative file names (default ``{i:05d}.png``); extra_files: name -> bytes written beside them.
     Refuses an existing non-empty folder (or a file at that path) unless ``force``; with ``force`` the old
-    folder is replaced as a whole. Returns the names written.
+    folder is replaced as a whole, and only when it is a PNG folder (:data:`PNG_FOLDER`). Returns the names
+    written.
     """
     images = np.asarray(images)
     if images.dtype != np.uint8 or not (images.ndim == 3 or (images.ndim == 4 and images.shape[-1] == 3)):
@@ -94,28 +100,13 @@ def write_png_folder(
     names = [f"{i:0{width}d}.png" for i in range(n)] if names is None else list(names)
     if len(names) != n:
         raise ValueError(f"names: expected {n} names (one per image), got {len(names)}")
-    target = Path(folder)
-    check_new_output(target, force)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
+    target = check_new_output(folder, force)
+    with staged_folder(target) as tmp:
         for name, img in zip(names, images):
             out = tmp / name
             out.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(img, mode="L" if img.ndim == 2 else "RGB").save(out, format="PNG")
         for name, data in (extra_files or {}).items():
             (tmp / name).write_bytes(data)
-        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700
-        old = None
-        if target.exists():
-            old = target.parent / f".{target.name}.old-{os.getpid()}"
-            os.replace(target, old)
-        os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old) if old.is_dir() else old.unlink()
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    fsync_dir(target.parent)
     return names
 

@@ -16,9 +16,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["encode_png", "write_png", "read_png", "list_pngs", "iter_png_batches", "png_size"]
+__all__ = ["encode_png", "write_png", "read_png", "list_pngs", "iter_png_batches", "png_size", "png_header",
+           "EIGHT_BIT_MODES"]
 
 _MODES = {1: "L", 3: "RGB"}
+#: the PNG modes the validators read: 8-bit gray and 8-bit RGB
+EIGHT_BIT_MODES: tuple[str, ...] = ("L", "RGB")
+_MODE_WORDS = {"I;16": "16-bit gray", "I;16B": "16-bit gray", "I;16L": "16-bit gray", "I": "32-bit integer gray",
+               "F": "32-bit float gray", "1": "1-bit", "P": "palette", "PA": "palette with alpha",
+               "LA": "gray with alpha", "RGBA": "RGB with alpha", "CMYK": "CMYK", "RGBX": "RGB with padding"}
 
 
 def encode_png(array: np.ndarray, compress_level: int = 1) -> bytes:
@@ -38,6 +44,23 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
     """Write a uint8 image as a PNG (plain write: bulk data; callers publish an index file atomically)."""
     with open(path, "wb") as fh:
         fh.write(encode_png(array))
+
+
+def png_header(path: str | os.PathLike) -> tuple[tuple[int, int], str]:
+    """((width, height), mode) of a PNG, read from its header only. ValueError naming the file when it is not
+    a readable PNG or not 8-bit gray (L) or RGB (a 16-bit copy, a palette or alpha image, a JPEG, ...)."""
+    allowed = "allowed: 8-bit PNG files in mode L (gray) or RGB"
+    try:
+        with Image.open(path) as im:
+            size, mode, fmt = im.size, im.mode, im.format
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable PNG image ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+                         f"{allowed}") from None
+    if fmt != "PNG":
+        raise ValueError(f"{path}: is a {fmt} image, not a PNG; {allowed}")
+    if mode not in EIGHT_BIT_MODES:
+        raise ValueError(f"{path}: mode {mode!r} ({_MODE_WORDS.get(mode, 'not 8-bit gray or RGB')}); {allowed}")
+    return size, mode
 
 
 def png_size(path: str | os.PathLike) -> tuple[int, int]:

@@ -58,6 +58,8 @@ an error. ``vsmlab train CONFIG --print-config`` prints every key with its value
   amp               "auto" (bf16 autocast on CUDA, fp32 on CPU) | "bf16" | "none"
   compile           torch.compile the model
   channels_last     channels-last memory format (images)
+  cuda_graph        capture the whole training step in one CUDA graph and replay it (CUDA only; needs
+                    rng = "per_step" and one process; true on the CPU is refused when training starts)
   rng               "per_step" (global batch keyed by (seed, step): independent of the number of ranks,
                     resume needs no RNG state) | "sequential" (one generator, single process; the toy loop)
 [sample]  (defaults of ``vsmlab sample``; its options override them)
@@ -96,13 +98,21 @@ class ConfigError(ValueError):
 
 
 # ------------------------------------------------------------------------------------------ validators
-def _int(low: int | None = None) -> Callable[[Any], Any]:
+def _int(low: int | None = None, high: int | None = None) -> Callable[[Any], Any]:
+    if low is not None and high is not None:
+        desc = f"an int in {low}..{high}"
+    else:
+        desc = f"an int{f' >= {low}' if low is not None else ''}"
+
     def check(v: Any) -> int:
-        if isinstance(v, bool) or not isinstance(v, int) or (low is not None and v < low):
-            raise ValueError(f"an int{f' >= {low}' if low is not None else ''}")
+        if isinstance(v, bool) or not isinstance(v, int) or (low is not None and v < low) or (high is not None and v > high):
+            raise ValueError(desc)
         return v
-    check.__doc__ = f"int >= {low}" if low is not None else "int"
+    check.__doc__ = desc
     return check
+
+
+_SEED_MAX = 2**63 - 1  # seeds are stored as int64 (npz, checkpoints) and fit every generator vsmlab uses
 
 
 def _float(low: float = -math.inf, high: float = math.inf, low_open: bool = False, high_open: bool = False,
@@ -165,7 +175,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "kind": Key("shapes", _choice("shapes", "mixture", "cards", "chess"),
                     "training data: SimpleShapes, Cards or chess images, or a toy mixture"),
         "n": Key(5000, _int(1), "training-set size"),
-        "seed": Key(0, _int(0), "seed of the data set"),
+        "seed": Key(0, _int(0, _SEED_MAX), "seed of the data set"),
         "size": Key(64, _choice(64, 32), "image size (shapes 64 | 32, cards 128 | 64, chess 256 | 128)",
                     ("kind", ("shapes", "cards", "chess")),
                     by_kind={"cards": (128, _choice(128, 64)), "chess": (256, _choice(256, 128))}),
@@ -217,21 +227,22 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "save_every": Key(1000, _int(0), "step checkpoint every this many steps (0: end only)"),
         "keep_last": Key(0, _int(0), "step checkpoints kept (0: all)"),
         "log_every": Key(10, _int(1), "read losses every this many steps"),
-        "seed": Key(0, _int(0), "seed of the init and of every training draw"),
+        "seed": Key(0, _int(0, _SEED_MAX), "seed of the init and of every training draw"),
         "timestep_sampler": Key("uniform", _choice("uniform", "loss_second_moment"), "how t is drawn"),
         "amp": Key("auto", _choice("auto", "bf16", "none"), "mixed precision"),
         "compile": Key(False, _bool, "torch.compile the model"),
         "channels_last": Key(False, _bool, "channels-last memory format"),
+        "cuda_graph": Key(False, _bool, "capture the training step in a CUDA graph (CUDA only)"),
         "rng": Key("per_step", _choice("per_step", "sequential"), "randomness scheme"),
     },
     "sample": {
         "n": Key(64, _int(1), "number of samples"),
         "batch_size": Key(64, _int(1), "samples per batch"),
-        "seed": Key(0, _int(0), "seed S (batch k: generator seed S * 1000003 + k)"),
+        "seed": Key(0, _int(0, _SEED_MAX // 1_000_003 - 1), "seed S (batch k: generator seed S * 1000003 + k)"),
         "sampler": Key("ddpm", _choice("ddpm", "ddim"), "sampler"),
         "steps": Key(0, _int(0), "respaced sampling steps (0: all T)"),
         "variance": Key("auto", _choice("auto", "beta", "beta_tilde", "learned"), "DDPM reverse variance"),
-        "eta": Key(0.0, _float(0.0), "DDIM eta"),
+        "eta": Key(0.0, _float(0.0, 1.0), "DDIM eta"),
         "weights": Key("auto", _choice("auto", "ema", "raw"), "EMA or raw weights"),
         "trajectory_every": Key(0, _int(0), "keep x_t, x0_hat every this many steps (0: none)"),
     },
@@ -344,14 +355,30 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> dict[str, dict[str, Any]]:
-    """Read, override and validate a TOML config file (ConfigError naming the file and the key)."""
+    """Read, override and validate a TOML config file (ConfigError naming the file and the key).
+
+    The file must hold at least one ``[section]`` table and no keys outside one: an empty file (which would
+    silently train every default) or a section-less one is refused with the list of sections expected."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"CONFIG: {str(path)!r} is a folder; expected a TOML config file (see configs/*.toml)")
     if not path.is_file():
         raise ConfigError(f"CONFIG: no such file {str(path)!r}")
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config {str(path)!r}: not valid TOML: {exc}") from None
+        raise ConfigError(f"config {str(path)!r}: not valid TOML: {str(exc).splitlines()[0]}") from None
+    except (OSError, MemoryError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ConfigError(f"CONFIG: cannot read {str(path)!r}: {reason}") from None
+    sections = ", ".join(f"[{name}]" for name in SCHEMA)
+    loose = [k for k, v in raw.items() if not isinstance(v, dict)]
+    if loose:
+        raise ConfigError(f"config {str(path)!r}: key {loose[0]!r} is outside any [section]; expected keys inside the "
+                          f"sections {sections} (e.g. [train] steps = 1000)")
+    if not raw:
+        raise ConfigError(f"config {str(path)!r}: empty (no [section] tables); a config states what it trains with "
+                          f"some of the sections {sections}; see configs/*.toml or --print-config")
     return validate_config(apply_overrides(raw, list(overrides)), source=f"config {str(path)!r}")
 
 
@@ -475,4 +502,5 @@ def trainer_options(cfg: dict[str, dict[str, Any]]) -> dict[str, Any]:
         weight_decay=t["weight_decay"], warmup=t["warmup"], ema_decay=t["ema"] if t["ema"] > 0 else None,
         ema_warmup=t["ema_warmup"], timestep_sampler=t["timestep_sampler"], rng=t["rng"], amp=t["amp"],
         compile=t["compile"], channels_last=t["channels_last"], log_every=t["log_every"],
+        cuda_graph=t["cuda_graph"],
     )
