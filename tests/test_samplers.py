@@ -300,3 +300,79 @@ def test_clip_x0_changes_nothing_when_x0_hat_stays_in_range(mix1d) -> None:
     b = vsmlab.ddpm(model, sched, x_T=x_T, generator=g(), variance="beta_tilde", clip_x0=True).samples
     inside = (a.abs() < 0.9).all()
     assert inside and torch.allclose(a, b, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- variance override (ceiling)
+def _learned(mix1d: GaussianMixture, schedule: Schedule, v_of_x=None):
+    """The exact score's eps with a hand-made v head: v = v_of_x(x) (default: 3 x, unbounded)."""
+    inner = vsmlab.ExactScoreModel(mix1d, schedule)
+    v_of_x = v_of_x or (lambda x: 3 * x)
+
+    def model(x, t):
+        return vsmlab.Prediction(inner(x, t).eps, v_of_x(x))
+
+    return model, inner
+
+
+@pytest.mark.parametrize("steps, num_steps", [(100, None), (1000, 20)])
+def test_variance_frac_0_and_1_are_beta_tilde_and_beta_exactly(mix1d: GaussianMixture, steps, num_steps) -> None:
+    """frac forced to 0 / 1 gives the fixed-variance samplers' samples bit for bit (same noise draws), and
+    the model's own v gives different samples; an interior frac equals a constant v = 2 f - 1."""
+    sched = vsmlab.linear(steps)
+    model, fixed = _learned(mix1d, sched)
+    x_T = torch.randn(256, 1, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+
+    def run(m, **kw):
+        g = torch.Generator().manual_seed(5)
+        out = vsmlab.ddpm(m, sched, x_T=x_T, generator=g, num_steps=num_steps, **kw)
+        return out, g.get_state()
+
+    low, g_low = run(model, variance_frac=0.0)
+    high, g_high = run(model, variance_frac=1.0)
+    own, g_own = run(model)
+    assert torch.equal(low.samples, run(fixed, variance="beta_tilde")[0].samples)
+    assert torch.equal(high.samples, run(fixed, variance="beta")[0].samples)
+    assert torch.equal(g_low, g_own) and torch.equal(g_high, g_own)  # the same draws, in the same order
+    assert not torch.allclose(own.samples, low.samples, atol=1e-3)
+    half, _ = run(model, variance_frac=0.25)
+    const = run(lambda x, t: vsmlab.Prediction(fixed(x, t).eps, torch.full_like(x, -0.5)))[0]
+    torch.testing.assert_close(half.samples, const.samples, rtol=1e-10, atol=1e-10)
+    assert low.frac is not None and high.frac is not None  # the model's own v is still counted
+
+
+def test_frac_counts_how_often_v_leaves_the_range(mix1d: GaussianMixture) -> None:
+    """v fixed per example at -2, -1.5, -1, 0, 1, 1.5, 2, 3 (frac -0.5 .. 2): at every noise-drawing step
+    2 elements below 0 and 3 above 1; t = 0 (no noise) is not counted."""
+    v = torch.tensor([-2.0, -1.5, -1.0, 0.0, 1.0, 1.5, 2.0, 3.0], dtype=torch.float64)[:, None]
+    model, fixed = _learned(mix1d, DDPM, lambda x: v.expand_as(x))
+    x_T = torch.randn(8, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    out = vsmlab.ddpm(model, DDPM, x_T=x_T, generator=torch.Generator().manual_seed(1), num_steps=10,
+                      variance_frac=0.0)
+    c = out.frac
+    assert c.steps == out.timesteps[:-1] and c.per_step == 8 and c.total == 72
+    assert c.below.tolist() == [2] * 9 and c.above.tolist() == [3] * 9
+    assert c.low.tolist() == [-0.5] * 9 and c.high.tolist() == [2.0] * 9
+    s = c.summary()
+    assert s["share_below"] == pytest.approx(2 / 8) and s["share_above"] == pytest.approx(3 / 8)
+    assert s["share_outside"] == pytest.approx(5 / 8) and (s["min_frac"], s["max_frac"]) == (-0.5, 2.0)
+    assert s["steps_outside"] == 9
+    inside = vsmlab.ddpm(_learned(mix1d, DDPM, lambda x: torch.zeros_like(x))[0], DDPM, x_T=x_T,
+                         generator=torch.Generator().manual_seed(1), num_steps=10).frac.summary()
+    assert inside["share_outside"] == 0 and inside["min_frac"] == inside["max_frac"] == 0.5
+    assert vsmlab.ddpm(fixed, DDPM, x_T=x_T, generator=torch.Generator().manual_seed(1), num_steps=10).frac is None
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5, float("nan"), True, "0"])
+def test_variance_frac_outside_0_1_is_refused(mix1d: GaussianMixture, value) -> None:
+    model, _ = _learned(mix1d, DDPM)
+    with pytest.raises(ValueError, match=r"^variance_frac: expected a number in \[0, 1\]"):
+        vsmlab.ddpm(model, DDPM, shape=(4, 1), generator=torch.Generator().manual_seed(0), variance_frac=value)
+
+
+def test_variance_frac_needs_a_learned_variance_model(mix1d: GaussianMixture) -> None:
+    model, fixed = _learned(mix1d, DDPM)
+    with pytest.raises(ValueError, match=r"^variance_frac: 0\.0 .*does not learn its variance"):
+        vsmlab.ddpm(fixed, DDPM, shape=(4, 1), generator=torch.Generator().manual_seed(0), variance_frac=0.0)
+    with pytest.raises(ValueError, match=r"^variance_frac: 1\.0 .*conflicts with variance='beta'"):
+        vsmlab.ddpm(model, DDPM, shape=(4, 1), generator=torch.Generator().manual_seed(0), variance="beta",
+                    variance_frac=1.0)

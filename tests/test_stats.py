@@ -170,3 +170,137 @@ def test_seeds_and_samples_needed_invert_the_mde():
 def test_bad_arguments_are_named(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+# ------------------------------------------------------------- correlated arms, observed sd, unpaired
+def _paired_rates(rng, p, delta, sb, rho, rho_s, seeds, n, reps):
+    """Per-seed rate differences a - b of simulated paired studies [reps, seeds]: seed effects with
+    correlation rho (a at p - delta, b at p), and per sample a pair of verdicts with phi coefficient rho_s
+    (shared sampling noise), drawn as one multinomial over the four verdict pairs."""
+    z1 = rng.standard_normal((reps, seeds))
+    z2 = rho * z1 + math.sqrt(1 - rho**2) * rng.standard_normal((reps, seeds))
+    pa = np.clip(p - delta + sb * z1, 0, 1)
+    pb = np.clip(p + sb * z2, 0, 1)
+    both = np.clip(pa * pb + rho_s * np.sqrt(pa * (1 - pa) * pb * (1 - pb)), np.maximum(0, pa + pb - 1), np.minimum(pa, pb))
+    cells = np.stack([both, pa - both, pb - both], -1).clip(0, 1)
+    cells = np.concatenate([cells, (1 - cells.sum(-1, keepdims=True)).clip(0, 1)], -1)
+    c = rng.multinomial(n, cells / cells.sum(-1, keepdims=True))
+    return (c[..., 0] + c[..., 1]) / n - (c[..., 0] + c[..., 2]) / n
+
+
+def _t_rejects(d: np.ndarray) -> float:
+    seeds = d.shape[1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tstat = d.mean(1) / (d.std(1, ddof=1) / math.sqrt(seeds))
+    return float(np.mean(np.abs(tstat) > sps.t.ppf(0.975, seeds - 1)))
+
+
+def test_difference_sd_with_correlated_arms_by_hand():
+    p, vb, n, delta = 0.2, 0.03**2, 100, 0.05
+    q = p - delta
+    expected = math.sqrt(vb + q * (1 - q) / n + vb + p * (1 - p) / n
+                         - 2 * (0.9 * vb + 0.5 * math.sqrt(p * (1 - p) * q * (1 - q)) / n))  # Var a + Var b - 2 Cov
+    assert S.difference_sd(p, vb, n, delta, 0.9, 0.5) == pytest.approx(expected)
+    assert S.difference_sd(p, vb, n, delta) == pytest.approx(
+        math.sqrt(2 * vb + p * (1 - p) / n + q * (1 - q) / n))  # the independent-arms case is unchanged
+    # correlated arms: a much smaller MDE than the independent model of the same design
+    ind = S.minimum_detectable_effect(p, vb, 6, n)
+    cor = S.minimum_detectable_effect(p, vb, 6, n, correlation=0.9, sampling_correlation=0.5)
+    assert cor.absolute < 0.7 * ind.absolute and cor.df == 5 and "arms correlated" in str(cor)
+    assert S.seeds_needed(p, vb, n, 0.25, correlation=0.9, sampling_correlation=0.5) < S.seeds_needed(p, vb, n, 0.25)
+    with pytest.raises(ValueError, match="^sampling_correlation:"):
+        S.difference_sd(p, vb, n, 0.0, 0.0, 1.5)
+    with pytest.raises(ValueError, match="^correlation:"):
+        S.minimum_detectable_effect(p, vb, 6, n, correlation=-2.0)
+
+
+@pytest.mark.parametrize("rho, rho_s", [(0.9, 0.5), (0.9, 0.0), (0.0, 0.0)])
+def test_correlated_design_mde_gives_80_percent_power_in_simulation(rho, rho_s):
+    """The design model with correlated arms: simulated paired studies (seed effects correlated by rho,
+    verdicts of one noise draw by rho_s) at delta = MDE reject in 75-85% of 4000 runs (MC sd 0.0063), and
+    the simulated sd of a seed's difference matches the model's."""
+    p, sb, seeds, n = 0.2, 0.04, 6, 100
+    m = S.minimum_detectable_effect(p, sb**2, seeds, n, correlation=rho, sampling_correlation=rho_s)
+    d = _paired_rates(np.random.default_rng(11), p, m.absolute, sb, rho, rho_s, seeds, n, 4000)
+    power = _t_rejects(d)
+    print(f"rho={rho} rho_s={rho_s}: MDE {m.absolute:.4f} ({m.relative:.1%}), sd_d {m.sd_difference:.4f} "
+          f"(simulated {d.std():.4f}), simulated power {power:.3f}")
+    assert 0.75 <= power <= 0.85, (m, power)
+    assert float(d.std()) == pytest.approx(m.sd_difference, rel=0.04)
+    assert float(d.mean()) == pytest.approx(-m.absolute, abs=4 * m.sd_difference / math.sqrt(d.size))
+
+
+def test_paired_mde_from_the_observed_sd():
+    """Arms correlated 0.9 (Gaussian per-seed values): the MDE from the paired sd (df = S - 1) gives 80%
+    power in simulation; the t-formula is within 5% of the exact value."""
+    seeds, sd_arm, rho = 6, 0.02, 0.9
+    sd_d = sd_arm * math.sqrt(2 * (1 - rho))
+    r = S.paired_mde(sd_d, seeds)
+    assert (r.df, r.n_pairs) == (5, 6) and r.exact == pytest.approx(S.mde_paired_t(sd_d, seeds))
+    assert r.approx == pytest.approx(S.mde_approx(sd_d, seeds)) and r.approx == pytest.approx(r.exact, rel=0.05)
+    assert r.relative(0.2) == pytest.approx(r.exact / 0.2) and "df 5" in str(r)
+    rng = np.random.default_rng(12)
+    z1 = rng.standard_normal((4000, seeds))
+    z2 = rho * z1 + math.sqrt(1 - rho**2) * rng.standard_normal((4000, seeds))
+    d = (0.2 - r.exact + sd_arm * z1) - (0.2 + sd_arm * z2)
+    assert 0.77 <= _t_rejects(d) <= 0.83
+
+
+@pytest.mark.parametrize("runs", [1, 3])
+def test_unpaired_mde_gives_80_percent_power_in_simulation(runs):
+    """One (or three) training runs per method, 6 sampling seeds x 100 samples each, independent training
+    effects: z-test with the known sd (one run) or two-sample t-test over runs (three) at the MDE."""
+    p, sb, K, m_ = 0.2, 0.03, 6, 100
+    u = S.unpaired_mde(p, sb**2, n_runs=runs, n_sampling_seeds=K, n_per_sampling_seed=m_)
+    assert u.design == "unpaired" and u.df == (None if runs == 1 else 2 * runs - 2) and u.n_sampling_seeds == K
+    rng = np.random.default_rng(13)
+    reps = 4000
+    rate_a = rng.binomial(K * m_, np.clip(p - u.absolute + sb * rng.standard_normal((reps, runs)), 0, 1)) / (K * m_)
+    rate_b = rng.binomial(K * m_, np.clip(p + sb * rng.standard_normal((reps, runs)), 0, 1)) / (K * m_)
+    if runs == 1:
+        sd0 = math.sqrt(2 * sb**2 + 2 * p * (1 - p) / (K * m_))
+        power = float(np.mean(np.abs(rate_b[:, 0] - rate_a[:, 0]) > sps.norm.ppf(0.975) * sd0))
+    else:
+        pooled = (rate_a.var(1, ddof=1) + rate_b.var(1, ddof=1)) / 2  # Student's two-sample t, df 2R - 2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tstat = (rate_b.mean(1) - rate_a.mean(1)) / np.sqrt(pooled * 2 / runs)
+        power = float(np.mean(np.abs(tstat) > sps.t.ppf(0.975, 2 * runs - 2)))
+    print(f"unpaired R={runs}: MDE {u.absolute:.4f} ({u.relative:.1%}), simulated power {power:.3f}")
+    assert 0.75 <= power <= 0.85, (u, power)
+    # the between-training-seed variance counts in full: far above the paired design with correlated arms
+    paired = S.minimum_detectable_effect(p, sb**2, 6, 100, correlation=0.9, sampling_correlation=0.5)
+    assert u.absolute > 1.5 * paired.absolute and "unpaired" in str(u)
+    with pytest.raises(ValueError, match="^n_runs:"):
+        S.unpaired_mde(p, sb**2, n_runs=0)
+
+
+def test_design_comparison_from_counts():
+    a, b, n = [18, 25, 14, 30, 21, 16], [20, 28, 15, 33, 22, 19], 100
+    r = S.design_comparison(a, b, n)
+    pa, pb = np.array(a) / n, np.array(b) / n
+    assert r.paired == S.paired_mde(float((pa - pb).std(ddof=1)), 6)
+    between = np.mean([S.variance_components(a, n).between, S.variance_components(b, n).between])
+    assert r.between_var == pytest.approx(between) and r.baseline_rate == pytest.approx(pb.mean())
+    assert r.independent == S.minimum_detectable_effect(pb.mean(), between, 6, 100)
+    assert r.unpaired == S.unpaired_mde(pb.mean(), between, n_sampling_seeds=6, n_per_sampling_seed=100)
+    assert r.correlation == pytest.approx(np.corrcoef(pa, pb)[0, 1])
+    assert r.paired.exact < r.independent.absolute < r.unpaired.absolute  # strongly paired arms
+    assert r.paired_relative == pytest.approx(r.paired.exact / pb.mean()) and len(str(r).splitlines()) == 3
+    with pytest.raises(ValueError, match="^counts_b:"):
+        S.design_comparison(a, b[:5], n)
+    with pytest.raises(ValueError, match="^counts_a:"):
+        S.design_comparison([3], [4], n)
+
+
+def test_holm_by_hand():
+    r = S.holm([0.01, 0.04, 0.03, 0.005])
+    # ascending 0.005, 0.01, 0.03, 0.04 -> 4 x 0.005, 3 x 0.01, 2 x 0.03, 1 x 0.04, then the running max
+    assert r.adjusted == pytest.approx((0.03, 0.06, 0.06, 0.02))
+    assert r.reject == (True, False, False, True) and r.names == ("0", "1", "2", "3")
+    named = S.holm({"blank": 0.5, "duplicate": 0.6}, alpha=0.1)
+    assert named.as_dict() == {"blank": (1.0, False), "duplicate": (1.0, False)}
+    assert S.holm([0.01]).adjusted == (0.01,)
+    with pytest.raises(ValueError, match="^p_values:"):
+        S.holm([0.2, 1.5])
+    with pytest.raises(ValueError, match="^p_values:"):
+        S.holm([])

@@ -26,6 +26,15 @@ DDPM (all T steps, or ``num_steps=K`` respaced steps)::
     x_{t-1} = (x_t - beta_t / sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_t) + sqrt(var_t) z,   z = 0 at t = 0
     var_t = beta_t ("beta"), beta_tilde_t ("beta_tilde") or exp(learned log variance) ("learned")
 
+Variance override (learned-variance models only): ``variance_frac=f`` in [0, 1] replaces the model's
+frac = (v + 1) / 2 by the constant f, so log var_t = f log beta_t + (1 - f) log beta_tilde_t (f = 0:
+var_t = beta_tilde_t, f = 1: var_t = beta_t, both taken from the same tables as "beta_tilde" / "beta").
+The eps head is still used; the noise draws are the same as without the override (one draw per step in
+the same order), so a run with and without it from the same generator seed is paired by noise: their
+difference is the most a penalty acting on the variance alone could change. Whenever the model returns
+v, DDPM also counts how often its frac leaves [0, 1] (v is unbounded, so Sigma can leave
+[beta_tilde_t, beta_t]): :class:`FracCounts` in ``SampleResult.frac``.
+
 With ``num_steps=K`` DDPM runs on :meth:`Schedule.respaced` (improved DDPM's SpacedDiffusion): the kept
 steps t_0 < ... < t_{K-1} of :meth:`Schedule.timesteps` (evenly spaced with rounding, always T-1 and 0),
 betas beta'_i = 1 - alpha_bar_{t_i} / alpha_bar_{t_{i-1}}, beta_tilde and the learned-variance range from
@@ -44,6 +53,7 @@ exactly DDIM with eta = 0; Heun adds a trapezoidal correction (Euler on the fina
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -53,21 +63,99 @@ from vsmlab.core.checks import check_choice, check_device, check_int
 from vsmlab.core.prediction import Prediction
 from vsmlab.core.schedules import Schedule
 
-__all__ = ["SampleResult", "ddpm", "ddim", "ode", "SAMPLERS", "sample"]
+__all__ = ["SampleResult", "FracCounts", "ddpm", "ddim", "ode", "SAMPLERS", "sample"]
 
 Model = Callable[[torch.Tensor, torch.Tensor], Prediction]
 
 
 @dataclass
+class FracCounts:
+    """How often a learned-variance model's frac = (v + 1) / 2 left [0, 1] during DDPM sampling.
+
+    One entry per step that drew noise (every visited step but t = 0), in ``steps`` order (original
+    steps, descending). below, above: [K] int64, elements (batch x dimensions) with frac < 0 (Sigma below
+    beta_tilde_t) and frac > 1 (Sigma above beta_t); low, high: [K] the smallest and largest frac at each
+    step (v's dtype); per_step: elements per step. Tensors stay on the sampling device until read.
+    The counts describe the model's own v, also when ``variance_frac`` overrode it.
+    """
+
+    steps: list[int]
+    below: torch.Tensor
+    above: torch.Tensor
+    low: torch.Tensor
+    high: torch.Tensor
+    per_step: int
+
+    @property
+    def total(self) -> int:
+        """Elements counted over all steps: len(steps) x per_step."""
+        return len(self.steps) * self.per_step
+
+    def summary(self) -> dict[str, float]:
+        """Host numbers (reads the tensors once): share_below, share_above, share_outside (of ``total``),
+        min_frac, max_frac over all steps, and steps_outside (steps with any element outside [0, 1])."""
+        if not self.steps:
+            return {"share_below": 0.0, "share_above": 0.0, "share_outside": 0.0, "min_frac": float("nan"),
+                    "max_frac": float("nan"), "steps_outside": 0}
+        below, above = int(self.below.sum()), int(self.above.sum())
+        return {"share_below": below / self.total, "share_above": above / self.total,
+                "share_outside": (below + above) / self.total, "min_frac": float(self.low.min()),
+                "max_frac": float(self.high.max()), "steps_outside": int(((self.below + self.above) > 0).sum())}
+
+
+@dataclass
 class SampleResult:
     """samples: [B, ...]; timesteps: the (original) steps visited, descending; x_t, x0_hat: [R, B, ...]
-    or None; recorded_steps: the R steps recorded (a tail of ``timesteps``, every ``record_every``-th)."""
+    or None; recorded_steps: the R steps recorded (a tail of ``timesteps``, every ``record_every``-th);
+    frac: :class:`FracCounts` (DDPM with a model that returns v), else None."""
 
     samples: torch.Tensor
     timesteps: list[int]
     x_t: torch.Tensor | None = None
     x0_hat: torch.Tensor | None = None
     recorded_steps: list[int] | None = None
+    frac: FracCounts | None = None
+
+
+class _FracCounter:
+    """Fills :class:`FracCounts` buffers on the device, one slot per noise-drawing step (no host reads)."""
+
+    def __init__(self, steps: list[int]) -> None:
+        self.steps = steps[:-1]  # every visited step but t = 0 (descending)
+        self.buffers: tuple[torch.Tensor, ...] | None = None
+        self.per_step = 0
+
+    def add(self, j: int, v: torch.Tensor) -> None:
+        frac = (v + 1) / 2
+        if self.buffers is None:
+            k = len(self.steps)
+            self.per_step = v.numel()
+            self.buffers = (torch.zeros(k, dtype=torch.long, device=v.device), torch.zeros(k, dtype=torch.long, device=v.device),
+                            torch.full((k,), math.nan, dtype=v.dtype, device=v.device),
+                            torch.full((k,), math.nan, dtype=v.dtype, device=v.device))
+        below, above, low, high = self.buffers
+        below[j] = (frac < 0).sum()
+        above[j] = (frac > 1).sum()
+        low[j] = frac.min()
+        high[j] = frac.max()
+
+    def result(self) -> FracCounts | None:
+        if self.buffers is None:
+            return None
+        return FracCounts(self.steps, *self.buffers, per_step=self.per_step)
+
+
+def _check_variance_frac(variance_frac: float | None, variance: str) -> float | None:
+    if variance_frac is None:
+        return None
+    if isinstance(variance_frac, bool) or not isinstance(variance_frac, (int, float)) \
+            or not math.isfinite(variance_frac) or not 0 <= variance_frac <= 1:
+        raise ValueError(f"variance_frac: expected a number in [0, 1] (0: Sigma = beta_tilde_t, 1: Sigma = beta_t) "
+                         f"or None (the model's own v), got {variance_frac!r}")
+    if variance not in ("auto", "learned"):
+        raise ValueError(f"variance_frac: {variance_frac!r} overrides a learned variance and conflicts with "
+                         f"variance={variance!r}; leave variance='auto' (or 'learned')")
+    return float(variance_frac)
 
 
 class _Recorder:
@@ -168,7 +256,7 @@ def ddpm(
     generator: torch.Generator | None = None, variance: str = "auto", record: bool = False,
     record_last: int | None = None, num_steps: int | None = None, record_every: int = 1,
     record_device: torch.device | str | None = None, device: torch.device | str | None = None,
-    dtype: torch.dtype | None = None, clip_x0: bool = False,
+    dtype: torch.dtype | None = None, clip_x0: bool = False, variance_frac: float | None = None,
 ) -> SampleResult:
     """Ancestral DDPM sampling over all T steps, or over ``num_steps`` respaced steps (improved DDPM).
 
@@ -180,19 +268,33 @@ def ddpm(
     variance), "learned" (the model's v head), or "auto" (learned when the model returns v, else beta);
     with respacing each uses the respaced betas / beta_tilde. device, dtype: where and in what the
     starting noise is drawn from ``shape`` (module docstring). Returns samples on that device.
+
+    variance_frac: None (default), or f in [0, 1] for a learned-variance model: Sigma_t = exp(f log beta_t
+    + (1 - f) log beta_tilde_t) in place of the model's v (0: beta_tilde_t, 1: beta_t), same noise draws
+    (module docstring). ValueError naming ``variance_frac`` when f is outside [0, 1], when ``variance`` is
+    "beta" or "beta_tilde", or when the model returns no v (it does not learn its variance). With a model
+    that returns v, ``SampleResult.frac`` counts how often its frac left [0, 1] (:class:`FracCounts`).
     """
     check_choice("variance", variance, ("auto", "beta", "beta_tilde", "learned"))
+    forced = _check_variance_frac(variance_frac, variance)
     spaced = schedule if num_steps is None else schedule.respaced(num_steps)
     x = _initial(x_T, shape, generator, device, dtype)
     _check_generator(generator, x.device)
     indices = list(range(spaced.num_steps - 1, -1, -1))
     steps = [spaced.original_step(i) for i in indices]  # what the model sees and the result reports
     rec = _Recorder(record, record_last, record_every, record_device, steps)
+    counter = _FracCounter(steps)
     std_tables: dict[str, torch.Tensor] = {}
     with torch.no_grad():
         for i, t in zip(indices, steps):
             pred = model(x, _step_tensor(t, x))
             eps = pred.eps
+            if forced is not None and pred.v is None:
+                raise ValueError(f"variance_frac: {forced!r} forces a learned variance, but the model does not learn "
+                                 "its variance (its Prediction has v = None); sample a fixed-variance model with "
+                                 "variance='beta' or 'beta_tilde' instead")
+            if pred.v is not None and i > 0:
+                counter.add(len(indices) - 1 - i, pred.v)
             x0 = spaced.x0_from_eps(x, i, eps)
             if clip_x0:
                 x0 = x0.clamp(-1, 1)
@@ -204,9 +306,18 @@ def ddpm(
                 x = mean
                 continue
             mode = variance
-            if mode == "auto":
+            if forced is not None:
+                mode = {0.0: "beta_tilde", 1.0: "beta"}.get(forced, "forced")
+            elif mode == "auto":
                 mode = "learned" if pred.v is not None else "beta"
-            if mode == "learned":
+            if mode == "forced":
+                if mode not in std_tables:  # f log beta + (1 - f) log beta_tilde for every step, once per call
+                    n = spaced.num_steps
+                    log_var = spaced.learned_log_variance(torch.full((n,), 2 * forced - 1, dtype=torch.float64),
+                                                          torch.arange(n))
+                    std_tables[mode] = torch.exp(0.5 * log_var).to(device=x.device, dtype=x.dtype)
+                std = std_tables[mode][i]
+            elif mode == "learned":
                 if pred.v is None:
                     raise ValueError("variance: 'learned' needs a model that returns v (a variance head)")
                 std = torch.exp(0.5 * spaced.learned_log_variance(pred.v, i))
@@ -215,7 +326,9 @@ def ddpm(
                     std_tables[mode] = torch.sqrt(spaced.table("betas" if mode == "beta" else "beta_tilde", x.device, x.dtype))
                 std = std_tables[mode][i]
             x = mean + std * torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-    return rec.result(x, steps)
+    result = rec.result(x, steps)
+    result.frac = counter.result()
+    return result
 
 
 def ddim(
