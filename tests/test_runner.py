@@ -231,7 +231,8 @@ def test_a_second_run_of_the_same_notebook_is_refused_while_one_runs(lab: dict[s
 
 
 def test_plain_papermill_publishes_to_the_profile_place(tmp_path: Path) -> None:
-    """`papermill notebooks/NN.ipynb out.ipynb -p profile smoke` from a checkout: figures/smoke/NN/, never figures/NN/."""
+    """`VSMLAB_PUBLISH=1 papermill notebooks/NN.ipynb out.ipynb -p profile smoke` from a checkout: figures/smoke/NN/,
+    never figures/NN/ (without VSMLAB_PUBLISH a run outside the runner writes to figures/local/: tests/test_notebook_safety.py)."""
     import jupytext
 
     project = tmp_path / "project"
@@ -246,6 +247,7 @@ def test_plain_papermill_publishes_to_the_profile_place(tmp_path: Path) -> None:
     before = snapshot(project / "figures")
 
     env = {k: v for k, v in ENV.items() if k not in ("VSMLAB_FIGURES_ROOT", runner.STAGING_ENV, runner.TARGET_ENV)}
+    env["VSMLAB_PUBLISH"] = "1"
     proc = subprocess.run([sys.executable, "-m", "papermill", "notebooks/04_tiny.ipynb", str(tmp_path / "out.ipynb"),
                            "-p", "profile", "smoke", "--no-progress-bar"], cwd=project, env=env,
                           capture_output=True, text=True, timeout=240)
@@ -266,7 +268,8 @@ def test_figures_destination_by_profile(tmp_path: Path, monkeypatch: pytest.Monk
 
     for var in ("VSMLAB_FIGURES_ROOT", runner.STAGING_ENV, runner.TARGET_ENV):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.chdir(runner.ROOT / "notebooks")  # Run All in JupyterLab: the kernel starts in notebooks/
+    monkeypatch.setenv("VSMLAB_PUBLISH", "1")  # publishing asked for (runs by hand: tests/test_notebook_safety.py)
+    monkeypatch.chdir(runner.ROOT / "notebooks")  # the kernel starts in notebooks/
     folder, manifest, _ = figures_destination("04_jacobian_estimators", "smoke")
     assert folder == runner.ROOT / "figures" / "smoke" / "04_jacobian_estimators"
     assert manifest == runner.ROOT / "figures" / "smoke" / "MANIFEST.json"

@@ -1,22 +1,31 @@
 """What every notebook does first: pick the profile's settings, seed, theme, and a figure saver.
 
-    cfg, saver = start("01_mode_interpolation_1d", profile, seed, figures_dir, PROFILES)
+    cfg, saver = start("01_mode_interpolation_1d", profile, seed, figures_dir, PROFILES, publish=publish)
 
 ``PROFILES`` maps each of "smoke", "default", "full" to that notebook's settings (a dict).
 
-Where the figures go (the same rule for the runner, plain papermill and Run All in JupyterLab):
+**Where the figures go.** Running a notebook by hand (Run All in JupyterLab, a plain Python or IPython
+session) never changes the published figures: publishing is asked for explicitly, by the runner or by a
+parameter. The first rule that applies decides:
 
-- run by ``vsmlab figures``: into the runner's staging folder (``$VSMLAB_FIGURES_STAGING``); the runner
-  publishes it when the notebook has finished, together with the executed notebook;
-- ``figures_dir`` given (e.g. ``papermill ... -p figures_dir /tmp/x``): exactly there, with the entries in
-  ``figures_dir/manifest.json``; nothing under figures/ is touched;
-- otherwise the profile's own place, published figure by figure: ``figures/<notebook>/`` for ``default``,
-  ``figures/<profile>/<notebook>/`` for any other profile, each figure's entry merged into that
-  profile's ``MANIFEST.json`` under its file lock. ``figures/`` is ``$VSMLAB_FIGURES_ROOT`` when set, else
-  the ``figures/`` folder of the project around the working folder (the first parent holding both
-  ``notebooks/`` and ``figures/``), else the one beside the installed package's checkout.
+1. run by ``vsmlab figures``: into the runner's staging folder (``$VSMLAB_FIGURES_STAGING``, set by the
+   runner for the kernel); the runner publishes it when the notebook has finished, together with the
+   executed notebook;
+2. ``figures_dir`` given (e.g. ``papermill ... -p figures_dir /tmp/x``): exactly there, with the entries in
+   ``figures_dir/manifest.json``; nothing under ``figures/`` is touched;
+3. publishing asked for: ``publish=True`` (the notebook's ``publish`` parameter, so
+   ``papermill NB.ipynb OUT.ipynb -p profile smoke -p publish True``) or ``$VSMLAB_PUBLISH=1`` in the
+   environment (``VSMLAB_PUBLISH=1 papermill NB.ipynb OUT.ipynb -p profile smoke``): the profile's own
+   place, published figure by figure: ``figures/<notebook>/`` for ``default``,
+   ``figures/<profile>/<notebook>/`` for any other profile, each figure's entry merged into that
+   profile's ``MANIFEST.json`` under its file lock;
+4. otherwise (Run All, papermill without 2 or 3): a local copy that git ignores, laid out like the
+   published one under ``figures/local/``: ``figures/local/<notebook>/`` for ``default``,
+   ``figures/local/<profile>/<notebook>/`` otherwise, with its own ``MANIFEST.json`` there.
 
-``start`` prints where the figures go.
+``figures/`` is ``$VSMLAB_FIGURES_ROOT`` when set, else the ``figures/`` folder of the project around the
+working folder (the first parent holding both ``notebooks/`` and ``figures/``), else the one beside the
+installed package's checkout. ``start`` prints one line saying where the figures go.
 """
 
 from __future__ import annotations
@@ -31,7 +40,12 @@ from vsmlab.lab.plotting import FigureSaver, set_theme
 from vsmlab.lab.runner import PROFILES as PROFILE_NAMES
 from vsmlab.lab.runner import STAGING_ENV, TARGET_ENV, figures_root, profile_root
 
-__all__ = ["start", "profile_settings", "figures_destination"]
+__all__ = ["start", "profile_settings", "figures_destination", "publish_requested", "local_figures_root",
+           "PUBLISH_ENV", "LOCAL_FOLDER"]
+
+PUBLISH_ENV = "VSMLAB_PUBLISH"  # "1": a run outside the runner publishes into figures/ (rule 3)
+LOCAL_FOLDER = "local"  # figures/local/: where a run by hand writes (git-ignored)
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 
 
 def profile_settings(profile: str, table: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -41,8 +55,33 @@ def profile_settings(profile: str, table: dict[str, dict[str, Any]]) -> dict[str
     return dict(table[profile])
 
 
-def figures_destination(notebook: str, profile: str, figures_dir: str | os.PathLike | None = None) -> tuple[Path, Path | None, str]:
-    """Where a notebook run writes its figures: (folder, MANIFEST.json to publish into or None, description).
+def _flag(name: str, value: Any) -> bool:
+    """A yes/no setting given as a bool or as text ("1", "true", "yes", "on" / "0", "false", "no", "off", "")."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError(f"{name}: expected True or False (or one of {', '.join(repr(v) for v in _TRUE + _FALSE[1:])}), "
+                     f"got {value!r}")
+
+
+def publish_requested(publish: bool | str | None = None) -> bool:
+    """Whether a run outside the runner publishes into ``figures/`` (rule 3 of the module docstring):
+    ``publish`` is true, or ``$VSMLAB_PUBLISH`` is set to a true value. ValueError names the bad one."""
+    env = os.environ.get(PUBLISH_ENV)
+    from_env = _flag(f"${PUBLISH_ENV}", env) if env is not None else False
+    return (publish is not None and _flag("publish", publish)) or from_env
+
+
+def local_figures_root() -> Path:
+    """The git-ignored folder where runs by hand write: ``figures/local`` (``figures`` as in :func:`figures_root`)."""
+    return figures_root() / LOCAL_FOLDER
+
+
+def figures_destination(
+    notebook: str, profile: str, figures_dir: str | os.PathLike | None = None, publish: bool | str | None = None,
+) -> tuple[Path, Path | None, str]:
+    """Where a notebook run writes its figures: (folder, MANIFEST.json to merge into or None, description).
 
     See the module docstring for the rule. The MANIFEST path is None when the figures go to a staging
     folder (the runner merges the entries) or to an explicit ``figures_dir`` (entries in its manifest.json).
@@ -53,27 +92,35 @@ def figures_destination(notebook: str, profile: str, figures_dir: str | os.PathL
         return Path(staging), None, f"{target} (published by the runner when the notebook finishes)"
     if figures_dir:
         return Path(figures_dir), None, f"{figures_dir} (entries in its manifest.json; figures/ untouched)"
-    root = profile_root(figures_root(), profile)
+    if publish_requested(publish):
+        root = profile_root(figures_root(), profile)
+        folder = root / notebook
+        return folder, root / "MANIFEST.json", f"{folder} (profile {profile}, entries in {root / 'MANIFEST.json'})"
+    root = profile_root(local_figures_root(), profile)
     folder = root / notebook
-    return folder, root / "MANIFEST.json", f"{folder} (profile {profile}, entries in {root / 'MANIFEST.json'})"
+    published = profile_root(figures_root(), profile) / notebook
+    return folder, root / "MANIFEST.json", (
+        f"{folder} (a local copy that git ignores; the published {published} is unchanged; "
+        f"`vsmlab figures --only {notebook.split('_', 1)[0]}` publishes)")
 
 
 def start(
     notebook: str, profile: str, seed: int, figures_dir: str | os.PathLike | None,
-    table: dict[str, dict[str, Any]], device: str | torch.device = "cpu",
+    table: dict[str, dict[str, Any]], device: str | torch.device = "cpu", publish: bool | str | None = None,
 ) -> tuple[dict[str, Any], FigureSaver]:
     """Settings for ``profile``, seeded torch, the lab's theme, and a FigureSaver for this run.
 
-    figures_dir: None or "" means the profile's own place (module docstring). device: the device the
+    figures_dir: None or "" means the rule of the module docstring decides. device: the device the
     notebook computes on, recorded in every manifest entry (set ``saver.device`` if chosen later).
-    Prints where the figures go.
+    publish: True publishes into ``figures/`` (the notebook's ``publish`` parameter; None or False
+    leaves it to ``$VSMLAB_PUBLISH``). Prints one line saying where the figures go.
     """
     cfg = profile_settings(profile, table)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
+    folder, manifest, description = figures_destination(notebook, profile, figures_dir, publish)
     torch.manual_seed(seed)
     set_theme()
-    folder, manifest, description = figures_destination(notebook, profile, figures_dir)
     published = os.environ.get(TARGET_ENV) if os.environ.get(STAGING_ENV) else None
     saver = FigureSaver(folder, notebook=notebook, profile=profile, seed=seed,
                         parameters={"profile": profile, "seed": seed, **cfg}, device=device, manifest=manifest,

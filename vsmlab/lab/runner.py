@@ -1,6 +1,7 @@
 """The figure runner: execute the notebooks with papermill and publish their figures crash-safely.
 
-Where a profile publishes (the same rule as :func:`vsmlab.lab.notebook.start` for runs outside the runner):
+Where a profile publishes (the same place :func:`vsmlab.lab.notebook.start` uses for a run outside the runner
+that asks to publish; a run by hand, e.g. Run All in JupyterLab, writes to the git-ignored ``figures/local/``):
 the profile's root is ``figures/`` for ``default`` and ``figures/<profile>/`` for any other profile; it
 holds ``<notebook>/`` (the figures) and ``MANIFEST.json`` (one entry per figure, key
 ``<notebook>/<figure>.png``). The executed notebook goes to ``notebooks/<notebook>.ipynb`` for
