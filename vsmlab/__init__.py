@@ -24,8 +24,9 @@ The curated public API, in the order of the data path::
     metrics   -> hallucination_rate, mode_counts, gap_mass, wilson_interval, mean_ci
 """
 
-from vsmlab.analysis.metrics import MeanCI, Rate, gap_mass, hallucination_rate, mean_ci, mode_counts, wilson_interval
+from vsmlab.analysis.metrics import gap_mass, hallucination_rate, mode_counts
 from vsmlab.core.prediction import Prediction, eps_to_score, eps_to_x0, predict_score, score_to_eps, x0_to_eps
+from vsmlab.core.rates import MeanCI, Rate, mean_ci, wilson_interval
 from vsmlab.core.schedules import Schedule, cosine, linear, respace
 from vsmlab.data.mixtures import ExactScoreModel, GaussianMixture, diamond_2d, evenly_spaced_1d, grid_2d
 from vsmlab.diffusion.losses import LossTerms, eps_mse_loss

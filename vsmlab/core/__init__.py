@@ -1,6 +1,6 @@
 """Layer 1, the contract and the maths everything builds on: schedules, ``Prediction`` with the
-eps/score/x0 conversions, Jacobian tools on any batched callable, crash-safe writes. Imports nothing
-else from vsmlab.
+eps/score/x0 conversions, Jacobian tools on any batched callable, crash-safe writes, plain statistics
+(Wilson and Student-t intervals, :mod:`vsmlab.core.rates`). Imports nothing else from vsmlab.
 
 Devices and randomness, one convention for the library: every function follows the device and dtype of
 its tensor inputs; a ``torch.Generator`` lives on the device where the draw happens (a CUDA draw needs

@@ -143,7 +143,7 @@ def _load_images(path: Path):
 
 def run_validate_shapes(args: argparse.Namespace) -> int:
     """Handler of ``vsmlab validate shapes``; returns the exit code."""
-    from vsmlab.analysis.metrics import wilson_interval
+    from vsmlab.core.rates import wilson_interval
     from vsmlab.core.checks import check_range
     from vsmlab.data.shapes_validate import SUMMARY_ORDER, report
 

@@ -141,7 +141,7 @@ def run_data_chess(args: argparse.Namespace) -> int:
 
 def summarise(flags: list[bool], categories: list[tuple[str, ...]], **extra: Any) -> dict[str, Any]:
     """The ``validate`` fields: n, count, rate with its 95% Wilson interval (low, high), category counts."""
-    from vsmlab.analysis.metrics import wilson_interval  # the analysis layer, only when a handler runs
+    from vsmlab.core.rates import wilson_interval
 
     n, count = len(flags), int(sum(bool(f) for f in flags))
     rate = wilson_interval(count, n)

@@ -49,7 +49,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from vsmlab.analysis.metrics import Rate, wilson_interval
+from vsmlab.core.rates import Rate, wilson_interval
 from vsmlab.diffusion import checkpoints as ck
 from vsmlab.diffusion.config import format_config, load_config
 from vsmlab.lab.shapes_study import file_sha256
