@@ -7,6 +7,7 @@ argument's name, then says what is allowed and what was given::
     check_positive("tol", -1.0)         -> ValueError("tol: expected a finite number > 0, got -1.0")
     check_choice("method", "x", ("euler", "heun")) -> ValueError("method: expected 'euler' or 'heun', got 'x'")
     check_device("device", "cuda")      -> ValueError when CUDA is not available
+    resolve_device("--device", None)    -> cuda when available, else cpu (only cpu / cuda / cuda:N accepted)
     check_seed("--seed", 2**70)         -> ValueError("--seed: expected an int in 0..9223372036854775807 ...")
     check_range("--eta", 2.0, 0, 1)     -> ValueError("--eta: expected a number in [0, 1], got 2.0")
     check_memory("--n", 10**14, 4096, "images of 64x64 px") -> ValueError naming the bytes needed and free
@@ -31,7 +32,7 @@ import torch
 
 __all__ = ["check_int", "check_positive", "check_nonnegative", "check_choice", "check_device", "check_seed",
            "check_range", "check_memory", "available_memory", "format_bytes", "SEED_MAX", "InputError",
-           "input_errors", "error_text"]
+           "input_errors", "error_text", "resolve_device"]
 
 #: the largest seed vsmlab accepts anywhere: seeds are stored as int64 (npz, JSON) and fit torch.Generator
 #: (which takes < 2**64), numpy's default_rng and Python's random (which take any int >= 0)
@@ -105,6 +106,18 @@ def check_device(name: str, device: torch.device | str | None) -> torch.device |
     if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
         raise ValueError(f"{name}: {str(device)!r} asked for MPS, but MPS is not available here; use 'cpu'")
     return dev
+
+
+def resolve_device(name: str, value: str | None) -> torch.device:
+    """Where a run or a sample set computes: ``None`` -> cuda when available, else cpu; otherwise "cpu",
+    "cuda" or "cuda:N". ValueError naming ``name`` for anything else, or for CUDA on a machine without it."""
+    if value is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if value not in ("cpu", "cuda") and not str(value).startswith("cuda:"):
+        raise ValueError(f"{name}: expected cpu or cuda, got {value!r}")
+    if str(value).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"{name}: {value!r} requested but CUDA is not available on this machine; allowed: cpu")
+    return torch.device(value)
 
 
 def check_seed(name: str, value: Any, high: int = SEED_MAX, hint: str = "") -> int:

@@ -23,7 +23,8 @@ header metadata holds ``format = "vsmlab.weights"``, ``version``, ``model_kind``
 :func:`save_weights` writes one from a checkpoint payload; :func:`load_checkpoint` reads either kind and
 returns the same dict layout (for a weights file ``model``, ``optimizer``, ``rng`` are empty and
 ``slim_weights = "ema"``), so every reader (``vsmlab sample``, the studies) takes both. A weights file
-cannot resume training.
+cannot resume training. :func:`read_checkpoint` is the reader for a path a user typed: it looks at a file's
+first bytes and refuses anything that is not one of these two kinds before torch reads it.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from vsmlab.core.io import atomic_write_bytes
 __all__ = [
     "FORMAT", "VERSION", "CheckpointError", "save_checkpoint", "load_checkpoint", "step_path", "latest_path",
     "step_checkpoints", "write_run_checkpoint", "prune_step_checkpoints", "check_config_matches", "RESUMABLE_KEYS",
-    "WEIGHTS_FORMAT", "WEIGHTS_SUFFIX", "save_weights", "weights_bytes",
+    "WEIGHTS_FORMAT", "WEIGHTS_SUFFIX", "save_weights", "weights_bytes", "read_checkpoint", "plain",
 ]
 
 FORMAT, VERSION = "vsmlab.checkpoint", 1
@@ -176,6 +177,65 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device | 
     if missing:
         raise CheckpointError(f"checkpoint {str(path)!r}: missing entries {missing}")
     return payload
+
+
+_UNSAFE_ADVICE = ("weights_only", "Weights only", "arbitrary code")
+
+
+def read_checkpoint(path: str | os.PathLike, name: str = "checkpoint") -> dict[str, Any]:
+    """:func:`load_checkpoint` (on the CPU) for a path given by a user: a folder, a file that is neither a
+    safetensors file nor a zip archive as ``torch.save`` writes, or an archive without a pickle is refused as
+    "not a vsmlab checkpoint" before torch reads it; a file holding other Python objects is refused without
+    passing on torch's advice to load it unsafely. Errors (CheckpointError, or InputError for an unreadable
+    file) name ``name`` or the file."""
+    import zipfile
+
+    from vsmlab.core.checks import input_errors
+
+    path = Path(path)
+    what = "expected a vsmlab checkpoint: a run's latest.pt / step_NNNNNNN.pt, or a .safetensors weights file"
+    if path.is_dir():
+        hint = f"; did you mean {str(path / 'latest.pt')!r}?" if (path / "latest.pt").is_file() else ""
+        raise CheckpointError(f"{name}: {str(path)!r} is a folder; {what}{hint}")
+    if path.is_file() and path.suffix == WEIGHTS_SUFFIX:
+        with input_errors(name, path):
+            with open(path, "rb") as fh:
+                head = fh.read(9)
+        if len(head) < 9 or head[8:9] != b"{":  # safetensors: 8-byte header length, then the JSON header
+            raise CheckpointError(f"checkpoint {str(path)!r}: not a vsmlab checkpoint (not a safetensors file); {what}")
+    elif path.is_file():
+        with input_errors(name, path):
+            with open(path, "rb") as fh:
+                head = fh.read(4)
+        if head != b"PK\x03\x04":
+            kind = "an empty file" if not head else "not a zip archive as torch.save writes"
+            raise CheckpointError(f"checkpoint {str(path)!r}: not a vsmlab checkpoint ({kind}); {what}")
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = zf.namelist()
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+            names = None  # truncated: the loader says so, naming the file
+        if names is not None and not any(n.endswith("/data.pkl") for n in names):
+            shown = ", ".join(sorted(names)[:3]) or "nothing"
+            raise CheckpointError(f"checkpoint {str(path)!r}: not a vsmlab checkpoint (a zip archive holding "
+                                  f"{shown}, not one torch.save wrote); {what}")
+    try:
+        with input_errors(name, path):
+            return load_checkpoint(path, map_location="cpu")
+    except CheckpointError as exc:
+        if any(a in str(exc) for a in _UNSAFE_ADVICE):
+            raise CheckpointError(f"checkpoint {str(path)!r}: not a vsmlab checkpoint (it holds Python objects "
+                                  "that vsmlab never writes; it was not loaded)") from None
+        raise
+
+
+def plain(value: Any) -> Any:
+    """Tuples -> lists, recursively (configs compare equal after a TOML / checkpoint round trip)."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
 
 
 def prune_step_checkpoints(run_dir: str | os.PathLike, keep_last: int) -> list[Path]:

@@ -6,9 +6,11 @@ exactly ``python -m vsmlab train CONFIG --out DIR --set ...`` (:func:`train_comm
 ``runs_root/<name>-<hash>`` where the hash covers the resolved config (:func:`run_folder`), so changing a
 config trains a new model and re-running a notebook reuses the old one. :func:`ensure_runs` trains the
 missing ones: ``workers`` subprocesses with one torch thread each, or (``workers=0``) in this process
-through the same CLI handler. Samples come from ``python -m vsmlab sample CKPT --n N --steps K --seed S
---batch-size B --device cpu --out FILE.npz`` (:func:`sample_command`, :func:`ensure_samples`), stored
-beside the checkpoint (or in a folder the caller names) and keyed by (n, steps, seed, batch size).
+through the library function the command calls (:func:`vsmlab.diffusion.runs.train_run`). Samples come
+from ``python -m vsmlab sample CKPT --n N --steps K --seed S --batch-size B --device cpu --out FILE.npz``
+(:func:`sample_command`, :func:`ensure_samples`; in this process
+:func:`vsmlab.diffusion.sample_sets.sample_checkpoint`), stored beside the checkpoint (or in a folder the
+caller names) and keyed by (n, steps, seed, batch size).
 
 **Shipped checkpoints** (``checkpoints/cards64/<method>-seed<k>/``, notebook 06's rule): read by explicit path.
 :func:`check_shipped` raises CheckpointError naming the file and every key where its config differs from the
@@ -32,10 +34,9 @@ two-sided 5% two-proportion z-test detects with 80% power at these sample sizes:
 
 from __future__ import annotations
 
-import argparse
 import contextlib
+import functools
 import hashlib
-import io
 import json
 import math
 import os
@@ -44,7 +45,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -52,6 +53,8 @@ import torch
 from vsmlab.core.rates import Rate, wilson_interval
 from vsmlab.diffusion import checkpoints as ck
 from vsmlab.diffusion.config import format_config, load_config
+from vsmlab.diffusion.runs import train_run
+from vsmlab.diffusion.sample_sets import sample_checkpoint
 from vsmlab.lab.shapes_study import file_sha256
 
 __all__ = [
@@ -100,33 +103,32 @@ def _env(threads: int) -> dict[str, str]:
     return env
 
 
-def _in_process(argv: list[str], what: str) -> None:
-    """Run ``vsmlab <argv>`` through the CLI's own parser and handler in this process."""
-    from vsmlab.cli import main
+@dataclass(frozen=True)
+class _Job:
+    """One training run or sample set: ``what`` (for messages), ``argv`` (the exact ``vsmlab`` command line,
+    run as a subprocess) and ``call`` (the library call behind it, run in this process)."""
 
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        code = main(argv)
-    if code != 0:
-        raise RuntimeError(f"{what}: exit code {code}: {err.getvalue().strip()[-800:]}")
+    what: str
+    argv: list[str]
+    call: Callable[[], object]
 
 
-def _run_jobs(jobs: list[tuple[str, list[str]]], root: Path, workers: int) -> None:
-    """Run command lines (``[python, -m, vsmlab, ...]``), ``workers`` at a time with one thread each, or all
-    in this process (workers=0). RuntimeError naming the job and the CLI's message on a failure."""
+def _run_jobs(jobs: list[_Job], root: Path, workers: int) -> None:
+    """Run jobs ``workers`` at a time as command lines with one thread each, or all in this process through
+    their library calls (workers=0). RuntimeError naming the job and the CLI's message when a subprocess fails."""
     if workers == 0:
-        with contextlib.chdir(root):  # the command lines name paths relative to the project root
-            for what, cmd in jobs:
-                _in_process(cmd[3:], what)
+        with contextlib.chdir(root):  # the jobs name paths relative to the project root
+            for job in jobs:
+                job.call()
         return
     queue, running = list(jobs), []
     try:
         while queue or running:
             while queue and len(running) < workers:
-                what, cmd = queue.pop(0)
-                proc = subprocess.Popen(cmd, cwd=str(root), env=_env(1), stdout=subprocess.DEVNULL,
+                job = queue.pop(0)
+                proc = subprocess.Popen(job.argv, cwd=str(root), env=_env(1), stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE, text=True)
-                running.append((what, proc))
+                running.append((job.what, proc))
             time.sleep(0.5)
             for item in list(running):
                 what, proc = item
@@ -157,9 +159,12 @@ def ensure_runs(specs: Sequence[RunSpec], runs_root: str | os.PathLike, root: st
         out[spec.name] = ck.latest_path(folder)
         if not out[spec.name].exists():
             cmd = train_command(spec, folder)
-            if ck.step_checkpoints(folder):
+            resume = bool(ck.step_checkpoints(folder))
+            if resume:
                 cmd.append("--resume")
-            jobs.append((f"vsmlab train {spec.name}", cmd))
+            call = functools.partial(train_run, spec.config, folder, overrides=spec.overrides, device="cpu",
+                                     resume=resume, log=None)
+            jobs.append(_Job(f"vsmlab train {spec.name}", cmd, call))
     _run_jobs(jobs, Path(root), workers)
     return out
 
@@ -191,7 +196,9 @@ def ensure_samples(checkpoints: dict[str, Path], n: int, steps: int, seed: int, 
         out[name] = sample_path(ckpt, n, steps, seed, batch_size, (out_dirs or {}).get(name))
         if not out[name].exists():
             out[name].parent.mkdir(parents=True, exist_ok=True)
-            jobs.append((f"vsmlab sample {name}", sample_command(ckpt, out[name], n, steps, seed, batch_size)))
+            call = functools.partial(sample_checkpoint, ckpt, out[name], n=n, steps=steps, seed=seed, batch_size=batch_size,
+                                     sampler="ddpm", clip_x0=True, device="cpu")
+            jobs.append(_Job(f"vsmlab sample {name}", sample_command(ckpt, out[name], n, steps, seed, batch_size), call))
     _run_jobs(jobs, Path(root), workers)
     return out
 

@@ -7,6 +7,7 @@ the same command line::
     OMP_NUM_THREADS=1 python -m vsmlab train CONFIG --out DIR --set train.seed=K [--set loss.rho=R ...]
 
 :func:`train_spec` runs exactly that command (a subprocess, so the notebook's process keeps its threads);
+:func:`train_in_process` calls the function behind it (:func:`vsmlab.diffusion.runs.train_run`) in this process;
 :func:`load_checkpoint_model` reads a checkpoint by its path and checks that the checkpoint's config equals
 the spec's config (up to the keys a resumed run may change: train.steps, save_every, keep_last,
 log_every, [sample]) and that its image size is the one asked for, with errors that name the file and
@@ -14,10 +15,10 @@ the differing keys. Shipped checkpoints (``checkpoints/shapes32/<method>-seed<k>
 (:func:`slim_checkpoint`: raw and EMA weights, config, step; no optimizer state), so they sample and
 evaluate but cannot resume training.
 
-Sample sets (:func:`sample_set`) use the seed scheme of ``vsmlab sample``: batch k (of ``batch_size``)
-draws with ``torch.Generator().manual_seed(seed * SEED_STRIDE + k)``, so ``vsmlab sample CKPT --seed S
---batch-size B --steps 250 --device cpu`` regenerates every sample; ``batch_seed``/``batch_row`` say
-which batch and row each sample came from. Sets are cached on disk (:mod:`vsmlab.lab.cache`) keyed by the
+Sample sets (:func:`sample_set`) are drawn by :func:`vsmlab.diffusion.sample_sets.draw_samples`, the loop
+behind ``vsmlab sample``: batch k (of ``batch_size``) draws with ``torch.Generator().manual_seed(seed *
+1000003 + k)``, so ``vsmlab sample CKPT --seed S --batch-size B --steps 250 --device cpu`` regenerates
+every sample; ``batch_seed``/``batch_row`` say which batch and row each sample came from. Sets are cached on disk (:mod:`vsmlab.lab.cache`) keyed by the
 checkpoint's bytes (SHA-256), the sampler options and the sampling code.
 
 :func:`unet_term_gradient_norms`: the gradient norm of each loss term (eps-MSE, VB, VSM penalty) on the
@@ -40,9 +41,9 @@ import torch
 from torch import nn
 
 from vsmlab.diffusion import checkpoints as ck
-from vsmlab.diffusion.cli import SEED_STRIDE
 from vsmlab.diffusion.config import build_schedule, load_config, model_from_config, validate_config
-from vsmlab.diffusion.samplers import ddim, ddpm
+from vsmlab.diffusion.runs import train_run
+from vsmlab.diffusion.sample_sets import draw_samples, to_uint8
 from vsmlab.diffusion.variance import term_gradient_norms
 
 __all__ = [
@@ -54,7 +55,8 @@ __all__ = [
 
 #: config keys that may differ between a checkpoint and its spec (what a resumed run may change)
 CHECK_IGNORED = ck.RESUMABLE_KEYS
-_SAMPLING_MODULES = ("core.schedules", "core.prediction", "nets.unet", "diffusion.samplers", "lab.shapes_study")
+_SAMPLING_MODULES = ("core.schedules", "core.prediction", "nets.unet", "diffusion.samplers", "diffusion.sample_sets",
+                     "lab.shapes_study")
 
 
 @dataclass(frozen=True)
@@ -194,30 +196,12 @@ def load_checkpoint_model(path: str | os.PathLike, expected: dict[str, Any] | No
 def _sample_uncached(model: nn.Module, schedule, n: int, seed: int, sampler: str, steps: int | None,
                      variance: str, eta: float, batch_size: int, record_last: int, shape: tuple[int, ...],
                      clip_x0: bool = False) -> dict:
-    images, seeds, rows, traj, rec_steps = [], [], [], [], None
-    for k in range(-(-n // batch_size)):
-        b = min(batch_size, n - k * batch_size)
-        key = seed * SEED_STRIDE + k
-        g = torch.Generator().manual_seed(key)
-        opts: dict[str, Any] = dict(shape=(b, *shape), generator=g, device="cpu", num_steps=steps, clip_x0=clip_x0)
-        if record_last:
-            opts["record_last"] = record_last
-        if sampler == "ddpm":
-            res = ddpm(model, schedule, variance=variance, **opts)
-        else:
-            res = ddim(model, schedule, eta=eta, **opts)
-        x = res.samples.float()
-        images.append(((x.double() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)[:, 0])
-        seeds += [key] * b
-        rows += list(range(b))
-        if record_last:
-            traj.append(res.x0_hat.to(torch.float16))
-            rec_steps = res.recorded_steps
-    out = {"images": torch.cat(images), "batch_seed": torch.tensor(seeds, dtype=torch.int64),
-           "batch_row": torch.tensor(rows, dtype=torch.int64)}
+    drawn = draw_samples(model, schedule, n, seed, batch_size, shape, sampler=sampler, num_steps=steps,
+                         variance=variance, eta=eta, clip_x0=clip_x0, record_last=record_last or None, device="cpu")
+    out = {"images": to_uint8(drawn.samples)[:, 0], "batch_seed": drawn.batch_seed, "batch_row": drawn.batch_row}
     if record_last:
-        out["x0_hat"] = torch.cat(traj, dim=1)
-        out["recorded_steps"] = torch.tensor(rec_steps, dtype=torch.int64)
+        out["x0_hat"] = drawn.x0_hat
+        out["recorded_steps"] = torch.tensor(drawn.recorded_steps, dtype=torch.int64)
     return out
 
 
@@ -291,22 +275,10 @@ def unet_term_gradient_norms(model: nn.Module, x0: torch.Tensor, t: int, eps: to
 
 
 def train_in_process(spec: Spec, out: str | os.PathLike, root: str | os.PathLike = ".", extra: Sequence[str] = ()) -> Path:
-    """Run ``vsmlab train`` for ``spec`` inside this process (same code path as the CLI: the handler
-    :func:`vsmlab.diffusion.cli.run_train`); for tiny smoke runs. RuntimeError with the exit code on failure."""
-    import argparse
-    import contextlib
-    import io
-
-    from vsmlab.diffusion.cli import run_train
-
-    args = argparse.Namespace(config=str(Path(root) / spec.config), out=str(out), resume=False, device="cpu",
-                              steps=None, set=[*spec.all_overrides, *extra], print_config=False, quiet=True)
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        code = run_train(args)
-    if code != 0:
-        raise RuntimeError(f"vsmlab train {spec.name}: exit code {code}: {err.getvalue().strip()[-500:]}")
-    return ck.latest_path(out)
+    """Train ``spec`` into ``out`` inside this process (:func:`vsmlab.diffusion.runs.train_run`, the function
+    ``vsmlab train`` calls, on the CPU); for tiny smoke runs. Errors as :func:`train_run` raises them."""
+    return train_run(Path(root) / spec.config, out, overrides=[*spec.all_overrides, *extra], device="cpu",
+                     log=None).latest
 
 
 def ensure_trained(specs: Sequence[Spec], runs_root: str | os.PathLike, root: str | os.PathLike = ".",
