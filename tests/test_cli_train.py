@@ -227,6 +227,56 @@ def test_sample_bad_input_names_the_argument_and_keeps_files(smoke_run, tmp_path
     assert "--out: expected a file name ending in .npz" in capsys.readouterr().err
 
 
+def test_sample_variance_frac_interpolates_the_fixed_variances(smoke_run, tmp_path, capsys) -> None:
+    ckpt = smoke_run / "latest.pt"
+
+    def images(name: str, *args) -> np.ndarray:
+        assert sample(ckpt, "--n", 3, "--seed", 4, "--out", tmp_path / name, *args) == 0
+        return np.load(tmp_path / name)["images"]
+
+    # F = 1 is Sigma = beta_t, F = 0 is Sigma = beta_tilde_t: the same numbers as the fixed choices
+    np.testing.assert_array_equal(images("f1.npz", "--variance-frac", 1), images("beta.npz", "--variance", "beta"))
+    np.testing.assert_array_equal(images("f0.npz", "--variance-frac", 0), images("bt.npz", "--variance", "beta_tilde"))
+    half = images("f5.npz", "--variance-frac", 0.5, "--variance", "learned")
+    assert not np.array_equal(half, np.load(tmp_path / "beta.npz")["images"])
+    meta = json.loads(str(np.load(tmp_path / "f5.npz")["metadata"]))
+    assert meta["sampler"]["variance_frac"] == 0.5 and meta["sampler"]["variance"] == "learned"
+    assert "variance_frac" not in json.loads(str(np.load(tmp_path / "beta.npz")["metadata"]))["sampler"]
+    out = tmp_path / "bad.npz"
+    for args, pattern in ((["--variance-frac", 1.5], r"--variance-frac: expected a number in \[0, 1\].*got 1\.5"),
+                          (["--variance-frac", "nan"], r"--variance-frac: expected a number in \[0, 1\]"),
+                          (["--variance-frac", 0.5, "--sampler", "ddim"], r"--variance-frac: applies to --sampler ddpm only"),
+                          (["--variance-frac", 0.5, "--variance", "beta"],
+                           r"--variance-frac: 0\.5 replaces a learned variance and conflicts with --variance beta")):
+        assert sample(ckpt, "--n", 2, "--out", out, *args) == 2
+        assert __import__("re").search(pattern, capsys.readouterr().err), pattern
+    fixed = tmp_path / "mix"
+    assert train(MIXTURE, "--out", fixed, "--steps", "2") == 0
+    assert sample(fixed / "latest.pt", "--n", 2, "--out", out, "--variance-frac", 0.5) == 2
+    err = capsys.readouterr().err
+    assert "--variance-frac: overrides a learned variance" in err and "no variance head" in err
+    assert not out.exists()
+
+
+def test_library_run_and_sample_set_name_their_parameters(smoke_run, tmp_path) -> None:
+    from vsmlab.diffusion.runs import train_run
+    from vsmlab.diffusion.sample_sets import sample_checkpoint
+
+    run = train_run(MIXTURE, tmp_path / "mix", overrides=["train.steps=3"], device="cpu", log=None)
+    assert (run.start_step, run.step, run.steps) == (0, 3, 3) and run.latest == tmp_path / "mix" / "latest.pt"
+    with pytest.raises(ValueError, match=r"^out: .* already holds a run .*pass resume=True to continue it, force=True"):
+        train_run(MIXTURE, tmp_path / "mix", device="cpu", log=None)
+    again = train_run(MIXTURE, tmp_path / "mix", overrides=["train.steps=5"], device="cpu", resume=True, log=None)
+    assert (again.start_step, again.step) == (3, 5)
+    with pytest.raises(ValueError, match=r"^n: expected an int >= 1"):
+        sample_checkpoint(smoke_run / "latest.pt", tmp_path / "s.npz", n=0)
+    with pytest.raises(ValueError, match=r"^variance_frac: 0\.5 replaces a learned variance and conflicts with variance beta"):
+        sample_checkpoint(smoke_run / "latest.pt", tmp_path / "s.npz", variance="beta", variance_frac=0.5)
+    info = sample_checkpoint(smoke_run / "latest.pt", tmp_path / "s.npz", n=2, variance_frac=0.25, device="cpu")
+    assert info.n == 2 and info.metadata["sampler"]["variance_frac"] == 0.25
+    assert np.load(info.out)["images"].shape == (2, 32, 32)
+
+
 def test_mixture_run_samples_points_and_refuses_learned_variance(tmp_path, capsys) -> None:
     out = tmp_path / "mix"
     assert train(MIXTURE, "--out", out, "--steps", "5") == 0

@@ -16,7 +16,7 @@ train CONFIG`` the run is DDP (nccl on CUDA, gloo on CPU), each rank takes its s
 rank 0 writes files and shows progress, the other ranks stay quiet.
 
 ``vsmlab sample CHECKPOINT --n N --out s.npz [--seed S] [--sampler ddpm|ddim] [--steps K] [--variance
-beta|beta_tilde|learned] [--eta E] [--clip-x0] [--weights ema|raw] [--device D] [--batch-size B] [--trajectory-every k] [--trajectory-last L]``
+beta|beta_tilde|learned] [--variance-frac F] [--eta E] [--clip-x0] [--weights ema|raw] [--device D] [--batch-size B] [--trajectory-every k] [--trajectory-last L]``
 (defaults from the checkpoint's [sample] section) writes, atomically:
 
 - ``images`` uint8 [N, H, W] (one channel) or [N, H, W, 3]; for an MLP (mixture) run ``samples`` float32 [N, d];
@@ -32,7 +32,8 @@ beta|beta_tilde|learned] [--eta E] [--clip-x0] [--weights ema|raw] [--device D] 
 
 An existing ``--out`` is replaced only with ``--force`` and only when it is an .npz vsmlab wrote (a sample
 set or a data set); a killed run leaves only a recognisable temporary file, removed by the next run. Ranges:
-``--steps`` in 2..T, ``--eta`` in [0, 1], ``--seed`` in 0..(2**63 - 1 - (batches - 1)) // 1000003 (every
+``--steps`` in 2..T, ``--eta`` in [0, 1], ``--variance-frac`` in [0, 1] (DDPM on a checkpoint with a
+variance head only: Sigma_t = exp(F log beta_t + (1 - F) log beta_tilde_t) replaces the model's v), ``--seed`` in 0..(2**63 - 1 - (batches - 1)) // 1000003 (every
 batch seed fits int64), ``--n`` within the memory available. A file that is not a vsmlab checkpoint is
 refused as such and never loaded.
 """
@@ -83,6 +84,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     sa.add_argument("--sampler", default=None, help="ddpm | ddim")
     sa.add_argument("--steps", type=int, default=None, help="respaced number of steps K in 2..T (default: all T)")
     sa.add_argument("--variance", default=None, help="beta | beta_tilde | learned (DDPM; default: learned if the model has v)")
+    sa.add_argument("--variance-frac", type=float, default=None, metavar="F",
+                    help="DDPM, learned-variance models: Sigma_t = exp(F log beta_t + (1 - F) log beta_tilde_t) in "
+                         "place of the model's own v, F in [0, 1] (0: beta_tilde, 1: beta)")
     sa.add_argument("--eta", type=float, default=None, help="DDIM eta in [0, 1] (default 0)")
     sa.add_argument("--clip-x0", action="store_true",
                     help="clip x0_hat to [-1, 1] at every step (improved DDPM's clip_denoised=True, the default of its "
