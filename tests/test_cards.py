@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from vsmlab.data import cards as C
-from vsmlab.data.semantic_cli import add_data_parsers, add_validate_parsers
+from vsmlab.cli import build_parser
 
 
 def test_faces_are_forty_distinct_cards_even_in_grayscale():
@@ -189,11 +189,7 @@ def test_released_folder_without_templates_warns(tmp_path):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vsmlab")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_data_parsers(sub.add_parser("data").add_subparsers(dest="what", required=True))
-    add_validate_parsers(sub.add_parser("validate").add_subparsers(dest="what", required=True))
-    return parser
+    return build_parser()
 
 
 def _run(argv: list[str]) -> int:

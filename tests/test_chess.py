@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from vsmlab.data import chessboards as CB
-from vsmlab.data.semantic_cli import add_data_parsers, add_validate_parsers
+from vsmlab.cli import build_parser
 
 
 def _render(fens: list[str], size: int = 256) -> torch.Tensor:
@@ -187,11 +187,7 @@ def test_released_layout_loader_and_errors(tmp_path):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vsmlab")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_data_parsers(sub.add_parser("data").add_subparsers(dest="what", required=True))
-    add_validate_parsers(sub.add_parser("validate").add_subparsers(dest="what", required=True))
-    return parser
+    return build_parser()
 
 
 def _run(argv: list[str]) -> int:

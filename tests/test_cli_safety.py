@@ -339,7 +339,7 @@ def test_train_force_starts_over_only_in_a_run_folder(tmp_path, capsys) -> None:
 
 
 def test_figures_accepts_its_own_folder_only(tmp_path, capsys) -> None:
-    from vsmlab.lab.cli import _owned_figures
+    from vsmlab.cli.figures import _owned_figures
 
     figs = tmp_path / "figs"
     (figs / "smoke" / "01_tiny").mkdir(parents=True)
@@ -450,7 +450,7 @@ def test_prepare_output_and_staged_folder(tmp_path, monkeypatch) -> None:
 # ----------------------------------------------------------------------------------- the top-level handler
 def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, capsys, monkeypatch) -> None:
     from vsmlab.core import io as core_io
-    from vsmlab.data import cli as data_cli
+    from vsmlab.cli import data as data_cli
 
     def read_only(path, data):
         raise OSError(errno.EROFS, "Read-only file system", str(path))

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 
 import numpy as np
 import pytest
 
-from vsmlab.data import cli as data_cli
+from vsmlab.cli import build_parser
 from vsmlab.data.shapes import (
     KINDS,
     compose,
@@ -240,9 +239,7 @@ def test_vsm_rule_lets_duplicates_through(size):
 
 # --------------------------------------------------------------------------------------------- CLI
 def _main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="vsmlab")
-    data_cli.add_parsers(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     return args.func(args)
 
 

@@ -62,7 +62,7 @@ def test_slim_checkpoint_loads_with_config_check(tiny_run, tmp_path) -> None:
 
 
 def test_ema_only_slim_checkpoint_refuses_raw_weights(tiny_run, tmp_path) -> None:
-    from vsmlab.diffusion.cli import run_sample
+    from vsmlab.cli.sample import run_sample
 
     spec, path = tiny_run
     both = tmp_path / "both.pt"
@@ -83,7 +83,7 @@ def test_ema_only_slim_checkpoint_refuses_raw_weights(tiny_run, tmp_path) -> Non
 
 
 def test_sample_set_matches_vsmlab_sample(tiny_run, tmp_path, monkeypatch) -> None:
-    from vsmlab.diffusion.cli import run_sample
+    from vsmlab.cli.sample import run_sample
 
     monkeypatch.setenv("VSMLAB_CACHE_DIR", str(tmp_path / "cache"))
     spec, path = tiny_run

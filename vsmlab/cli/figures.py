@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from vsmlab.cli.common import fail
+
 __all__ = ["add_parsers"]
 
 
@@ -41,11 +43,6 @@ def _owned_figures(path):
                         (r"MANIFEST\.json", r"\d\d_[^/]+/", r"(smoke|full)/", r"\.[^/]+"), "a vsmlab figures folder")
 
 
-def _fail(message: str) -> int:
-    print(f"vsmlab figures: error: {message}", file=sys.stderr)
-    return 2
-
-
 def _check_notebooks(folder: str) -> None:
     from pathlib import Path
 
@@ -72,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         if args.notebooks is not None:
             _check_notebooks(args.notebooks)
     except ValueError as exc:
-        return _fail(str(exc))
+        return fail("figures", str(exc))
     if args.list:
         print("\n".join(list_notebooks(**folder)))
         return 0
@@ -86,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
             kind = OutputKind("a figures folder", folder=True, owned=_owned_figures)
             prepare_output(args.out, kind, force=True, flag="--out", force_flag=None)
     except ValueError as exc:
-        return _fail(str(exc))
+        return fail("figures", str(exc))
     if args.no_cache:
         import os
 
@@ -104,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         for name in ("only", "profile", "seed"):  # library argument names -> the flags as typed
             if text.startswith(f"{name}: "):
                 text = f"--{text}"
-        return _fail(text)
+        return fail("figures", text)
     except NotebookFailed as exc:
         print(f"vsmlab figures: FAILED: {exc}\n(figures and executed notebooks of this notebook were left as they were)", file=sys.stderr)
         return 1

@@ -1,10 +1,14 @@
-"""Command line: ``vsmlab figures | data | train | sample | validate`` (also ``python -m vsmlab``).
+"""Command line: ``vsmlab figures | data | validate | train | sample`` (also ``python -m vsmlab``).
 
-Each layer registers its own subcommands (``add_parsers``) and handlers; this module only dispatches:
+The top layer: it parses arguments, calls library functions and reports; nothing below imports it. One
+module per verb registers its subcommands (``add_parsers``) and handlers; this module only dispatches:
 
-- ``figures``: :mod:`vsmlab.lab.cli` (run the notebooks, regenerate figures/)
-- ``data``, ``validate``: :mod:`vsmlab.data.cli` (generate image data sets, validate samples)
-- ``train``, ``sample``: :mod:`vsmlab.diffusion.cli` (TOML-configured training, sampling from checkpoints)
+- ``figures``: :mod:`vsmlab.cli.figures` (run the notebooks, regenerate figures/: :mod:`vsmlab.lab.runner`)
+- ``data``: :mod:`vsmlab.cli.data` (write SimpleShapes, Cards, ChessImages: :mod:`vsmlab.data`)
+- ``validate``: :mod:`vsmlab.cli.validate` (judge images with a data set's validator)
+- ``train``: :mod:`vsmlab.cli.train` (a TOML config into a run folder: :func:`vsmlab.diffusion.runs.train_run`)
+- ``sample``: :mod:`vsmlab.cli.sample` (a checkpoint into an .npz:
+  :func:`vsmlab.diffusion.sample_sets.sample_checkpoint`)
 
 Errors. A handler returns its exit code (0 ok, 1 a run that failed, 2 bad input) after printing one line
 ``vsmlab <verb>: error: <what>``. Anything a handler does not catch is reported here the same way, as one
@@ -35,18 +39,15 @@ _INPUT_ERRORS = (ValueError, TypeError, OSError, MemoryError, OverflowError, zip
 
 def build_parser() -> argparse.ArgumentParser:
     """The full ``vsmlab`` argument parser."""
-    from vsmlab.data import cli as data_cli
-    from vsmlab.diffusion import cli as diffusion_cli
-    from vsmlab.lab import cli as lab_cli
+    from vsmlab.cli import data, figures, sample, train, validate
 
     parser = argparse.ArgumentParser(prog="vsmlab", description="vsmlab: hallucination in diffusion models, measured.",
                                      epilog=f"Errors are one line; --debug (or {DEBUG_ENV}=1) shows the traceback.")
     parser.add_argument("--debug", action="store_true", help=f"full tracebacks instead of one-line errors "
                         f"(also {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command", required=True)
-    lab_cli.add_parsers(sub)
-    data_cli.add_parsers(sub)
-    diffusion_cli.add_parsers(sub)
+    for verb in (figures, data, validate, train, sample):
+        verb.add_parsers(sub)
     return parser
 
 
