@@ -836,7 +836,7 @@ print(f"UNet / exact spectral-norm ratio over all rows: {min(ratios):.2f} to {ma
 # `UNet>=tau` is already bad at large tau, it is done early.
 
 # %%
-from vsmlab.diffusion.hybrid import switch_model  # noqa: E402
+from vsmlab.diffusion.switch_model import switch_model  # noqa: E402
 
 unet0 = MODELS[("fixed", k0)].model
 HYBRID = []

@@ -1,6 +1,6 @@
 """The t = 0 decoder against the reference code's normal-CDF approximation: how large is the difference?
 
-The lab's discretized Gaussian decoder (:func:`vsmlab.diffusion.losses.discretized_gaussian_nll`) uses the
+The lab's discretized Gaussian decoder (:func:`vsmlab.diffusion.likelihoods.discretized_gaussian_nll`) uses the
 exact normal CDF (``torch.special.log_ndtr``). The improved-DDPM reference code approximates the CDF by
 0.5 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) and takes plain logs with a 1e-12 floor. This test rebuilds
 that variant here (only as a yardstick, never used by the library), measures the largest CDF difference and
@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import vsmlab
-from vsmlab.diffusion.losses import BIN_HALF_WIDTH, discretized_gaussian_nll
+from vsmlab.diffusion.likelihoods import BIN_HALF_WIDTH, discretized_gaussian_nll
 
 
 def tanh_cdf(x: torch.Tensor) -> torch.Tensor:

@@ -13,9 +13,8 @@ from torch import nn
 
 import vsmlab
 from vsmlab.diffusion import variance as V
-from vsmlab.diffusion.losses import (
-    BIN_HALF_WIDTH, discretized_gaussian_nll, eps_mse_loss, gaussian_nll, mean_over_dims,
-)
+from vsmlab.diffusion.likelihoods import BIN_HALF_WIDTH, discretized_gaussian_nll, gaussian_nll, mean_over_dims
+from vsmlab.diffusion.losses import eps_mse_loss, make_loss
 
 LN2 = math.log(2.0)
 H = 1 / 255
@@ -151,7 +150,7 @@ def test_image_hybrid_vsm_loss_by_hand():
     model = ImageStub(target=eps)
     t = torch.tensor([0, 0, 1, 7, 30, 49])
     rho = 0.1
-    terms = V.make_loss("vsm", rho=rho, time_weight=True, decoder="discretized")(model, x0, t, eps, sched)
+    terms = make_loss("vsm", rho=rho, time_weight=True, decoder="discretized")(model, x0, t, eps, sched)
     for name in ("mse", "vb", "vsm", "total"):
         assert getattr(terms, name).shape == (6,)
 
@@ -183,7 +182,7 @@ def test_image_hybrid_vsm_loss_by_hand():
     assert float(v.abs().max()) > 1  # the raw v leaves [-1, 1]: the learned range extrapolates there
 
     # the decoder changes the t = 0 rows only; the gaussian decoder is the density NLL there
-    gauss = V.make_loss("vsm", rho=rho, decoder="gaussian")(model, x0, t, eps, sched)
+    gauss = make_loss("vsm", rho=rho, decoder="gaussian")(model, x0, t, eps, sched)
     torch.testing.assert_close(gauss.vb[2:], terms.vb[2:], rtol=0, atol=0)
     dens = gaussian_nll(x0, mu, log_var).flatten(1).mean(1) / LN2
     torch.testing.assert_close(gauss.vb[:2], dens[:2], rtol=1e-10, atol=0)
@@ -194,15 +193,15 @@ def test_image_loss_gradients_mean_detached_and_float32():
     model = ImageStub()
     x0, eps = _images(seed=1)
     t = torch.tensor([0, 3, 10, 20, 0, 40])
-    terms = V.make_loss("hybrid", decoder="discretized")(model, x0, t, eps, sched)
+    terms = make_loss("hybrid", decoder="discretized")(model, x0, t, eps, sched)
     ga, gb, gc = torch.autograd.grad(terms.vb.mean(), [model.a, model.b, model.c], allow_unused=True)
     assert ga is None and float(gb) != 0.0 and float(gc) != 0.0  # vb trains the variance only (mean detached)
     (ga,) = torch.autograd.grad(terms.mse.mean(), [model.a])
     assert float(ga) != 0.0
     # float32 images answer in float32, close to the float64 terms
     m32 = ImageStub()
-    t32 = V.make_loss("hybrid", decoder="discretized")(m32, x0.float(), t, eps.float(), sched)
-    terms = V.make_loss("hybrid", decoder="discretized")(ImageStub(), x0, t, eps, sched)
+    t32 = make_loss("hybrid", decoder="discretized")(m32, x0.float(), t, eps.float(), sched)
+    terms = make_loss("hybrid", decoder="discretized")(ImageStub(), x0, t, eps, sched)
     assert t32.total.dtype == torch.float32
     torch.testing.assert_close(t32.total.double(), terms.total.detach(), rtol=1e-4, atol=1e-5)
 
@@ -217,11 +216,11 @@ def test_eps_mse_on_images_and_errors():
     torch.testing.assert_close(terms.mse, ((0.3 * x_t - eps) ** 2).mean((1, 2, 3)), rtol=1e-12, atol=0)
     assert torch.equal(terms.vb, torch.zeros(6, dtype=torch.float64))
     with pytest.raises(ValueError, match="decoder"):
-        V.make_loss("vsm", decoder="logistic")
+        make_loss("vsm", decoder="logistic")
     with pytest.raises(ValueError, match="decoder"):
         V.vb_bits(x0, x_t, t, eps, eps, sched, decoder="bernoulli")
     with pytest.raises(ValueError, match="model"):  # a fixed-variance model has no v for the hybrid loss
-        V.make_loss("hybrid", decoder="discretized")(model, x0, t, eps, sched)
+        make_loss("hybrid", decoder="discretized")(model, x0, t, eps, sched)
     assert BIN_HALF_WIDTH == 1 / 255
 
 
@@ -230,8 +229,8 @@ def test_image_loss_on_cuda_matches_cpu():
     sched = vsmlab.cosine(50)
     x0, eps = _images()
     t = torch.tensor([0, 1, 7, 20, 0, 49])
-    cpu = V.make_loss("vsm", rho=0.1, decoder="discretized")(ImageStub(), x0.float(), t, eps.float(), sched)
+    cpu = make_loss("vsm", rho=0.1, decoder="discretized")(ImageStub(), x0.float(), t, eps.float(), sched)
     model = ImageStub().cuda()
-    gpu = V.make_loss("vsm", rho=0.1, decoder="discretized")(model, x0.float().cuda(), t.cuda(), eps.float().cuda(), sched)
+    gpu = make_loss("vsm", rho=0.1, decoder="discretized")(model, x0.float().cuda(), t.cuda(), eps.float().cuda(), sched)
     assert gpu.total.device.type == "cuda"
     torch.testing.assert_close(gpu.total.cpu(), cpu.total, rtol=1e-4, atol=1e-5)

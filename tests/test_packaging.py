@@ -41,6 +41,19 @@ def test_wheel_contains_every_module(wheel: Path) -> None:
     assert not missing, f"modules missing from the wheel: {missing}"
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "vsmlab = vsmlab.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
+    metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
+    assert f"\nVersion: {vsmlab.__version__}\n" in zipfile.ZipFile(wheel).read(metadata).decode()
+
+
+def test_one_version() -> None:
+    """pyproject.toml takes its version from vsmlab.__version__ (no second number to keep in step)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" not in config["project"] and "version" in config["project"]["dynamic"]
+    assert config["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "vsmlab.__version__"}
 
 
 def test_installed_wheel_imports_everything_and_runs_the_cli(wheel: Path, tmp_path: Path) -> None:

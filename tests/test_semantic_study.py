@@ -57,10 +57,10 @@ def test_build_data_cards_is_the_train_split_and_chess_reads_back():
 
 
 def test_image_kinds_get_the_discretized_decoder(monkeypatch):
-    from vsmlab.diffusion import variance
+    from vsmlab.diffusion import losses
 
     seen = []
-    monkeypatch.setattr(variance, "make_loss", lambda name, **options: seen.append((name, options["decoder"])))
+    monkeypatch.setattr(losses, "make_loss", lambda name, **options: seen.append((name, options["decoder"])))
     for kind, size in (("cards", 64), ("chess", 128), ("mixture", None)):
         data = {"kind": kind, **({"size": size} if size else {})}
         model = {"learn_variance": True, **({"kind": "mlp"} if kind == "mixture" else {"attention_resolutions": []})}

@@ -246,8 +246,7 @@ def test_no_host_read_between_log_steps(case: str, host_reads) -> None:
 def test_losses_check_their_steps_once(host_reads) -> None:
     """Each loss reads t's range once (it was 3 / 11 / 14 reads), none inside assume_valid_steps."""
     from vsmlab.core.schedules import assume_valid_steps, cosine
-    from vsmlab.diffusion.losses import eps_mse_loss
-    from vsmlab.diffusion.variance import make_loss
+    from vsmlab.diffusion.losses import eps_mse_loss, make_loss
     from vsmlab.nets.mlp import MLP
 
     schedule, x0, eps = cosine(50), torch.randn(8, 2), torch.randn(8, 2)
@@ -265,8 +264,8 @@ def test_losses_check_their_steps_once(host_reads) -> None:
 
 def test_bad_steps_are_still_refused_by_name() -> None:
     from vsmlab.core.schedules import assume_valid_steps, check_t, cosine
-    from vsmlab.diffusion.losses import eps_mse_loss
-    from vsmlab.diffusion.variance import make_loss, vb_bits
+    from vsmlab.diffusion.losses import eps_mse_loss, make_loss
+    from vsmlab.diffusion.variance import vb_bits
     from vsmlab.nets.mlp import MLP
 
     schedule, x0, eps = cosine(50), torch.randn(4, 2), torch.randn(4, 2)

@@ -11,7 +11,7 @@ import torch
 
 import vsmlab
 from vsmlab import MLP, ExactScoreModel, GaussianMixture, Schedule, TrainingDiverged
-from vsmlab.diffusion import variance as V
+from vsmlab.diffusion.losses import make_loss
 from vsmlab.diffusion.training import (EMA, LossSecondMomentSampler, Trainer, UniformSampler, lr_at, step_key)
 
 
@@ -154,7 +154,7 @@ def test_default_loop_is_bit_identical_to_the_published_loop(case: str, mix1d, a
     if case == "cosine_clip":
         kwargs.update(lr_decay="cosine", max_grad_norm=0.5)
     elif case == "hybrid_fourier":
-        kwargs.update(loss_fn=V.make_loss("vsm", rho=0.1), grad_norms=True)
+        kwargs.update(loss_fn=make_loss("vsm", rho=0.1), grad_norms=True)
         make = lambda: MLP(1, width=32, depth=2, seed=5, learn_variance=True, fourier_features=8)  # noqa: E731
     elif case == "callable_2d":
         mix2 = vsmlab.grid_2d(3)

@@ -1,15 +1,23 @@
 """vsmlab: why diffusion models hallucinate, and whether score control (VSM) helps, measured.
 
-The library is arranged by layers; imports only point down this list (``data`` and ``nets`` never
-import each other)::
+The library is arranged by layers; a module imports only from its own layer and the layers below it in
+this list (``data`` and ``nets`` share a rank and never import each other). ``lint-imports`` checks it (the
+import-linter layers contract in pyproject.toml, run by tests/test_layers.py)::
 
-    vsmlab.core       schedules, Prediction + eps/score/x0 conversions, Jacobian estimators, atomic writes
+    vsmlab.cli        ``vsmlab figures | data | validate | train | sample``: one module per verb, parsing only
+    vsmlab.lab        studies, experiments, cache, plotting, widgets, exercises, the figure runner
+    vsmlab.analysis   hallucination metrics, bounds, detectors, distances, statistics of studies, fidelity
+    vsmlab.diffusion  losses (eps-MSE, hybrid, VSM, Jacobian penalty), learned variance, samplers, switch
+                      models, the training loop, checkpoints, configs, run folders, sample sets
     vsmlab.data       mixtures (exact scores), image data sets with validators and loaders
     vsmlab.nets       MLP, UNet, adapters for outside models, Lipschitz bounds
-    vsmlab.diffusion  losses (eps-MSE, VB, VSM), samplers, training loop, checkpoints
-    vsmlab.analysis   metrics, bounds, detectors, distances
-    vsmlab.lab        experiments, cache, plotting, widgets, the figure runner
-    vsmlab.cli        ``vsmlab figures | data | train | sample | validate``
+    vsmlab.core       schedules, Prediction + eps/score/x0 conversions, Jacobian estimators, argument checks,
+                      atomic writes and output rules, plain statistics (Wilson and Student-t intervals)
+
+Library code never calls the command line: training a run folder
+(:func:`vsmlab.diffusion.runs.train_run`) and drawing a sample set from a checkpoint
+(:func:`vsmlab.diffusion.sample_sets.sample_checkpoint`) are library functions that ``vsmlab train`` /
+``vsmlab sample``, the studies and the GPU scripts all call.
 
 The curated public API, in the order of the data path::
 
@@ -18,10 +26,11 @@ The curated public API, in the order of the data path::
                  shapes_score (ExactShapesScore), folders (load_png_folder)
     schedule  -> Schedule, linear, cosine, respace
     model     -> MLP, UNet, EpsAdapter, Prediction (+ eps/score/x0 conversions)
-    loss      -> LossTerms, eps_mse_loss (learned variance, VB, VSM: vsmlab.diffusion.variance)
+    loss      -> LossTerms, eps_mse_loss (hybrid, VSM, Jacobian penalty: vsmlab.diffusion.losses.make_loss;
+                 learned variance and VB: vsmlab.diffusion.variance)
     training  -> train (generator of StepRecord), fit, Trainer (checkpointable state)
     sampling  -> ddpm, ddim, ode, sample
-    metrics   -> hallucination_rate, mode_counts, gap_mass, wilson_interval, mean_ci
+    metrics   -> hallucination_rate, mode_counts, gap_mass; Rate, wilson_interval, MeanCI, mean_ci (vsmlab.core.rates)
 """
 
 from vsmlab.analysis.metrics import gap_mass, hallucination_rate, mode_counts

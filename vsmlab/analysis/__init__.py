@@ -1,1 +1,2 @@
-"""Layer 4, measurement: hallucination metrics, bounds, detectors, distances. Imports the layers below."""
+"""Layer 4, measurement: hallucination metrics, bounds, detectors, distances, statistics of studies (paired
+differences, power), fidelity. Imports the layers below; plain rates and intervals live in vsmlab.core.rates."""

@@ -1,6 +1,6 @@
 """SimpleShapes: the mode-interpolation work's image data set (generator, geometry, factors).
 
-**64 px (the reference generator, REFERENCE.md section 7).** Each column is a black strip 21 px wide and
+**64 px (the reference generator of the mode-interpolation work).** Each column is a black strip 21 px wide and
 63 px tall ('L' mode); one shape may be drawn in it with PIL (fill 255, outline 255). The strips are
 concatenated left to right as triangle | square | pentagon into 63x63 and placed at [0:63, 0:63] of a
 64x64 canvas (the last row and column stay 0). With target area A = 60 and (x1, y1) the drawn position

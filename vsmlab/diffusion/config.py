@@ -477,20 +477,19 @@ def build_schedule(cfg: dict[str, dict[str, Any]]):
 
 
 def build_loss(cfg: dict[str, dict[str, Any]]):
-    """eps_mse_loss, or vsmlab.diffusion.variance.make_loss("hybrid" | "vsm", ...) with the decoder resolved."""
-    from vsmlab.diffusion import variance
-    from vsmlab.diffusion.losses import eps_mse_loss
+    """eps_mse_loss, or vsmlab.diffusion.losses.make_loss("hybrid" | "vsm", ...) with the decoder resolved."""
+    from vsmlab.diffusion import losses
 
     loss = cfg["loss"]
     if loss["name"] == "eps_mse":
-        return eps_mse_loss
+        return losses.eps_mse_loss
     decoder = loss["decoder"]
     if decoder == "auto":
         decoder = "discretized" if cfg["data"]["kind"] in IMAGE_KINDS else "gaussian"
     options: dict[str, Any] = {"vb_weight": loss["vb_weight"], "decoder": decoder}
     if loss["name"] == "vsm":
         options.update(rho=loss["rho"], time_weight=loss["time_weight"])
-    return variance.make_loss(loss["name"], **options)
+    return losses.make_loss(loss["name"], **options)
 
 
 def trainer_options(cfg: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -1,61 +1,50 @@
-"""Training losses as per-example named terms, and the likelihood pieces they are built from.
+"""Training losses as per-example named terms: the plain DDPM loss and the variance-learning losses (hybrid,
+VSM, Jacobian penalty), built by name with :func:`make_loss`.
 
-Every loss returns :class:`LossTerms`: per-example tensors [B] named ``mse``, ``vb``, ``vsm`` and
-``total``, so notebooks can plot each term and weights compose outside. Inputs are [B, ...] (flat toy
-points [B, d] or images [B, C, H, W]); every per-example term is a mean over all non-batch dimensions
-(:func:`mean_over_dims`, the one helper for that). The plain DDPM loss is::
+Every loss is ``loss_fn(model, x0, t, eps, schedule) -> LossTerms``: per-example tensors [B] named ``mse``,
+``vb``, ``vsm`` and ``total``, so notebooks can plot each term and weights compose outside. Inputs are
+[B, ...] (flat toy points [B, d] or images [B, C, H, W]); every per-example term is a mean over all
+non-batch dimensions (:func:`vsmlab.diffusion.likelihoods.mean_over_dims`). With
+x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps::
 
-    mse = mean_dims (eps - eps_theta(sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps, t))^2
+    mse   = mean_dims (eps - eps_theta(x_t, t))^2                                   (eps_mse_loss: vb = vsm = 0)
+    vb    = the variational-bound term of the learned variance, bits/dim            (variance.vb_bits)
+    vsm   = w(t) * mean_dims 1 / (1 + J^2),  J = -1 / Sigma,  w(t) = rho / sqrt(1 - alpha_bar_t) or rho
+                                                             (variance.vsm_weight * variance.vsm_penalty)
+          + jacobian_weight * w_J(t) / (1 + ||d score_theta / d x_t||_F^2 / d)      (the Jacobian penalty)
+    total = mse + vb_weight * vb + vsm
 
-Elementwise likelihood pieces (nats; the variational-bound term of
-:mod:`vsmlab.diffusion.variance` combines them and converts to bits)::
+- ``"hybrid"``: mse + vb_weight * vb (learned variance, no penalty; = ``"vsm"`` with rho = 0).
+- ``"vsm"``: hybrid + the VSM penalty (Variance-guided Score Modulation: rewards a large Sigma, i.e. a
+  small proxy Jacobian -1/Sigma of the score, weighted by w(t)).
+- ``"jacobian"``: mse + the Jacobian penalty (VSM's functional form on the score network's real Jacobian,
+  ||J||_F^2 by Hutchinson: :func:`vsmlab.diffusion.variance.score_jacobian_frobenius_sq`), plus vb when the
+  model has a variance head. w_J(t) = 1 / sqrt(1 - alpha_bar_t) or 1. 1 / (1 + mean estimate) is slightly
+  biased upwards for d > 1 (Jensen; less with more probes). Like VSM it penalises *small* Jacobians
+  (over-smooth scores) and is bounded in (0, 1]; at large t, where the exact Jacobian is about -I, it is
+  about 1/2, so the time weight is off and the weight small (0.01) by default. Cost: one extra backward pass
+  per probe.
 
-    gaussian_kl(m_q, lv_q, m_p, lv_p) = KL(N(m_q, e^lv_q) || N(m_p, e^lv_p))
-    gaussian_nll(x, m, lv)            = -log N(x; m, e^lv)                    (a density: continuous data)
-    discretized_gaussian_nll(x, m, lv) = -log P(bin of x),  P = Phi((x + 1/255 - m)/s) - Phi((x - 1/255 - m)/s)
-
-The last one is improved DDPM's decoder for 8-bit images scaled to [-1, 1] (pixel k -> 2k/255 - 1, bins
-of width 2/255 centred on the pixel values); the edge bins are open: x = -1 gets Phi((-1 + 1/255 - m)/s)
-(everything below) and x = 1 gets 1 - Phi((1 - 1/255 - m)/s) (everything above), so the 256 bin
-probabilities sum to 1. It is computed from ``torch.special.log_ndtr`` (stable in both tails) with the
-difference of the two CDFs taken on the side of the bin away from the distribution's bulk (no
-cancellation of two values near 1), and log(1 - e^-u) by expm1.
-
-Difference from the reference code: improved DDPM approximates the normal CDF by
-0.5 (1 + tanh(sqrt(2/pi) (u + 0.044715 u^3))) and takes plain logs floored at 1e-12; this decoder uses the
-exact CDF. Measured (``tests/test_decoder_reference.py``, float64): the two CDFs differ by at most
-1.79e-4 (at |u| = 2.59); on 4096 random 8-bit pixels, with the t = 0 Sigma at v = -1, 0, 1 (beta_tilde_1,
-the middle, beta_0) of the linear 1e-4..0.02 and the cosine schedule and a mean error of sd 0..0.02, the
-mean t = 0 bits/dim differ by 2e-5..7.5e-4 relative (its v-gradient by <= 1.4%) while the error sd is
-<= 0.005 (the mean within ~1 bin), and by up to 2.1e-2 (sd 0.01) and 6.5e-2 (sd 0.02; gradient up to 36%)
-beyond, where the bin sits in the tails and the tanh CDF's relative error grows.
+Hybrid weight: improved DDPM writes L_hybrid = L_simple + lambda L_vlb with lambda = 0.001 and
+L_vlb = sum_t L_t, estimated per example as T * L_t; its code folds the two into a "rescaled" vb of weight
+T / 1000 per sampled t: with T = 1000 that is weight 1 on the per-step KL, the default ``vb_weight = 1``.
+``LossTerms.vsm`` holds the score-control penalty: the VSM term, the Jacobian penalty, or their sum.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from vsmlab.core.schedules import Schedule
+from vsmlab.core.schedules import Schedule, assume_valid_steps
+from vsmlab.diffusion.likelihoods import mean_over_dims
+from vsmlab.diffusion.variance import (check_decoder, check_weight, require_variance_head, score_jacobian_frobenius_sq,
+                                       vb_bits, vsm_penalty, vsm_weight)
 
-__all__ = [
-    "LossTerms",
-    "LossFn",
-    "mean_over_dims",
-    "eps_mse_loss",
-    "gaussian_kl",
-    "gaussian_nll",
-    "discretized_gaussian_nll",
-    "BIN_HALF_WIDTH",
-]
-
-#: half the width of an 8-bit bin in [-1, 1] units (pixel k -> 2k/255 - 1; neighbours are 2/255 apart)
-BIN_HALF_WIDTH = 1.0 / 255.0
-_EDGE = 1.0 - 1e-3  # |x| above this is an edge pixel (exactly -1 or 1 for 8-bit data), as the reference
+__all__ = ["LossTerms", "LossFn", "eps_mse_loss", "variance_terms", "make_loss", "LOSSES"]
 
 
 @dataclass
@@ -75,13 +64,6 @@ class LossTerms:
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, Schedule], LossTerms]
 
 
-def mean_over_dims(x: torch.Tensor) -> torch.Tensor:
-    """Per-example mean over every dimension but the first: [B, ...] -> [B] (a [B] input is returned as is)."""
-    if x.dim() == 0:
-        raise ValueError("x: expected a tensor of shape [B, ...], got a 0-d tensor")
-    return x.reshape(x.shape[0], -1).mean(1)
-
-
 def eps_mse_loss(model: nn.Module, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, schedule: Schedule) -> LossTerms:
     """Plain DDPM eps-prediction loss (vb and vsm are zero). x0, eps: [B, ...]; t: [B] (checked once, by
     :meth:`Schedule.noise`; its range read is skipped inside :func:`vsmlab.core.schedules.assume_valid_steps`)."""
@@ -91,50 +73,117 @@ def eps_mse_loss(model: nn.Module, x0: torch.Tensor, t: torch.Tensor, eps: torch
     return LossTerms(mse=mse, vb=zero, vsm=zero, total=mse)
 
 
-def gaussian_kl(mean_q: torch.Tensor, log_var_q: torch.Tensor, mean_p: torch.Tensor, log_var_p: torch.Tensor) -> torch.Tensor:
-    """Elementwise KL(N(mean_q, e^log_var_q) || N(mean_p, e^log_var_p)) in nats (broadcasting).
+def variance_terms(
+    model: nn.Module, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, schedule: Schedule, *,
+    vb_weight: float = 1.0, rho: float = 0.0, time_weight: bool = True, jacobian_weight: float = 0.0,
+    probes: int = 1, jacobian_time_weight: bool = True, generator: torch.Generator | None = None,
+    require_variance: bool = True, loss_name: str = "hybrid", decoder: str = "gaussian",
+) -> LossTerms:
+    """All terms of the module docstring for one batch. x0, eps: [B, ...]; t: [B]. Returns LossTerms.
 
-    KL = 0.5 (log_var_p - log_var_q + e^(log_var_q - log_var_p) + (mean_q - mean_p)^2 e^-log_var_p - 1).
+    With ``require_variance`` a model without a variance head raises ValueError naming ``model``; without
+    it, such a model gets vb = 0 and no VSM term (only mse and the Jacobian penalty). ``decoder``: the t = 0
+    term of vb ("gaussian" or "discretized", see :func:`vsmlab.diffusion.variance.vb_bits`).
     """
-    return 0.5 * (log_var_p - log_var_q + torch.exp(log_var_q - log_var_p)
-                  + (mean_q - mean_p) ** 2 * torch.exp(-log_var_p) - 1.0)
+    check_decoder(decoder)
+    vb_weight = check_weight("vb_weight", vb_weight)
+    rho = check_weight("rho", rho)
+    jacobian_weight = check_weight("weight", jacobian_weight)
+    t = schedule.check_t(t, x0.shape[0])  # the one range check of the loss; the pieces below skip theirs
+    with assume_valid_steps():
+        return _variance_terms(model, x0, t, eps, schedule, vb_weight, rho, time_weight, jacobian_weight, probes,
+                               jacobian_time_weight, generator, require_variance, loss_name, decoder)
 
 
-def gaussian_nll(x: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
-    """Elementwise -log N(x; mean, e^log_var) in nats: 0.5 (log 2 pi + log_var + (x - mean)^2 e^-log_var)."""
-    return 0.5 * (math.log(2 * math.pi) + log_var + (x - mean) ** 2 * torch.exp(-log_var))
+def _variance_terms(model, x0, t, eps, schedule, vb_weight, rho, time_weight, jacobian_weight, probes,
+                    jacobian_time_weight, generator, require_variance, loss_name, decoder) -> LossTerms:
+    """:func:`variance_terms` on checked arguments and steps."""
+    x_t = schedule.noise(x0, t, eps)
+    if jacobian_weight > 0:
+        frob, pred = score_jacobian_frobenius_sq(model, x_t, t, schedule, probes, generator, create_graph=True)
+        d = x_t[0].numel()  # dimensions per example (d, or C*H*W)
+        jac = jacobian_weight * vsm_weight(t, schedule, 1.0, jacobian_time_weight).to(frob.dtype) / (1.0 + frob / d)
+    else:
+        pred = model(x_t, t)
+        jac = None
+    mse = mean_over_dims((pred.eps - eps) ** 2)
+    zero = torch.zeros_like(mse)
+    if pred.v is None and not require_variance:
+        vb, vsm = zero, zero
+    else:
+        v = require_variance_head(pred.v, loss_name)
+        vb = vb_bits(x0, x_t, t, pred.eps, v, schedule, decoder)
+        if rho > 0:
+            vsm = vsm_weight(t, schedule, rho, time_weight).to(mse.dtype) * vsm_penalty(schedule.learned_log_variance(v, t))
+        else:
+            vsm = zero
+    if jac is not None:
+        vsm = vsm + jac
+    return LossTerms(mse=mse, vb=vb, vsm=vsm, total=mse + vb_weight * vb + vsm)
 
 
-def _log_sub_exp(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """log(e^a - e^b) for a >= b, as a + log(-expm1(b - a)) (exact for nearly equal a, b; -inf when equal)."""
-    return a + torch.log(-torch.expm1(b - a))
+def _hybrid(vb_weight: float = 1.0, decoder: str = "gaussian") -> LossFn:
+    vb_weight, decoder = check_weight("vb_weight", vb_weight), check_decoder(decoder)
+
+    def loss_fn(model, x0, t, eps, schedule):
+        return variance_terms(model, x0, t, eps, schedule, vb_weight=vb_weight, loss_name="hybrid", decoder=decoder)
+
+    return loss_fn
 
 
-def discretized_gaussian_nll(x: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
-    """Elementwise -log P(8-bit bin of x) under N(mean, e^log_var), in nats (see the module docstring).
+def _vsm(rho: float = 0.1, time_weight: bool = True, vb_weight: float = 1.0, decoder: str = "gaussian") -> LossFn:
+    rho, vb_weight, decoder = check_weight("rho", rho), check_weight("vb_weight", vb_weight), check_decoder(decoder)
+    if not isinstance(time_weight, bool):
+        raise ValueError(f"time_weight: expected True (rho / sqrt(1 - alpha_bar_t)) or False (constant rho), got {time_weight!r}")
 
-    x: pixel values in [-1, 1] on the 8-bit grid 2k/255 - 1 (|x| > 0.999 is treated as an edge bin, open
-    towards -inf or +inf); mean, log_var: broadcastable to x. Returns x's broadcast shape in the inputs'
-    dtype (half precisions are computed in float32). With u = (x - mean) / s, d = (1/255) / s::
+    def loss_fn(model, x0, t, eps, schedule):
+        return variance_terms(model, x0, t, eps, schedule, vb_weight=vb_weight, rho=rho, time_weight=time_weight,
+                              loss_name="vsm", decoder=decoder)
 
-        interior: P = Phi(u + d) - Phi(u - d)      x = -1: P = Phi(u + d)      x = 1: P = 1 - Phi(u - d)
+    return loss_fn
 
-    The interior difference is taken as Phi(-(u - d)) - Phi(-(u + d)) when u > 0 (both CDFs near 1 there).
-    Phi is the exact normal CDF, not the reference code's tanh approximation (module docstring: measured size).
+
+def _jacobian(weight: float = 0.01, probes: int = 1, time_weight: bool = False, vb_weight: float = 1.0,
+              seed: int = 0, decoder: str = "gaussian") -> LossFn:
+    weight, vb_weight, decoder = check_weight("weight", weight), check_weight("vb_weight", vb_weight), check_decoder(decoder)
+    if isinstance(probes, bool) or not isinstance(probes, int) or probes < 1:
+        raise ValueError(f"probes: expected an int >= 1 (Hutchinson probe vectors), got {probes!r}")
+    if not isinstance(time_weight, bool):
+        raise ValueError(f"time_weight: expected True (1 / sqrt(1 - alpha_bar_t)) or False (constant), got {time_weight!r}")
+    generator = torch.Generator().manual_seed(int(seed))
+
+    def loss_fn(model, x0, t, eps, schedule):
+        return variance_terms(model, x0, t, eps, schedule, vb_weight=vb_weight, jacobian_weight=weight,
+                              probes=probes, jacobian_time_weight=time_weight, generator=generator,
+                              require_variance=False, loss_name="jacobian", decoder=decoder)
+
+    return loss_fn
+
+
+LOSSES: dict[str, Callable[..., LossFn]] = {"hybrid": _hybrid, "vsm": _vsm, "jacobian": _jacobian}
+
+
+def make_loss(name: str, **options: Any) -> LossFn:
+    """A loss_fn(model, x0, t, eps, schedule) -> LossTerms by name.
+
+    - "hybrid" (vb_weight=1, decoder="gaussian"): mse + vb_weight * vb; learned variance, no penalty
+      (= "vsm" with rho = 0).
+    - "vsm" (rho=0.1, time_weight=True, vb_weight=1, decoder="gaussian"): hybrid + the VSM penalty.
+    - "jacobian" (weight=0.01, probes=1, time_weight=False, vb_weight=1, seed=0, decoder="gaussian"): mse +
+      the Jacobian penalty, plus vb when the model has a variance head (fixed-variance models are allowed).
+      ``seed`` seeds the Hutchinson probes.
+    ``decoder`` is the t = 0 term of vb: "gaussian" (density NLL, for continuous toy data) or "discretized"
+    (improved DDPM's 8-bit decoder in bits per dimension, for images in [-1, 1]); e.g. the image hybrid loss
+    with the VSM penalty is ``make_loss("vsm", rho=0.1, decoder="discretized")``.
+    Unknown names or options raise ValueError naming them; negative weights raise ValueError naming the option.
     """
-    out_dtype = torch.promote_types(torch.promote_types(x.dtype, mean.dtype), log_var.dtype)
-    work = out_dtype if out_dtype in (torch.float32, torch.float64) else torch.float32
-    x, mean, log_var = x.to(work), mean.to(work), log_var.to(work)
-    inv_std = torch.exp(-0.5 * log_var)
-    u = (x - mean) * inv_std
-    d = BIN_HALF_WIDTH * inv_std
-    upper, lower = u + d, u - d
-    log_cdf_upper = torch.special.log_ndtr(upper)          # log Phi(u + d): the x = -1 bin
-    log_sf_lower = torch.special.log_ndtr(-lower)          # log (1 - Phi(u - d)): the x = 1 bin
-    # interior: the difference on the tail side of the bin, each log-CDF evaluated where it is small
-    pos = u > 0
-    hi = torch.where(pos, log_sf_lower, log_cdf_upper)
-    lo = torch.where(pos, torch.special.log_ndtr(-upper), torch.special.log_ndtr(lower))
-    log_mid = _log_sub_exp(hi, lo)
-    log_p = torch.where(x < -_EDGE, log_cdf_upper, torch.where(x > _EDGE, log_sf_lower, log_mid))
-    return (-log_p).to(out_dtype)
+    if name not in LOSSES:
+        raise ValueError(f"name: expected one of {sorted(LOSSES)} (or 'eps_mse' via experiments.make_loss), got {name!r}")
+    factory = LOSSES[name]
+    import inspect
+
+    allowed = list(inspect.signature(factory).parameters)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"loss {name!r}: unknown option(s) {unknown}; allowed: {allowed}")
+    return factory(**options)

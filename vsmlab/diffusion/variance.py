@@ -1,54 +1,39 @@
-"""Learned reverse variance (improved DDPM), the VSM penalty and a penalty on the score's own Jacobian.
+"""Learned reverse variance (improved DDPM's "learned range"): Sigma from v, the variational-bound term that
+trains it, the VSM penalty on it, the score-Jacobian estimate, and which parameters each term pushes.
 
 A variance-learning model returns ``Prediction(eps, v)`` with a raw, unbounded v on a shared trunk (as
 improved DDPM's code; v = -1 and v = 1 are the ends of the range, values outside extrapolate in log space;
-the MLP's ``v_activation="tanh"`` option squashes v into (-1, 1) instead). Its reverse step is ``p_theta(x_{t-1} | x_t) = N(mu_theta, Sigma_theta)`` with (improved DDPM, "learned range")::
+the MLP's ``v_activation="tanh"`` option squashes v into (-1, 1) instead). Its reverse step is
+``p_theta(x_{t-1} | x_t) = N(mu_theta, Sigma_theta)`` with::
 
     mu_theta    = (x_t - beta_t / sqrt(1 - alpha_bar_t) * eps_theta) / sqrt(alpha_t)     (Schedule.reverse_mean)
     log Sigma   = f log beta_t + (1 - f) log beta_tilde_t,   f = (v + 1) / 2     (beta_tilde_0 := beta_tilde_1)
 
-(computed once, by :meth:`vsmlab.core.schedules.Schedule.learned_log_variance`).
+(computed once, by :meth:`vsmlab.core.schedules.Schedule.learned_log_variance`; :func:`learned_variance`).
 
-Loss terms (all per example [B], see :class:`vsmlab.diffusion.losses.LossTerms`)::
+Per-example terms ([B]; the losses that combine them: :mod:`vsmlab.diffusion.losses`)::
 
-    mse = mean_dims (eps - eps_theta)^2
-    vb  = KL(q(x_{t-1} | x_t, x0) || N(stopgrad(mu_theta), Sigma)) / d / ln 2          t > 0  (bits/dim)
-        = decoder NLL of x0 under N(stopgrad(mu_theta), Sigma) / d / ln 2             t = 0  (bits/dim)
-    vsm = w(t) * mean_dims 1 / (1 + J^2),   J = -1 / Sigma   (= Sigma^2 / (1 + Sigma^2))
-          w(t) = rho / sqrt(1 - alpha_bar_t)  (time_weight=True)   or   rho   (time_weight=False)
-    total = mse + vb_weight * vb + vsm
-
-Choices made here (and why):
+    vb_bits      = KL(q(x_{t-1} | x_t, x0) || N(stopgrad(mu_theta), Sigma)) / d / ln 2       t > 0  (bits/dim)
+                 = decoder NLL of x0 under N(stopgrad(mu_theta), Sigma) / d / ln 2          t = 0  (bits/dim)
+    vsm_penalty  = mean_dims 1 / (1 + J^2),   J = -1 / Sigma   (= Sigma^2 / (1 + Sigma^2))
+    vsm_weight   = rho / sqrt(1 - alpha_bar_t)  (time_weight=True)   or   rho   (time_weight=False)
 
 - **Mean detached in vb.** eps_theta enters mu_theta under a stop-gradient, so vb trains only the
   variance head (and, through it, the shared trunk); the eps output is trained by mse alone.
-- **Decoder at t = 0** (the ``decoder`` option). "discretized" (images): improved DDPM's discretised
+- **Decoder at t = 0** (``decoder``, :data:`DECODERS`). "discretized" (images): improved DDPM's discretised
   Gaussian likelihood of the 8-bit bin of x0 (bins of width 2/255 in [-1, 1], edge bins open;
-  :func:`vsmlab.diffusion.losses.discretized_gaussian_nll`). "gaussian" (default; continuous toy data): the
-  Gaussian *density* NLL of x0 under N(mu_theta, Sigma). That one is in bits per dimension of a density,
+  :func:`vsmlab.diffusion.likelihoods.discretized_gaussian_nll`). "gaussian" (default; continuous toy data):
+  the Gaussian *density* NLL of x0 under N(mu_theta, Sigma). That one is in bits per dimension of a density,
   so it can be negative; only its gradient in Sigma matters (optimum Sigma = E (x0 - mu_theta)^2).
-- **Hybrid weight.** Improved DDPM writes L_hybrid = L_simple + lambda L_vlb with lambda = 0.001 and
-  L_vlb = sum_t L_t, estimated per example as T * L_t. Its code folds the two into a "rescaled" vb of
-  weight T / 1000 per sampled t: with T = 1000 that is weight 1 on the per-step KL, our default
-  ``vb_weight = 1``.
-- **Where the penalties go.** ``LossTerms.vsm`` holds the score-control penalty: the VSM proxy above,
-  or the Jacobian penalty below (their sum when both are on).
 
-Jacobian penalty (VSM's idea applied to the score network's real Jacobian, J = d score_theta / d x_t,
-score_theta = -eps_theta / sqrt(1 - alpha_bar_t))::
+:func:`score_jacobian_frobenius_sq` estimates ||J||_F^2 of the score network's real Jacobian,
+J = d score_theta / d x_t with score_theta = -eps_theta / sqrt(1 - alpha_bar_t), by Hutchinson:
+||J||_F^2 = E_z ||J^T z||^2 for Rademacher z (exact in 1-D), averaged over ``probes`` vector-Jacobian
+products built with ``create_graph=True`` so a penalty on it is differentiable
+(:func:`vsmlab.core.estimators.hutchinson_frobenius`).
 
-    jacobian = weight * w(t) * 1 / (1 + ||J||_F^2 / d),    w(t) = 1 / sqrt(1 - alpha_bar_t) or 1
-
-||J||_F^2 is estimated with Hutchinson: ||J||_F^2 = E_z ||J^T z||^2 for Rademacher z (exact in 1-D),
-averaged over ``probes`` vector-Jacobian products built with ``create_graph=True`` so the penalty is
-differentiable (:func:`vsmlab.core.estimators.hutchinson_frobenius`). 1/(1 + mean estimate) is slightly
-biased upwards for d > 1 (Jensen); the bias shrinks with more probes. Like VSM, it penalises *small*
-Jacobians (over-smooth scores) and is bounded in (0, 1]. Why this form (and not a hinge): it is VSM's
-own functional form, so the comparison isolates "real Jacobian vs the -1/Sigma proxy". Its caveat: it
-pushes towards sharper scores everywhere, also at large t where the exact Jacobian is about -I (the
-penalty is then ~1/2 and dominates); in exploratory 1-D runs weight 0.1 with the 1/sqrt(1 - alpha_bar_t)
-weight put about half of the samples off the support, so the defaults are weight 0.01, constant weight.
-The cost is one extra backward pass per probe (about 2x the training time).
+:func:`term_gradient_norms`: the gradient norm of each term (mse, vb, vsm) on the eps head, the variance head
+and the shared trunk of an MLP or UNet: which parameters each term pushes.
 """
 
 from __future__ import annotations
@@ -60,11 +45,9 @@ import torch
 from torch import nn
 
 from vsmlab.core.estimators import hutchinson_frobenius
-from vsmlab.diffusion.losses import (
-    LossFn, LossTerms, discretized_gaussian_nll, gaussian_kl, gaussian_nll, mean_over_dims,
-)
 from vsmlab.core.prediction import Prediction
 from vsmlab.core.schedules import Schedule, assume_valid_steps, gather
+from vsmlab.diffusion.likelihoods import discretized_gaussian_nll, gaussian_kl, gaussian_nll, mean_over_dims
 
 __all__ = [
     "learned_variance",
@@ -73,16 +56,17 @@ __all__ = [
     "vsm_penalty",
     "vsm_weight",
     "score_jacobian_frobenius_sq",
-    "variance_terms",
-    "make_loss",
-    "LOSSES",
+    "require_variance_head",
     "term_gradient_norms",
+    "check_weight",
+    "check_decoder",
 ]
 
 _LN2 = math.log(2.0)
 
 
-def _check_nonneg(name: str, value: Any) -> float:
+def check_weight(name: str, value: Any) -> float:
+    """A loss weight or rho: a finite number >= 0 as float (ValueError naming ``name`` otherwise)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
     if value < 0:
@@ -101,7 +85,8 @@ DECODERS: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.T
 }
 
 
-def _check_decoder(decoder: Any) -> str:
+def check_decoder(decoder: Any) -> str:
+    """``decoder`` if it names one of :data:`DECODERS` (ValueError naming ``decoder`` otherwise)."""
     if decoder not in DECODERS:
         raise ValueError(f"decoder: expected one of {sorted(DECODERS)} ('gaussian' for continuous data, "
                          f"'discretized' for 8-bit images in [-1, 1]), got {decoder!r}")
@@ -117,9 +102,9 @@ def vb_bits(
     x0, x_t, eps_pred, v: [B, ...] (e.g. [B, d] or [B, C, H, W]); t: [B]. t > 0: KL(q(x_{t-1}|x_t,x0) ||
     N(stopgrad mu_theta, Sigma_theta)); t = 0: the decoder NLL of x0 under N(stopgrad mu_theta, Sigma_theta),
     ``decoder`` = "gaussian" (density; continuous data) or "discretized" (8-bit bins, x0 in [-1, 1], see
-    :func:`vsmlab.diffusion.losses.discretized_gaussian_nll`). Gradients reach ``v`` only. Returns x_t's dtype.
+    :func:`vsmlab.diffusion.likelihoods.discretized_gaussian_nll`). Gradients reach ``v`` only. Returns x_t's dtype.
     """
-    nll_fn = DECODERS[_check_decoder(decoder)]
+    nll_fn = DECODERS[check_decoder(decoder)]
     t = schedule.check_t(t, x_t.shape[0])  # the one range check of this call
     with assume_valid_steps():
         mean_p = schedule.reverse_mean(x_t, t, eps_pred.detach())  # the sampler's mean, detached
@@ -139,7 +124,7 @@ def vsm_penalty(log_var: torch.Tensor) -> torch.Tensor:
 
 def vsm_weight(t: torch.Tensor, schedule: Schedule, rho: float, time_weight: bool = True) -> torch.Tensor:
     """w(t) [B] (float64): rho / sqrt(1 - alpha_bar_t) if ``time_weight`` else rho."""
-    rho = _check_nonneg("rho", rho)
+    rho = check_weight("rho", rho)
     t = schedule.check_t(t)
     if not time_weight:
         return torch.full(t.shape, rho, dtype=torch.float64, device=t.device)
@@ -171,129 +156,13 @@ def score_jacobian_frobenius_sq(
     return est.value, captured["pred"]
 
 
-def _require_variance_head(pred_v: torch.Tensor | None, loss: str) -> torch.Tensor:
+def require_variance_head(pred_v: torch.Tensor | None, loss: str) -> torch.Tensor:
     if pred_v is None:
         raise ValueError(
             f"model: the {loss!r} loss learns the reverse variance and needs a model with a variance head "
             "(Prediction.v), but the model returned Prediction.v = None; build it with learn_variance=True"
         )
     return pred_v
-
-
-def variance_terms(
-    model: nn.Module, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, schedule: Schedule, *,
-    vb_weight: float = 1.0, rho: float = 0.0, time_weight: bool = True, jacobian_weight: float = 0.0,
-    probes: int = 1, jacobian_time_weight: bool = True, generator: torch.Generator | None = None,
-    require_variance: bool = True, loss_name: str = "hybrid", decoder: str = "gaussian",
-) -> LossTerms:
-    """All terms of the module docstring for one batch. x0, eps: [B, ...]; t: [B]. Returns LossTerms.
-
-    With ``require_variance`` a model without a variance head raises ValueError naming ``model``; without
-    it, such a model gets vb = 0 and no VSM term (only mse and the Jacobian penalty). ``decoder``: the t = 0
-    term of vb ("gaussian" or "discretized", see :func:`vb_bits`).
-    """
-    _check_decoder(decoder)
-    vb_weight = _check_nonneg("vb_weight", vb_weight)
-    rho = _check_nonneg("rho", rho)
-    jacobian_weight = _check_nonneg("weight", jacobian_weight)
-    t = schedule.check_t(t, x0.shape[0])  # the one range check of the loss; the pieces below skip theirs
-    with assume_valid_steps():
-        return _variance_terms(model, x0, t, eps, schedule, vb_weight, rho, time_weight, jacobian_weight, probes,
-                               jacobian_time_weight, generator, require_variance, loss_name, decoder)
-
-
-def _variance_terms(model, x0, t, eps, schedule, vb_weight, rho, time_weight, jacobian_weight, probes,
-                    jacobian_time_weight, generator, require_variance, loss_name, decoder) -> LossTerms:
-    """:func:`variance_terms` on checked arguments and steps."""
-    x_t = schedule.noise(x0, t, eps)
-    if jacobian_weight > 0:
-        frob, pred = score_jacobian_frobenius_sq(model, x_t, t, schedule, probes, generator, create_graph=True)
-        d = x_t[0].numel()  # dimensions per example (d, or C*H*W)
-        jac = jacobian_weight * vsm_weight(t, schedule, 1.0, jacobian_time_weight).to(frob.dtype) / (1.0 + frob / d)
-    else:
-        pred = model(x_t, t)
-        jac = None
-    mse = mean_over_dims((pred.eps - eps) ** 2)
-    zero = torch.zeros_like(mse)
-    if pred.v is None and not require_variance:
-        vb, vsm = zero, zero
-    else:
-        v = _require_variance_head(pred.v, loss_name)
-        vb = vb_bits(x0, x_t, t, pred.eps, v, schedule, decoder)
-        if rho > 0:
-            vsm = vsm_weight(t, schedule, rho, time_weight).to(mse.dtype) * vsm_penalty(schedule.learned_log_variance(v, t))
-        else:
-            vsm = zero
-    if jac is not None:
-        vsm = vsm + jac
-    return LossTerms(mse=mse, vb=vb, vsm=vsm, total=mse + vb_weight * vb + vsm)
-
-
-def _hybrid(vb_weight: float = 1.0, decoder: str = "gaussian") -> LossFn:
-    vb_weight, decoder = _check_nonneg("vb_weight", vb_weight), _check_decoder(decoder)
-
-    def loss_fn(model, x0, t, eps, schedule):
-        return variance_terms(model, x0, t, eps, schedule, vb_weight=vb_weight, loss_name="hybrid", decoder=decoder)
-
-    return loss_fn
-
-
-def _vsm(rho: float = 0.1, time_weight: bool = True, vb_weight: float = 1.0, decoder: str = "gaussian") -> LossFn:
-    rho, vb_weight, decoder = _check_nonneg("rho", rho), _check_nonneg("vb_weight", vb_weight), _check_decoder(decoder)
-    if not isinstance(time_weight, bool):
-        raise ValueError(f"time_weight: expected True (rho / sqrt(1 - alpha_bar_t)) or False (constant rho), got {time_weight!r}")
-
-    def loss_fn(model, x0, t, eps, schedule):
-        return variance_terms(model, x0, t, eps, schedule, vb_weight=vb_weight, rho=rho, time_weight=time_weight,
-                              loss_name="vsm", decoder=decoder)
-
-    return loss_fn
-
-
-def _jacobian(weight: float = 0.01, probes: int = 1, time_weight: bool = False, vb_weight: float = 1.0,
-              seed: int = 0, decoder: str = "gaussian") -> LossFn:
-    weight, vb_weight, decoder = _check_nonneg("weight", weight), _check_nonneg("vb_weight", vb_weight), _check_decoder(decoder)
-    if isinstance(probes, bool) or not isinstance(probes, int) or probes < 1:
-        raise ValueError(f"probes: expected an int >= 1 (Hutchinson probe vectors), got {probes!r}")
-    if not isinstance(time_weight, bool):
-        raise ValueError(f"time_weight: expected True (1 / sqrt(1 - alpha_bar_t)) or False (constant), got {time_weight!r}")
-    generator = torch.Generator().manual_seed(int(seed))
-
-    def loss_fn(model, x0, t, eps, schedule):
-        return variance_terms(model, x0, t, eps, schedule, vb_weight=vb_weight, jacobian_weight=weight,
-                              probes=probes, jacobian_time_weight=time_weight, generator=generator,
-                              require_variance=False, loss_name="jacobian", decoder=decoder)
-
-    return loss_fn
-
-
-LOSSES: dict[str, Callable[..., LossFn]] = {"hybrid": _hybrid, "vsm": _vsm, "jacobian": _jacobian}
-
-
-def make_loss(name: str, **options: Any) -> LossFn:
-    """A loss_fn(model, x0, t, eps, schedule) -> LossTerms by name.
-
-    - "hybrid" (vb_weight=1, decoder="gaussian"): mse + vb_weight * vb; learned variance, no penalty
-      (= "vsm" with rho = 0).
-    - "vsm" (rho=0.1, time_weight=True, vb_weight=1, decoder="gaussian"): hybrid + the VSM penalty.
-    - "jacobian" (weight=0.01, probes=1, time_weight=False, vb_weight=1, seed=0, decoder="gaussian"): mse +
-      the Jacobian penalty, plus vb when the model has a variance head (fixed-variance models are allowed).
-      ``seed`` seeds the Hutchinson probes.
-    ``decoder`` is the t = 0 term of vb: "gaussian" (density NLL, for continuous toy data) or "discretized"
-    (improved DDPM's 8-bit decoder in bits per dimension, for images in [-1, 1]); e.g. the image hybrid loss
-    with the VSM penalty is ``make_loss("vsm", rho=0.1, decoder="discretized")``.
-    Unknown names or options raise ValueError naming them; negative weights raise ValueError naming the option.
-    """
-    if name not in LOSSES:
-        raise ValueError(f"name: expected one of {sorted(LOSSES)} (or 'eps_mse' via experiments.make_loss), got {name!r}")
-    factory = LOSSES[name]
-    import inspect
-
-    allowed = list(inspect.signature(factory).parameters)
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ValueError(f"loss {name!r}: unknown option(s) {unknown}; allowed: {allowed}")
-    return factory(**options)
 
 
 # ------------------------------------------------------------------ mechanism: who pushes which parameters
@@ -342,7 +211,7 @@ def term_gradient_norms(
         with torch.enable_grad():
             x_t = schedule.noise(x0, tt, eps)
             pred = model(x_t, tt)
-            v = _require_variance_head(pred.v, "vsm")
+            v = require_variance_head(pred.v, "vsm")
             log_var = schedule.learned_log_variance(v, tt)
             terms = {
                 "mse": mean_over_dims((pred.eps - eps) ** 2).mean(),

@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from vsmlab.diffusion import variance
 from vsmlab.lab.cache import load_or_compute
+from vsmlab.diffusion import losses
 from vsmlab.diffusion.losses import LossFn, eps_mse_loss
 from vsmlab.data.mixtures import GaussianMixture, diamond_2d, evenly_spaced_1d, grid_2d
 from vsmlab.nets.mlp import MLP
@@ -55,14 +55,14 @@ def make_schedule(spec: dict[str, Any]) -> Schedule:
 
 
 def make_loss(spec: dict[str, Any] | None) -> LossFn:
-    """{"name": "eps_mse"} (default) or a variance-learning loss of :func:`vsmlab.diffusion.variance.make_loss`."""
+    """{"name": "eps_mse"} (default) or a variance-learning loss of :func:`vsmlab.diffusion.losses.make_loss`."""
     spec = dict(spec or {"name": "eps_mse"})
     name = spec.pop("name", "eps_mse")
     if name == "eps_mse":
         if spec:
             raise ValueError(f"loss: 'eps_mse' takes no options, got {sorted(spec)}")
         return eps_mse_loss
-    return variance.make_loss(name, **spec)
+    return losses.make_loss(name, **spec)
 
 
 def make_model(spec: dict[str, Any], dim: int, seed: int) -> MLP:

@@ -1,4 +1,4 @@
-"""vsmlab.diffusion.hybrid.switch_model: rows answered by the right model, samplers at tau = 0 / T equal the
+"""vsmlab.diffusion.switch_model.switch_model: rows answered by the right model, samplers at tau = 0 / T equal the
 single models, learned-variance (v) rules. Oracle: the exact SimpleShapes score (32 px) and simple models."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import torch
 import vsmlab
 from vsmlab.core.prediction import Prediction
 from vsmlab.data.shapes_score import ExactShapesScore
-from vsmlab.diffusion.hybrid import SwitchModel, switch_model
 from vsmlab.diffusion.samplers import ddim, ddpm
+from vsmlab.diffusion.switch_model import SwitchModel, switch_model
 
 SIZE = 32
 

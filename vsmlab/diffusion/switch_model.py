@@ -1,4 +1,4 @@
-"""Hybrid models for noise-level studies: one model at high noise, another at low noise.
+"""Switch models for noise-level studies: one model answers at high noise, another at low noise.
 
 :func:`switch_model` returns a model with the usual contract ``model(x_t, t) -> Prediction`` that answers
 each row (example) with ``high`` where t >= tau and with ``low`` where t < tau (t: the original DDPM step the
