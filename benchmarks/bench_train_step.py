@@ -47,8 +47,9 @@ sys.path.insert(0, str(ROOT))
 from vsmlab.core.schedules import Schedule  # noqa: E402
 from vsmlab.diffusion.config import (build_data, build_loss, build_model, build_schedule, load_config,  # noqa: E402
                                      trainer_options)
+from vsmlab.diffusion.optim import EMA, step_key  # noqa: E402
 from vsmlab.diffusion.timesteps import LossSecondMomentSampler  # noqa: E402
-from vsmlab.diffusion.training import EMA, MultiTrainer, Trainer, step_key  # noqa: E402
+from vsmlab.diffusion.training import MultiTrainer, Trainer  # noqa: E402
 
 #: host reads of t per step in the old loss path: (before the model call, after it)
 OLD_READS = {"eps_mse": (3, 0), "hybrid": (4, 7), "vsm": (4, 10)}

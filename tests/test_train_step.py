@@ -327,13 +327,15 @@ def test_ema_with_a_tensor_weight_equals_the_float_weight() -> None:
 
 
 def test_optimizer_state_keeps_this_runs_implementation_flags() -> None:
+    from vsmlab.diffusion.optim import load_optimizer_state
+
     trainer = make_trainer("mixture_hybrid", steps=3)
     list(trainer.run())
     state = trainer.state_dict()
     foreign = {**state["optimizer"], "param_groups": [{**g, "fused": True, "capturable": True, "lr": torch.tensor(0.5)}
                                                       for g in state["optimizer"]["param_groups"]]}
     other = make_trainer("mixture_hybrid", steps=3)
-    other._load_optimizer(foreign)
+    load_optimizer_state(other.optimizer, foreign)
     group = other.optimizer.param_groups[0]
     assert group["fused"] is None and group["capturable"] is False
     assert other.state_dict()["optimizer"]["param_groups"][0]["lr"] == 0.5

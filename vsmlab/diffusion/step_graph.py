@@ -144,7 +144,7 @@ class StepGraph:
 
     def step(self, step: int, lr: float) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Step ``step`` by replay (capturing first): (loss means [4], gradient norm or None), fresh copies."""
-        from vsmlab.diffusion.training import step_key
+        from vsmlab.diffusion.optim import step_key
 
         tr = self.trainer
         self.prepare(step, lr)

@@ -14,8 +14,7 @@ Randomness (``rng``):
 
 - ``"sequential"`` (default; the toy notebooks): one CPU generator seeded with ``seed`` draws, in this
   order and every step, the batch indices (or calls ``data(n, generator)``), t, then eps (moved to
-  ``device`` afterwards). With the default arguments on CPU this is bit-identical to the loop the toy
-  notebooks 01-05 were published with (tests/test_training.py keeps a frozen copy of it). Dropout and
+  ``device`` afterwards); tests/test_training.py pins it against a plain reference loop. Dropout and
   other draws inside the model use torch's global generator (saved in checkpoints). Single process only.
 - ``"per_step"`` (images, DDP): step s draws its GLOBAL batch (indices, t, eps) from a generator on
   ``device`` seeded with ``step_key(seed, s)``; rank r of W keeps rows ``[r B/W, (r+1) B/W)``. The model's own
@@ -26,18 +25,12 @@ Randomness (``rng``):
   GPU the Philox (seed, offset) pair that a CUDA graph reads at replay). A tensor data set is moved to
   ``device`` once (uint8 images stay uint8, converted per batch), and its batch indices are drawn there; a
   callable data source draws on a CPU generator with the same key. On the CPU all of this is the same
-  arithmetic as fresh generators per step with indices drawn first, then t, then eps (CPU runs are
-  unchanged); on a GPU the indices come from the device generator (a CPU one before), so GPU runs draw
-  other batches than earlier versions did.
+  arithmetic as fresh generators per step with indices drawn first, then t, then eps; on a GPU the indices
+  come from the device generator.
 
-Learning rate at step s (1-based) for ``lr_decay = "none" | "cosine"`` and ``warmup`` W::
-
-    lr_s = lr * min(1, s / W) * (1 + cos(pi (s - 1 - W) / (steps - W))) / 2     (cosine; W = 0: the old form)
-
-EMA (``ema_decay`` = d, off when None): after each step ``ema <- decay_s ema + (1 - decay_s) theta`` with
-``decay_s = d`` (``ema_warmup = "none"``) or ``decay_s = min(d, (1 + s) / (10 + s))`` (``"ramp"``: the EMA
-then averages roughly the last ~s/10..s steps early on, so a 0.9999 EMA of a short run is not mostly the
-initial weights; decay_s reaches 0.999 at s ~ 9,000 and 0.9999 at s ~ 90,000). Buffers are copied.
+Learning rate (``lr``, ``lr_decay = "none" | "cosine"``, ``warmup``), optimizer (``"adam" | "adamw"``) and the
+EMA of the weights (``ema_decay`` = d, off when None; ``ema_warmup = "ramp" | "none"``): the equations are in
+:mod:`vsmlab.diffusion.optim`.
 
 Timestep samplers (:mod:`vsmlab.diffusion.timesteps`): ``"uniform"`` (t ~ U{0..T-1}) or
 ``"loss_second_moment"`` (improved DDPM importance sampling of t; its loss history is training state). Their
@@ -47,8 +40,8 @@ steps are in range by construction, so the loss runs inside
 Mixed precision: ``amp = "auto"`` runs the loss under bf16 autocast on CUDA and plain fp32 on CPU.
 
 A step without host synchronisation (CUDA): Adam / AdamW are ``fused=True`` (one kernel for all
-parameters, step counters on the device: no per-parameter ``.item()``; on the CPU the optimizer keeps
-torch's default implementation, so CPU numbers are unchanged), the EMA lerps cached parameter lists with
+parameters, step counters on the device: no per-parameter ``.item()``; on the CPU torch's default
+implementation), the EMA lerps cached parameter lists with
 one ``torch._foreach_lerp_``, the timestep sampler and the data draws stay on the device, and the loss is
 read every ``log_every`` steps. ``cuda_graph=True`` (CUDA, ``rng="per_step"``, one process, a tensor data
 set) captures the whole step in one CUDA graph at the first step and replays it
@@ -70,7 +63,6 @@ mean over all ranks (the global batch).
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Iterator
@@ -78,9 +70,11 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
+from vsmlab.core.checks import check_int
 from vsmlab.core.schedules import Schedule, assume_valid_steps
 from vsmlab.diffusion.lockstep import MultiTrainer, train_many
 from vsmlab.diffusion.losses import LossFn, LossTerms, eps_mse_loss
+from vsmlab.diffusion.optim import EMA, LR_DECAYS, OPTIMIZERS, load_optimizer_state, lr_at, make_optimizer, step_key
 from vsmlab.diffusion.step_graph import StepGraph, check_graphable
 from vsmlab.diffusion.timesteps import (TIMESTEP_SAMPLERS, LossSecondMomentSampler, UniformSampler,
                                         make_timestep_sampler)
@@ -91,10 +85,7 @@ __all__ = [
     "MultiTrainer", "train_many",
 ]
 
-OPTIMIZERS = ("adam", "adamw")
 RNG_MODES = ("sequential", "per_step")
-LR_DECAYS = ("none", "cosine")
-EMA_WARMUPS = ("none", "ramp")
 AMP_MODES = ("auto", "bf16", "none")
 _TERMS = tuple(f.name for f in fields(LossTerms))
 
@@ -125,32 +116,7 @@ class StepRecord:
         return out
 
 
-# ---------------------------------------------------------------------------------------------- helpers
-def step_key(seed: int, step: int, rank: int | None = None) -> int:
-    """A 63-bit generator seed for (seed, step[, rank]) (SplitMix64 finaliser: nearby inputs, unrelated keys)."""
-    z = (int(seed) * 0x9E3779B97F4A7C15 + int(step) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-    if rank is not None:
-        z = (z + (int(rank) + 1) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-    return (z ^ (z >> 31)) & 0x7FFFFFFFFFFFFFFF
-
-
-def lr_at(step: int, lr: float, steps: int, decay: str = "none", warmup: int = 0) -> float:
-    """Learning rate at 1-based ``step`` (module docstring). ``warmup`` = 0 and decay "none" give ``lr``."""
-    if decay == "cosine":
-        if warmup > 0:
-            progress = max(0.0, (step - 1 - warmup) / max(1, steps - warmup))
-            value = lr * 0.5 * (1 + math.cos(math.pi * progress))
-        else:
-            value = lr * 0.5 * (1 + math.cos(math.pi * (step - 1) / steps))  # the published toy form
-    else:
-        value = lr
-    if warmup > 0 and step < warmup:
-        value = value * (step / warmup)
-    return value
-
-
+# ------------------------------------------------------------------------------------------------ loop
 def _world() -> tuple[int, int]:
     """(rank, world size) of the default process group, (0, 1) without one."""
     import torch.distributed as dist
@@ -158,92 +124,6 @@ def _world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
-
-
-class EMA:
-    """Exponential moving average of a model's state: float parameters averaged, everything else copied.
-
-    ``decay_at(step)`` is ``decay`` or, with ``warmup="ramp"``, ``min(decay, (1 + step) / (10 + step))``.
-    ``state_dict()`` has the model's state_dict keys, so ``model.load_state_dict(ema.state_dict())`` works.
-    The averaged parameters and the copied entries are looked up once (parameters are updated in place) and
-    :meth:`update` is one ``torch._foreach_lerp_`` over the cached lists plus a copy per buffer.
-    """
-
-    def __init__(self, model: nn.Module, decay: float, warmup: str = "ramp") -> None:
-        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 < decay < 1.0:
-            raise ValueError(f"ema_decay: expected a number in (0, 1) (or None for no EMA), got {decay!r}")
-        if warmup not in EMA_WARMUPS:
-            raise ValueError(f"ema_warmup: expected one of {list(EMA_WARMUPS)}, got {warmup!r}")
-        self.decay, self.warmup = float(decay), warmup
-        live = model.state_dict(keep_vars=True)
-        self.shadow = {k: v.detach().clone() for k, v in live.items()}
-        self._averaged = [k for k, v in live.items() if isinstance(v, nn.Parameter) and v.requires_grad
-                          and v.is_floating_point()]
-        self._copied = [k for k in live if k not in set(self._averaged)]
-        self._bind(model)
-
-    def _bind(self, model: nn.Module) -> None:
-        """Cache the live tensors of ``model``: its averaged Parameter objects (their ``.data`` may be
-        replaced, the objects stay) and (module, attribute) of every copied entry (buffers can be reassigned)."""
-        live = model.state_dict(keep_vars=True)
-        if set(live) != set(self.shadow):
-            differ = sorted(set(live) ^ set(self.shadow))[:5]
-            raise ValueError(f"model: its state keys do not match the EMA's (e.g. {differ})")
-        self._model = model
-        self._live_averaged = [live[k] for k in self._averaged]
-        self._shadow_averaged = [self.shadow[k] for k in self._averaged]
-        self._live_copied = []
-        for k in self._copied:
-            owner, _, attr = k.rpartition(".")
-            self._live_copied.append((model.get_submodule(owner) if owner else model, attr, self.shadow[k]))
-
-    def decay_at(self, step: int) -> float:
-        """The decay used for the update after 1-based ``step``."""
-        if self.warmup == "ramp":
-            return min(self.decay, (1 + step) / (10 + step))
-        return self.decay
-
-    @torch.no_grad()
-    def update(self, model: nn.Module, step: int | None, weight: torch.Tensor | None = None) -> None:
-        """shadow <- d shadow + (1 - d) theta for parameters, copy for buffers; d = decay_at(step).
-
-        ``weight``: a 0-d tensor holding 1 - d (on the parameters' device), used instead of ``step`` (a
-        CUDA graph captures the tensor, which is filled before each replay)."""
-        if model is not self._model:
-            self._bind(model)
-        if self._live_averaged:
-            w = weight if weight is not None else 1.0 - self.decay_at(step)
-            torch._foreach_lerp_(self._shadow_averaged, self._live_averaged, w)
-        for module, attr, shadow in self._live_copied:
-            shadow.copy_(getattr(module, attr))
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """The averaged weights (model state_dict layout)."""
-        return self.shadow
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Copy ``state`` (same keys and shapes as the model) into the shadow."""
-        missing, extra = sorted(set(self.shadow) - set(state)), sorted(set(state) - set(self.shadow))
-        if missing or extra:
-            raise ValueError(f"ema: state keys do not match the model (missing {missing[:5]}, unexpected {extra[:5]})")
-        with torch.no_grad():
-            for k, v in state.items():
-                if v.shape != self.shadow[k].shape:
-                    raise ValueError(f"ema: {k!r} has shape {tuple(v.shape)}, the model has {tuple(self.shadow[k].shape)}")
-                self.shadow[k].copy_(v)
-
-    def copy_model(self, model: nn.Module) -> nn.Module:
-        """A deep copy of ``model`` holding the EMA weights (eval mode)."""
-        out = copy.deepcopy(model)
-        out.load_state_dict(self.shadow)
-        return out.eval()
-
-
-# ------------------------------------------------------------------------------------------------ loop
-def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
-    return value
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
@@ -288,10 +168,10 @@ class Trainer:
         log_every: int = 1,
         cuda_graph: bool = False,
     ) -> None:
-        _check_int("steps", steps, 1)
-        _check_int("batch_size", batch_size, 1)
-        _check_int("warmup", warmup, 0)
-        _check_int("log_every", log_every, 1)
+        check_int("steps", steps, low=1)
+        check_int("batch_size", batch_size, low=1)
+        check_int("warmup", warmup, low=0)
+        check_int("log_every", log_every, low=1)
         if isinstance(lr, bool) or not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
             raise ValueError(f"lr: expected a number > 0, got {lr!r}")
         if isinstance(weight_decay, bool) or not (isinstance(weight_decay, (int, float)) and weight_decay >= 0):
@@ -343,18 +223,8 @@ class Trainer:
         self.autocast = amp == "bf16" or (amp == "auto" and self.device.type == "cuda")
         self.step = 0
         self._params = list(self.model.parameters())
-        # CUDA: fused kernels with the step counters on the device; a CUDA graph also needs a tensor lr
-        # (filled before each replay) and capturable state. CPU: torch's default (the published arithmetic).
-        opt_options: dict[str, Any] = {"fused": True} if self.device.type == "cuda" else {}
-        self._lr_tensor: torch.Tensor | None = None
-        first_lr: float | torch.Tensor = lr
-        if cuda_graph:
-            self._lr_tensor = torch.tensor(float(lr), dtype=torch.float32, device=self.device)  # fused reads float32
-            first_lr, opt_options["capturable"] = self._lr_tensor, True
-        if optimizer == "adam":
-            self.optimizer: torch.optim.Optimizer = torch.optim.Adam(self._params, lr=first_lr, **opt_options)
-        else:
-            self.optimizer = torch.optim.AdamW(self._params, lr=first_lr, weight_decay=weight_decay, **opt_options)
+        self.optimizer, self._lr_tensor = make_optimizer(self._params, optimizer, lr, weight_decay, self.device,
+                                                         tensor_lr=cuda_graph)
         self.ema = EMA(self.model, ema_decay, ema_warmup) if ema_decay is not None else None
         self.timestep_sampler = make_timestep_sampler(timestep_sampler, schedule.num_steps, self.device)
         self.generator = torch.Generator().manual_seed(seed) if rng == "sequential" else None
@@ -395,25 +265,6 @@ class Trainer:
             "rng": rng,
         }
 
-    def _load_optimizer(self, state: dict[str, Any]) -> None:
-        """Load an optimizer state, keeping this run's implementation flags (fused / capturable / foreach:
-        torch would take the saved ones) and its lr tensor (filled with the saved value)."""
-        saved_groups = state.get("param_groups", [])
-        if len(saved_groups) != len(self.optimizer.param_groups):
-            raise ValueError(f"optimizer: the checkpoint has {len(saved_groups)} parameter groups, this run "
-                             f"{len(self.optimizer.param_groups)}")
-        groups = []
-        for saved, live in zip(saved_groups, self.optimizer.param_groups):
-            group = dict(saved)
-            for key in ("fused", "foreach", "capturable", "differentiable"):
-                if key in live:
-                    group[key] = live[key]
-            if isinstance(live["lr"], torch.Tensor):
-                live["lr"].fill_(float(saved["lr"]))
-                group["lr"] = live["lr"]
-            groups.append(group)
-        self.optimizer.load_state_dict({**state, "param_groups": groups})
-
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict` (raises ValueError naming what does not match this run)."""
         step = state["step"]
@@ -428,7 +279,7 @@ class Trainer:
                              f"{'uses one' if self.ema is not None else 'uses none'}")
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
-        self._load_optimizer(state["optimizer"])
+        load_optimizer_state(self.optimizer, state["optimizer"])
         self.timestep_sampler.load_state_dict(state["timestep_sampler"])
         rng = state["rng"]
         if rng.get("mode") != self.rng:

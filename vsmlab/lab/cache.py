@@ -37,7 +37,7 @@ __all__ = ["cache_dir", "config_key", "load_or_compute", "source_digest", "modul
 
 T = TypeVar("T")
 SOURCE_MODULES = ("core.schedules", "core.prediction", "data.mixtures", "nets.mlp", "diffusion.losses", "diffusion.training",
-                  "diffusion.variance", "diffusion.likelihoods", "lab.experiments", "core.estimators")
+                  "diffusion.optim", "diffusion.variance", "diffusion.likelihoods", "lab.experiments", "core.estimators")
 _PACKAGE = Path(__file__).resolve().parents[1]  # the vsmlab package folder (site-packages too)
 # what torch.load raises for a truncated, garbled or non-weights-only file
 _UNREADABLE = (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile)
