@@ -23,6 +23,7 @@ import argparse
 import io
 import json
 from pathlib import Path
+from typing import Callable
 
 from vsmlab.cli.common import fail, flags
 
@@ -125,40 +126,53 @@ def _check_data_args(args: argparse.Namespace) -> None:
     check_seed("--split-seed", args.split_seed)
 
 
-def run_data_cards(args: argparse.Namespace) -> int:
-    """Handler of ``vsmlab data cards``."""
-    from vsmlab.core.checks import check_int, input_errors
-    from vsmlab.data.cards import split_ranks, write_cards
+def _write_split(verb: str, args: argparse.Namespace, check: Callable[[], object],
+                 write: Callable[[bool], Path], done: Callable[[Path], str]) -> int:
+    """Check the flags (the common ones, then ``check()``), ``write(force)`` the split, print ``done(index)``;
+    returns the exit code (2 with one line naming the flag on bad input)."""
+    from vsmlab.core.checks import input_errors
 
-    verb = "data cards"
     try:
         _check_data_args(args)
-        sets = split_ranks(args.split, args.split_seed).numel()
-        check_int("--n", args.n, low=1, high=sets, hint=f"the {args.split} split has {sets} card sets")
+        check()
         with input_errors("--out", args.out, "cannot write"):
-            index = write_cards(args.out, args.n, args.seed, args.rgb, args.split, args.size, args.split_seed,
-                                force=getattr(args, "force", False))
+            index = write(bool(getattr(args, "force", False)))
     except (ValueError, OSError) as exc:
         return fail(verb, flags(str(exc), _WRITE_FLAGS))
-    print(f"wrote {args.n} {args.split} grids ({args.size} px, {'RGB' if args.rgb else 'grayscale'}) to {index.parent}; labels: {index}")
+    print(done(index))
     return 0
+
+
+def run_data_cards(args: argparse.Namespace) -> int:
+    """Handler of ``vsmlab data cards``."""
+    from vsmlab.core.checks import check_int
+    from vsmlab.data.cards import split_ranks, write_cards
+
+    def check() -> None:
+        sets = split_ranks(args.split, args.split_seed).numel()
+        check_int("--n", args.n, low=1, high=sets, hint=f"the {args.split} split has {sets} card sets")
+
+    return _write_split(
+        "data cards", args, check,
+        lambda force: write_cards(args.out, args.n, args.seed, args.rgb, args.split, args.size, args.split_seed,
+                                  force=force),
+        lambda index: f"wrote {args.n} {args.split} grids ({args.size} px, {'RGB' if args.rgb else 'grayscale'}) "
+                      f"to {index.parent}; labels: {index}")
 
 
 def run_data_chess(args: argparse.Namespace) -> int:
     """Handler of ``vsmlab data chess``."""
-    from vsmlab.core.checks import check_int, check_memory, input_errors
+    from vsmlab.core.checks import check_int, check_memory
     from vsmlab.data.chessboards import write_chess
 
-    verb = "data chess"
-    try:
-        _check_data_args(args)
+    def check() -> None:
         check_int("--max-plies", args.max_plies, low=1, hint="longest random game")
         # the FENs and the set of placements seen stay in memory while the games are played (~400 bytes each)
         check_memory("--n", args.n, 400, "boards")
-        with input_errors("--out", args.out, "cannot write"):
-            index = write_chess(args.out, args.n, args.seed, args.split, args.size, args.split_seed, args.max_plies,
-                                force=getattr(args, "force", False))
-    except (ValueError, OSError) as exc:
-        return fail(verb, flags(str(exc), _WRITE_FLAGS))
-    print(f"wrote {args.n} {args.split} boards ({args.size} px) to {index.parent / (args.split + '_images')}; FENs: {index}")
-    return 0
+
+    return _write_split(
+        "data chess", args, check,
+        lambda force: write_chess(args.out, args.n, args.seed, args.split, args.size, args.split_seed,
+                                  args.max_plies, force=force),
+        lambda index: f"wrote {args.n} {args.split} boards ({args.size} px) to "
+                      f"{index.parent / (args.split + '_images')}; FENs: {index}")
