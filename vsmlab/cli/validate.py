@@ -105,8 +105,8 @@ def _load_images(path: Path):
 
 def run_validate_shapes(args: argparse.Namespace) -> int:
     """Handler of ``vsmlab validate shapes``; returns the exit code."""
-    from vsmlab.core.rates import wilson_interval
     from vsmlab.core.checks import check_range
+    from vsmlab.core.rates import wilson_interval
     from vsmlab.data.shapes_validate import SUMMARY_ORDER, report
 
     cmd = "validate shapes"
