@@ -75,7 +75,7 @@ def run_data_shapes(args: argparse.Namespace) -> int:
     from vsmlab.core.checks import check_int, check_memory, check_seed, input_errors
     from vsmlab.core.io import atomic_write_bytes
     from vsmlab.core.outputs import NPZ_OUTPUT, prepare_output
-    from vsmlab.data.folders import write_png_folder
+    from vsmlab.data.pngs import write_png_folder
     from vsmlab.data.shapes import SIZES, generate
 
     cmd = "data shapes"
@@ -112,7 +112,7 @@ def _load_images(path: Path):
     import numpy as np
 
     from vsmlab.core.checks import input_errors
-    from vsmlab.data.folders import load_png_folder
+    from vsmlab.data.pngs import load_png_folder
 
     if path.is_dir():
         return load_png_folder(path)[0]
