@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vsmlab.core.checks import check_int
 from vsmlab.core.outputs import OutputKind, owned_folder, prepare_output, staged_folder
 
 __all__ = ["encode_png", "write_png", "read_png", "list_pngs", "iter_png_batches", "png_size", "png_header",
@@ -124,8 +125,7 @@ def iter_png_batches(
 
     Every file must be ``size`` = (width, height): a file of another size raises ValueError naming it.
     """
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size: expected an int >= 1, got {batch_size!r}")
+    check_int("batch_size", batch_size, low=1)
     paths = [Path(p) for p in paths]
     for start in range(0, len(paths), batch_size):
         chunk = paths[start : start + batch_size]
