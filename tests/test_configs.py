@@ -5,11 +5,17 @@ became bases plus method files), so restructuring the files never changes what a
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
-from vsmlab.diffusion.config import format_config, load_config
+from vsmlab.diffusion.config import ConfigError, format_config, load_config
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDED = json.loads((ROOT / "tests" / "data" / "resolved_configs.json").read_text(encoding="utf-8"))
@@ -21,3 +27,49 @@ def test_config_resolves_as_recorded(name: str) -> None:
     # the JSON text compares key order and int / float / bool types too, not only values
     assert json.dumps(cfg) == json.dumps(RECORDED[name])
     assert format_config(cfg, comments=False) == format_config(RECORDED[name], comments=False)
+
+
+def _write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_base_chain_merges_key_by_key(tmp_path) -> None:
+    _write(tmp_path, "base/root.toml", '[data]\nkind = "shapes"\nsize = 32\nn = 64\n[train]\nsteps = 10\nlr = 1e-3\n')
+    _write(tmp_path, "base/mid.toml", 'base = "root.toml"\n[train]\nsteps = 20\n')
+    top = _write(tmp_path, "top.toml", 'base = "base/mid.toml"\n[data]\nn = 128\n')
+    cfg = load_config(top)
+    assert "base" not in cfg and (cfg["data"]["size"], cfg["data"]["n"]) == (32, 128)
+    assert (cfg["train"]["steps"], cfg["train"]["lr"]) == (20, 1e-3)
+    assert load_config(top, ["train.steps=30"])["train"]["steps"] == 30  # --set applies after the bases
+    only_base = _write(tmp_path, "same.toml", 'base = "base/root.toml"\n')
+    assert load_config(only_base) == load_config(tmp_path / "base" / "root.toml")
+
+
+def test_base_errors_name_the_file(tmp_path) -> None:
+    _write(tmp_path, "bad-base.toml", "[train]\nlrr = 1\n")
+    child = _write(tmp_path, "child.toml", 'base = "bad-base.toml"\n[train]\nsteps = 2\n')
+    with pytest.raises(ConfigError, match=r"config '.*bad-base\.toml': unknown key train\.lrr = 1; allowed keys in \[train\]"):
+        load_config(child)
+    _write(tmp_path, "typo.toml", 'base = "bad-base.toml"\n[trian]\nsteps = 2\n')
+    with pytest.raises(ConfigError, match=r"config '.*typo\.toml': unknown section \[trian\]"):
+        load_config(tmp_path / "typo.toml")
+    _write(tmp_path, "missing.toml", 'base = "nowhere.toml"\n[train]\nsteps = 2\n')
+    with pytest.raises(ConfigError, match=r"config '.*missing\.toml': base = 'nowhere\.toml': no such file '.*nowhere\.toml'"):
+        load_config(tmp_path / "missing.toml")
+    _write(tmp_path, "a.toml", 'base = "b.toml"\n[train]\nsteps = 2\n')
+    _write(tmp_path, "b.toml", 'base = "a.toml"\n[train]\nsteps = 3\n')
+    with pytest.raises(ConfigError, match=r"base = 'a\.toml' makes a cycle of bases: '.*a\.toml' -> '.*b\.toml' -> '.*a\.toml'"):
+        load_config(tmp_path / "a.toml")
+    _write(tmp_path, "self.toml", 'base = "self.toml"\n')
+    with pytest.raises(ConfigError, match="makes a cycle"):
+        load_config(tmp_path / "self.toml")
+    _write(tmp_path, "number.toml", "base = 3\n[train]\nsteps = 2\n")
+    with pytest.raises(ConfigError, match=r"base = 3; expected the path of a base config file"):
+        load_config(tmp_path / "number.toml")
+    _write(tmp_path, "bad-value.toml", 'base = "b2.toml"\n')
+    _write(tmp_path, "b2.toml", "[train]\nlr = -1\n")
+    with pytest.raises(ConfigError, match=r"config '.*bad-value\.toml' \(base '.*b2\.toml'\): train\.lr = -1 is invalid"):
+        load_config(tmp_path / "bad-value.toml")
