@@ -29,6 +29,21 @@ def test_config_resolves_as_recorded(name: str) -> None:
     assert format_config(cfg, comments=False) == format_config(RECORDED[name], comments=False)
 
 
+def test_method_files_hold_only_the_method_keys() -> None:
+    with_base = 0
+    for path in sorted((ROOT / "configs").glob("*.toml")):
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        if "base" not in raw:
+            continue
+        with_base += 1
+        assert (path.parent / raw.pop("base")).is_file()
+        assert set(raw) == {"model", "loss"} and set(raw["model"]) == {"learn_variance"}, path.name
+        assert set(raw["loss"]) <= {"name", "rho", "time_weight", "vb_weight", "decoder"}, path.name
+    assert with_base == 17  # every fixed / rho0 / vsm config of shapes, Cards and chess; the smoke configs stand alone
+    for base in sorted((ROOT / "configs" / "base").glob("*.toml")):  # a base is a valid config on its own
+        assert load_config(base)["loss"] == {"name": "eps_mse"}
+
+
 def _write(folder: Path, name: str, text: str) -> Path:
     path = folder / name
     path.parent.mkdir(parents=True, exist_ok=True)
