@@ -63,28 +63,22 @@ def test_base_chain_merges_key_by_key(tmp_path) -> None:
     assert load_config(only_base) == load_config(tmp_path / "base" / "root.toml")
 
 
-def test_base_errors_name_the_file(tmp_path) -> None:
-    _write(tmp_path, "bad-base.toml", "[train]\nlrr = 1\n")
-    child = _write(tmp_path, "child.toml", 'base = "bad-base.toml"\n[train]\nsteps = 2\n')
-    with pytest.raises(ConfigError, match=r"config '.*bad-base\.toml': unknown key train\.lrr = 1; allowed keys in \[train\]"):
-        load_config(child)
-    _write(tmp_path, "typo.toml", 'base = "bad-base.toml"\n[trian]\nsteps = 2\n')
-    with pytest.raises(ConfigError, match=r"config '.*typo\.toml': unknown section \[trian\]"):
-        load_config(tmp_path / "typo.toml")
-    _write(tmp_path, "missing.toml", 'base = "nowhere.toml"\n[train]\nsteps = 2\n')
-    with pytest.raises(ConfigError, match=r"config '.*missing\.toml': base = 'nowhere\.toml': no such file '.*nowhere\.toml'"):
-        load_config(tmp_path / "missing.toml")
-    _write(tmp_path, "a.toml", 'base = "b.toml"\n[train]\nsteps = 2\n')
-    _write(tmp_path, "b.toml", 'base = "a.toml"\n[train]\nsteps = 3\n')
-    with pytest.raises(ConfigError, match=r"base = 'a\.toml' makes a cycle of bases: '.*a\.toml' -> '.*b\.toml' -> '.*a\.toml'"):
-        load_config(tmp_path / "a.toml")
-    _write(tmp_path, "self.toml", 'base = "self.toml"\n')
-    with pytest.raises(ConfigError, match="makes a cycle"):
-        load_config(tmp_path / "self.toml")
-    _write(tmp_path, "number.toml", "base = 3\n[train]\nsteps = 2\n")
-    with pytest.raises(ConfigError, match=r"base = 3; expected the path of a base config file"):
-        load_config(tmp_path / "number.toml")
-    _write(tmp_path, "bad-value.toml", 'base = "b2.toml"\n')
-    _write(tmp_path, "b2.toml", "[train]\nlr = -1\n")
-    with pytest.raises(ConfigError, match=r"config '.*bad-value\.toml' \(base '.*b2\.toml'\): train\.lr = -1 is invalid"):
-        load_config(tmp_path / "bad-value.toml")
+@pytest.mark.parametrize("files, pattern", [
+    ({"bad-base.toml": "[train]\nlrr = 1\n", "top.toml": 'base = "bad-base.toml"\n[train]\nsteps = 2\n'},
+     r"config '.*bad-base\.toml': unknown key train\.lrr = 1; allowed keys in \[train\]"),
+    ({"b.toml": "[train]\nsteps = 3\n", "top.toml": 'base = "b.toml"\n[trian]\nsteps = 2\n'},
+     r"config '.*top\.toml': unknown section \[trian\]"),
+    ({"top.toml": 'base = "nowhere.toml"\n[train]\nsteps = 2\n'},
+     r"config '.*top\.toml': base = 'nowhere\.toml': no such file '.*nowhere\.toml'"),
+    ({"top.toml": 'base = "b.toml"\n[train]\nsteps = 2\n', "b.toml": 'base = "top.toml"\n[train]\nsteps = 3\n'},
+     r"base = 'top\.toml' makes a cycle of bases: '.*top\.toml' -> '.*b\.toml' -> '.*top\.toml'"),
+    ({"top.toml": 'base = "top.toml"\n'}, "makes a cycle"),
+    ({"top.toml": "base = 3\n[train]\nsteps = 2\n"}, r"base = 3; expected the path of a base config file"),
+    ({"top.toml": 'base = "b.toml"\n', "b.toml": "[train]\nlr = -1\n"},
+     r"config '.*top\.toml' \(base '.*b\.toml'\): train\.lr = -1 is invalid"),
+])
+def test_base_errors_name_the_file(tmp_path, files: dict[str, str], pattern: str) -> None:
+    for name, text in files.items():
+        _write(tmp_path, name, text)
+    with pytest.raises(ConfigError, match=pattern):
+        load_config(tmp_path / "top.toml")
