@@ -187,7 +187,7 @@ def test_argument_checks_name_the_argument_and_take_numpy_scalars() -> None:
     import numpy as np
 
     from vsmlab.core.checks import (check_bool, check_choice, check_int, check_ints, check_number, check_optional_int,
-                                    check_positive, check_range, check_step)
+                                    check_positive, check_range, check_square_images, check_step)
 
     cases = [(lambda: check_int("n", True, low=1), r"^n: expected an int >= 1, got True$"),
              (lambda: check_optional_int("h", 0, low=1), r"^h: expected an int >= 1 or None, got 0$"),
@@ -208,6 +208,10 @@ def test_argument_checks_name_the_argument_and_take_numpy_scalars() -> None:
     assert check_optional_int("h", None) is None and check_ints("c", (1, np.int64(2)), low=1) == [1, 2]
     assert check_choice("size", np.int64(64), (64, 32)) == 64 and check_positive("k", math.inf, finite=False) == math.inf
     assert check_range("r", np.float32(0.5), 0, 1) == 0.5 and check_step("t", 0, 1) == 0
+    with pytest.raises(TypeError, match=r"^images: expected a tensor \[B, 3, S, S\], got list"):
+        check_square_images("images", [1], 8, "[B, 3, S, S]")
+    with pytest.raises(ValueError, match=r"^images: expected \[B, 1 or 3, S, S\] with S even, got \[1, 3, 5, 5\]$"):
+        check_square_images("images", torch.zeros(1, 3, 5, 5), 2, "[B, 1 or 3, S, S]")
 
 
 def test_config_file_must_name_its_sections(tmp_path) -> None:

@@ -38,6 +38,7 @@ import torch
 
 __all__ = ["check_int", "check_optional_int", "check_ints", "check_step", "check_bool", "check_number",
            "check_positive", "check_nonnegative", "check_choice", "check_device", "check_seed", "check_range",
+           "check_square_images",
            "check_memory", "available_memory", "format_bytes", "SEED_MAX", "InputError", "input_errors", "error_text"]
 
 #: the largest seed vsmlab accepts anywhere: seeds are stored as int64 (npz, JSON) and fit torch.Generator
@@ -179,6 +180,19 @@ def check_range(name: str, value: Any, low: float, high: float, low_open: bool =
         return (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
 
     return _check_number(name, value, f"{noun} in {interval}" + (f" ({hint})" if hint else ""), ok)
+
+
+def check_square_images(name: str, images: Any, multiple: int, layout: str = "[B, C, S, S]") -> torch.Tensor:
+    """``images`` if it is a tensor [B, C, S, S] with C 1 or 3 and S a multiple of ``multiple``: TypeError for
+    anything but a 4-D tensor, ValueError for another shape, both naming ``name`` and ``layout`` (the shape
+    the caller reads, e.g. "[B, 3, S, S]")."""
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        raise TypeError(f"{name}: expected a tensor {layout}, got {type(images).__name__} {getattr(images, 'shape', '')}")
+    _, c, h, w = images.shape
+    if c not in (1, 3) or h != w or h % multiple:
+        side = "even" if multiple == 2 else f"a multiple of {multiple}"
+        raise ValueError(f"{name}: expected {layout} with S {side}, got {list(images.shape)}")
+    return images
 
 
 def format_bytes(n: float) -> str:

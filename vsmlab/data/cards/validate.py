@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vsmlab.core.checks import check_square_images
 from vsmlab.data.cards.generate import CARD_CODES, lab_faces
 
 __all__ = ["THRESHOLD", "CATEGORIES", "CardTemplates", "lab_templates", "QuadrantMatch", "match_quadrants",
@@ -65,11 +66,7 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
 
 
 def _check_images(images: torch.Tensor) -> None:
-    if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        raise TypeError(f"images: expected a tensor [B, C, H, W], got {type(images).__name__} {getattr(images, 'shape', '')}")
-    b, c, h, w = images.shape
-    if c not in (1, 3) or h != w or h % 2:
-        raise ValueError(f"images: expected [B, 1 or 3, S, S] with S even, got {list(images.shape)}")
+    check_square_images("images", images, 2, "[B, 1 or 3, S, S]")
 
 
 @dataclass(frozen=True)

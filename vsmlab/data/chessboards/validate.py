@@ -21,6 +21,7 @@ import chess
 import numpy as np
 import torch
 
+from vsmlab.core.checks import check_square_images
 from vsmlab.data.chessboards.generate import (_PARITY, SIZES, SYMBOLS, classes_to_placement, lab_tiles,
                                               placement_to_classes)
 
@@ -71,11 +72,7 @@ def lab_templates(size: int = 256) -> ChessTemplates:
 
 
 def _check_boards(images: torch.Tensor) -> None:
-    if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        raise TypeError(f"images: expected a tensor [B, 3, S, S], got {type(images).__name__} {getattr(images, 'shape', '')}")
-    b, c, h, w = images.shape
-    if c not in (1, 3) or h != w or h % 8:
-        raise ValueError(f"images: expected [B, 3, S, S] with S a multiple of 8, got {list(images.shape)}")
+    check_square_images("images", images, 8, "[B, 3, S, S]")
     if images.dtype != torch.uint8 and not images.is_floating_point():
         raise TypeError(f"images: expected uint8 or floating point, got {images.dtype}")
 
