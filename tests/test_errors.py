@@ -181,6 +181,39 @@ def test_seed_range_memory_and_input_checks(tmp_path) -> None:
             raise FileExistsError("own message")
 
 
+def test_argument_checks_name_the_argument_and_take_numpy_scalars() -> None:
+    import math
+
+    import numpy as np
+
+    from vsmlab.core.checks import (check_bool, check_choice, check_int, check_ints, check_number, check_optional_int,
+                                    check_positive, check_range, check_square_images, check_step)
+
+    cases = [(lambda: check_int("n", True, low=1), r"^n: expected an int >= 1, got True$"),
+             (lambda: check_optional_int("h", 0, low=1), r"^h: expected an int >= 1 or None, got 0$"),
+             (lambda: check_step("t", 1000, 1000), r"^t: expected an int step in 0\.\.999, got 1000$"),
+             (lambda: check_ints("steps", [], 0, 9, nonempty=True), r"^steps: expected a non-empty sequence of ints in 0\.\.9"),
+             (lambda: check_ints("res", 16), r"^res: expected a sequence of ints, got 16$"),
+             (lambda: check_ints("res", "16"), r"^res: expected a sequence of ints, got '16'$"),
+             (lambda: check_bool("learn_variance", 1), r"^learn_variance: expected a bool, got 1$"),
+             (lambda: check_number("frac", math.nan), r"^frac: expected a finite number, got nan$"),
+             (lambda: check_positive("k", 0, finite=False), r"^k: expected a number > 0, got 0$"),
+             (lambda: check_range("p", 1.0, 0, 1, high_open=True, noun="a probability"),
+              r"^p: expected a probability in \[0, 1\), got 1\.0$"),
+             (lambda: check_choice("size", 48, (64, 32), hint="pixels"), r"^size: expected 64 or 32 \(pixels\), got 48$")]
+    for call, pattern in cases:
+        with pytest.raises(ValueError, match=pattern):
+            call()
+    assert check_int("n", np.int64(3), low=1) == 3 and type(check_int("n", np.int64(3))) is int
+    assert check_optional_int("h", None) is None and check_ints("c", (1, np.int64(2)), low=1) == [1, 2]
+    assert check_choice("size", np.int64(64), (64, 32)) == 64 and check_positive("k", math.inf, finite=False) == math.inf
+    assert check_range("r", np.float32(0.5), 0, 1) == 0.5 and check_step("t", 0, 1) == 0
+    with pytest.raises(TypeError, match=r"^images: expected a tensor \[B, 3, S, S\], got list"):
+        check_square_images("images", [1], 8, "[B, 3, S, S]")
+    with pytest.raises(ValueError, match=r"^images: expected \[B, 1 or 3, S, S\] with S even, got \[1, 3, 5, 5\]$"):
+        check_square_images("images", torch.zeros(1, 3, 5, 5), 2, "[B, 1 or 3, S, S]")
+
+
 def test_config_file_must_name_its_sections(tmp_path) -> None:
     from vsmlab.diffusion.config import ConfigError, load_config
 

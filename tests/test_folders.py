@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vsmlab.data.folders import list_pngs, load_png_folder, write_png_folder
+from vsmlab.data.pngs import list_pngs, load_png_folder, write_png_folder
 
 
 def _save(path, array, mode=None):
@@ -104,3 +104,12 @@ def test_writer_rejects_bad_arrays(tmp_path):
     with pytest.raises(ValueError, match="names"):
         write_png_folder(np.zeros((2, 4, 4), np.uint8), tmp_path / "b", names=["x.png"])
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_list_pngs_flat_and_recursive(tmp_path):
+    for name in ("b.png", "a.PNG", ".hidden.png", "sub/c.png"):
+        _save(tmp_path / name, _gray(0))
+    (tmp_path / "notes.txt").write_text("x")
+    assert [p.name for p in list_pngs(tmp_path)] == ["a.PNG", "b.png"]  # directly inside, hidden names skipped
+    assert [p.relative_to(tmp_path).as_posix() for p in list_pngs(tmp_path, recursive=True)] == [
+        ".hidden.png", "a.PNG", "b.png", "sub/c.png"]

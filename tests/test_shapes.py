@@ -265,7 +265,7 @@ def test_cli_npz_roundtrip_and_refuses_overwrite(tmp_path, capsys):
 
 
 def test_cli_png_folder_and_validation_table(tmp_path, capsys):
-    from vsmlab.data.folders import load_png_folder
+    from vsmlab.data.pngs import load_png_folder
 
     out = tmp_path / "pngs"
     assert _main(["data", "shapes", "--n", "12", "--seed", "2", "--out", str(out)]) == 0
@@ -275,7 +275,7 @@ def test_cli_png_folder_and_validation_table(tmp_path, capsys):
     factors = json.loads((out / "factors.json").read_text())
     assert factors["kinds"] == list(KINDS) and len(factors["positions"]) == 12
     # a folder with hand-made hallucinations
-    from vsmlab.data.folders import write_png_folder
+    from vsmlab.data.pngs import write_png_folder
 
     ex = _hand_made(64)
     write_png_folder(np.stack(list(ex.values())), tmp_path / "bad")

@@ -23,7 +23,7 @@ The curated public API, in the order of the data path::
 
     data      -> GaussianMixture, evenly_spaced_1d, grid_2d, diamond_2d, ExactScoreModel;
                  images: vsmlab.data.shapes (generate), shapes_validate (validate, report),
-                 shapes_score (ExactShapesScore), folders (load_png_folder)
+                 shapes_score (ExactShapesScore), pngs (load_png_folder)
     schedule  -> Schedule, linear, cosine, respace
     model     -> MLP, UNet, EpsAdapter, Prediction (+ eps/score/x0 conversions)
     loss      -> LossTerms, eps_mse_loss (hybrid, VSM, Jacobian penalty: vsmlab.diffusion.losses.make_loss;

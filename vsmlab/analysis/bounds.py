@@ -50,7 +50,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from vsmlab.core.checks import check_int
+from vsmlab.core.checks import check_int, check_positive
 from vsmlab.data.mixtures import GaussianMixture
 from vsmlab.core.schedules import Schedule
 
@@ -68,9 +68,7 @@ __all__ = [
 def _check_lipschitz(lipschitz: object) -> float:
     if isinstance(lipschitz, torch.Tensor) and lipschitz.numel() == 1:
         lipschitz = float(lipschitz)
-    if isinstance(lipschitz, bool) or not isinstance(lipschitz, (int, float)) or not (0 < lipschitz < math.inf):
-        raise ValueError(f"lipschitz: expected a finite number > 0 (the score's Lipschitz constant), got {lipschitz!r}")
-    return float(lipschitz)
+    return check_positive("lipschitz", lipschitz, hint="the score's Lipschitz constant")
 
 
 def _modes(modes: object, densities: object, dim: int | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -170,8 +168,7 @@ def ball_mass_lower_bound(
     L = _check_lipschitz(lipschitz)
     c = torch.as_tensor(centre, dtype=torch.float64).reshape(-1)
     m, p = _modes(modes, mode_densities, c.numel())
-    if not (isinstance(radius, (int, float)) and radius > 0 and math.isfinite(radius)):
-        raise ValueError(f"radius: expected a finite number > 0, got {radius!r}")
+    check_positive("radius", radius)
     d = c.numel()
     best = 0.0
     for k in range(m.shape[0]):
@@ -247,8 +244,7 @@ def smoothed_density_1d(
     """
     if mixture.dim != 1:
         raise ValueError(f"mixture: expected a 1-D mixture, got dim {mixture.dim}")
-    if not (isinstance(temperature, (int, float)) and temperature > 0 and math.isfinite(temperature)):
-        raise ValueError(f"temperature: expected a finite number > 0 (1 = exact score), got {temperature!r}")
+    check_positive("temperature", temperature, hint="1 = exact score")
     check_int("num_points", num_points, low=101)
     steps = schedule.check_t(torch.tensor([t]), 1)
     ab = schedule.alpha_bar[steps]

@@ -83,7 +83,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from vsmlab.analysis.metrics import MeanCI, Rate, mean_ci, wilson_interval
-from vsmlab.core.checks import check_int
+from vsmlab.core.checks import check_int, check_nonnegative, check_range
 
 __all__ = [
     "VarianceComponents",
@@ -130,22 +130,15 @@ def _counts(counts: Sequence[int] | np.ndarray, n: Sequence[int] | np.ndarray | 
 
 
 def _rate_arg(name: str, value: float, low_open: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not math.isfinite(value) \
-            or not (0 < value < 1 if low_open else 0 <= value <= 1):
-        raise ValueError(f"{name}: expected a rate in (0, 1), got {value!r}")
-    return float(value)
+    return check_range(name, value, 0, 1, low_open, low_open, noun="a rate")
 
 
 def _prob_arg(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-        raise ValueError(f"{name}: expected a probability in (0, 1), got {value!r}")
-    return float(value)
+    return check_range(name, value, 0, 1, True, True, noun="a probability")
 
 
 def _nonneg(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
-    return float(value)
+    return check_nonnegative(name, value)
 
 
 # --------------------------------------------------------------------- one model over seeds
@@ -215,9 +208,8 @@ def category_rates(counts: dict[str, int], n: int, confidence: float = 0.95) -> 
     z = _z(confidence)
     out = {}
     for name, count in counts.items():
-        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or not 0 <= count <= n:
-            raise ValueError(f"counts: {name!r} has count {count!r}, expected an int in 0..{n}")
-        out[name] = wilson_interval(int(count), n, z=z)
+        count = check_int("counts", count, 0, n, hint=f"the count of {name!r}")
+        out[name] = wilson_interval(count, n, z=z)
     return out
 
 
@@ -346,9 +338,7 @@ def mde_approx(sd: float, n_pairs: int, power: float = 0.8, alpha: float = 0.05)
 
 
 def _correlation(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not -1 <= value <= 1:
-        raise ValueError(f"{name}: expected a number in [-1, 1], got {value!r}")
-    return float(value)
+    return check_range(name, value, -1, 1)
 
 
 def _binomial_var_d(p: float, delta: float, samples: int, sampling_correlation: float) -> float:
@@ -676,9 +666,9 @@ def holm(p_values: Sequence[float] | Mapping[str, float] | np.ndarray, alpha: fl
     else:
         values = list(np.asarray(p_values, dtype=object).reshape(-1)) if isinstance(p_values, np.ndarray) else list(p_values)
         names = tuple(str(i) for i in range(len(values)))
-    if not values or any(isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer))
-                         or not 0 <= float(v) <= 1 for v in values):
+    if not values:
         raise ValueError(f"p_values: expected a non-empty family of p-values in [0, 1], got {p_values!r}")
+    values = [check_range("p_values", v, 0, 1, hint="each value of the family", noun="a p-value") for v in values]
     alpha = _prob_arg("alpha", alpha)
     p = np.asarray(values, dtype=np.float64)
     m = p.size

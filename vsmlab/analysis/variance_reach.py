@@ -32,12 +32,12 @@ a table at chosen steps.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 
+from vsmlab.core.checks import check_bool, check_ints, check_number
 from vsmlab.core.schedules import Schedule
 from vsmlab.diffusion.variance import vsm_penalty, vsm_weight
 
@@ -80,7 +80,7 @@ class PenaltyReach:
     def rows(self, steps: Sequence[int] | None = None) -> list[dict[str, float]]:
         """One dict per step (default :func:`default_reach_steps`) with every per-step quantity as a float."""
         T = int(self.t.numel())
-        steps = default_reach_steps(T) if steps is None else _check_steps(steps, T)
+        steps = default_reach_steps(T) if steps is None else check_ints("steps", steps, 0, T - 1, nonempty=True)
         names = ("beta", "beta_tilde", "log_width", "weight", "penalty_low", "penalty_high", "grad_low",
                  "grad_high", "sigma_change", "std_change")
         return [{"t": s, **{n: float(getattr(self, n)[s]) for n in names}} for s in steps]
@@ -89,13 +89,6 @@ class PenaltyReach:
 def default_reach_steps(num_steps: int) -> list[int]:
     """0, 1, 2, 5, 10, 20, 50, 100, 200, 500 (those below T) and T - 1."""
     return sorted({s for s in (0, 1, 2, 5, 10, 20, 50, 100, 200, 500) if s < num_steps} | {num_steps - 1})
-
-
-def _check_steps(steps: Sequence[int], T: int) -> list[int]:
-    out = list(steps)
-    if not out or any(isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < T for s in out):
-        raise ValueError(f"steps: expected a non-empty sequence of ints in 0..{T - 1}, got {steps!r}")
-    return out
 
 
 def penalty_reach(
@@ -111,8 +104,7 @@ def penalty_reach(
     """
     if not isinstance(schedule, Schedule):
         raise TypeError(f"schedule: expected a vsmlab Schedule, got {type(schedule).__name__}")
-    if not isinstance(time_weight, bool):
-        raise ValueError(f"time_weight: expected True (rho / sqrt(1 - alpha_bar_t)) or False (constant rho), got {time_weight!r}")
+    check_bool("time_weight", time_weight, hint="True: rho / sqrt(1 - alpha_bar_t); False: constant rho")
     T = schedule.num_steps
     t = torch.arange(T)
     if isinstance(frac, torch.Tensor):
@@ -120,11 +112,9 @@ def penalty_reach(
         if f.numel() != T or not bool(torch.isfinite(f).all()):
             raise ValueError(f"frac: expected a number or a finite tensor of {T} values (one per t), got shape {tuple(frac.shape)}")
         frac_arg = None
-    elif isinstance(frac, bool) or not isinstance(frac, (int, float)) or not math.isfinite(frac):
-        raise ValueError(f"frac: expected a finite number (1: Sigma = beta_t, 0: beta_tilde_t) or a [T] tensor, got {frac!r}")
     else:
-        f = torch.full((T,), float(frac), dtype=torch.float64)
-        frac_arg = float(frac)
+        frac_arg = check_number("frac", frac, hint="1: Sigma = beta_t, 0: beta_tilde_t; or a [T] tensor")
+        f = torch.full((T,), frac_arg, dtype=torch.float64)
     weight = vsm_weight(t, schedule, rho, time_weight)  # validates rho
     ends = torch.tensor([[-1.0], [1.0]], dtype=torch.float64)
     log_low = schedule.learned_log_variance(ends[:1].expand(T, 1), t)[:, 0]   # v = -1: log beta_tilde_t (clipped)

@@ -86,7 +86,7 @@ def run_data_shapes(args: argparse.Namespace) -> int:
     from vsmlab.core.checks import check_int, check_memory, check_seed, input_errors
     from vsmlab.core.io import atomic_write_bytes
     from vsmlab.core.outputs import NPZ_OUTPUT, prepare_output
-    from vsmlab.data.folders import write_png_folder
+    from vsmlab.data.pngs import write_png_folder
     from vsmlab.data.shapes import SIZES, generate
 
     cmd = "data shapes"

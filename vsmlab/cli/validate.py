@@ -74,7 +74,7 @@ def _load_images(path: Path):
     import numpy as np
 
     from vsmlab.core.checks import input_errors
-    from vsmlab.data.folders import load_png_folder
+    from vsmlab.data.pngs import load_png_folder
 
     if path.is_dir():
         return load_png_folder(path)[0]

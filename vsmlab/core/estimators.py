@@ -35,7 +35,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from vsmlab.core.checks import check_int
+from vsmlab.core.checks import check_int, check_nonnegative, check_positive, check_step
 from vsmlab.core.prediction import predict_score
 from vsmlab.core.schedules import Schedule
 
@@ -161,8 +161,7 @@ def score_function(model: Callable, schedule: Schedule, t: int) -> BatchedFn:
         raise TypeError(f"schedule: expected a Schedule, got {type(schedule).__name__}")
     if isinstance(t, torch.Tensor) and t.numel() == 1 and not t.dtype.is_floating_point:
         t = int(t)
-    if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < schedule.num_steps:
-        raise ValueError(f"t: expected an int step in 0..{schedule.num_steps - 1}, got {t!r}")
+    t = check_step("t", t, schedule.num_steps)
 
     def score(x: torch.Tensor) -> torch.Tensor:
         steps = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
@@ -250,8 +249,7 @@ def jacobian_spectral_norm(
     v*, whose gradient is the exact gradient of sigma_max when the top singular value is simple.
     """
     max_iter = check_int("max_iter", max_iter, low=1)
-    if not (isinstance(tol, (int, float)) and tol >= 0 and math.isfinite(tol)):
-        raise ValueError(f"tol: expected a finite number >= 0 (relative change), got {tol!r}")
+    check_nonnegative("tol", tol, hint="relative change")
     with torch.enable_grad():
         x_in, y = _evaluate(f, x, create_graph)
         if init is None:
@@ -404,8 +402,7 @@ def lipschitz_lower_bound(
     _check_x(x)
     if y is None:
         if radius is not None:
-            if not (isinstance(radius, (int, float)) and radius > 0 and math.isfinite(radius)):
-                raise ValueError(f"radius: expected a finite number > 0, got {radius!r}")
+            check_positive("radius", radius)
             _check_generator(generator, x)
             d = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
             y = x + radius * d / _per_example(_flat_norm(d), d)

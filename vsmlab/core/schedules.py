@@ -48,6 +48,8 @@ from typing import Callable, Iterator
 
 import torch
 
+from vsmlab.core.checks import check_int
+
 __all__ = ["Schedule", "linear", "cosine", "check_t", "assume_valid_steps", "gather", "respace", "TABLES"]
 
 # True inside ``assume_valid_steps()``: step tensors skip the range read (a host synchronisation on a GPU)
@@ -323,8 +325,7 @@ class Schedule:
         T = self.num_steps
         if num_steps is None:
             return list(range(T - 1, -1, -1))
-        if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 2 or num_steps > T:
-            raise ValueError(f"num_steps: expected an int in 2..{T}, got {num_steps!r}")
+        check_int("num_steps", num_steps, 2, T)
         steps = torch.linspace(T - 1, 0, num_steps).round().long().tolist()
         out: list[int] = []
         for s in steps:
@@ -375,8 +376,7 @@ def respace(schedule: Schedule, num_steps: int) -> Schedule:
 
 def linear(num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> Schedule:
     """Linear betas from ``beta_start`` to ``beta_end`` (DDPM: 1e-4..0.02; mode-interpolation: 1e-3..0.2)."""
-    if not isinstance(num_steps, int) or num_steps < 2:
-        raise ValueError(f"num_steps: expected an int >= 2, got {num_steps!r}")
+    num_steps = check_int("num_steps", num_steps, low=2)
     for name, val in (("beta_start", beta_start), ("beta_end", beta_end)):
         if not (0 < val < 1):
             raise ValueError(f"{name}: expected a value in (0, 1), got {val!r}")
@@ -386,8 +386,7 @@ def linear(num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.
 
 def cosine(num_steps: int = 1000, offset: float = 0.008, max_beta: float = 0.999) -> Schedule:
     """Cosine schedule of improved DDPM: alpha_bar(t) = cos^2(((t/T + s)/(1 + s)) pi/2), betas clipped at max_beta."""
-    if not isinstance(num_steps, int) or num_steps < 2:
-        raise ValueError(f"num_steps: expected an int >= 2, got {num_steps!r}")
+    num_steps = check_int("num_steps", num_steps, low=2)
     if offset < 0:
         raise ValueError(f"offset: expected >= 0, got {offset!r}")
     if not (0 < max_beta < 1):

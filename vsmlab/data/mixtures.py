@@ -33,8 +33,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from vsmlab.core.checks import check_int, check_positive
 from vsmlab.core.prediction import Prediction
-from vsmlab.core.checks import check_int
 from vsmlab.core.schedules import Schedule, gather
 
 __all__ = [
@@ -152,8 +152,7 @@ class GaussianMixture:
     # -------------------------------------------------------- noised quantities
     def _terms(self, x: torch.Tensor, alpha_bar: torch.Tensor, temperature: float):
         """Shared pieces at per-example alpha_bar [B]: (a [B,1], v [B,K], diff [B,K,d], l [B,K], r [B,K])."""
-        if not (isinstance(temperature, (int, float)) and temperature > 0 and math.isfinite(temperature)):
-            raise ValueError(f"temperature: expected a finite number > 0 (1 = exact score), got {temperature!r}")
+        check_positive("temperature", temperature, hint="1 = exact score")
         means, stds, weights = self.params_on(x.device)
         xd = x.to(torch.float64)
         ab = alpha_bar.to(device=x.device, dtype=torch.float64).reshape(-1, 1)
@@ -245,8 +244,7 @@ class GaussianMixture:
         A sample from the mixture itself falls outside with probability P(chi_d > k) (see
         :meth:`support_floor`): 6.3e-5 in 1-D and 3.4e-4 in 2-D for k = 4.
         """
-        if not (isinstance(k, (int, float)) and k > 0):
-            raise ValueError(f"k: expected a number > 0 (radius in component stds), got {k!r}")
+        check_positive("k", k, hint="radius in component stds", finite=False)
         return self.nearest_mode(x)[0] <= k
 
     def support_floor(self, k: float = 4.0) -> float:
@@ -367,8 +365,7 @@ class ExactScoreModel(nn.Module):
             raise TypeError(f"mixture: expected a GaussianMixture, got {type(mixture).__name__}")
         if not isinstance(schedule, Schedule):
             raise TypeError(f"schedule: expected a Schedule, got {type(schedule).__name__}")
-        if not (isinstance(temperature, (int, float)) and temperature > 0):
-            raise ValueError(f"temperature: expected a number > 0 (1 = exact), got {temperature!r}")
+        check_positive("temperature", temperature, hint="1 = exact", finite=False)
         self.mixture, self.schedule, self.temperature = mixture, schedule, float(temperature)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> Prediction:

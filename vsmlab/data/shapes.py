@@ -46,6 +46,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from vsmlab.core.checks import check_choice, check_int
+
 __all__ = [
     "KINDS",
     "SIZES",
@@ -123,9 +125,7 @@ _GEOMETRIES = {
 
 def geometry(size: int) -> Geometry:
     """The :class:`Geometry` of image size ``size`` (64 = the reference, 32 = the reduced variant)."""
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or int(size) not in _GEOMETRIES:
-        raise ValueError(f"size: expected one of {SIZES} (image side in pixels), got {size!r}")
-    return _GEOMETRIES[int(size)]
+    return _GEOMETRIES[check_choice("size", size, SIZES, hint="image side in pixels")]
 
 
 def draw_strip(kind: str, x1: int, y1: int, geom: Geometry) -> np.ndarray:
@@ -257,12 +257,6 @@ def draw_images_pil(positions: np.ndarray, size: int = 64) -> np.ndarray:
     return out
 
 
-def _check_int(value: object, name: str, low: int, allowed: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < low:
-        raise ValueError(f"{name}: expected {allowed}, got {value!r}")
-    return int(value)
-
-
 def generate(n: int = 5000, size: int = 64, seed: int = 0) -> ShapesData:
     """Draw ``n`` SimpleShapes images (default 5,000 as in the mode-interpolation work; the VSM study
     uses 75,000), deterministic in ``seed`` (a numpy Generator).
@@ -270,9 +264,9 @@ def generate(n: int = 5000, size: int = 64, seed: int = 0) -> ShapesData:
     Draw order: presence bool [n, 3] with p = 1/2, all-blank rows redrawn until none is left; then per
     column a uniform template index in that column's position list. Returns a :class:`ShapesData`.
     """
-    n = _check_int(n, "n", 1, "an int >= 1 (number of images)")
+    n = check_int("n", n, low=1, hint="number of images")
     geom = geometry(size)
-    seed = _check_int(seed, "seed", 0, "an int >= 0")
+    seed = check_int("seed", seed, low=0)
     rng = np.random.default_rng(seed)
     presence = rng.random((n, 3)) < 0.5
     blank = ~presence.any(axis=1)

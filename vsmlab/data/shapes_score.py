@@ -54,6 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vsmlab.core.checks import check_optional_int
 from vsmlab.core.prediction import Prediction
 from vsmlab.core.schedules import Schedule, gather
 from vsmlab.data.shapes import KINDS, geometry, template_bank
@@ -98,9 +99,7 @@ class ExactShapesScore(nn.Module):
 
     def __init__(self, schedule: Schedule, size: int = 64, window: int | None = None) -> None:
         super().__init__()
-        if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 0):
-            raise ValueError(f"window: expected None (exact) or an int >= 0 (rows seen above and below), got {window!r}")
-        self.window = window
+        self.window = check_optional_int("window", window, low=0, hint="rows seen above and below; None: exact")
         if not isinstance(schedule, Schedule):
             raise TypeError(f"schedule: expected a Schedule, got {type(schedule).__name__}")
         self.schedule = schedule

@@ -37,6 +37,7 @@ import torch
 from scipy import ndimage
 from scipy.signal import correlate
 
+from vsmlab.core.checks import check_range
 from vsmlab.data.shapes import KINDS, SIZES, Geometry, geometry, template_bank
 
 __all__ = [
@@ -219,8 +220,7 @@ def _component(mask: np.ndarray, r0: int, c0: int, tab: _Tables, iou_min: float)
 def validate(images: np.ndarray | torch.Tensor, size: int | None = None, iou_min: float = 0.85) -> list[Verdict]:
     """Strict verdict per image. images: uint8 [N, H, W] or [N, H, W, 3], H = W in SIZES (decides the
     geometry; ``size`` only checks it). Returns N :class:`Verdict` objects."""
-    if not (isinstance(iou_min, float) or isinstance(iou_min, int)) or not 0 < iou_min <= 1:
-        raise ValueError(f"iou_min: expected a number in (0, 1], got {iou_min!r}")
+    check_range("iou_min", iou_min, 0, 1, low_open=True)
     images = as_gray_uint8(images)
     tab = _tables(_size_of(images, size).size)
     geom = tab.geom

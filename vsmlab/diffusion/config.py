@@ -1,75 +1,25 @@
-"""TOML training configs: the schema (every key validated, unknown keys refused by name), ``--set``
-overrides, printing, and building the data, model, schedule, loss and trainer options from a config.
+"""TOML training configs: the schema (every key validated, unknown keys refused by name), base files,
+``--set`` overrides, printing, and building the data, model, schedule, loss and trainer options from a config.
 
-A config has six sections; a key absent from the file takes its default. Keys marked (unet) / (mlp) /
-(shapes) / (mixture) / (linear) / (vsm) / (hybrid, vsm) apply only to that kind; setting them otherwise is
-an error. ``vsmlab train CONFIG --print-config`` prints every key with its value.
+:data:`SCHEMA` is the reference: six sections ([data], [model], [diffusion], [loss], [train], [sample]) and
+for each key its default, its check and its meaning; ``vsmlab train CONFIG --print-config`` prints every key
+of a config with its value, default and meaning. A key absent from the file takes its default. A key whose
+``Key.when`` names a kind (e.g. model.width: only with model.kind = "mlp"; loss.rho: only with loss.name =
+"vsm") is refused for another kind, and data.size's default and choices follow data.kind.
 
-[data]
-  kind              "shapes" (SimpleShapes, uint8 images, vsmlab.data.shapes) | "mixture" (toy Gaussian mixture) |
-                    "cards" (2x2 card grids, train split, vsmlab.data.cards) | "chess" (rendered legal positions,
-                    train split, RGB, vsmlab.data.chessboards)
-  n                 training-set size (5000 default; the VSM study uses 75000)
-  seed              seed of the data set (independent of train.seed)
-  size              (shapes) image size: 64 (reference geometry) or 32 (reduced CPU variant);
-                    (cards) 128 (released) or 64 (32-px faces); (chess) 256 (released) or 128
-  rgb               (cards) RGB faces (3 channels) instead of grayscale
-  mixture           (mixture) "1d" (modes 1, 2, 3) | "grid" (5x5) | "diamond"
-[model]
-  kind              "unet" (vsmlab.nets.unet.UNet) | "mlp" (vsmlab.nets.mlp.MLP)
-  learn_variance    a variance head v (2C outputs); required by loss "hybrid"/"vsm", refused with "eps_mse"
-  base_channels     (unet) channels of the first level
-  channel_mult      (unet) one multiplier per resolution level, e.g. [1, 2, 2]
-  num_res_blocks    (unet) res blocks per level
-  attention_resolutions  (unet) resolutions in pixels with self-attention, e.g. [16]
-  num_heads         (unet) attention heads
-  dropout           (unet) dropout inside the res blocks
-  width, depth, time_dim, norm, activation, fourier_features, fourier_scale, v_activation
-                    (mlp) as vsmlab.nets.mlp.MLP
-  (the model's initialisation seed is train.seed)
-[diffusion]
-  schedule          "cosine" (improved DDPM) | "linear"
-  T                 number of diffusion steps
-  beta_start, beta_end  (linear) first and last beta
-[loss]
-  name              "eps_mse" (fixed variance) | "hybrid" (learned range, mse + vb: VSM with rho = 0) |
-                    "vsm" (hybrid + the VSM penalty)
-  rho               (vsm) penalty weight
-  time_weight       (vsm) true: w(t) = rho / sqrt(1 - alpha_bar_t); false: w = rho
-  vb_weight         (hybrid, vsm) weight of the variational-bound term
-  decoder           (hybrid, vsm) t = 0 term of vb: "auto" (discretized for images, gaussian for mixtures) |
-                    "discretized" (8-bit decoder, bits/dim) | "gaussian" (density NLL)
-[train]
-  steps             train until this global step (also the horizon of the cosine decay)
-  batch_size        GLOBAL batch (split over torchrun ranks; must be divisible by their number)
-  lr                peak learning rate
-  optimizer         "adamw" | "adam"
-  weight_decay      decoupled weight decay (adamw only)
-  warmup            linear lr warm-up steps (0: none)
-  lr_decay          "none" | "cosine" (to 0 at ``steps``)
-  clip              max global gradient norm (0: no clipping)
-  ema               EMA decay in (0, 1) (0: no EMA)
-  ema_warmup        "ramp" (decay_s = min(ema, (1 + s) / (10 + s))) | "none"
-  save_every        checkpoint step_NNNNNNN.pt every this many steps (0: only latest.pt at the end)
-  keep_last         keep only the newest this many step files (0: keep all)
-  log_every         read the loss from the device (NaN check, progress, log.jsonl) every this many steps
-  seed              seeds the model initialisation and every training draw
-  timestep_sampler  "uniform" | "loss_second_moment" (improved DDPM importance sampling of t)
-  amp               "auto" (bf16 autocast on CUDA, fp32 on CPU) | "bf16" | "none"
-  compile           torch.compile the model
-  channels_last     channels-last memory format (images)
-  cuda_graph        capture the whole training step in one CUDA graph and replay it (CUDA only; needs
-                    rng = "per_step" and one process; true on the CPU is refused when training starts)
-  rng               "per_step" (global batch keyed by (seed, step): independent of the number of ranks,
-                    resume needs no RNG state) | "sequential" (one generator, single process; the toy loop)
-[sample]  (defaults of ``vsmlab sample``; its options override them)
-  n, batch_size, seed   number of samples, batch size, seed S (batch k uses generator seed S * 1000003 + k)
-  sampler           "ddpm" | "ddim"
-  steps             respaced number of sampling steps (0: all T)
-  variance          "auto" (learned when the model has v, else beta) | "beta" | "beta_tilde" | "learned"
-  eta               DDIM eta
-  weights           "auto" (EMA when the checkpoint has one) | "ema" | "raw"
-  trajectory_every  keep x_t and x0_hat every this many steps (0: none)
+What no single key says (:func:`validate_config`): loss "hybrid" and "vsm" need model.learn_variance = true
+and "eps_mse" refuses it; a UNet trains images (shapes, cards, chess), an MLP a mixture; every attention
+resolution must be one the UNet reaches at data.size; weight_decay needs adamw; sample.steps is 0 or
+2..diffusion.T. train.seed seeds the model's initialisation and every training draw, data.seed only the data
+set; train.batch_size is the global batch, split over torchrun ranks (what the [train] keys do in a run:
+:class:`vsmlab.diffusion.training.Trainer`).
+
+**Base files** (:func:`load_config`): a file may name a base before its first section, ``base = "PATH"``
+(relative to the file). The base is loaded first (it may have a base of its own; a cycle is refused), then the
+file's keys replace the base's, key by key within each section; ``--set`` overrides apply last. Each file's
+sections and keys are checked by name in that file's name, a missing base is named, and ``base`` is not part
+of the resolved config. ``configs/base/`` holds one base per benchmark and size, a method's file the keys that
+make the method.
 """
 
 from __future__ import annotations
@@ -259,23 +209,33 @@ def default_config() -> dict[str, dict[str, Any]]:
     return validate_config({})
 
 
+def _check_section_names(raw: dict[str, Any], source: str) -> None:
+    """Refuse (ConfigError, by name) a section that :data:`SCHEMA` does not have."""
+    unknown = [s for s in raw if s not in SCHEMA]
+    if unknown:
+        raise ConfigError(f"{source}: unknown section [{unknown[0]}]; allowed sections: {', '.join(SCHEMA)}")
+
+
+def _check_key_names(name: str, given: Any, source: str) -> None:
+    """Refuse (ConfigError, by name) a section ``name`` that is not a table, or a key it does not have."""
+    if not isinstance(given, dict):
+        raise ConfigError(f"{source}: [{name}] must be a table, got {given!r}")
+    for key in given:
+        if key not in SCHEMA[name]:
+            raise ConfigError(f"{source}: unknown key {name}.{key} = {given[key]!r}; allowed keys in "
+                              f"[{name}]: {', '.join(SCHEMA[name])}")
+
+
 def validate_config(raw: dict[str, Any], source: str = "config") -> dict[str, dict[str, Any]]:
     """Check ``raw`` (parsed TOML) against :data:`SCHEMA`; return the full config (defaults filled in, only
     the keys that apply to the chosen kinds). Raises ConfigError naming the key, the value and what is allowed."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a table of sections, got {type(raw).__name__}")
-    unknown = [s for s in raw if s not in SCHEMA]
-    if unknown:
-        raise ConfigError(f"{source}: unknown section [{unknown[0]}]; allowed sections: {', '.join(SCHEMA)}")
+    _check_section_names(raw, source)
     out: dict[str, dict[str, Any]] = {}
     for name, section in SCHEMA.items():
         given = raw.get(name, {})
-        if not isinstance(given, dict):
-            raise ConfigError(f"{source}: [{name}] must be a table, got {given!r}")
-        for key in given:
-            if key not in section:
-                raise ConfigError(f"{source}: unknown key {name}.{key} = {given[key]!r}; allowed keys in "
-                                  f"[{name}]: {', '.join(section)}")
+        _check_key_names(name, given, source)
         values: dict[str, Any] = {}
         for key in [k for k, spec in section.items() if spec.when is None] + \
                    [k for k, spec in section.items() if spec.when is not None]:
@@ -354,32 +314,62 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return out
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> dict[str, dict[str, Any]]:
-    """Read, override and validate a TOML config file (ConfigError naming the file and the key).
-
-    The file must hold at least one ``[section]`` table and no keys outside one: an empty file (which would
-    silently train every default) or a section-less one is refused with the list of sections expected."""
-    path = Path(path)
+def _read_toml(path: Path, label: str) -> dict[str, Any]:
+    """The parsed TOML of one config file; ConfigError starting with ``label`` ("CONFIG", or the file that
+    names it as its base) when it is a folder, missing or unreadable, or naming the file when it is not TOML."""
     if path.is_dir():
-        raise ConfigError(f"CONFIG: {str(path)!r} is a folder; expected a TOML config file (see configs/*.toml)")
+        raise ConfigError(f"{label}: {str(path)!r} is a folder; expected a TOML config file (see configs/*.toml)")
     if not path.is_file():
-        raise ConfigError(f"CONFIG: no such file {str(path)!r}")
+        raise ConfigError(f"{label}: no such file {str(path)!r}")
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config {str(path)!r}: not valid TOML: {str(exc).splitlines()[0]}") from None
     except (OSError, MemoryError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        raise ConfigError(f"CONFIG: cannot read {str(path)!r}: {reason}") from None
+        raise ConfigError(f"{label}: cannot read {str(path)!r}: {reason}") from None
+
+
+def _load_raw(path: Path, label: str, chain: tuple[Path, ...]) -> tuple[dict[str, Any], list[Path]]:
+    """One file's sections merged over its base's (recursively): (raw sections, [path, its base, ...]).
+    ``chain``: the resolved paths of the files that led here (a base among them is a cycle)."""
+    raw = _read_toml(path, label)
+    source = f"config {str(path)!r}"
     sections = ", ".join(f"[{name}]" for name in SCHEMA)
-    loose = [k for k, v in raw.items() if not isinstance(v, dict)]
+    loose = [k for k, v in raw.items() if not isinstance(v, dict) and k != "base"]
     if loose:
-        raise ConfigError(f"config {str(path)!r}: key {loose[0]!r} is outside any [section]; expected keys inside the "
-                          f"sections {sections} (e.g. [train] steps = 1000)")
-    if not raw:
-        raise ConfigError(f"config {str(path)!r}: empty (no [section] tables); a config states what it trains with "
+        raise ConfigError(f"{source}: key {loose[0]!r} is outside any [section]; expected keys inside the "
+                          f"sections {sections} (e.g. [train] steps = 1000), and at most base = \"FILE\" before them")
+    base = raw.pop("base", None)
+    if not raw and base is None:
+        raise ConfigError(f"{source}: empty (no [section] tables); a config states what it trains with "
                           f"some of the sections {sections}; see configs/*.toml or --print-config")
-    return validate_config(apply_overrides(raw, list(overrides)), source=f"config {str(path)!r}")
+    if base is not None or len(chain) > 1:  # one of a chain of files: each file's names are checked in its name
+        _check_section_names(raw, source)
+        for name, given in raw.items():
+            _check_key_names(name, given, source)
+    if base is None:
+        return raw, [path]
+    if not isinstance(base, str) or not base.strip():
+        raise ConfigError(f"{source}: base = {base!r}; expected the path of a base config file, relative to this "
+                          "file (e.g. base = \"base/shapes-cpu.toml\")")
+    base_path = path.parent / base
+    if base_path.resolve() in chain:
+        cycle = " -> ".join(repr(str(p)) for p in (*chain, base_path.resolve()))
+        raise ConfigError(f"{source}: base = {base!r} makes a cycle of bases: {cycle}")
+    parent, files = _load_raw(base_path, f"{source}: base = {base!r}", (*chain, base_path.resolve()))
+    merged = {name: {**parent.get(name, {}), **raw.get(name, {})} for name in SCHEMA if name in parent or name in raw}
+    return merged, [path, *files]
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> dict[str, dict[str, Any]]:
+    """Read, override and validate a TOML config file (ConfigError naming the file and the key). The file
+    holds a ``base`` (module docstring) or at least one ``[section]`` table, and no other key outside one: an
+    empty file (which would silently train every default) is refused with the list of sections expected."""
+    path = Path(path)
+    raw, files = _load_raw(path, "CONFIG", (path.resolve(),))
+    bases = f" (base {', '.join(repr(str(f)) for f in files[1:])})" if len(files) > 1 else ""
+    return validate_config(apply_overrides(raw, list(overrides)), source=f"config {str(path)!r}{bases}")
 
 
 def _toml_value(v: Any) -> str:

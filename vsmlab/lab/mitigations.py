@@ -36,6 +36,8 @@ from typing import Any
 
 import torch
 
+from vsmlab.core.checks import check_int
+
 __all__ = ["DEFAULT_EVALUATION", "evaluate", "evaluate_many", "support_grid"]
 
 DEFAULT_EVALUATION: dict[str, Any] = dict(
@@ -189,8 +191,7 @@ def evaluate_many(
     workers: processes, each with one torch thread (1 = run here, with the caller's threads). ``log``:
     optional callable receiving a progress line per finished job.
     """
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers: expected an int >= 1 (processes, one torch thread each), got {workers!r}")
+    check_int("workers", workers, low=1, hint="processes, one torch thread each")
     results: list[dict[str, Any] | None] = [None] * len(jobs)
     start = time.perf_counter()
     if workers == 1:

@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 
+from vsmlab.core.checks import check_int
 from vsmlab.lab.plotting import FigureSaver, set_theme
 from vsmlab.lab.runner import PROFILES as PROFILE_NAMES
 from vsmlab.lab.runner import STAGING_ENV, TARGET_ENV, figures_root, profile_root
@@ -116,8 +117,7 @@ def start(
     leaves it to ``$VSMLAB_PUBLISH``). Prints one line saying where the figures go.
     """
     cfg = profile_settings(profile, table)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
+    seed = check_int("seed", seed)
     folder, manifest, description = figures_destination(notebook, profile, figures_dir, publish)
     torch.manual_seed(seed)
     set_theme()

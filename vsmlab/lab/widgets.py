@@ -42,6 +42,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
+from vsmlab.core.checks import check_int, check_range
 from vsmlab.analysis.metrics import Rate, hallucination_rate
 from vsmlab.data.mixtures import GaussianMixture, evenly_spaced_1d
 from vsmlab.data.mixtures import ExactScoreModel
@@ -105,15 +106,6 @@ def explorer_schedule(name: str) -> Schedule:
     return SCHEDULE_CHOICES[name][1]()
 
 
-def _check_number(name: str, value: Any, integer: bool) -> None:
-    low, high = LIMITS[name]
-    kind = "an int" if integer else "a number"
-    ok_type = isinstance(value, int) and not isinstance(value, bool) if integer else (
-        isinstance(value, (int, float)) and not isinstance(value, bool))
-    if not ok_type or not math.isfinite(value) or not low <= value <= high:
-        raise ValueError(f"{name}: expected {kind} in {low:g}..{high:g}, got {value!r}")
-
-
 def validate_settings(**settings: Any) -> dict[str, Any]:
     """Fill in :data:`DEFAULTS` and check every setting; ValueError naming the setting otherwise.
 
@@ -125,9 +117,9 @@ def validate_settings(**settings: Any) -> dict[str, Any]:
         raise ValueError(f"settings: unknown {', '.join(unknown)}; allowed: {', '.join(DEFAULTS)}")
     s = {**DEFAULTS, **settings}
     for name in ("temperature", "spacing", "std"):
-        _check_number(name, s[name], integer=False)
+        check_range(name, s[name], *LIMITS[name])
     for name in ("num_modes", "steps", "num_samples", "seed"):
-        _check_number(name, s[name], integer=True)
+        check_int(name, s[name], *map(int, LIMITS[name]))
     if s["schedule"] not in SCHEDULE_CHOICES:
         raise ValueError(f"schedule: expected one of {', '.join(SCHEDULE_CHOICES)}, got {s['schedule']!r}")
     if s["sampler"] not in SAMPLER_CHOICES:

@@ -12,6 +12,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from vsmlab.core.checks import check_bool
 from vsmlab.core.prediction import Prediction
 
 __all__ = ["EpsAdapter"]
@@ -38,8 +39,7 @@ class EpsAdapter(nn.Module):
         super().__init__()
         if not callable(model):
             raise TypeError(f"model: expected an nn.Module or a callable f(x_t, t), got {type(model).__name__}")
-        if not isinstance(split_variance, bool):
-            raise TypeError(f"split_variance: expected a bool, got {split_variance!r}")
+        check_bool("split_variance", split_variance)
         if timestep is not None and not callable(timestep):
             raise TypeError(f"timestep: expected a callable t -> model timestep or None, got {type(timestep).__name__}")
         if isinstance(model, nn.Module):

@@ -11,6 +11,7 @@ import math
 import torch
 from torch import nn
 
+from vsmlab.core.checks import check_int, check_positive, check_step
 from vsmlab.core.prediction import Prediction, timestep_embedding
 from vsmlab.core.schedules import Schedule
 
@@ -90,19 +91,18 @@ class MLP(nn.Module):
         v_activation: str = "none",
     ) -> None:
         super().__init__()
-        for name, val, low in (("dim", dim, 1), ("width", width, 1), ("depth", depth, 0), ("fourier_features", fourier_features, 0)):
-            if not isinstance(val, int) or val < low:
-                raise ValueError(f"{name}: expected an int >= {low}, got {val!r}")
+        dim, width = check_int("dim", dim, low=1), check_int("width", width, low=1)
+        depth, fourier_features = check_int("depth", depth, low=0), check_int("fourier_features", fourier_features, low=0)
         if activation not in _ACTIVATIONS:
             raise ValueError(f"activation: expected one of {sorted(_ACTIVATIONS)}, got {activation!r}")
         if v_activation not in V_ACTIVATIONS:
             raise ValueError(f"v_activation: expected one of {sorted(V_ACTIVATIONS)} (what the variance head applies "
                              f"to v), got {v_activation!r}")
-        if not (isinstance(time_dim, int) and time_dim >= 2 and time_dim % 2 == 0):
+        time_dim = check_int("time_dim", time_dim, low=2, noun="an even int")
+        if time_dim % 2:
             raise ValueError(f"time_dim: expected an even int >= 2, got {time_dim!r}")
         if lipschitz_budget is not None:
-            if not (isinstance(lipschitz_budget, (int, float)) and 0 < lipschitz_budget < math.inf):
-                raise ValueError(f"lipschitz_budget: expected a finite number > 0 or None, got {lipschitz_budget!r}")
+            check_positive("lipschitz_budget", lipschitz_budget, hint="or None")
             if norm:
                 raise ValueError("lipschitz_budget: needs norm=False (LayerNorm is not globally Lipschitz), got norm=True")
         self.config = dict(dim=dim, width=width, depth=depth, time_dim=time_dim, norm=norm, activation=activation,
@@ -245,7 +245,6 @@ def mlp_lipschitz_upper_bound(model: MLP, schedule: Schedule | None = None, t: i
     if schedule is not None:
         if not isinstance(schedule, Schedule):
             raise TypeError(f"schedule: expected a Schedule, got {type(schedule).__name__}")
-        if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < schedule.num_steps:
-            raise ValueError(f"t: expected an int step in 0..{schedule.num_steps - 1}, got {t!r}")
+        t = check_step("t", t, schedule.num_steps)
         bound /= float(schedule.sigma[t])
     return bound

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vsmlab.core.checks import check_bool, check_int, check_ints, check_optional_int, check_range
 from vsmlab.core.prediction import Prediction, timestep_embedding
 
 __all__ = ["UNet", "count_parameters", "unet_flops"]
@@ -126,14 +127,14 @@ class UNet(nn.Module):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        channel_mult, attention_resolutions = _validate(
+        self.config: dict[str, Any] = _validate(
             image_size, in_channels, base_channels, channel_mult, num_res_blocks, attention_resolutions,
             num_heads, head_channels, dropout, learn_variance, seed)
-        self.config: dict[str, Any] = dict(
-            image_size=image_size, in_channels=in_channels, base_channels=base_channels,
-            channel_mult=channel_mult, num_res_blocks=num_res_blocks, attention_resolutions=attention_resolutions,
-            num_heads=num_heads, head_channels=head_channels, dropout=float(dropout),
-            learn_variance=learn_variance, seed=seed)
+        # the checked values (numpy ints become Python ints, the tuples tuples)
+        (image_size, in_channels, base_channels, channel_mult, num_res_blocks, attention_resolutions, num_heads,
+         head_channels, seed) = (self.config[k] for k in ("image_size", "in_channels", "base_channels", "channel_mult",
+                                                          "num_res_blocks", "attention_resolutions", "num_heads",
+                                                          "head_channels", "seed"))
         self.image_size, self.in_channels, self.learn_variance = image_size, in_channels, learn_variance
         self.base_channels = base_channels
         emb = 4 * base_channels
@@ -222,35 +223,24 @@ class UNet(nn.Module):
 
 
 def _validate(image_size, in_channels, base_channels, channel_mult, num_res_blocks, attention_resolutions,
-              num_heads, head_channels, dropout, learn_variance, seed) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Check every constructor argument; return channel_mult and attention_resolutions as int tuples."""
-
-    def is_int(v: Any) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool)
-
-    for name, val in (("image_size", image_size), ("in_channels", in_channels), ("base_channels", base_channels),
-                      ("num_res_blocks", num_res_blocks), ("num_heads", num_heads)):
-        if not is_int(val) or val < 1:
-            raise ValueError(f"{name}: expected an int >= 1, got {val!r}")
-    if head_channels is not None and (not is_int(head_channels) or head_channels < 1):
-        raise ValueError(f"head_channels: expected an int >= 1 or None, got {head_channels!r}")
-    if not is_int(seed):
-        raise ValueError(f"seed: expected an int, got {seed!r}")
-    if not isinstance(learn_variance, bool):
-        raise ValueError(f"learn_variance: expected a bool, got {learn_variance!r}")
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
-    if (not isinstance(channel_mult, (tuple, list)) or not channel_mult
-            or not all(is_int(m) and m >= 1 for m in channel_mult)):
-        raise ValueError(f"channel_mult: expected a non-empty sequence of ints >= 1, got {channel_mult!r}")
-    channel_mult = tuple(channel_mult)
+              num_heads, head_channels, dropout, learn_variance, seed) -> dict[str, Any]:
+    """Check every constructor argument; return them as the model's config (ints as Python ints,
+    channel_mult and attention_resolutions as int tuples, dropout as a float)."""
+    image_size, in_channels, base_channels, num_res_blocks, num_heads = (
+        check_int(name, val, low=1) for name, val in (
+            ("image_size", image_size), ("in_channels", in_channels), ("base_channels", base_channels),
+            ("num_res_blocks", num_res_blocks), ("num_heads", num_heads)))
+    head_channels = check_optional_int("head_channels", head_channels, low=1)
+    seed = check_int("seed", seed)
+    check_bool("learn_variance", learn_variance)
+    dropout = check_range("dropout", dropout, 0, 1, high_open=True, noun="a probability")
+    channel_mult = tuple(check_ints("channel_mult", channel_mult, low=1, nonempty=True))
     factor = 2 ** (len(channel_mult) - 1)
     if image_size % factor:
         raise ValueError(f"image_size: {image_size} is not divisible by 2**(len(channel_mult) - 1) = {factor} "
                          f"(channel_mult={channel_mult} downsamples {len(channel_mult) - 1} times)")
     reached = [image_size // 2**i for i in range(len(channel_mult))]
-    if not isinstance(attention_resolutions, (tuple, list)) or not all(is_int(r) for r in attention_resolutions):
-        raise ValueError(f"attention_resolutions: expected a sequence of ints, got {attention_resolutions!r}")
+    attention_resolutions = tuple(check_ints("attention_resolutions", attention_resolutions))
     for r in attention_resolutions:
         if r not in reached:
             raise ValueError(f"attention_resolutions: resolution {r} is never reached; allowed: {reached} "
@@ -264,7 +254,9 @@ def _validate(image_size, in_channels, base_channels, channel_mult, num_res_bloc
         if head_channels is None and ch % num_heads:
             raise ValueError(f"num_heads: {num_heads} does not divide the {ch} channels of an attention block; "
                              f"allowed: a divisor of every attention block's channels {sorted(set(attn_channels))}")
-    return channel_mult, tuple(attention_resolutions)
+    return dict(image_size=image_size, in_channels=in_channels, base_channels=base_channels, channel_mult=channel_mult,
+                num_res_blocks=num_res_blocks, attention_resolutions=attention_resolutions, num_heads=num_heads,
+                head_channels=head_channels, dropout=dropout, learn_variance=learn_variance, seed=seed)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -285,8 +277,7 @@ def unet_flops(model: nn.Module, image_size: int, in_channels: int | None = None
     """
     from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-    if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 1:
-        raise ValueError(f"image_size: expected an int >= 1, got {image_size!r}")
+    image_size = check_int("image_size", image_size, low=1)
     if in_channels is None:
         config = getattr(model, "config", None)
         in_channels = config.get("in_channels") if isinstance(config, dict) else getattr(config, "in_channels", None)
