@@ -115,7 +115,9 @@ MODES = {  # name -> Trainer flags
     "compile+graph": dict(cuda_graph=True, compile=True, channels_last=False),
     "compile+graph+cl": dict(cuda_graph=True, compile=True, channels_last=True),
 }
-CUDA_MODES = ["eager", "graph", "graph+cl", "compile", "compile+graph", "compile+graph+cl"]
+# calibration order: the cheap modes, then compile+graph (the likely fastest; a cold compile), compile (the same compiled
+# graph: warm caches), then the channels_last variants while the budget lasts (another cold compile)
+CUDA_MODES = ["eager", "graph", "compile+graph", "compile", "graph+cl", "compile+graph+cl"]
 FIRST_COMPILE_GUESS = 45.0  # s: what a first torch.compile of the UNet step is assumed to cost before one was timed
 
 
@@ -505,6 +507,12 @@ class Window:
         if self.device.type == "cuda":
             self.torch.cuda.empty_cache()
 
+    def free_memory(self) -> int | None:
+        """Free device memory in bytes (None on the CPU: no limit checked)."""
+        if self.device.type != "cuda":
+            return None
+        return int(self.torch.cuda.mem_get_info(self.device)[0])
+
     def cuda_alive(self) -> str | None:
         """None if the device still runs a kernel, else the error (a sticky CUDA error ends GPU work)."""
         try:
@@ -663,15 +671,17 @@ class Window:
         modes = a.modes or (CUDA_MODES if self.device.type == "cuda" else ["eager"])
         t0 = time.time()
         table: list[dict[str, Any]] = []
-        compile_cost = None
+        compile_cost: dict[bool, tuple[float, float]] = {}  # channels_last -> (cold, warm) setup measured
         for mode in modes:
             if mode not in MODES:
                 table.append({"mode": mode, "error": f"unknown mode; known: {', '.join(MODES)}"})
                 continue
             spent = time.time() - t0
             guess = 2.0 + a.mode_seconds
-            if MODES[mode]["compile"]:
-                guess += compile_cost if compile_cost is not None else FIRST_COMPILE_GUESS
+            if MODES[mode]["compile"]:  # warm caches when the same layout was compiled, else a cold compile (x 2 models)
+                cl = MODES[mode]["channels_last"]
+                guess += 2 * compile_cost[cl][1] if cl in compile_cost else (
+                    max(c[0] for c in compile_cost.values()) if compile_cost else FIRST_COMPILE_GUESS) + 10.0
             if table and spent + guess > a.calib_seconds:
                 table.append({"mode": mode, "skipped": f"the calibration budget ({a.calib_seconds:.0f} s) would be exceeded: "
                                                       f"{spent:.0f} s spent, about {guess:.0f} s needed"})
@@ -679,12 +689,6 @@ class Window:
                 continue
             try:
                 row = self.measure_mode(mode)
-                if MODES[mode]["compile"]:  # a cold compile (the next compile mode may miss the caches too)
-                    compile_cost = row["setup_s"]
-                self.log(f"calibration: {mode}: {row['img_per_s']:.1f} img/s ({row['ms_per_step']:.2f} ms/step), MFU "
-                         f"{100 * row['mfu']:.1f}%, setup {row['setup_s']:.1f} s"
-                         + (f" (+{row['setup_next_s']:.1f} s per further model)" if "setup_next_s" in row else "")
-                         + (f", peak {row['peak_mib']:.0f} MiB" if "peak_mib" in row else ""))
             except Deadline:
                 raise
             except Exception as exc:  # noqa: BLE001 - the mode is dropped, named with its error
@@ -697,8 +701,17 @@ class Window:
                     table.append(row)
                     self.summary["calibration"] = {"modes": table}
                     raise RuntimeError(f"the device stopped working after mode {mode} failed: {dead}")
+            else:
+                if MODES[mode]["compile"]:
+                    cl = MODES[mode]["channels_last"]
+                    compile_cost.setdefault(cl, (row["setup_s"], row.get("setup_next_s", row["setup_s"])))
+                self.log(f"calibration: {mode}: {row['img_per_s']:.1f} img/s, MFU {100 * row.get('mfu', 0):.1f}%, setup "
+                         f"{row['setup_s']:.1f} s"
+                         + (f" (+{row['setup_next_s']:.1f} s per further model)" if "setup_next_s" in row else "")
+                         + (f", peak {row['peak_mib']:.0f} MiB" if "peak_mib" in row else ""))
             table.append(row)
         self.summary["calibration"] = {"modes": table, "seconds": round(time.time() - t0, 1)}
+        self.free()  # what a failed mode's traceback held is released now: the memory check sees it free
         self.choose(table)
 
     def choose(self, table: list[dict[str, Any]]) -> None:
@@ -708,11 +721,8 @@ class Window:
         if not ok:
             raise RuntimeError("no training mode ran: " + "; ".join(f"{r['mode']}: {r.get('error', r.get('skipped'))}" for r in table))
         k = len(self.specs)
-        cuda = self.device.type == "cuda"
-        mem = None
-        if cuda:
-            free, total = self.torch.cuda.mem_get_info(self.device)
-            mem = a.memory_fraction * free
+        free = self.free_memory()
+        mem = a.memory_fraction * free if free is not None else None
         budget = self.train_budget()
         fixed = any(s.method == "fixed" for s in self.specs.values())
         for r in ok:  # each model's warm-up in the window; a compile mode compiles the fixed model's graph cold

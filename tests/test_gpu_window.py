@@ -275,3 +275,101 @@ def test_the_commit_is_pinned_from_git_or_from_the_carried_pin_file(tmp_path, mo
     assert gw.git_pin() == {"commit": "ab" * 20, "dirty": ["x.py"], "source": "build/gpu_window/pin.json (prepare)"}
     assert gw.device_tag("NVIDIA H100 80GB HBM3") == "h100" and gw.device_tag("NVIDIA H200") == "h200"
     assert gw.device_tag("cpu") == "cpu"
+
+
+def fake_window(monkeypatch, rows: dict, free_bytes: int | None, **opts):
+    """A Window with six planned models whose calibration returns ``rows`` (a mode -> row, or an exception)."""
+    import argparse
+
+    args = argparse.Namespace(deadline=10_000, modes=list(rows), calib_seconds=40, mode_seconds=4.0, memory_fraction=0.85,
+                              train_seconds=300, pack_seconds=25, sweep_seconds=40, **opts)
+    w = gw.Window(args)
+    w.torch, w.device = torch, torch.device("cpu")
+    for k in (0, 1):
+        for m in ("fixed", "rho0", "vsm"):
+            w.specs[f"{m}-seed{k}"] = gw.Spec(f"{m}-seed{k}", m, k, {})
+            w.summary["models"][f"{m}-seed{k}"] = {"method": m, "seed": k}
+
+    def measure(mode):
+        if isinstance(rows[mode], Exception):
+            raise rows[mode]
+        return {"mode": mode, **gw.MODES[mode], "mfu": 0.1, **rows[mode]}
+
+    monkeypatch.setattr(w, "measure_mode", measure)
+    monkeypatch.setattr(w, "free_memory", lambda: free_bytes)
+    monkeypatch.setattr(w, "cuda_alive", lambda: None)
+    return w
+
+
+def test_calibration_drops_failing_modes_skips_what_the_budget_cannot_hold_and_weighs_compile_time(monkeypatch) -> None:
+    rows = {"eager": {"img_per_s": 1000.0, "setup_s": 1.0, "peak_mib": 3000.0},
+            "graph": {"img_per_s": 2000.0, "setup_s": 2.0, "peak_mib": 3000.0},
+            "graph+cl": torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+            "compile+graph": {"img_per_s": 3000.0, "setup_s": 60.0, "setup_next_s": 10.0, "peak_mib": 2500.0}}
+    w = fake_window(monkeypatch, rows, 80 * 2**30)
+    w.calibrate()
+    table = {r["mode"]: r for r in w.summary["calibration"]["modes"]}
+    assert table["graph+cl"]["error"].startswith("OutOfMemoryError: CUDA out of memory")  # dropped, named
+    assert "calibration budget" in table["compile+graph"]["skipped"]  # a first compile (~45 s guessed) > 40 s budget
+    assert w.mode == "graph" and w.summary["calibration"]["chosen"] == "graph"
+    # with the budget for it, compile+graph is measured, but its compile time in the window (60 s cold for the fixed
+    # model's graph + 6 x 10 s) costs more images than its speed gains: 3000 x 180 < 2000 x 288
+    w = fake_window(monkeypatch, rows, 80 * 2**30)
+    w.args.calib_seconds = 200
+    w.calibrate()
+    table = {r["mode"]: r for r in w.summary["calibration"]["modes"]}
+    assert table["compile+graph"]["setup_window_est_s"] == 120.0 and w.mode == "graph"
+    rows["compile+graph"]["img_per_s"] = 4000.0  # 4000 x 180 > 2000 x 288
+    w = fake_window(monkeypatch, rows, 80 * 2**30)
+    w.args.calib_seconds = 200
+    w.calibrate()
+    assert w.mode == "compile+graph" and len(w.specs) == 6
+
+
+def test_when_no_mode_fits_every_model_the_last_seeds_models_are_named_as_not_trained(monkeypatch) -> None:
+    rows = {"eager": {"img_per_s": 1000.0, "setup_s": 1.0, "peak_mib": 2000.0},
+            "graph": {"img_per_s": 2000.0, "setup_s": 2.0, "peak_mib": 2400.0}}
+    w = fake_window(monkeypatch, rows, 10 * 2**30)  # 8.5 GiB usable: 4 models of 2000 MiB, not 6
+    w.calibrate()
+    assert w.mode == "eager" and list(w.specs) == ["fixed-seed0", "rho0-seed0", "vsm-seed0", "fixed-seed1"]
+    assert w.summary["models"]["vsm-seed1"]["status"] == "not trained"
+    assert any("rho0-seed1: not trained" in x for x in w.summary["not_done"])
+    w = fake_window(monkeypatch, {"graph": RuntimeError("capture failed")}, None)
+    with pytest.raises(RuntimeError, match="no training mode ran: graph: RuntimeError: capture failed"):
+        w.calibrate()
+
+
+def test_a_model_failing_in_the_lockstep_measurement_is_rebuilt_eagerly_and_measured_again(monkeypatch) -> None:
+    w = fake_window(monkeypatch, {}, None)
+    w.mode, w.flops_img, w.peak_flops = "graph", 1e9, 1e12
+
+    class FakeTrainer:
+        def __init__(self):
+            self.loaded = None
+
+        def load_state_dict(self, state):
+            self.loaded = state
+
+    warmed = []
+
+    def warm(spec, modes, snapshots):
+        warmed.append((spec.name, modes))
+        spec.trainer, spec.mode, spec.setup_s = FakeTrainer(), modes[0], 1.0
+        spec.cfg = {"train": {"batch_size": 128}}
+        snapshots[spec.name] = {"step": 0, "of": spec.name, "mode": modes[0]}
+
+    calls = []
+
+    def lockstep(live):
+        calls.append(sorted(live))
+        if len(calls) == 1:
+            return 0.0, 0, {"vsm-seed1": RuntimeError("operation not permitted when stream is capturing")}
+        return 10.0, 40, {}
+
+    monkeypatch.setattr(w, "warm", warm)
+    monkeypatch.setattr(w, "lockstep", lockstep)
+    w.build_all()
+    assert warmed[-1] == ("vsm-seed1", ["eager"]) and len(calls) == 2 and w.rounds_per_s == 10.0
+    assert w.specs["vsm-seed1"].mode == "eager" and w.summary["lockstep"]["modes"]["vsm-seed1"] == "eager"
+    assert all(s.trainer.loaded == {"step": 0, "of": n, "mode": s.mode} for n, s in w.specs.items())  # back at step 0
+    assert w.summary["lockstep"]["img_per_s_all"] == 10.0 * 6 * 128
