@@ -68,7 +68,6 @@ import gc
 import hashlib
 import io
 import json
-import math
 import os
 import queue
 import re
@@ -383,7 +382,7 @@ class Window:
         cfg0 = next(iter(cfgs.values()))
         d = cfg0["data"]
         self.benchmark = f"{d['kind']}{d.get('size', '')}"
-        self.summary.update(benchmark=self.benchmark, methods=methods, seeds=seeds)
+        self.summary.update(benchmark=self.benchmark, methods=methods, seeds=seeds, extra_train_overrides=list(a.set))
         self.work = Path(a.work)
         self.run_dir = self.work / "run"
         if self.run_dir.exists():
@@ -711,6 +710,9 @@ class Window:
                          + (f", peak {row['peak_mib']:.0f} MiB" if "peak_mib" in row else ""))
             table.append(row)
         self.summary["calibration"] = {"modes": table, "seconds": round(time.time() - t0, 1)}
+        missed = [f"{r['mode']} ({r.get('error') or r.get('skipped')})" for r in table if "img_per_s" not in r]
+        if missed:
+            self.not_done("calibration: modes not measured: " + "; ".join(missed))
         self.free()  # what a failed mode's traceback held is released now: the memory check sees it free
         self.choose(table)
 
@@ -964,6 +966,9 @@ class Window:
             if spec.seed == k0 and spec.status != "failed":
                 spec.raw = {k: v.detach().float().cpu() for k, v in tr.model.state_dict().items()}
             spec.model_config = dict(tr.model.config)
+        reached = [s.trainer.step for s in live.values() if s.status != "failed"]
+        self.summary["common_step"] = min(reached, default=0)  # the step every model that did not fail reached
+        self.summary["steps_saved"] = {n: s.trainer.step for n, s in live.items()}  # (notebook 06's full06 vocabulary)
         self.summary["img_per_s_all"] = round(done_imgs / wall, 1) if wall > 0 else None
         self.summary["mfu_training"] = round(done_imgs / wall * self.flops_img / self.peak_flops, 4) if wall > 0 else None
         if stopped:
@@ -1138,7 +1143,7 @@ class Window:
                 if self.cuda_alive():
                     self.log("the device stopped working: sampling ends")
                     break
-        self.summary.update(samples_drawn=done, samples_failed=failed, samples_not_run=skipped)
+        self.summary.update(samples_done=done, samples_failed=failed, samples_not_run=skipped)
         if skipped:
             self.not_done(f"{len(skipped)} sample sets not drawn before the deadline: {', '.join(skipped[:8])}"
                           + (", ..." if len(skipped) > 8 else ""))
