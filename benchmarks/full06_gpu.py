@@ -1,5 +1,9 @@
 """Notebook 06's full profile in ONE GPU lease: train, sample and pack; then unpack here and run the notebook on CPU.
 
+Superseded by ``benchmarks/gpu_window.py`` (one process: calibrated mode, K models in lockstep, a measured step count,
+runs that accumulate under runs/full/); kept while notebook 06's full profile still reads this script's layout
+(runs/full06/full06.json).
+
 On the GPU machine (one call; everything is bounded by wall-clock deadlines well inside the call's limit)::
 
     PYTHONPATH=. python3 benchmarks/full06_gpu.py run --out $OUT --train-seconds 300 --sample-seconds 150
