@@ -244,7 +244,10 @@ def test_gpu_check_reads_the_rate_from_what_the_cli_writes(tmp_path) -> None:
     run.mkdir()
     (run / "log.jsonl").write_text("".join(json.dumps({"step": s, "lr": 1e-3, "total": 0.5, "grad_norm": 1.0}) + "\n"
                                            for s in (50, 100, 150, 200)))
-    shutil.copyfile(ROOT / "configs" / "shapes-fixed-gpu.toml", run / "config.toml")
+    from vsmlab.diffusion.config import format_config, load_config
+
+    # a run folder's config.toml is the resolved config (every key, no base)
+    (run / "config.toml").write_text(format_config(load_config(ROOT / "configs" / "shapes-fixed-gpu.toml"), comments=False))
     assert gc_.train_rate(run, 32.0) == {"steps": 200, "batch_size": 128, "img_per_s_wall": 800.0}
     assert gc_.train_rate(tmp_path / "none", 10.0) == {"steps": None, "batch_size": None, "img_per_s_wall": None}
     assert "img_per_s\")" not in (ROOT / "benchmarks" / "gpu_check.py").read_text()
