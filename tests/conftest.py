@@ -1,4 +1,10 @@
-"""Shared fixtures. Torch threads come from VSMLAB_TEST_THREADS (default 2: the lab's 2-core budget)."""
+"""Shared fixtures and helpers. Torch threads come from VSMLAB_TEST_THREADS (default 2: the lab's 2-core budget).
+
+Tiers: ``pytest -q -m "not slow"`` is the fast tier for the edit loop; tests marked ``notebook`` or ``browser``
+are slow too (added here), so the fast tier skips them. The README's command runs everything.
+
+Helpers (import them with ``from conftest import ...``): :func:`cli` runs the real ``vsmlab`` entry point
+(``vsmlab.cli.main``) and returns its exit code; :func:`assert_same` compares nested checkpoints exactly."""
 
 from __future__ import annotations
 
@@ -24,8 +30,35 @@ def mix1d() -> vsmlab.GaussianMixture:
     return vsmlab.evenly_spaced_1d()
 
 
+def cli(*argv: object) -> int:
+    """Exit code of ``vsmlab ARGV`` run in-process through the real entry point (``vsmlab.cli.main``)."""
+    from vsmlab.cli import main
+
+    return main([str(a) for a in argv])
+
+
+def assert_same(a, b, where: str = "") -> None:
+    """Recursive equality: torch.equal (and the same dtype) on tensors, == on everything else."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and set(a) == set(b), f"{where}: keys {sorted(a)} vs {sorted(b)}"
+        for k in a:
+            assert_same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert isinstance(b, (list, tuple)) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``cuda`` run only where a CUDA GPU exists; elsewhere they are skipped with a reason."""
+    """``notebook`` and ``browser`` tests are ``slow`` too (the fast tier skips them); tests marked ``cuda`` run
+    only where a CUDA GPU exists, elsewhere they are skipped with a reason."""
+    for item in items:
+        if "notebook" in item.keywords or "browser" in item.keywords:
+            item.add_marker(pytest.mark.slow)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="no CUDA GPU on this machine")

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import math
 
 import numpy as np
 import pytest
+from conftest import cli
 import torch
 from PIL import Image
 
 from vsmlab.data import cards as C
-from vsmlab.cli import build_parser
 
 
 def test_faces_are_forty_distinct_cards_even_in_grayscale():
@@ -188,20 +187,14 @@ def test_released_folder_without_templates_warns(tmp_path):
     assert report.templates == "lab" and int(report.hallucinated.sum()) == 0
 
 
-def _parser() -> argparse.ArgumentParser:
-    return build_parser()
 
-
-def _run(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
-    return args.func(args)
 
 
 def test_cli_handlers(tmp_path, capsys):
     out = tmp_path / "cards"
-    assert _run(["data", "cards", "--n", "12", "--seed", "1", "--rgb", "--size", "64", "--out", str(out)]) == 0
+    assert cli("data", "cards", "--n", "12", "--seed", "1", "--rgb", "--size", "64", "--out", str(out)) == 0
     capsys.readouterr()
-    assert _run(["validate", "cards", str(out), "--json"]) == 0
+    assert cli("validate", "cards", str(out), "--json") == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["n"] == 12 and summary["count"] == 0 and summary["rate"] == 0.0 and summary["low"] == 0.0
     assert summary["high"] == pytest.approx(1 - 0.05 ** (1 / 12), abs=0.05) and summary["categories"] == {}
@@ -211,11 +204,11 @@ def test_cli_handlers(tmp_path, capsys):
     image = np.asarray(Image.open(path)).copy()
     image[:32, :32] = 255
     Image.fromarray(image).save(path)
-    assert _run(["validate", "cards", str(out), "--json"]) == 0
+    assert cli("validate", "cards", str(out), "--json") == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["count"] == 1 and summary["categories"] == {"blank_quadrant": 1}
     assert summary["low"] < 1 / 12 < summary["high"]
-    assert _run(["data", "cards", "--n", "3", "--out", str(out), "--size", "64"]) == 2
+    assert cli("data", "cards", "--n", "3", "--out", str(out), "--size", "64") == 2
     assert "already exists" in capsys.readouterr().err
-    assert _run(["validate", "cards", str(tmp_path / "nowhere")]) == 2
+    assert cli("validate", "cards", str(tmp_path / "nowhere")) == 2
     assert "expected a Cards folder" in capsys.readouterr().err

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from conftest import assert_same
 import torch
 
 import vsmlab
@@ -27,20 +28,6 @@ def payload(trainer: Trainer, config=None) -> dict:
             "model_kind": "mlp", "model_config": trainer.model.config, **trainer.state_dict()}
 
 
-def assert_same(a, b, where="") -> None:
-    """Recursive equality: torch.equal on tensors, == on everything else."""
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and set(a) == set(b), f"{where}: keys {sorted(a)} vs {sorted(b)}"
-        for k in a:
-            assert_same(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
 
 
 def test_round_trip_is_exact_and_weights_only(tmp_path, mix1d) -> None:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import chess
 import numpy as np
 import pytest
+from conftest import cli
 import torch
 from PIL import Image
 
 from vsmlab.data import chessboards as CB
-from vsmlab.cli import build_parser
 
 
 def _render(fens: list[str], size: int = 256) -> torch.Tensor:
@@ -186,18 +185,12 @@ def test_released_layout_loader_and_errors(tmp_path):
         CB.find_chess_folder(tmp_path / "nothing_here")
 
 
-def _parser() -> argparse.ArgumentParser:
-    return build_parser()
 
-
-def _run(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
-    return args.func(args)
 
 
 def test_cli_handlers_count_every_rule(tmp_path, capsys):
     out = tmp_path / "boards"
-    assert _run(["data", "chess", "--n", "8", "--size", "128", "--out", str(out)]) == 0
+    assert cli("data", "chess", "--n", "8", "--size", "128", "--out", str(out)) == 0
     capsys.readouterr()
     # corrupt one board: two extra white kings on a8 and h8 cells that are empty or not: rules counted once each
     path = sorted((out / "train_images").glob("*.png"))[0]
@@ -205,10 +198,10 @@ def test_cli_handlers_count_every_rule(tmp_path, capsys):
     grid = CB.placement_to_classes(fen)
     grid[0, 0], grid[0, 7] = CB.SYMBOLS.index("K"), CB.SYMBOLS.index("P")
     Image.fromarray(CB.render_boards(grid[None], CB.lab_tiles(128))[0]).save(path)
-    assert _run(["validate", "chess", str(out), "--json", "--templates", "lab"]) == 0
+    assert cli("validate", "chess", str(out), "--json", "--templates", "lab") == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["n"] == 8 and summary["count"] == 1 and summary["fen_exact"] == 7
     assert summary["categories"]["too_many_kings"] == 1 and summary["categories"]["pawns_on_backrank"] == 1
     assert summary["low"] < 1 / 8 < summary["high"] and summary["rate"] == 1 / 8
-    assert _run(["validate", "chess", str(tmp_path)]) == 2
+    assert cli("validate", "chess", str(tmp_path)) == 2
     assert "expected the released layout" in capsys.readouterr().err

@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 import pytest
+from conftest import cli
 
-from vsmlab.cli import build_parser
 from vsmlab.data.shapes import (
     KINDS,
     compose,
@@ -238,26 +238,23 @@ def test_vsm_rule_lets_duplicates_through(size):
 
 
 # --------------------------------------------------------------------------------------------- CLI
-def _main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
 
 
 def test_cli_npz_roundtrip_and_refuses_overwrite(tmp_path, capsys):
     out = tmp_path / "s.npz"
-    assert _main(["data", "shapes", "--n", "30", "--size", "32", "--seed", "4", "--out", str(out)]) == 0
+    assert cli("data", "shapes", "--n", "30", "--size", "32", "--seed", "4", "--out", str(out)) == 0
     with np.load(out) as f:
         ref = generate(30, 32, seed=4)
         assert np.array_equal(f["images"], ref.images) and np.array_equal(f["positions"], ref.positions)
         assert np.array_equal(f["presence"], ref.presence) and int(f["size"]) == 32
     before = out.read_bytes()
-    assert _main(["data", "shapes", "--n", "5", "--out", str(out)]) == 2
+    assert cli("data", "shapes", "--n", "5", "--out", str(out)) == 2
     assert str(out) in capsys.readouterr().err and out.read_bytes() == before
-    assert _main(["data", "shapes", "--n", "5", "--size", "32", "--out", str(out), "--force"]) == 0
+    assert cli("data", "shapes", "--n", "5", "--size", "32", "--out", str(out), "--force") == 0
     with np.load(out) as f:
         assert f["images"].shape == (5, 32, 32)
     capsys.readouterr()
-    assert _main(["validate", "shapes", str(out), "--json"]) == 0
+    assert cli("validate", "shapes", str(out), "--json") == 0
     res = json.loads(capsys.readouterr().out)
     assert res["n"] == 5 and res["rate"] == 0.0 and res["low"] == 0.0 and 0 < res["high"] < 1
     assert list(res["categories"]) == ["blank", "wrong_kind", "duplicate", "malformed", "valid"]
@@ -268,7 +265,7 @@ def test_cli_png_folder_and_validation_table(tmp_path, capsys):
     from vsmlab.data.pngs import load_png_folder
 
     out = tmp_path / "pngs"
-    assert _main(["data", "shapes", "--n", "12", "--seed", "2", "--out", str(out)]) == 0
+    assert cli("data", "shapes", "--n", "12", "--seed", "2", "--out", str(out)) == 0
     images, names = load_png_folder(out)
     assert names[0] == "00000.png" and len(names) == 12
     assert np.array_equal(images, generate(12, 64, seed=2).images)
@@ -280,11 +277,11 @@ def test_cli_png_folder_and_validation_table(tmp_path, capsys):
     ex = _hand_made(64)
     write_png_folder(np.stack(list(ex.values())), tmp_path / "bad")
     capsys.readouterr()
-    assert _main(["validate", "shapes", str(tmp_path / "bad"), "--json"]) == 0
+    assert cli("validate", "shapes", str(tmp_path / "bad"), "--json") == 0
     res = json.loads(capsys.readouterr().out)
     assert res["n"] == len(ex) and res["categories"]["duplicate"] == 1 and res["categories"]["valid"] == 1
     assert abs(res["rate"] - (len(ex) - 1) / len(ex)) < 1e-12 and res["low"] < res["rate"] < res["high"]
-    assert _main(["validate", "shapes", str(tmp_path / "bad")]) == 0
+    assert cli("validate", "shapes", str(tmp_path / "bad")) == 0
     text = capsys.readouterr().out
     assert "duplicate" in text and "strict" in text
 
@@ -294,18 +291,18 @@ def test_cli_png_folder_and_validation_table(tmp_path, capsys):
     (["--size", "48"], "--size: expected one of 64, 32, got 48"),
 ])
 def test_cli_bad_arguments_exit_2(tmp_path, capsys, argv, needle):
-    assert _main(["data", "shapes", *argv, "--out", str(tmp_path / "x.npz")]) == 2
+    assert cli("data", "shapes", *argv, "--out", str(tmp_path / "x.npz")) == 2
     assert needle in capsys.readouterr().err and not (tmp_path / "x.npz").exists()
 
 
 def test_cli_validate_bad_paths(tmp_path, capsys):
-    assert _main(["validate", "shapes", str(tmp_path / "missing.npz")]) == 2
+    assert cli("validate", "shapes", str(tmp_path / "missing.npz")) == 2
     assert "missing.npz" in capsys.readouterr().err
     np.savez(tmp_path / "other.npz", samples=np.zeros((2, 64, 64), np.uint8))
-    assert _main(["validate", "shapes", str(tmp_path / "other.npz")]) == 2
+    assert cli("validate", "shapes", str(tmp_path / "other.npz")) == 2
     assert "images" in capsys.readouterr().err
     np.savez(tmp_path / "odd.npz", images=np.zeros((2, 40, 40), np.uint8))
-    assert _main(["validate", "shapes", str(tmp_path / "odd.npz")]) == 2
+    assert cli("validate", "shapes", str(tmp_path / "odd.npz")) == 2
     assert "40x40" in capsys.readouterr().err
 
 

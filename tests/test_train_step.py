@@ -8,6 +8,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from conftest import assert_same
 import torch
 
 from vsmlab.diffusion.config import (apply_overrides, build_data, build_loss, build_model, build_schedule,
@@ -135,20 +136,6 @@ GOLDEN = {'shapes_vsm': {'terms': [[1.0003541707992554, 87.98943328857422, 0.010
                         'optimizer': [-0.976297908774071, 23.691844837491132, 0.5396135837153766]}}
 
 
-def assert_same(a, b, where="") -> None:
-    """Recursive equality: torch.equal on tensors, == on everything else."""
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and set(a) == set(b), f"{where}: keys {sorted(a)} vs {sorted(b)}"
-        for k in a:
-            assert_same(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
 
 
 # ------------------------------------------------------------------------------ equal to the recorded step
