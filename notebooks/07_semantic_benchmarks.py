@@ -1271,63 +1271,61 @@ print(f"notebook total: {time.perf_counter() - saver.started:.0f} s")
 # valid samples each show 39-40 of the 40 cards in 40 distinct sets, 3-4 of them sets of the test split never seen
 # in training. VSM - rho = 0 on the seed-0 models: +0.0 pp [-13.3, +13.3] (100 samples each could detect 19.4 pp);
 # with shared seeds 98 of 100 samples violate the same rules, and the VSM penalty at the last logged step is
-# 1.08e-05. **Two further training seeds repeat it:** rho = 0 61 and 62 of 100 and VSM 62 and 60 of 100 at seeds 1
-# and 2, so **VSM - rho = 0 paired over the three seeds is -0.3 pp [-4.1, +3.5]** (per seed +0.0, +1.0, -2.0; the
-# samples of all seeds pooled: -0.3 pp [-8.1, +7.4], detectable 11.2 pp). The three rho = 0 seeds differ by at most 2
-# points (60%, 61%, 62%), so the between-seed variance estimates as 0; with it the notebook's power line says 4 seeds
+# 1.08e-05. **Two further training seeds repeat it:** rho = 0 61 and 61 of 100 and VSM 61 and 59 of 100 at seeds 1
+# and 2, so **VSM - rho = 0 paired over the three seeds is -0.7 pp [-3.5, +2.2]** (per seed +0.0, +0.0, -2.0; the
+# samples of all seeds pooled: -0.7 pp [-8.4, +7.1], detectable 11.2 pp). The three rho = 0 seeds differ by at most 1
+# point (60%, 61%, 61%), so the between-seed variance estimates as 0; with it the notebook's power line says 4 seeds
 # x 100 samples would detect a 25% reduction, an optimistic figure (on Shapes, notebook 06, seeds differed more than
-# methods). **A 100x larger penalty does not change it either** (exploratory, as in notebook 06): VSM at rho = 10 is 61, 61
-# and 58 of 100 hallucinated at seeds 0, 1 and 2, so VSM rho = 10 - rho = 0 paired over the three seeds is -1.0 pp
-# [-7.6, +5.6] (per seed +1.0, +0.0, -4.0). Its penalty is no longer negligible in the loss (1.08e-03 at the last
+# methods). **A 100x larger penalty does not change it either** (exploratory, as in notebook 06): VSM at rho = 10 is 61, 62
+# and 60 of 100 hallucinated at seeds 0, 1 and 2, so VSM rho = 10 - rho = 0 paired over the three seeds is +0.3 pp
+# [-2.5, +3.2] (per seed +1.0, +1.0, -1.0). Its penalty is no longer negligible in the loss (1.08e-03 at the last
 # logged step, against an eps-MSE of 0.0018), and the mechanism check says why it still does little: every
 # learned-variance model's Sigma already sits at the bottom of improved DDPM's range (mean frac 0.046-0.064 on noised
 # real grids; Sigma at most 6.2% above beta_tilde_t at t <= 1 and within 1% of it from t = 10 on), so a penalty that
 # pulls Sigma down has almost no room; rho = 10 lowers the mean frac by 0.002-0.003 at every t tested, and its eps
-# output differs from rho = 0's by 0.4-7% of rho = 0's eps-MSE (rho = 0.1: 0.2-2.5%). The gallery shows what the
+# output differs from rho = 0's by 0.4-7% of rho = 0's eps-MSE (rho = 0.1: 0.2-2.6%). The gallery shows what the
 # rules catch: low_match samples (56-57 of 100 per learned-variance model) are dark, low-contrast grids or cards
-# whose pips match no face well (the learned-variance examples shown score 0.12-0.88 in their worst quadrant), while repeated cards (3-4 of 100) are
+# whose pips match no face well (the learned-variance examples shown score 0.12-0.87 in their worst quadrant), while repeated cards (3-4 of 100) are
 # crisp (every quadrant >= 0.994): one card drawn twice, a grid the data never holds. The fixed-variance model is 100 of 100 hallucinated with the
 # primary DDPM-50 sampler (rho = 0 - fixed: -40.0 pp [-49.8, -30.2]), **but that is the sampler**: with 250 steps it
 # is 21 of 32 (-34.4 pp [-51.7, -16.8] against its own DDPM-50), like rho = 0 (22 of 32) and VSM (19 of 32), whose
-# rates do not move with the step count. Training helps the learned-variance models up to the end (100% at 1,000
-# steps, 75-78% at 2,000, 62-66% at 4,000, 60% at 6,000; 32 samples per point) and never helps the fixed one at
-# DDPM-50. One failure NCC does not see: 84-87% of the samples are darker than every real grid (median mean pixel
+# rates do not move with the step count. Training lowers the learned-variance models' rate from 100% at 1,000
+# steps to 66% at 4,000 and 60% at 6,000 (32 samples per point before 6,000, so the last two lie within each other's
+# intervals: a plateau fits as well as further progress) and never helps the fixed one at DDPM-50. One failure NCC does not see: 84-87% of the samples are darker than every real grid (median mean pixel
 # 117-121 against 229), a brightness drift the validator ignores by design because NCC removes each quadrant's
 # mean and contrast.
 #
-# **Clipping x0_hat matters before VSM does.** An earlier version of this notebook sampled the same models
-# without clipping; then about half of the samples were saturated (>= 99% of pixels at 0 or 255) and about half
-# had blank quadrants (git history of this notebook). With the clip (improved DDPM's default) 0 of 100 are saturated and no quadrant is blank (the
-# saturated-sample line above). Separately, under the cosine schedule the first reverse step multiplies the eps
+# **Clipping x0_hat.** With the clip (improved DDPM's default) 0 of 100 samples are saturated (>= 99% of pixels at 0
+# or 255) and no quadrant is blank (the saturated-sample line above); notebook 06's clipping sweep shows what
+# unclipped sampling does to briefly trained UNets. Separately, under the cosine schedule the first reverse step multiplies the eps
 # error by 31.6 (632.4 when respaced to 50 steps), against 1.0 (1.2) for linear betas (printed above), which is
 # why the Cards and chess configs use linear betas.
 #
 # **The CPU chess pilot (one training seed, 4,500 steps of batch 8, 64 samples each, DDPM-50 clipped).** The
 # models draw pieces on the right lattice, but every board in its own palette: the fitted colour map has median
-# gains 0.80-0.81 / 0.85 / 0.88-0.89 (R/G/B) and offsets -25 / -22 to -23 / -6, and only 2 and 3 of 64 boards have
+# gains 0.80-0.81 / 0.85 / 0.88-0.89 (R/G/B) and offsets -25 / -21 to -23 / -5 to -6, and only 2 and 3 of 64 boards have
 # every gain within 5% of 1. So the strict validator reads none of the squares and calls both models 64 of 64
 # hallucinated (VSM - rho = 0: +0.0 pp [-5.7, +5.7]). The drift starts at high noise: on noised real boards, whose
 # per-channel mean has a standard deviation of at most 2.1 units of 255 in the data, the models' x0 estimate has a
-# per-channel mean off by -55 / -32 / +12 on average with a spread of 39-48 units at t = 999 (-27 / -17 to -18 /
-# +6 to +7, spread 30-42, at t = 900), and by at most 3 on average from t = 700 down (spread 8-13 at t = 700, at
+# per-channel mean off by -55 / -32 / +12 on average with a spread of 39-48 units at t = 999 (-27 to -28 / -17 to
+# -18 / +7, spread 30-42, at t = 900), and by at most 3 on average from t = 700 down (spread 8-13 at t = 700, at
 # most 4 from t = 500): the palette is set in the first reverse steps and not corrected later. With the colour
-# map undone (the calibrated reading, a diagnostic), 95.8% and 95.3% of the squares are readable, 36 and 35 of 64
-# boards entirely, and what is left is semantic: rho = 0 60 of 64 and VSM 62 of 64 hallucinated, **VSM - rho = 0 =
-# +3.1 pp [-5.3, +12.2]** (detectable 10.5 pp), 4 and 2 legal boards. The rules are the ones a rule book catches
-# and an image metric would not: a missing white king (35 and 36 of 64), two kings of one colour (20 and 27),
-# unreadable squares (28 and 29), a pawn on the back rank (13 and 9). No rule differs beyond sampling noise (the
-# largest gaps: two kings +10.9 pp [-5.7, +26.7], back-rank pawns -6.2 pp [-19.4, +7.0], calibrated). An earlier
-# version of this cell, with other sampling noise (git history of this notebook), found fewer back-rank pawns for
-# VSM beyond sampling noise and flagged it as an uncorrected lead among 9 to 12 rules: this fresh set does not
-# repeat it (13 vs 9 of 64, interval above), though that interval still allows an effect of the earlier size. Training from step 1,500 to 4,500 changed the readable
-# squares by no detectable amount: on the same 8 noise draws, step 4,500 minus step 1,500 is +1.2 pp [-2.6, +4.9]
-# (rho = 0; detectable 5.2 pp) and -0.2 pp [-3.0, +2.6] (VSM; detectable 3.9 pp). After the palette, the errors that
-# remain are mostly kings (a missing white king on 35 and 36 of 64 boards) and unreadable squares (28 and 29).
+# map undone (the calibrated reading, a diagnostic), 95.8% and 95.4% of the squares are readable, 35 and 35 of 64
+# boards entirely, and what is left is semantic: rho = 0 and VSM are both 62 of 64 hallucinated, **VSM - rho = 0 =
+# +0.0 pp [-7.9, +7.9]** (detectable 8.6 pp), 2 and 2 legal boards; per board, paired by sampling noise, VSM reads
+# -0.37 pp [-0.82, +0.08] of the squares fewer (detectable 0.64 pp). The rules are the ones a rule book catches
+# and an image metric would not: a missing white king (35 and 36 of 64), two kings of one colour (21 and 27),
+# unreadable squares (29 and 29), a pawn on the back rank (13 and 9). No rule differs beyond sampling noise (the
+# largest gaps: two kings +9.4 pp [-7.3, +25.3], back-rank pawns -6.2 pp [-19.4, +7.0], calibrated; 8 rules
+# compared, none corrected for multiplicity). Training from step 1,500 to 4,500 changed the readable
+# squares by no detectable amount: on the same 8 noise draws, step 4,500 minus step 1,500 is +1.4 pp [-2.6, +5.3]
+# (rho = 0; detectable 5.5 pp) and +0.4 pp [-1.6, +2.3] (VSM; detectable 2.7 pp). After the palette, the errors that
+# remain are mostly kings (a missing white king on 35 and 36 of 64 boards) and unreadable squares (29 and 29).
 #
 # **Not done here.** Chess training at the GPU configs' size and 128-px Cards training (the full profile,
-# `configs/*-gpu.toml`, trained and sampled in one GPU lease by `benchmarks/full07_gpu.py`) have not been run on a
+# `configs/*-gpu.toml`, trained and sampled in one GPU window by `benchmarks/full07_gpu.py`) have not been run on a
 # GPU: the script and this notebook's full path were rehearsed on a CPU with tiny models only. On chess, the CPU
 # pilot above is one training seed of two small models: it shows where small models fail (palette first, then
 # kings), not whether VSM lowers the rate of illegal boards. For Cards it shows VSM equal to
-# rho = 0 for three training seeds of small 64-px models, with a paired interval of about +-4 pp. More seeds, more
+# rho = 0 for three training seeds of small 64-px models, with a paired interval of about +-3 pp. More seeds, more
 # samples and the released resolution need the full profile.
