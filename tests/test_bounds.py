@@ -91,6 +91,7 @@ def _cases():
                     yield mix, t, temperature, k
 
 
+@pytest.mark.slow
 def test_gap_mass_of_smoothed_exact_scores_never_falls_below_the_bound():
     checked, sharp, broken = 0, 0, 0
     for mix, t, temperature, k in _cases():

@@ -123,6 +123,7 @@ def test_existing_run_is_not_overwritten_and_resume_needs_a_checkpoint(tmp_path,
     assert (out / "latest.pt").read_bytes() == latest[:1000]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config,kill_at,saved", [(SMOKE, 5, 3), (MIXTURE, 15, 10)], ids=["shapes-per-step", "mixture-sequential"])
 def test_sigkill_then_resume_is_bit_identical(tmp_path, config, kill_at, saved) -> None:
     full, cut = tmp_path / "full", tmp_path / "cut"

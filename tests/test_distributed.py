@@ -43,6 +43,7 @@ def close(a, b, where="") -> None:
         assert a == b, f"{where}: {a!r} != {b!r}"
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_equal_one_rank(tmp_path) -> None:
     one, two = tmp_path / "one", tmp_path / "two"
     assert main(["train", str(SMOKE), "--out", str(one), "--device", "cpu", "--quiet", *OVERRIDES]) == 0

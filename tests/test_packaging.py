@@ -56,6 +56,7 @@ def test_one_version() -> None:
     assert config["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "vsmlab.__version__"}
 
 
+@pytest.mark.slow
 def test_installed_wheel_imports_everything_and_runs_the_cli(wheel: Path, tmp_path: Path) -> None:
     site = tmp_path / "site"
     res = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
