@@ -43,6 +43,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import matmul_flops, sync  # noqa: E402
 
 from vsmlab.core.schedules import Schedule  # noqa: E402
 from vsmlab.diffusion.config import (build_data, build_loss, build_model, build_schedule, load_config,  # noqa: E402
@@ -53,11 +55,6 @@ from vsmlab.diffusion.training import MultiTrainer, Trainer  # noqa: E402
 
 #: host reads of t per step in the old loss path: (before the model call, after it)
 OLD_READS = {"eps_mse": (3, 0), "hybrid": (4, 7), "vsm": (4, 10)}
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def read_range(t: torch.Tensor) -> None:
@@ -151,17 +148,7 @@ class OldStyleStep(Trainer):
 def matmul_rate(device: torch.device, repeats: int = 10) -> tuple[float, str]:
     """Best-of-``repeats`` FLOP/s of one square matmul: bf16 8192^2 on CUDA, fp32 2048^2 on the CPU."""
     n, dtype, label = (8192, torch.bfloat16, "bf16") if device.type == "cuda" else (2048, torch.float32, "fp32")
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    torch.matmul(a, b)
-    best = float("inf")
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        torch.matmul(a, b)
-        sync(device)
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best, f"{label} {n}x{n}"
+    return matmul_flops(device, n, dtype, repeats), f"{label} {n}x{n}"
 
 
 class Row:

@@ -43,6 +43,9 @@ import torch
 
 from vsmlab.nets import UNet, count_parameters, unet_flops
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _timing import matmul_flops, sync  # noqa: E402
+
 HEAD_CHANNELS = 32
 
 
@@ -85,11 +88,6 @@ def eps_of(model: torch.nn.Module) -> Callable[[torch.Tensor, torch.Tensor], tor
     if isinstance(model, UNet) or isinstance(getattr(model, "_orig_mod", None), UNet):
         return lambda x, t: model(x, t).eps
     return lambda x, t: model(x, t).sample
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class Bench:
@@ -149,17 +147,7 @@ def alternate(benches: list[Bench], kind: str, steps: int, repeats: int) -> list
 
 def bf16_matmul_flops(device: torch.device, n: int = 8192, repeats: int = 10) -> float:
     """Best-of-``repeats`` FLOP/s of torch.matmul on two n x n bf16 matrices (2 n^3 FLOPs)."""
-    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-    torch.matmul(a, b)
-    best = float("inf")
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        torch.matmul(a, b)
-        sync(device)
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best
+    return matmul_flops(device, n, torch.bfloat16, repeats)
 
 
 def main(argv: list[str] | None = None) -> None:

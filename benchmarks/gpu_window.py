@@ -457,18 +457,9 @@ class Window:
         cuda = self.device.type == "cuda"
         n = self.args.matmul_n or (8192 if cuda else 256)
         dtype, label = (torch.bfloat16, "bf16") if cuda else (torch.float32, "fp32")
-        a = torch.randn(n, n, device=self.device, dtype=dtype)
-        b = torch.randn(n, n, device=self.device, dtype=dtype)
-        torch.matmul(a, b)
-        best = float("inf")
-        for _ in range(10):
-            self.sync()
-            t = time.perf_counter()
-            torch.matmul(a, b)
-            self.sync()
-            best = min(best, time.perf_counter() - t)
-        self.peak_flops = 2 * n**3 / best
-        del a, b
+        from _timing import matmul_flops  # torch is imported late on purpose (see setup)
+
+        self.peak_flops = matmul_flops(self.device, n, dtype)
         self.summary["matmul"] = {"what": f"{label} {n}x{n} torch.matmul, best of 10", "tflops": round(self.peak_flops / 1e12, 3)}
         self.log(f"matmul rate ({label} {n}x{n}): {self.peak_flops / 1e12:.2f} TFLOP/s")
 
