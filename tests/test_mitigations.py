@@ -72,3 +72,47 @@ def test_support_grid_and_bad_input():
         evaluate(SPEC, dict(n_sample=10))
     with pytest.raises(ValueError, match="workers"):
         evaluate_many([], workers=0)
+
+
+def test_toy_ceiling_shares_the_evaluation_noise(tmp_path, monkeypatch):
+    """The ceiling's own-Sigma set is evaluate's set (same noise, same rate); forcing f moves it; a model with
+    no variance head is refused; the frac summary counts every element of every noise-drawing step."""
+    from vsmlab.lab.ceiling import toy_ceiling
+
+    monkeypatch.setenv("VSMLAB_CACHE_DIR", str(tmp_path))
+    spec = dict(SPEC, model=dict(width=8, depth=1, learn_variance=True, v_activation="none"))
+    r = evaluate(spec, EVAL)
+    c = toy_ceiling(spec, EVAL["n_samples"])
+    assert c["own"] == r["rate"] and c["n"] == 120
+    run = train_toy(spec)
+    sched = make_schedule(SPEC["schedule"])
+    x_T = torch.randn(120, 1, generator=torch.Generator().manual_seed(1_000_003))
+    forced = vsmlab.ddpm(run.model, sched, x_T=x_T, generator=torch.Generator().manual_seed(2_000_003), variance_frac=0.0)
+    assert c["frac0"] == vsmlab.hallucination_rate(forced.samples, make_mixture(SPEC["mixture"])).rate
+    fo = c["frac_outside"]
+    assert fo["total"] == 120 * 1 * 49 and 0 <= fo["below"] + fo["above"] <= fo["total"]
+    assert fo["min_frac"] <= fo["max_frac"]
+    with pytest.raises(ValueError, match="learned-variance"):
+        toy_ceiling(dict(SPEC, model=dict(width=8, depth=1), loss=dict(name="eps_mse")), 10)
+    with pytest.raises(ValueError, match="n_samples"):
+        toy_ceiling(spec, 0)
+
+
+def test_toy_ceiling_fresh_sampling_seed_and_fracs(tmp_path, monkeypatch):
+    from vsmlab.lab.ceiling import toy_ceiling
+
+    monkeypatch.setenv("VSMLAB_CACHE_DIR", str(tmp_path))
+    spec = dict(SPEC, model=dict(width=8, depth=1, learn_variance=True, v_activation="none"))
+    first = toy_ceiling(spec, 200, fracs=(None,))
+    fresh = toy_ceiling(spec, 200, fracs=(None,), sampling_seed=1)
+    assert set(first) >= {"own", "frac_outside"} and "frac0" not in first
+    run = train_toy(spec)
+    x_T = torch.randn(200, 1, generator=torch.Generator().manual_seed(1_000_003 + 5_000_011))
+    res = vsmlab.ddpm(run.model, make_schedule(SPEC["schedule"]), x_T=x_T,
+                      generator=torch.Generator().manual_seed(2_000_003 + 5_000_011))
+    assert fresh["own"] == vsmlab.hallucination_rate(res.samples, make_mixture(SPEC["mixture"])).rate
+    for bad in ((), (0.5,), (None, None)):
+        with pytest.raises(ValueError, match="fracs"):
+            toy_ceiling(spec, 10, fracs=bad)
+    with pytest.raises(ValueError, match="sampling_seed"):
+        toy_ceiling(spec, 10, sampling_seed=-1)

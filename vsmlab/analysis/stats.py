@@ -589,10 +589,12 @@ class DesignComparison:
         return self.paired.exact / self.baseline_rate
 
     def __str__(self) -> str:
+        paired = (f"MDE {100 * self.paired.exact:.3g} pp = {100 * self.paired_relative:.3g}% of "
+                  f"{100 * self.baseline_rate:.3g}%" if self.paired.sd > 0 else
+                  "every seed gave the same difference (sd 0): no power statement from them")
         return "\n".join([
             f"paired ({self.n_seeds} training seeds x {self.n_per_seed} samples, observed paired sd, df "
-            f"{self.paired.df}): MDE {100 * self.paired.exact:.3g} pp = {100 * self.paired_relative:.3g}% of "
-            f"{100 * self.baseline_rate:.3g}% (arms' per-seed correlation {self.correlation:.2f})",
+            f"{self.paired.df}): {paired} (arms' per-seed correlation {self.correlation:.2f})",
             f"same design modelled as independent arms: MDE {100 * self.independent.absolute:.3g} pp = "
             f"{100 * self.independent.relative:.3g}% (overstates the paired noise)",
             f"unpaired, one run per method x {self.unpaired.n_sampling_seeds} x {self.unpaired.n_per_seed} samples: "

@@ -16,7 +16,9 @@ seed inside int64: ``seed <= (2**63 - 1 - (batches - 1)) // SEED_STRIDE``.
   - with trajectories: ``trajectory_x_t``, ``trajectory_x0_hat`` float16 [R, N, ...] (model space) and
     ``trajectory_steps`` int64 [R]: every ``trajectory_every``-th step counted back from the last, or only the
     last ``trajectory_last`` steps (recorded inside the sampler, so a long run does not hold every step);
-  - ``metadata``: a JSON string with the config, checkpoint path and step, weights, sampler options, seed scheme.
+  - ``metadata``: a JSON string with the config, checkpoint path and step, weights, sampler options, seed scheme,
+    and for a learned-variance model sampled by DDPM ``frac_outside``: how often its own frac = (v + 1) / 2 left
+    [0, 1] (:class:`FracSummary`; counted also when ``variance_frac`` overrode it).
 
   Every option left None takes the checkpoint config's ``[sample]`` value. ``weights``: "ema" | "raw" ("auto":
   EMA when the checkpoint has it); ``variance``: "auto" | "beta" | "beta_tilde" | "learned" (DDPM);
@@ -45,7 +47,8 @@ from torch import nn
 
 from vsmlab.core.schedules import Schedule
 
-__all__ = ["SEED_STRIDE", "DrawnSamples", "draw_samples", "to_uint8", "SampleSetInfo", "sample_checkpoint"]
+__all__ = ["SEED_STRIDE", "FracSummary", "DrawnSamples", "draw_samples", "to_uint8", "SampleSetInfo",
+           "sample_checkpoint"]
 
 #: batch k of a sample set with seed S draws with generator seed S * SEED_STRIDE + k
 SEED_STRIDE = 1_000_003
@@ -55,10 +58,43 @@ _NAMES = {**{k: k for k in ("checkpoint", "out", "n", "seed", "sampler", "steps"
           "force": "force=True"}
 
 
+@dataclass(frozen=True)
+class FracSummary:
+    """How often a learned-variance model's own frac = (v + 1) / 2 left [0, 1] over a whole sample set
+    (:class:`vsmlab.diffusion.samplers.FracCounts` summed over batches): ``below`` (Sigma < beta_tilde_t) and
+    ``above`` (Sigma > beta_t) elements out of ``total`` (samples x dimensions x noise-drawing steps);
+    ``min_frac`` / ``max_frac`` the extremes."""
+
+    below: int
+    above: int
+    total: int
+    min_frac: float
+    max_frac: float
+
+    @property
+    def share_outside(self) -> float:
+        """(below + above) / total."""
+        return (self.below + self.above) / self.total if self.total else 0.0
+
+    def as_dict(self) -> dict[str, float | int]:
+        """Plain numbers (JSON and cache friendly), with ``share_outside``."""
+        return {"below": self.below, "above": self.above, "total": self.total, "min_frac": self.min_frac,
+                "max_frac": self.max_frac, "share_outside": self.share_outside}
+
+
+def _sum_fracs(counts: list) -> FracSummary | None:
+    if not counts:
+        return None
+    return FracSummary(sum(int(c.below.sum()) for c in counts), sum(int(c.above.sum()) for c in counts),
+                       sum(c.total for c in counts), min(float(c.low.min()) for c in counts),
+                       max(float(c.high.max()) for c in counts))
+
+
 @dataclass
 class DrawnSamples:
     """samples: float32 [n, ...] on the CPU (model space); batch_seed, batch_row: int64 [n]; x_t, x0_hat:
-    float16 [R, n, ...] or None (the recorded steps, sampling order); recorded_steps: the R steps or None."""
+    float16 [R, n, ...] or None (the recorded steps, sampling order); recorded_steps: the R steps or None;
+    frac: :class:`FracSummary` (DDPM sampling of a model that returns v) or None."""
 
     samples: torch.Tensor
     batch_seed: torch.Tensor
@@ -66,6 +102,7 @@ class DrawnSamples:
     x_t: torch.Tensor | None = None
     x0_hat: torch.Tensor | None = None
     recorded_steps: list[int] | None = None
+    frac: FracSummary | None = None
 
 
 def draw_samples(model: nn.Module, schedule: Schedule, n: int, seed: int, batch_size: int, shape: tuple[int, ...],
@@ -96,7 +133,7 @@ def draw_samples(model: nn.Module, schedule: Schedule, n: int, seed: int, batch_
         options.update(record=True, record_every=record_every, record_device="cpu")
     fn = ddpm if sampler == "ddpm" else ddim
     device = torch.device(device)
-    samples, traj_x, traj_x0, batch_seed, batch_row = [], [], [], [], []
+    samples, traj_x, traj_x0, batch_seed, batch_row, fracs = [], [], [], [], [], []
     recorded = None
     num_batches = -(-n // batch_size)
     for k in tqdm(range(num_batches), desc="sample", unit="batch", disable=not progress, dynamic_ncols=True):
@@ -107,6 +144,8 @@ def draw_samples(model: nn.Module, schedule: Schedule, n: int, seed: int, batch_
         samples.append(res.samples.float().cpu())
         batch_seed += [key] * b
         batch_row += list(range(b))
+        if res.frac is not None and res.frac.steps:
+            fracs.append(res.frac)
         if res.x_t is not None:
             traj_x.append(res.x_t.to(torch.float16))
             traj_x0.append(res.x0_hat.to(torch.float16))
@@ -114,7 +153,7 @@ def draw_samples(model: nn.Module, schedule: Schedule, n: int, seed: int, batch_
     return DrawnSamples(torch.cat(samples), torch.tensor(batch_seed, dtype=torch.int64),
                         torch.tensor(batch_row, dtype=torch.int64),
                         torch.cat(traj_x, dim=1) if traj_x else None, torch.cat(traj_x0, dim=1) if traj_x0 else None,
-                        recorded)
+                        recorded, _sum_fracs(fracs))
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -266,6 +305,8 @@ def sample_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
                        f"{seed} * {SEED_STRIDE} + k); sample i = row batch_row[i] of the batch with seed batch_seed[i]",
         "trajectory_every": every, "trajectory_last": last,
     }
+    if drawn.frac is not None:
+        meta["frac_outside"] = drawn.frac.as_dict()
     arrays["metadata"] = np.asarray(json.dumps(meta))
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)

@@ -170,35 +170,40 @@ def ensure_runs(specs: Sequence[RunSpec], runs_root: str | os.PathLike, root: st
 
 
 def sample_path(checkpoint: str | os.PathLike, n: int, steps: int, seed: int, batch_size: int,
-                out_dir: str | os.PathLike | None = None) -> Path:
-    """Where :func:`ensure_samples` keeps the samples of ``checkpoint``: in ``out_dir``, or beside it."""
+                out_dir: str | os.PathLike | None = None, variance_frac: float | None = None) -> Path:
+    """Where :func:`ensure_samples` keeps the samples of ``checkpoint``: in ``out_dir``, or beside it (a set with
+    Sigma forced by ``variance_frac`` f ends in ``-frac<f>``)."""
     folder = Path(checkpoint).parent if out_dir is None else Path(out_dir)
-    return folder / f"samples-{Path(checkpoint).stem}-n{n}-steps{steps}-seed{seed}-b{batch_size}-clip.npz"
+    frac = "" if variance_frac is None else f"-frac{float(variance_frac):g}"
+    return folder / f"samples-{Path(checkpoint).stem}-n{n}-steps{steps}-seed{seed}-b{batch_size}-clip{frac}.npz"
 
 
 def sample_command(checkpoint: str | os.PathLike, out: str | os.PathLike, n: int, steps: int, seed: int,
-                   batch_size: int) -> list[str]:
-    """The exact ``vsmlab sample`` command line (DDPM with the checkpoint's variance, respaced to ``steps``, x0_hat
-    clipped to [-1, 1] as improved DDPM's image sampler does)."""
+                   batch_size: int, variance_frac: float | None = None) -> list[str]:
+    """The exact ``vsmlab sample`` command line (DDPM with the checkpoint's variance, or Sigma forced by
+    ``variance_frac``; respaced to ``steps``, x0_hat clipped to [-1, 1] as improved DDPM's image sampler does)."""
+    frac = [] if variance_frac is None else ["--variance-frac", f"{float(variance_frac):g}"]
     return [sys.executable, "-m", "vsmlab", "sample", str(checkpoint), "--n", str(n), "--steps", str(steps),
-            "--seed", str(seed), "--batch-size", str(batch_size), "--sampler", "ddpm", "--clip-x0", "--device", "cpu",
-            "--out", str(out), "--quiet"]
+            "--seed", str(seed), "--batch-size", str(batch_size), "--sampler", "ddpm", *frac, "--clip-x0",
+            "--device", "cpu", "--out", str(out), "--quiet"]
 
 
 def ensure_samples(checkpoints: dict[str, Path], n: int, steps: int, seed: int, batch_size: int,
                    root: str | os.PathLike = ".", workers: int = 2,
-                   out_dirs: dict[str, Path] | None = None) -> dict[str, Path]:
+                   out_dirs: dict[str, Path] | None = None, variance_frac: float | None = None) -> dict[str, Path]:
     """Sample every checkpoint whose sample file is missing; returns {name: npz path}. out_dirs: {name: folder}
-    for the sample files (default: beside each checkpoint; a shipped checkpoint's go to the cache instead)."""
+    for the sample files (default: beside each checkpoint; a shipped checkpoint's go to the cache instead).
+    variance_frac: f in [0, 1] forces Sigma_t of learned-variance checkpoints (same noise as without it)."""
     _check_workers(workers)
     out, jobs = {}, []
     for name, ckpt in checkpoints.items():
-        out[name] = sample_path(ckpt, n, steps, seed, batch_size, (out_dirs or {}).get(name))
+        out[name] = sample_path(ckpt, n, steps, seed, batch_size, (out_dirs or {}).get(name), variance_frac)
         if not out[name].exists():
             out[name].parent.mkdir(parents=True, exist_ok=True)
             call = functools.partial(sample_checkpoint, ckpt, out[name], n=n, steps=steps, seed=seed, batch_size=batch_size,
-                                     sampler="ddpm", clip_x0=True, device="cpu")
-            jobs.append(_Job(f"vsmlab sample {name}", sample_command(ckpt, out[name], n, steps, seed, batch_size), call))
+                                     sampler="ddpm", clip_x0=True, device="cpu", variance_frac=variance_frac)
+            jobs.append(_Job(f"vsmlab sample {name}", sample_command(ckpt, out[name], n, steps, seed, batch_size,
+                                                                      variance_frac), call))
     _run_jobs(jobs, Path(root), workers)
     return out
 

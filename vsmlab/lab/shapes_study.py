@@ -195,10 +195,13 @@ def load_checkpoint_model(path: str | os.PathLike, expected: dict[str, Any] | No
 
 def _sample_uncached(model: nn.Module, schedule, n: int, seed: int, sampler: str, steps: int | None,
                      variance: str, eta: float, batch_size: int, record_last: int, shape: tuple[int, ...],
-                     clip_x0: bool = False) -> dict:
+                     clip_x0: bool = False, variance_frac: float | None = None) -> dict:
     drawn = draw_samples(model, schedule, n, seed, batch_size, shape, sampler=sampler, num_steps=steps,
-                         variance=variance, eta=eta, clip_x0=clip_x0, record_last=record_last or None, device="cpu")
+                         variance=variance, variance_frac=variance_frac, eta=eta, clip_x0=clip_x0,
+                         record_last=record_last or None, device="cpu")
     out = {"images": to_uint8(drawn.samples)[:, 0], "batch_seed": drawn.batch_seed, "batch_row": drawn.batch_row}
+    if drawn.frac is not None:
+        out["frac_outside"] = drawn.frac.as_dict()
     if record_last:
         out["x0_hat"] = drawn.x0_hat
         out["recorded_steps"] = torch.tensor(drawn.recorded_steps, dtype=torch.int64)
@@ -208,7 +211,7 @@ def _sample_uncached(model: nn.Module, schedule, n: int, seed: int, sampler: str
 def sample_set(loaded: LoadedModel | nn.Module, n: int, seed: int, sampler: str = "ddpm", steps: int | None = 250,
                variance: str = "auto", eta: float = 0.0, batch_size: int = 64, record_last: int = 0,
                schedule=None, cache: bool | None = None, label: str = "", size: int | None = None,
-               clip_x0: bool = False) -> dict[str, torch.Tensor]:
+               clip_x0: bool = False, variance_frac: float | None = None) -> dict[str, Any]:
     """``n`` samples as ``vsmlab sample`` draws them: {"images": uint8 [n, H, W], "batch_seed", "batch_row":
     int64 [n]} and with ``record_last`` = k > 0 also "x0_hat" float16 [k, n, 1, H, W] (the last k steps,
     sampling order) and "recorded_steps" [k]. sampler: "ddpm" (variance auto | beta | beta_tilde | learned)
@@ -216,7 +219,10 @@ def sample_set(loaded: LoadedModel | nn.Module, n: int, seed: int, sampler: str 
     score) needs ``schedule`` and ``label`` (part of the cache key) and is cached only when label is set;
     ``size``: the image side for a bare model that does not say (no ``image_size`` / ``size`` attribute).
     clip_x0: clip x0_hat to [-1, 1] at every step (improved DDPM's ``clip_denoised=True``, the default of its
-    and the VSM code's image sampler; ``vsmlab sample --clip-x0``)."""
+    and the VSM code's image sampler; ``vsmlab sample --clip-x0``). variance_frac: f in [0, 1] forces a
+    learned-variance model's Sigma_t = exp(f log beta_t + (1 - f) log beta_tilde_t) with the same noise as
+    without it (``vsmlab sample --variance-frac``). A learned-variance model's set also has "frac_outside"
+    (:meth:`vsmlab.diffusion.sample_sets.FracSummary.as_dict`: how often its own v left [-1, 1])."""
     from vsmlab.lab.cache import load_or_compute
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -237,11 +243,13 @@ def sample_set(loaded: LoadedModel | nn.Module, n: int, seed: int, sampler: str 
     key = dict(kind="shapes_study.sample_set", model=key_id, n=n, seed=seed, sampler=sampler, steps=steps,
                variance=variance, eta=float(eta), batch_size=batch_size, record_last=record_last,
                T=schedule.num_steps, clip_x0=bool(clip_x0))
+    if variance_frac is not None:
+        key["variance_frac"] = float(variance_frac)
 
     def compute() -> dict:
         with torch.no_grad():
             return _sample_uncached(model, schedule, n, seed, sampler, steps, variance, eta, batch_size,
-                                    record_last, shape, bool(clip_x0))
+                                    record_last, shape, bool(clip_x0), variance_frac)
 
     if not key_id:
         return compute()
