@@ -15,13 +15,32 @@
 # # 01 · Mode interpolation in 1D: a smooth network puts samples between the modes
 #
 # The data is a mixture of three narrow Gaussians at 1, 2 and 3 (std 0.05). Nothing lies between the modes:
-# a sample at 1.5 is a **hallucination**: outside the support of the data. We train a small eps-network
-# (the setting of the mode-interpolation work: T = 1000, linear betas from 0.001 to 0.2, ancestral DDPM
+# a sample at 1.5 is a **hallucination**: outside the support of the data. We train a small $\epsilon$-network
+# (the setting of the mode-interpolation work: $T = 1000$, linear $\beta_t$ from 0.001 to 0.2, ancestral DDPM
 # sampling) and compare it with sampling from the **exact score** of the noised mixture, which we know in
-# closed form at every step t. Every number quoted below is computed in this notebook.
+# closed form at every step $t$. Every number quoted below is computed in this notebook.
 #
-# A sample counts as hallucinated when it lies farther than `k = 4` component stds from every mode. Perfect
-# samples cross that line with probability P(|z| > 4) = 6.3e-5 (the *floor*).
+# A sample counts as hallucinated when it lies farther than $k = 4$ component stds from every mode. Perfect
+# samples cross that line with probability $P(|z| > 4) = 6.3 \times 10^{-5}$ (the *floor*).
+
+# %% [markdown]
+# ## What you will learn
+#
+# - Tell a hallucination (a sample off the data's support) from an ordinary sample, and why even perfect
+#   samples have a small floor rate.
+# - Compare the exact denoiser $E[x_0 \mid x_t]$ of a Gaussian mixture, a step function near $t = 0$, with the
+#   smoothed step a trained network learns, and measure the difference with a *transition width*.
+# - Measure a hallucination rate with its 95% Wilson interval, and compare a trained model with the exact score
+#   under the same sampler and the same starting noise.
+# - Read how the rate moves with training length, training-set size and the sampler (DDPM, DDIM, the
+#   probability-flow ODE), and say when two rates cannot be told apart.
+#
+# **The question.** Why does a trained diffusion model put samples between the modes of the data, where the
+# exact score puts none?
+#
+# **Prerequisites.** DDPM basics (forward noising, the $\epsilon$-prediction loss, ancestral sampling).
+#
+# **Time.** cold about 5 min on a 2-core CPU (empty cache; the main job), seconds when the trained models are cached.
 
 # %% tags=["parameters"]
 profile = "default"  # smoke | default | full
@@ -85,7 +104,7 @@ xs = torch.linspace(0.5, 3.5, 3001, dtype=torch.float64)[:, None]
 ax[1].plot(xs[:, 0], mixture.log_prob(xs).exp(), color=vsmlab.lab.plotting.PALETTE["data"])
 ax[1].set(xlabel="x", ylabel="density", title="data: three modes, std 0.05")
 fig.tight_layout()
-saver.save(fig, "data_and_loss")
+_ = saver.save(fig, "data_and_loss")
 
 # %% [markdown]
 # ## Exact vs learned: the score and the denoiser as functions of x
@@ -186,7 +205,7 @@ for m in mixture.means[:, 0]:
         ax.axvline(float(m) + side * K_STD * 0.05, color="grey", lw=0.4, ls=":")
 ax.legend(loc="upper center", fontsize=8)
 fig.tight_layout()
-saver.save(fig, "histogram_learned_vs_exact")
+_ = saver.save(fig, "histogram_learned_vs_exact")
 
 # %% [markdown]
 # ## How the rate moves with the training-set size and the training length
@@ -227,7 +246,7 @@ for a, kind in zip(axes, ["training steps", "training points"]):
 axes[0].set_ylabel("hallucination rate (%)")
 axes[0].legend(fontsize=8)
 fig.tight_layout()
-saver.save(fig, "rate_vs_training")
+_ = saver.save(fig, "rate_vs_training")
 
 # %% [markdown]
 # ## DDPM vs DDIM vs the probability-flow ODE
@@ -266,15 +285,92 @@ ax.set_xticks(range(len(names)), names, fontsize=8)
 ax.set(ylabel="hallucination rate (%)", title="Sampler comparison (95% Wilson intervals)")
 ax.legend()
 fig.tight_layout()
-saver.save(fig, "samplers")
+_ = saver.save(fig, "samplers")
 
 # %% [markdown]
-# ## What this notebook shows
+# ## Key takeaways
 #
-# - The exact denoiser switches between neighbouring modes within a band whose width is printed in the table
-#   of transition widths; the trained network's band is several times wider at the smallest t shown (the
-#   `ratio` column) and about as wide as the exact one at the largest. That is the smoothed step.
-# - Samples from the exact score stay at the floor, while the learned model puts a measurable share of its
-#   samples off the support, most of them *between* two modes (printed above with 95% intervals).
-# - The sweeps and the sampler comparison show how that share depends on training and on the sampler;
-#   read the printed rates with their intervals: where two intervals overlap, this run cannot tell them apart.
+# - **The network learns a smoothed step.** Near $t = 0$ the exact denoiser switches from the mode at 1 to the
+#   mode at 2 over a width of 0.0473 in $x$, the trained MLP over 0.5091 (10.8 times wider). The ratio shrinks
+#   as $t$ grows: at $t = 50$ the two widths are 0.9249 (exact) and 0.8305 (learned).
+# - **The exact score does not hallucinate; the network does.** From the same starting noise with the same
+#   sampler, the exact score puts 0.000% [0.000, 0.019] of 20000 samples off the support, the MLP
+#   0.340% [0.268, 0.431] (68/20000), and 0.290% of all its samples lie *between* two modes. That is at least
+#   17.7x the exact score's upper limit and far above the floor of 0.0063%.
+# - **Longer training lowers the rate without removing it.** After 500, 1500 and 3000 training steps the rate
+#   is 32.330%, 1.240% and 0.310% [0.218, 0.440]. With 1000, 5000 and 20000 training points it is
+#   0.550% [0.423, 0.715], 0.440% [0.328, 0.590] and 0.310%: these intervals overlap, so this run (one
+#   training seed per setting) cannot tell the training-set sizes apart.
+# - **The sampler is not the cause.** The learned model gives 0.360% [0.260, 0.498] with DDPM,
+#   0.480% [0.362, 0.636] with DDIM and 0.430% [0.319, 0.579] with the Heun ODE; the intervals overlap, so the run
+#   cannot tell the samplers apart. The exact score gives 0.000%, 0.000% and 0.010% (1/10000) with the same
+#   three samplers, so the excess comes from the network.
+
+# %% [markdown]
+# ## Exercises
+#
+# Try each exercise on your own first: predict, then compute. Each check cell says whether your answer is
+# right, close or wrong, with a hint when it is not. Worked solutions are in `notebooks/solutions/01_solutions.py`.
+
+# %%
+from vsmlab.lab.exercises import check, describe
+
+# %% [markdown]
+# ### Exercise 01.1 · The floor at k = 3 (easy)
+#
+# A sample is hallucinated when it lies farther than $k$ component stds from every mode, so even perfect
+# samples cross that line with probability $P(|z| > k)$, $z \sim N(0, 1)$: the floor ($6.3 \times 10^{-5}$ for
+# $k = 4$). Predict the floor for $k = 3$, the hallucination rate of samples drawn from the data itself.
+
+# %%
+answer = None  # your answer: a share (a number in [0, 1])
+check("01.1", answer)
+
+# %% [markdown]
+# ### Exercise 01.2 · Where do the steps go? (easy)
+#
+# The notebook's schedule `vsmlab.linear(1000, 1e-3, 0.2)` spends 70% of its steps at pure noise
+# ($\bar\alpha_t < 10^{-4}$). Predict, then compute, the share of the 1000 steps with $\bar\alpha_t < 10^{-4}$
+# under the standard DDPM schedule `vsmlab.linear(1000, 1e-4, 0.02)`.
+
+# %%
+answer = None  # your answer: a share (a number in [0, 1])
+check("01.2", answer)
+
+# %% [markdown]
+# ### Exercise 01.3 · The ideal denoiser between two modes (medium)
+#
+# Compute the posterior mean $E[x_0 \mid x_t]$ at $x_t = 1.5$ and $t = 10$ for the notebook's mixture
+# `vsmlab.evenly_spaced_1d(3, 1.0, 1.0, 0.05)` (modes 1, 2, 3, std $s = 0.05$) and schedule
+# `vsmlab.linear(1000, 1e-3, 0.2)`. By symmetry one might guess 1.5: is it? With $a = \sqrt{\bar\alpha_t}$ and
+# $v_k = a^2 s_k^2 + 1 - a^2$, $E[x_0 \mid x_t] = \sum_k r_k(x_t)\,\big(\mu_k + \frac{a s_k^2}{v_k}(x_t - a\mu_k)\big)$;
+# or use Tweedie's formula $E[x_0 \mid x_t] = \big(x_t + (1 - \bar\alpha_t)\,s(x_t)\big) / a$ with `mixture.score`.
+
+# %%
+answer = None  # your answer: a number
+check("01.3", answer)
+
+# %% [markdown]
+# ### Exercise 01.4 · When does the switch get wide? (medium)
+#
+# The transition width of a denoiser between modes 1 and 2 is the spacing (1) divided by the steepest slope of
+# $\hat x_0(x)$ on $1.2 < x < 1.8$. For the exact denoiser $E[x_0 \mid x_t = x]$ of the notebook's mixture and
+# schedule, find the first step $t$ at which the width exceeds 0.1. Use
+# $\partial E[x_0 \mid x_t] / \partial x = \big(1 + (1 - \bar\alpha_t)\, \partial s / \partial x\big) / \sqrt{\bar\alpha_t}$
+# with the exact $\partial s / \partial x$ from `mixture.score_jacobian`, or finite differences of
+# `mixture.posterior_mean` on a fine grid.
+
+# %%
+answer = None  # your answer: a step t (a whole number in 0..999)
+check("01.4", answer)
+
+# %% [markdown]
+# ### Exercise 01.5 · Less data, more hallucinations? (open)
+#
+# Predict, then measure: does a network trained on 10 times less data put more or fewer samples between the
+# modes? Train with a smaller `n_train` (the sweep's `spec_for(n_train, seed)`), sample it from the same starting
+# noise and read the rate with its 95% interval. Does the interval overlap the one for the full training set?
+# How many samples, or training seeds, would you need to tell the two apart?
+
+# %%
+describe("01.5");

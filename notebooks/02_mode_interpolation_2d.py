@@ -14,16 +14,34 @@
 # %% [markdown]
 # # 02 · Mode interpolation in 2D: hallucinations land between *nearest* modes
 #
-# 25 narrow Gaussians on a 5x5 grid (spacing 2, std 0.05, the whole mixture divided by its global std), and
-# the control: the same grid rotated by 45 degrees (the "diamond"). If a smooth network interpolates between
+# 25 narrow Gaussians on a $5 \times 5$ grid (spacing 2, std 0.05, the whole mixture divided by its global std),
+# and the control: the same grid rotated by 45 degrees (the "diamond"). If a smooth network interpolates between
 # modes, hallucinated samples should appear on the segments joining **nearest** neighbours: horizontal and
-# vertical segments for the grid, diagonal (+-45 degree) segments for the diamond, and never along the
-# diamond's x-axis where no two modes are neighbours. The exact score is the control for the sampler.
+# vertical segments for the grid, diagonal ($\pm 45$ degree) segments for the diamond, and never along the
+# diamond's $x$-axis where no two modes are neighbours. The exact score is the control for the sampler.
 #
-# The network: the MLP of notebook 01 with 16 random Fourier input features (sin/cos of 2 pi B x) and a cosine
-# learning-rate decay. At this CPU budget the plain MLP of notebook 01 has not yet learned the 25 narrow modes
-# at all (the last section measures it), so its "hallucinations" would mostly be failure to fit; the
+# The network: the MLP of notebook 01 with 16 random Fourier input features ($\sin$ and $\cos$ of $2\pi B x$) and
+# a cosine learning-rate decay. At this CPU budget the plain MLP of notebook 01 has not yet learned the 25 narrow
+# modes at all (the last section measures it), so its "hallucinations" would mostly be failure to fit; the
 # Fourier-feature net does fit them and still interpolates.
+
+# %% [markdown]
+# ## What you will learn
+#
+# - Predict where a smooth network's hallucinations should land in 2-D: on the *bridges*, the segments joining
+#   nearest-neighbour modes.
+# - Use a rotated layout as a control: if hallucinations follow the bridges, rotating the modes rotates them.
+# - Measure the share of hallucinated samples that lie between their two nearest modes and on a bridge, and
+#   compare it with the share of the plane the bridges cover.
+# - See why input features matter on a small budget: random Fourier features let a small MLP fit 25 narrow
+#   modes that the plain MLP of notebook 01 does not.
+#
+# **The question.** Where do a trained model's hallucinations land in 2-D: anywhere off the support, or
+# between nearest modes?
+#
+# **Prerequisites.** Notebook 01.
+#
+# **Time.** cold about 5 min on a 2-core CPU (empty cache; the main job), seconds when the trained models are cached.
 
 # %% tags=["parameters"]
 profile = "default"  # smoke | default | full
@@ -31,7 +49,6 @@ seed = 0
 figures_dir = ""  # "" -> figures/02_mode_interpolation_2d/ (default profile), figures/<profile>/02_mode_interpolation_2d/ otherwise
 
 # %%
-import math
 import time
 
 import matplotlib.pyplot as plt
@@ -105,7 +122,7 @@ for row in range(2):  # one legend per row: the hallucinated colour differs (exa
     axes[row, 0].legend(loc="lower left", fontsize=8, markerscale=4)
 fig.suptitle("Where the samples land (hallucinated samples coloured)")
 fig.tight_layout()
-saver.save(fig, "samples_grid_and_diamond")
+_ = saver.save(fig, "samples_grid_and_diamond")
 
 # %% [markdown]
 # ## Which pairs of modes do hallucinations connect?
@@ -150,7 +167,7 @@ for a, (name, s) in zip(axes, stats.items()):
           xticks=[0, 45, 90, 135, 180])
 axes[0].set_ylabel("count")
 fig.tight_layout()
-saver.save(fig, "segment_angles")
+_ = saver.save(fig, "segment_angles")
 
 # %% [markdown]
 # ## Rates with confidence intervals
@@ -187,15 +204,81 @@ print(f"plain MLP on the grid: {plain_rate} (training {plain.seconds:.1f} s)")
 print(f"Fourier-feature MLP:   {results['grid']['rate_learned']}")
 
 # %% [markdown]
-# ## What this notebook shows
+# ## Key takeaways
 #
-# - With the exact score both layouts stay at the floor; the trained network puts a measurable share of its
-#   samples off the support (rates and intervals printed above).
-# - The plain MLP of notebook 01, trained with the same budget, is far from fitting the 25 narrow modes (its
-#   rate is printed in the last section): on 2 CPU cores, input features that can represent sharp functions
-#   matter more than anything else here. The full profile trains both much longer.
-# - The printed shares say how many hallucinated samples lie between their two nearest modes and how many
-#   lie on a bridge between nearest neighbours, against the share of the plane those bridges cover; the
-#   angle histograms show the orientation of the segments: 0/90 degrees on the grid, 45/135 degrees on the
-#   diamond. Where the bridge share far exceeds the coverage, the network interpolates between *nearest*
-#   modes, and rotating the layout rotates the hallucinations with it.
+# - **Only the network hallucinates.** With the exact score both layouts stay at 0.000% [0.000, 0.019] of
+#   20000 samples; the Fourier-feature network puts 4.950% [4.658, 5.259] (grid) and 4.230% [3.960, 4.518]
+#   (diamond) off the support, while its in-support samples keep the mode weights (per-mode error, total
+#   variation, 0.0234 and 0.0240).
+# - **Hallucinations sit between nearest modes.** 98.9% of the 990 hallucinated grid samples and 98.3% of the
+#   846 diamond ones lie between their two nearest modes; 84.3% (grid) and 87.4% (diamond) lie on a
+#   nearest-neighbour bridge, although bridges cover only 36.0% and 23.0% of the square.
+# - **Rotating the layout rotates the hallucinations.** On the grid the segments they lie on point at about
+#   0 degrees (610 samples) or 90 degrees (369), none at 45 or 135; on the diamond at about 45 (285) or
+#   135 degrees (547), none at 0 or 90, so none lie along the diamond's $x$-axis, where no two modes are neighbours.
+# - **Without Fourier features the network has not fitted the modes.** With the same training budget the plain
+#   MLP of notebook 01 puts 73.680% [72.442, 74.882] of 5000 grid samples off the support, against 4.950% for
+#   the Fourier-feature net: its off-support samples are mostly a failure to fit, not interpolation.
+
+# %% [markdown]
+# ## Exercises
+#
+# Try each exercise on your own first: predict, then compute. Each check cell says whether your answer is
+# right, close or wrong, with a hint when it is not. Worked solutions are in `notebooks/solutions/02_solutions.py`.
+
+# %%
+from vsmlab.lab.exercises import check, describe
+
+# %% [markdown]
+# ### Exercise 02.1 · Spacing after normalisation (easy)
+#
+# `vsmlab.grid_2d()` places 25 modes at spacing 2 (std 0.05; per axis the centres are $-4, -2, 0, 2, 4$) and
+# divides the whole mixture by its global std $\sqrt{\operatorname{tr}\mathrm{Cov} / d}$. Derive the
+# nearest-mode spacing after this normalisation.
+
+# %%
+answer = None  # your answer: a number
+check("02.1", answer)
+
+# %% [markdown]
+# ### Exercise 02.2 · Bridges (easy)
+#
+# A bridge joins two nearest-neighbour modes. How many bridges does the $5 \times 5$ grid have, and how many
+# does the diamond (the same grid rotated by 45 degrees)? Answer with the two counts, grid first.
+
+# %%
+answer = None  # your answer: two whole numbers (grid count, diamond count)
+check("02.2", answer)
+
+# %% [markdown]
+# ### Exercise 02.3 · Which way do the bridges point? (medium)
+#
+# Give the angles (degrees, in $[0, 180)$) of the segments joining nearest-neighbour modes on the diamond: the
+# directions along which the learned model's hallucinations should line up (compare with the notebook's angle
+# histogram). `mixture.neighbour_pairs()` lists the pairs.
+
+# %%
+answer = None  # your answer: a list of angles in degrees
+check("02.3", answer)
+
+# %% [markdown]
+# ### Exercise 02.4 · The floor in 2-D (medium)
+#
+# In 2-D a perfect sample is hallucinated when it lies farther than 4 component stds from its mode, with
+# probability $P(\|z\| > 4)$ for $z \sim N(0, I_2)$. Derive it in closed form ($\|z\|^2$ has a $\chi^2$
+# distribution with 2 degrees of freedom, an exponential distribution) and give its value.
+
+# %%
+answer = None  # your answer: a share (a number in [0, 1])
+check("02.4", answer)
+
+# %% [markdown]
+# ### Exercise 02.5 · Rotate by another angle (open)
+#
+# Predict where the peaks of the angle histogram would move if the grid were rotated by 30 degrees
+# (`vsmlab.grid_2d(rotate_deg=30)`). Check the geometry with `mixture.neighbour_pairs()`, then, if you have a
+# few minutes, train the Fourier-feature net on it and compare the learned model's hallucinations with your
+# prediction. Which pairs of modes does a hallucination never connect?
+
+# %%
+describe("02.5");

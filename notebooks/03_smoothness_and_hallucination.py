@@ -16,18 +16,37 @@
 #
 # Notebooks 01 and 02 showed *that* a trained network puts samples between the modes. Here we test *why*:
 # the hypothesis is that the culprit is the **smoothness of the score**, measured by its Lipschitz constant
-# L = sup ||ds/dx|| (the largest singular value of the score Jacobian). We turn two smoothness dials:
+# $L = \sup_x \|\partial s / \partial x\|$ (the largest singular value of the score Jacobian). We turn two
+# smoothness dials:
 #
-# 1. **Temperature** on the exact mixture score (training-free): responsibilities softmax(l_k / tau), tau = 1
-#    exact, larger tau = the score blends neighbouring modes = smoother.
+# 1. **Temperature** on the exact mixture score (training-free): responsibilities $\mathrm{softmax}(l_k / \tau)$,
+#    $\tau = 1$ exact, larger $\tau$ = the score blends neighbouring modes = smoother.
 # 2. **Trained networks**: different width, depth and training length, and a spectrally normalised MLP whose
-#    Lipschitz constant (in x, per step t) is capped by a budget.
+#    Lipschitz constant (in $x$, per step $t$) is capped by a budget.
 #
 # For each setting we measure the hallucination rate of ancestral DDPM samples (95% Wilson interval) and the
 # Lipschitz constant of the score on a grid (`vsmlab.core.estimators.local_lipschitz`, exact 1-D Jacobians), near
-# t = 0 and across t, and we derive and draw a lower bound on the mass in the gaps (`vsmlab.analysis.bounds`).
-# Data: modes {1, 2, 3}, std 0.05; T = 1000, linear betas 0.001..0.2; a sample is hallucinated when it lies
-# farther than 4 component stds from every mode.
+# $t = 0$ and across $t$, and we derive and draw a lower bound on the mass in the gaps (`vsmlab.analysis.bounds`).
+# Data: modes $\{1, 2, 3\}$, std 0.05; $T = 1000$, linear $\beta_t$ from 0.001 to 0.2; a sample is hallucinated
+# when it lies farther than 4 component stds from every mode.
+
+# %% [markdown]
+# ## What you will learn
+#
+# - Derive a lower bound on the mass a density puts in the gaps between its modes from the Lipschitz
+#   constant $L$ of its score: a smoother score (smaller $L$) forces exponentially more mass into the gaps.
+# - Smooth the exact score with a temperature $\tau$ and measure, side by side, its Lipschitz constant, the gap
+#   mass of the density it is the score of, and the hallucination rate of a sampler that uses it.
+# - Tell apart the gap mass of a density (what the bound controls) and the sampled hallucination rate (what a
+#   diffusion sampler produces).
+# - Find which noise levels matter by smoothing only a window of steps, and compare trained networks with the
+#   exact score across $t$.
+#
+# **The question.** Does a smoother score, one with a smaller Lipschitz constant, hallucinate more?
+#
+# **Prerequisites.** Notebook 01.
+#
+# **Time.** cold about 2.5 min on a 2-core CPU (empty cache; the main job), seconds when the trained models are cached.
 
 # %% tags=["parameters"]
 profile = "default"  # smoke | default | full
@@ -206,12 +225,12 @@ for key, label, color in (("below", "smoothed only for t < b", PAL["learned"]), 
     p = np.array([100 * r["rate"].rate for r in sel])
     err = np.array([[100 * (r["rate"].rate - r["rate"].low), 100 * (r["rate"].high - r["rate"].rate)] for r in sel]).T
     ax.errorbar(edges, p, yerr=err, marker="o", capsize=3, label=label, color=color)
-ax.axhline(100 * all_rate.rate, color="grey", ls="--", lw=1, label=f"smoothed at every t")
+ax.axhline(100 * all_rate.rate, color="grey", ls="--", lw=1, label="smoothed at every t")
 ax.set(xscale="log", xlabel="window edge b (step)", ylabel="hallucination rate (%)",
        title=f"Which steps matter: tau = {tau_w:g} inside the window, exact outside")
 ax.legend(fontsize=8)
 fig.tight_layout()
-saver.save(fig, "rate_vs_smoothing_window")
+_ = saver.save(fig, "rate_vs_smoothing_window")
 
 # %% [markdown]
 # The rates printed above locate the damage: compare the row "0 .. b-1" (smoothing only the low-noise end)
@@ -276,12 +295,14 @@ print(f"Spearman rank correlation of L(t=0) and the sampled rate over the traine
 # %% [markdown]
 # ## Rate against the Lipschitz constant at t = 0, with the bound
 #
-# Filled markers: sampled hallucination rates (95% intervals). Hollow squares: the exact gap mass of p_tau,0
-# for the temperature dial. Line: the bound as a function of L for a density with the data's modes and
-# mode heights at t = 0 (the exact noised density at step 0), against the global L (left) and the one-sided
-# L_+ (right). The line is the floor the theory puts under the gap mass of *a density* with that L; it does
-# not bound the sampled rate of a network whose score is not the gradient of a density sampled exactly.
-# Where the line would exceed 1 (it is capped there) no density with such small L can have modes that tall.
+# Filled markers: sampled hallucination rates (95% intervals). Open markers of the same shape at the axis floor
+# ($10^{-6}$): settings with no hallucinated sample (0 of $n$), the bar reaching the upper end of the interval.
+# Hollow squares: the exact gap mass of $p_{\tau,0}$ for the temperature dial. Line: the bound as a function of
+# $L$ for a density with the data's modes and mode heights at $t = 0$ (the exact noised density at step 0),
+# against the global $L$ (left) and the one-sided $L_+$ (right). The line is the floor the theory puts under the
+# gap mass of *a density* with that $L$; it does not bound the sampled rate of a network whose score is not the
+# gradient of a density sampled exactly. Where the line would exceed 1 (it is capped there) no density with such
+# small $L$ can have modes that tall.
 
 # %%
 ref = bounds.smoothed_density_1d(mixture, schedule, 0, 1.0, num_points=cfg["density_points"])
@@ -293,17 +314,22 @@ for a, key, label in ((axes[0], "L", "Lipschitz constant L of the score at t = 0
                       (axes[1], "L_plus", "one-sided constant L_+ = max(-ds/dx) at t = 0")):
     for rows, color, marker, name in ((tau_rows, PAL["exact"], "o", "temperature dial"), (nets, PAL["learned"], "D", "trained nets")):
         x = np.array([r[key] for r in rows])
+        zero = np.array([r["rate"].count == 0 for r in rows])
         p = np.array([max(r["rate"].rate, FLOOR_PLOT) for r in rows])
         err = np.array([[p_i - max(r["rate"].low, FLOOR_PLOT), max(r["rate"].high, FLOOR_PLOT) - p_i]
                         for p_i, r in zip(p, rows)]).T
-        a.errorbar(x, p, yerr=err, fmt=marker, color=color, capsize=2, label=f"sampled rate, {name}")
+        a.errorbar(x[~zero], p[~zero], yerr=err[:, ~zero], fmt=marker, color=color, capsize=2, label=f"sampled rate, {name}")
+        if zero.any():  # no hallucinated sample: open markers at the axis floor, bar up to the interval's upper end
+            n_zero = sorted({r["rate"].n for r, z in zip(rows, zero) if z})
+            a.errorbar(x[zero], p[zero], yerr=err[:, zero], fmt=marker, mfc="none", color=color, capsize=2,
+                       label=f"{name}: 0 of {'/'.join(map(str, n_zero))} (drawn at the axis floor)")
     a.scatter([r[key] for r in tau_rows], [max(r["gap_mass"], FLOOR_PLOT) for r in tau_rows], marker="s",
               facecolors="none", edgecolors=PAL["exact"], label="gap mass of p_tau,0 (exact)")
     a.plot(L_axis, np.clip(bound_curve, FLOOR_PLOT * 0.1, 1.0), color="black", lw=1.2,
            label="bound(L), data's modes and heights (capped at 1)")
     a.axhline(mixture.support_floor(K_STD), color="grey", ls=":", lw=1, label="floor (perfect samples)")
     a.set(xscale="log", yscale="log", xlabel=label, ylim=(FLOOR_PLOT * 0.5, 1.0))
-axes[0].set_ylabel("off-support mass / rate (log; zeros drawn at 1e-6)")
+axes[0].set_ylabel("off-support mass / rate (log; 0 of n: open, at 1e-6)")
 axes[0].legend(fontsize=7, loc="lower left")
 fig.suptitle("Lipschitz constant of the score at t = 0 against the mass off the support")
 fig.tight_layout()
@@ -337,21 +363,31 @@ for n in nets:
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
 cmap_tau = plt.get_cmap("Greens")
 cmap_net = plt.get_cmap("RdPu")
+# the exact-score family is coloured by tau (colourbar); only the trained nets get legend entries
+tau_of = {f"exact tau={r['tau']:g}": r["tau"] for r in tau_rows}
+tau_cmap = plt.matplotlib.colors.ListedColormap(cmap_tau(np.linspace(0.35, 1.0, 256)))
+tau_norm = plt.matplotlib.colors.LogNorm(min(tau_of.values()), max(max(tau_of.values()), 1.01 * min(tau_of.values())))
 for i, (name, (prof, _, _)) in enumerate(profiles.items()):
-    is_tau = name.startswith("exact")
-    k = i if is_tau else i - len(tau_rows)
-    n_group = len(tau_rows) if is_tau else len(nets)
-    color = (cmap_tau if is_tau else cmap_net)(0.35 + 0.65 * k / max(1, n_group - 1))
+    is_tau = name in tau_of
+    k = i - len(tau_rows)
+    color = tau_cmap(tau_norm(tau_of[name])) if is_tau else cmap_net(0.35 + 0.65 * k / max(1, len(nets) - 1))
     axes[0].plot([t + 1 for t in steps], [prof[t][0] for t in steps], marker="." if is_tau else "d",
-                 color=color, lw=1, label=name)
+                 color=color, lw=1, label=None if is_tau else name)
 axes[0].set(xscale="log", yscale="log", xlabel="step t + 1", ylabel="L(t) = max |ds/dx| on the grid",
             title="Lipschitz constant of the score across t")
-axes[0].legend(fontsize=6, ncol=2)
+cbar = fig.colorbar(plt.matplotlib.cm.ScalarMappable(norm=tau_norm, cmap=tau_cmap), ax=axes[0],
+                    label="temperature tau of the exact score (dots)")
+cbar.ax.minorticks_off()
+cbar.set_ticks(sorted(tau_of.values()), labels=[f"{tau:g}" for tau in sorted(tau_of.values())])
+axes[0].legend(fontsize=7, loc="upper right", title="trained nets", title_fontsize=7)
 show_t = [t for t in (0, 5, 10, 20) if t in steps]
-for t, marker in zip(show_t, "osD^"):
-    x = [profiles[name][0][t][0] / exact_L[t][0] for name in profiles]
-    y = [max(profiles[name][1].rate, FLOOR_PLOT) for name in profiles]
-    axes[1].scatter(x, y, marker=marker, label=f"t = {t}", alpha=0.8)
+for j, (t, marker) in enumerate(zip(show_t, "osD^")):
+    x = np.array([profiles[name][0][t][0] / exact_L[t][0] for name in profiles])
+    zero = np.array([profiles[name][1].count == 0 for name in profiles])
+    y = np.array([profiles[name][1].rate for name in profiles])
+    axes[1].scatter(x[~zero], y[~zero], marker=marker, color=f"C{j}", label=f"t = {t}", alpha=0.8)
+    axes[1].scatter(x[zero], np.full(int(zero.sum()), FLOOR_PLOT), marker=marker, facecolors="none",
+                    edgecolors=f"C{j}", label="0 of n (drawn at the axis floor)" if j == 0 and zero.any() else None)
 axes[1].set(xscale="log", yscale="log", xlabel="L_model(t) / L_exact(t)", ylabel="sampled hallucination rate",
             title="Rate against relative smoothness at several steps", ylim=(FLOOR_PLOT * 0.5, 1.0))
 axes[1].axhline(mixture.support_floor(K_STD), color="grey", ls=":", lw=1)
@@ -443,10 +479,10 @@ axes[0, 0].set_ylabel("temperature dial\ndensity (log)")
 axes[1, 0].set_ylabel("trained nets\ndensity (log)")
 fig.suptitle("Samples at several smoothness settings (dotted: the 4-std support)")
 fig.tight_layout()
-saver.save(fig, "small_multiples")
+_ = saver.save(fig, "small_multiples")
 
 # %% [markdown]
-# ## Interactive explorer (issue 4)
+# ## Interactive explorer
 
 # %%
 # EXPLORER CELL: the interactive explorer (vsmlab.lab.widgets). Every change calls plain library functions
@@ -484,17 +520,95 @@ trained_explorer = TrainedExplorer(trained_entries)
 display(trained_explorer)
 
 # %% [markdown]
-# ## What this notebook shows
+# ## Key takeaways
 #
-# - **Temperature dial** (first table): raising tau lowers the score's Lipschitz constant at t = 0, and the
-#   sampled rate and the rank correlation printed under the table say how the rate moves with it. The gap
-#   mass of the smoothed density p_tau,0 never falls below the bound, with either constant (checked in the
-#   line `bound <= gap mass for every tau` and, across t, in `bound <= mass at every (tau, t)`); with the
-#   one-sided constant the bound is close to the mass where the modes stay narrow.
-# - **Two different quantities.** The bound speaks about the density whose score is s; the sampled rate
-#   comes from integrating a score over all steps. Comparing the gap-mass and rate columns of the first table
-#   shows how far apart they can be: the rate reacts to smoothing long before p_tau,0's own gap mass does.
-# - **Noise levels**: the window experiment's table says which steps' smoothness produces the hallucinations.
-# - **Trained nets**: their L(t=0) and L(t) against the exact score's are in the tables above; the
-#   budgeted nets respect their certified Lipschitz bound, and the rank correlations printed in the
-#   trained-net and across-t sections say how well "smoother" predicts "hallucinates more" in this run.
+# - **Smoother exact score, more hallucinations.** Raising $\tau$ from 1 to 50 lowers $L(t=0)$ from 2.013e+04
+#   to 285.6 and raises the sampled rate from 0.000% [0.000, 0.038] to 23.080% [22.265, 23.916]; the Spearman
+#   rank correlation of $L(t=0)$ and the rate over the temperatures is -0.98. The one-sided constant $L_+$
+#   hardly moves (285.9 up to $\tau = 30$): the temperature flattens the switch in the gaps, not the modes.
+# - **The bound holds, and with $L_+$ it is nearly tight.** The gap mass of $p_{\tau,0}$ is never below the
+#   bound, with $L$ or with $L_+$, at every $\tau$ and every $(\tau, t)$ checked. With the global $L$ the bound
+#   is uselessly small at $t = 0$ (3.66e-176 at $\tau = 1$); with $L_+$ it is 4.88e-04 against a gap mass of
+#   4.884e-04.
+# - **The sampled rate is not the gap mass of $p_{\tau,0}$.** The gap mass stays at 1.000 times its
+#   $\tau = 1$ value up to $\tau = 7$ and is 1.379 times it at $\tau = 20$, while the sampled rate has already
+#   reached 2.680% at $\tau = 7$ and 19.540% at $\tau = 20$: the bound speaks about a density, the rate about a
+#   sampler that integrates the score over all steps.
+# - **The low-noise steps matter, but not the last few alone.** Smoothing ($\tau = 10$) only for $t < 5$ gives
+#   0.025% and only for $t \ge 10$ also 0.025%, while smoothing only for $t < 30$ ($\sigma_t \le 0.332$) gives
+#   7.525% [6.748, 8.384], an interval that overlaps the 7.250% [6.487, 8.095] of smoothing every step: this run
+#   cannot tell them apart.
+# - **Trained nets are smoother than the exact score and hallucinate.** Their $L(t=0)$ lies between 33.84
+#   and 426.5 against 2.013e+04 for the exact score, and their rates between 2.775% and 58.700%; the Spearman
+#   correlation of $L(t=0)$ and rate over the trained nets is -0.83. Measured against the exact score's $L(t)$,
+#   it is -0.96 at $t = 0$ but -0.55 at $t = 20$ over all 18 models (one training seed per setting).
+
+# %% [markdown]
+# ## Exercises
+#
+# Try each exercise on your own first: predict, then compute. Each check cell says whether your answer is
+# right, close or wrong, with a hint when it is not. Worked solutions are in `notebooks/solutions/03_solutions.py`.
+
+# %%
+from vsmlab.lab.exercises import check, describe
+
+# %% [markdown]
+# ### Exercise 03.1 · Curvature at a mode (easy)
+#
+# Near a mode the exact score at $t = 0$ is almost linear, $s(x) \approx -(x - a\mu) / v_0$ with
+# $v_0 = \bar\alpha_0 s^2 + 1 - \bar\alpha_0$. Give the one-sided Lipschitz constant
+# $L_+ = \max_x (-\partial s / \partial x)$ of the exact score at $t = 0$ for the notebook's mixture
+# `vsmlab.evenly_spaced_1d(3, 1.0, 1.0, 0.05)` (modes 1, 2, 3, std 0.05) and schedule `vsmlab.linear(1000, 1e-3, 0.2)`.
+
+# %%
+answer = None  # your answer: a number
+check("03.1", answer)
+
+# %% [markdown]
+# ### Exercise 03.2 · The steepest point sits in the gap (medium)
+#
+# The global Lipschitz constant $L = \max_x |\partial s / \partial x|$ of the exact score at $t = 0$ is far
+# larger than $L_+$. Find it for the same mixture and schedule: where is it reached, and what is its value? The
+# mixture module's docstring gives the Jacobian
+# $\partial s / \partial x = -\sum_k r_k / v_k + \sum_k r_k g_k^2 - s^2$; at the midpoint between two noised
+# centres $r = 1/2$ each.
+
+# %%
+answer = None  # your answer: a number
+check("03.2", answer)
+
+# %% [markdown]
+# ### Exercise 03.3 · When does smoothing open a mode in the gap? (medium)
+#
+# Take the two-mode mixture `vsmlab.evenly_spaced_1d(2, 1.0, 1.0, 0.05)` (modes 1 and 2) and the notebook's
+# schedule. With temperature $\tau$ the outer-product part of the score Jacobian is divided by $\tau$. Derive the
+# temperature $\tau^*$ above which the slope of the smoothed score at $t = 0$ turns negative at the midpoint
+# between the noised centres: above it the smoothed density $p_{\tau,0}$ has a new mode in the gap. Check with
+# `mixture.score_jacobian(x, t, schedule, temperature=tau)`.
+
+# %%
+answer = None  # your answer: a number (a temperature)
+check("03.3", answer)
+
+# %% [markdown]
+# ### Exercise 03.4 · Find a setting with the explorer (medium)
+#
+# In the exact-score explorer (its defaults: DDIM with 100 steps on the standard linear schedule, 4000 samples,
+# seed 0), try the temperatures 1, 2, 3, 5, 10, 20, 30. Which is the smallest temperature whose hallucination
+# rate's 95% interval lies entirely above 1%? (`vsmlab.lab.widgets.compute_state(temperature=tau)` gives the
+# explorer's readouts without the widget.)
+
+# %%
+answer = None  # your answer: one of the temperatures listed
+check("03.4", answer)
+
+# %% [markdown]
+# ### Exercise 03.5 · Which steps matter? (open)
+#
+# Predict from the window experiment: if you smooth ($\tau = 10$) only the steps where $\sigma_t$ lies between
+# 0.2 and 0.8 times the mode spacing, does the rate approach the rate of smoothing every step? Build the windowed
+# model from the steps where `schedule.sigma` lies in that band and measure. What does this say about where a
+# penalty on smoothness should act?
+
+# %%
+describe("03.5");

@@ -13,6 +13,10 @@ What it does:
    readout and asserts that the hallucination readout changes; saves screenshots to ``test-artifacts/``;
 4. always shuts the server down and kills the processes it started (server and kernels).
 
+One server and one browser serve every test of the module (the ``lab`` fixture); the last test is a
+student's Run All on notebook 01 in a project whose ``figures/`` is committed: an exercise check cell must
+answer and ``git status -- figures`` must stay clean (the figures go to the git-ignored ``figures/local/``).
+
 Skipped (with the reason) when /usr/bin/chromium or playwright is missing; ``.ci/run`` installs chromium.
 """
 
@@ -175,86 +179,124 @@ def wait_for_server(proc: subprocess.Popen, port: int, log: Path, timeout: float
 
 
 # ------------------------------------------------------------------------------------- browser
-def rate_text(page) -> str:
-    return page.locator(".vsmlab-explorer .vsmlab-rate").first.inner_text().strip()
+class Lab:
+    """One JupyterLab server (root: a temporary project folder with notebooks/ and figures/, a git repository)
+    and one headless Chromium, shared by every test of this module."""
+
+    def __init__(self, project: Path, port: int, browser) -> None:
+        self.project, self.port, self.browser = project, port, browser
+
+    def open(self, relpath: str):
+        """A new page with ``relpath`` (relative to the project) open and its kernel idle."""
+        page = self.browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(f"http://127.0.0.1:{self.port}/lab/tree/{relpath}", timeout=120_000)
+        page.wait_for_function("() => window.jupyterapp && document.querySelector('.jp-Notebook')", timeout=120_000)
+        page.wait_for_function(
+            "() => { const w = window.jupyterapp.shell.currentWidget;"
+            " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
+            " return k && k.status === 'idle'; }", timeout=120_000)
+        return page
 
 
-def test_explorer_slider_changes_readout_in_jupyterlab(tmp_path):
+def _git(project: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.email=test@vsmlab", "-c", "user.name=vsmlab test", *args], cwd=project,
+                          check=True, capture_output=True, text=True, timeout=60).stdout
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """Start one JupyterLab + Chromium for the module; always stop the server and kill what it started."""
     _require_browser_stack()
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
-    root = tmp_path / "lab"
-    root.mkdir()
-    notebook, what = build_notebook(root)
-    env = lab_environment(tmp_path / "jupyter")
+    tmp = tmp_path_factory.mktemp("browser")
+    project = tmp / "project"
+    (project / "notebooks").mkdir(parents=True)
+    (project / "figures").mkdir()
+    env = lab_environment(tmp / "jupyter")
     check = subprocess.run([sys.executable, "-m", "jupyter", "labextension", "list"], env=env, capture_output=True,
                            text=True, timeout=120)
     assert "@jupyter-widgets/jupyterlab-manager" in check.stdout + check.stderr, (
         "the ipywidgets JupyterLab extension (jupyterlab_widgets) is not discoverable with the test's Jupyter "
         f"folders:\n{check.stdout}\n{check.stderr}")
-
     port = free_port()
-    log = tmp_path / "jupyterlab.log"
+    log = tmp / "jupyterlab.log"
     cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
            f"--ServerApp.port={port}", "--ServerApp.port_retries=0", "--ServerApp.token=", "--ServerApp.password=",
-           "--allow-root", f"--ServerApp.root_dir={root}", "--LabApp.expose_app_in_browser=True"]
+           "--allow-root", f"--ServerApp.root_dir={project}", "--LabApp.expose_app_in_browser=True"]
     with open(log, "w") as log_fh:
-        proc = subprocess.Popen(cmd, env=env, cwd=root, stdout=log_fh, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, env=env, cwd=project, stdout=log_fh, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    pw = None
     try:
         wait_for_server(proc, port, log)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1100})
-                page.goto(f"http://127.0.0.1:{port}/lab/tree/{notebook.name}", timeout=120_000)
-                page.wait_for_function("() => window.jupyterapp && document.querySelector('.jp-Notebook')",
-                                       timeout=120_000)
-                page.wait_for_function(
-                    "() => { const w = window.jupyterapp.shell.currentWidget;"
-                    " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
-                    " return k && k.status === 'idle'; }", timeout=120_000)
-                page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
-                explorer = page.locator(".vsmlab-explorer", has=page.locator(".vsmlab-temperature")).first
-                try:
-                    explorer.locator(".vsmlab-rate").wait_for(timeout=400_000)
-                    page.wait_for_function(
-                        "() => [...document.querySelectorAll('.vsmlab-explorer .vsmlab-rate')]"
-                        ".some(e => e.innerText.includes('hallucination rate'))", timeout=120_000)
-                except Exception:
-                    page.screenshot(path=str(ARTIFACTS / "browser_explorer_failed.png"), full_page=True)
-                    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
-                    detail = "\n".join(errors.all_inner_texts())[-3000:]
-                    raise AssertionError(f"the explorer did not appear after running {what}:\n{detail}")
-                explorer.scroll_into_view_if_needed()
-                before = explorer.locator(".vsmlab-rate").inner_text().strip()
-                page.screenshot(path=str(ARTIFACTS / "browser_explorer_before.png"))
-
-                # move the temperature slider: type a new value into its readout, as a user would
-                readout = explorer.locator(".vsmlab-temperature .widget-readout")
-                readout.click()
-                page.keyboard.press("Control+A")
-                page.keyboard.type(NEW_TEMPERATURE)
-                page.keyboard.press("Enter")
-                page.wait_for_function(
-                    "(before) => { const e = document.querySelector('.vsmlab-explorer .vsmlab-rate');"
-                    " return e && e.innerText.trim() !== before && e.innerText.includes('hallucination rate'); }",
-                    arg=before, timeout=120_000)
-                after = explorer.locator(".vsmlab-rate").inner_text().strip()
-                message = explorer.locator(".vsmlab-message").inner_text().strip()
-                slider_value = explorer.locator(".vsmlab-temperature .widget-readout").inner_text().strip()
-                page.screenshot(path=str(ARTIFACTS / "browser_explorer.png"))
-            finally:
-                browser.close()
+        pw = sync_playwright().start()
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield Lab(project, port, browser)
+        finally:
+            browser.close()
     finally:
+        if pw is not None:
+            pw.stop()
         stop_server(proc)
         shutil.copyfile(log, ARTIFACTS / "browser_jupyterlab.log")
+        assert proc.poll() is not None, "the JupyterLab server is still running"
+
+
+def run_all(page) -> None:
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+
+
+def rate_text(page) -> str:
+    return page.locator(".vsmlab-explorer .vsmlab-rate").first.inner_text().strip()
+
+
+def stderr_of(page) -> str:
+    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+    return "\n".join(errors.all_inner_texts())[-3000:]
+
+
+def test_explorer_slider_changes_readout_in_jupyterlab(lab):
+    notebook, what = build_notebook(lab.project / "notebooks")
+    page = lab.open(f"notebooks/{notebook.name}")
+    try:
+        run_all(page)
+        explorer = page.locator(".vsmlab-explorer", has=page.locator(".vsmlab-temperature")).first
+        try:
+            explorer.locator(".vsmlab-rate").wait_for(timeout=400_000)
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.vsmlab-explorer .vsmlab-rate')]"
+                ".some(e => e.innerText.includes('hallucination rate'))", timeout=120_000)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "browser_explorer_failed.png"), full_page=True)
+            raise AssertionError(f"the explorer did not appear after running {what}:\n{stderr_of(page)}")
+        explorer.scroll_into_view_if_needed()
+        before = explorer.locator(".vsmlab-rate").inner_text().strip()
+        page.screenshot(path=str(ARTIFACTS / "browser_explorer_before.png"))
+
+        # move the temperature slider: type a new value into its readout, as a user would
+        readout = explorer.locator(".vsmlab-temperature .widget-readout")
+        readout.click()
+        page.keyboard.press("Control+A")
+        page.keyboard.type(NEW_TEMPERATURE)
+        page.keyboard.press("Enter")
+        page.wait_for_function(
+            "(before) => { const e = document.querySelector('.vsmlab-explorer .vsmlab-rate');"
+            " return e && e.innerText.trim() !== before && e.innerText.includes('hallucination rate'); }",
+            arg=before, timeout=120_000)
+        after = explorer.locator(".vsmlab-rate").inner_text().strip()
+        message = explorer.locator(".vsmlab-message").inner_text().strip()
+        slider_value = explorer.locator(".vsmlab-temperature .widget-readout").inner_text().strip()
+        page.screenshot(path=str(ARTIFACTS / "browser_explorer.png"))
+    finally:
+        page.close()
 
     assert after != before, f"hallucination readout did not change: {before!r}"
     assert re.search(r"hallucination rate \d+\.\d+%", after), after
     assert slider_value.startswith(NEW_TEMPERATURE), f"slider readout shows {slider_value!r}"
     assert message == "", f"the explorer showed a message: {message!r}"
-    assert proc.poll() is not None, "the JupyterLab server is still running"
 
 
 # --------------------------------------------------------------------------- the image explorer
@@ -282,67 +324,94 @@ def build_image_explorer_notebook(folder: Path) -> Path:
     return path
 
 
-def test_image_explorer_t_slider_changes_readout_in_jupyterlab(tmp_path):
-    _require_browser_stack()
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    root = tmp_path / "lab"
-    root.mkdir()
-    notebook = build_image_explorer_notebook(root)
-    env = lab_environment(tmp_path / "jupyter")
-    port = free_port()
-    log = tmp_path / "jupyterlab.log"
-    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-           f"--ServerApp.port={port}", "--ServerApp.port_retries=0", "--ServerApp.token=", "--ServerApp.password=",
-           "--allow-root", f"--ServerApp.root_dir={root}", "--LabApp.expose_app_in_browser=True"]
-    with open(log, "w") as log_fh:
-        proc = subprocess.Popen(cmd, env=env, cwd=root, stdout=log_fh, stderr=subprocess.STDOUT, start_new_session=True)
+def test_image_explorer_t_slider_changes_readout_in_jupyterlab(lab):
+    notebook = build_image_explorer_notebook(lab.project / "notebooks")
+    page = lab.open(f"notebooks/{notebook.name}")
     try:
-        wait_for_server(proc, port, log)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1100})
-                page.goto(f"http://127.0.0.1:{port}/lab/tree/{notebook.name}", timeout=120_000)
-                page.wait_for_function(
-                    "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
-                    " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
-                    " return k && k.status === 'idle'; }", timeout=120_000)
-                page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
-                explorer = page.locator(".vsmlab-image-explorer").first
-                try:
-                    page.wait_for_function(
-                        "() => [...document.querySelectorAll('.vsmlab-image-explorer .vsmlab-step')]"
-                        ".some(e => e.innerText.includes('t = '))", timeout=300_000)
-                except Exception:
-                    page.screenshot(path=str(ARTIFACTS / "browser_image_explorer_failed.png"), full_page=True)
-                    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
-                    raise AssertionError("the image explorer did not appear:\n"
-                                         + "\n".join(errors.all_inner_texts())[-3000:])
-                explorer.scroll_into_view_if_needed()
-                before = explorer.locator(".vsmlab-step").inner_text().strip()
-                readout = explorer.locator(".vsmlab-t .widget-readout")
-                readout.click()
-                page.keyboard.press("Control+A")
-                page.keyboard.type(NEW_T)
-                page.keyboard.press("Enter")
-                page.wait_for_function(
-                    "(before) => { const e = document.querySelector('.vsmlab-image-explorer .vsmlab-step');"
-                    " return e && e.innerText.trim() !== before && e.innerText.includes('t = '); }",
-                    arg=before, timeout=120_000)
-                after = explorer.locator(".vsmlab-step").inner_text().strip()
-                labels = explorer.locator(".vsmlab-labels").inner_text().strip()
-                message = explorer.locator(".vsmlab-message").inner_text().strip()
-                page.screenshot(path=str(ARTIFACTS / "browser_image_explorer.png"))
-            finally:
-                browser.close()
+        run_all(page)
+        explorer = page.locator(".vsmlab-image-explorer").first
+        try:
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.vsmlab-image-explorer .vsmlab-step')]"
+                ".some(e => e.innerText.includes('t = '))", timeout=300_000)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "browser_image_explorer_failed.png"), full_page=True)
+            raise AssertionError(f"the image explorer did not appear:\n{stderr_of(page)}")
+        explorer.scroll_into_view_if_needed()
+        before = explorer.locator(".vsmlab-step").inner_text().strip()
+        readout = explorer.locator(".vsmlab-t .widget-readout")
+        readout.click()
+        page.keyboard.press("Control+A")
+        page.keyboard.type(NEW_T)
+        page.keyboard.press("Enter")
+        page.wait_for_function(
+            "(before) => { const e = document.querySelector('.vsmlab-image-explorer .vsmlab-step');"
+            " return e && e.innerText.trim() !== before && e.innerText.includes('t = '); }",
+            arg=before, timeout=120_000)
+        after = explorer.locator(".vsmlab-step").inner_text().strip()
+        labels = explorer.locator(".vsmlab-labels").inner_text().strip()
+        message = explorer.locator(".vsmlab-message").inner_text().strip()
+        page.screenshot(path=str(ARTIFACTS / "browser_image_explorer.png"))
     finally:
-        stop_server(proc)
-        shutil.copyfile(log, ARTIFACTS / "browser_image_explorer_jupyterlab.log")
+        page.close()
 
     assert before.startswith("t = 999") and after != before, (before, after)
     assert f"asked t = {NEW_T}" in after, after
     assert labels.startswith("exact: #0"), labels
     assert message == "", f"the image explorer showed a message: {message!r}"
-    assert proc.poll() is not None, "the JupyterLab server is still running"
+
+
+# ------------------------------------------------------------------- Run All never touches figures/
+def test_run_all_on_notebook_01_leaves_published_figures_alone(lab):
+    """A student's Run All: notebook 01 (smoke-sized settings) in a project whose figures/ is committed to git.
+    Every cell runs, an exercise check cell answers, the figures go to the git-ignored figures/local/, and
+    `git status -- figures` is clean."""
+    import jupytext
+    import nbformat
+
+    project = lab.project
+    source = sorted((ROOT / "notebooks").glob("01_*.py"))[0]
+    nb = jupytext.read(source)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    index = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    injected = nbformat.v4.new_code_cell("# Parameters (injected by the browser test: small settings)\nprofile = 'smoke'\n")
+    injected.metadata["tags"] = ["injected-parameters"]
+    nb.cells.insert(index + 1, injected)
+    nbformat.write(nb, project / "notebooks" / f"{source.stem}.ipynb")
+    published = project / "figures" / source.stem
+    published.mkdir(parents=True, exist_ok=True)
+    (published / "README.txt").write_text("stands for the published figures\n")
+    (project / "figures" / "MANIFEST.json").write_text("{}\n")
+    shutil.copyfile(ROOT / ".gitignore", project / ".gitignore")
+    _git(project, "init", "-q")
+    _git(project, "add", "-A")
+    _git(project, "commit", "-q", "-m", "published figures")
+
+    page = lab.open(f"notebooks/{source.stem}.ipynb")
+    try:
+        run_all(page)
+        try:
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.jp-OutputArea-output')]"
+                ".some(e => /Verdict\\('01\\.\\d', '(right|close|wrong|invalid|open)'\\)/.test(e.innerText))",
+                timeout=480_000)
+            page.wait_for_function(
+                "() => { const w = window.jupyterapp.shell.currentWidget;"
+                " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
+                " return k && k.status === 'idle'; }", timeout=120_000)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "browser_run_all_01_failed.png"), full_page=True)
+            raise AssertionError(f"Run All on {source.stem} did not reach an exercise check:\n{stderr_of(page)}")
+        errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()
+        tracebacks = [e for e in errors if "Traceback" in e]
+        verdicts = [t for t in page.locator(".jp-OutputArea-output").all_inner_texts() if "Verdict('01." in t]
+        page.screenshot(path=str(ARTIFACTS / "browser_run_all_01.png"))
+    finally:
+        page.close()
+
+    assert not tracebacks, f"Run All raised:\n{tracebacks[0][-2000:]}"
+    assert verdicts, "no exercise check cell answered"
+    status = _git(project, "status", "--porcelain", "--", "figures")
+    assert status == "", f"Run All changed the committed figures:\n{status}"
+    local = list((project / "figures" / "local").rglob("*.png"))
+    assert local, "Run All wrote no figure under the git-ignored figures/local/"

@@ -1,0 +1,80 @@
+"""Every notebook teaches: it opens with what you will learn, ends with key takeaways and exercises, and each
+number a takeaway quotes is printed by the executed notebook; every exercise check cell ran and answered."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import jupytext
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+STEMS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
+HEADINGS = ("## What you will learn", "## Key takeaways", "## Exercises")
+# a quoted number: has a decimal point or a percent sign, or at least three digits (years of small counts such as
+# "2 seeds" or "3 modes" are not checked: they are set by the notebook's own parameters)
+NUMBER = re.compile(r"(?<![\w.])[+-]?\d[\d,]*(?:\.\d+)?%?")
+
+
+def quoted(text: str) -> list[str]:
+    return [t.rstrip(",") for t in NUMBER.findall(text) if "." in t or "%" in t or len(t.strip("+-").replace(",", "")) >= 3]
+
+
+def outputs_text(nb: dict) -> str:
+    parts = []
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            text = out.get("text") or out.get("data", {}).get("text/plain", "")
+            parts.append(text if isinstance(text, str) else "".join(text))
+    return "\n".join(parts)
+
+
+def section(cells: list[dict], heading: str) -> str:
+    """The markdown of ``heading``'s cell and the markdown cells after it up to the next '## ' heading."""
+    out, inside = [], False
+    for cell in cells:
+        src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        if cell["cell_type"] == "markdown" and src.lstrip().startswith("## "):
+            if inside:
+                break
+            inside = src.lstrip().startswith(heading)
+        if inside and cell["cell_type"] == "markdown":
+            out.append(src)
+    return "\n".join(out)
+
+
+@pytest.mark.parametrize("stem", STEMS)
+def test_headings_in_order(stem):
+    cells = jupytext.read(ROOT / "notebooks" / f"{stem}.py").cells
+    md = [c.source.lstrip() for c in cells if c.cell_type == "markdown"]
+    where = {h: next((i for i, s in enumerate(md) if s.startswith(h)), None) for h in HEADINGS}
+    assert all(v is not None for v in where.values()), f"{stem}: missing {[h for h, v in where.items() if v is None]}"
+    assert where[HEADINGS[0]] <= 1, f"{stem}: 'What you will learn' must come right after the title"
+    assert where[HEADINGS[0]] < where[HEADINGS[1]] < where[HEADINGS[2]], stem
+    learn = md[where[HEADINGS[0]]]
+    bullets = [ln for ln in learn.splitlines() if ln.startswith("- ")]
+    assert 3 <= len(bullets) <= 5, f"{stem}: 'What you will learn' has {len(bullets)} bullets"
+    for word in ("question", "Prerequisites", "cold"):
+        assert word in learn, f"{stem}: 'What you will learn' does not state its {word}"
+    takeaways = [ln for ln in md[where[HEADINGS[1]]].splitlines() if ln.startswith("- ")]
+    assert 3 <= len(takeaways) <= 6, f"{stem}: {len(takeaways)} takeaways"
+    checks = [c for c in cells if c.cell_type == "code" and re.search(r"\bcheck\(\"\d\d\.\d\"", c.source)]
+    assert 2 <= len(checks), f"{stem}: fewer than two exercise check cells"
+
+
+@pytest.mark.parametrize("stem", STEMS)
+def test_takeaway_numbers_are_printed_and_check_cells_ran(stem):
+    nb = json.loads((ROOT / "notebooks" / f"{stem}.ipynb").read_text())
+    printed = outputs_text(nb)
+    text = section(nb["cells"], HEADINGS[1])
+    assert text, f"{stem}: the executed notebook has no '{HEADINGS[1]}' (re-run it)"
+    missing = [t for t in quoted(text) if t not in printed]
+    assert not missing, f"{stem}: takeaways quote {missing}, which no output of the executed notebook prints"
+    for cell in nb["cells"]:
+        src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        if cell["cell_type"] == "code" and re.search(r"\bcheck\(\"\d\d\.\d\"", src):
+            outs = cell.get("outputs", [])
+            assert outs and not any(o.get("output_type") == "error" for o in outs), f"{stem}: check cell did not answer"
+            assert re.search(r"\b(right|close|wrong|invalid|open)\b", outputs_text({"cells": [cell]})), src
