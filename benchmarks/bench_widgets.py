@@ -49,12 +49,13 @@ def main() -> None:
     import matplotlib
 
     matplotlib.use("Agg")
+    from vsmlab.lab import explorer_state as S
     from vsmlab.lab import widgets as W
 
     temps = [2.0, 5.0, 3.0, 8.0, 1.5, 12.0, 4.0, 6.0, 2.5, 10.0]
     print(f"vsmlab explorer benchmark: torch threads {torch.get_num_threads()}, repeats {args.repeats}, "
           f"target {TARGET_S:.1f} s per slider change")
-    print(f"defaults: {W.DEFAULTS}")
+    print(f"defaults: {S.DEFAULTS}")
 
     t0 = time.perf_counter()
     explorer = W.Explorer()
@@ -78,11 +79,11 @@ def main() -> None:
 
     def compute(i: int) -> None:
         with W.torch_threads(1):
-            states.append(W.compute_state(temperature=temps[i % len(temps)]))
+            states.append(S.compute_state(temperature=temps[i % len(temps)]))
 
     walls_c, cpus_c = timed(compute, args.repeats)
     print(line("  of which compute_state", walls_c, cpus_c))
-    walls_p, cpus_p = timed(lambda i: W.figure_png(W.plot_state(states[i])), args.repeats)
+    walls_p, cpus_p = timed(lambda i: S.figure_png(S.plot_state(states[i])), args.repeats)
     print(line("  of which plot + PNG", walls_p, cpus_p))
 
     print("other settings (compute_state on 1 thread + plot, one change each):")
@@ -91,8 +92,8 @@ def main() -> None:
                   dict(num_samples=20_000)):
         def run(i: int, extra=extra) -> None:
             with W.torch_threads(1):
-                state = W.compute_state(temperature=temps[i % len(temps)], **extra)
-            W.figure_png(W.plot_state(state))
+                state = S.compute_state(temperature=temps[i % len(temps)], **extra)
+            S.figure_png(S.plot_state(state))
 
         walls_o, cpus_o = timed(run, max(3, args.repeats // 2))
         print(line("  " + ", ".join(f"{k}={v}" for k, v in extra.items()), walls_o, cpus_o))

@@ -492,7 +492,8 @@ _ = saver.save(fig, "small_multiples")
 # figure records a few temperatures at the explorer's settings (a live widget needs a running kernel).
 from IPython.display import display
 
-from vsmlab.lab.widgets import DEFAULTS, Explorer, TrainedExplorer, small_multiples
+from vsmlab.lab.explorer_state import DEFAULTS, small_multiples
+from vsmlab.lab.widgets import Explorer, TrainedExplorer
 
 explorer_samples = 1000 if profile == "smoke" else DEFAULTS["num_samples"]
 fig = small_multiples([dict(temperature=tau, num_samples=explorer_samples) for tau in (1.0, 3.0, 10.0, 30.0)],
@@ -595,7 +596,7 @@ check("03.3", answer)
 #
 # In the exact-score explorer (its defaults: DDIM with 100 steps on the standard linear schedule, 4000 samples,
 # seed 0), try the temperatures 1, 2, 3, 5, 10, 20, 30. Which is the smallest temperature whose hallucination
-# rate's 95% interval lies entirely above 1%? (`vsmlab.lab.widgets.compute_state(temperature=tau)` gives the
+# rate's 95% interval lies entirely above 1%? (`vsmlab.lab.explorer_state.compute_state(temperature=tau)` gives the
 # explorer's readouts without the widget.)
 
 # %%

@@ -976,7 +976,7 @@ check("05.3", answer)
 # ### Exercise 05.4 · Would the paper's 25% show up? (open)
 #
 # The VSM paper reports up to about 25% fewer hallucinations. Take the $\rho = 0$ rate and the spread of the paired
-# differences from the notebook's results table, and use `vsmlab.analysis.stats.seeds_needed` (or the minimum
+# differences from the notebook's results table, and use `vsmlab.analysis.power.seeds_needed` (or the minimum
 # detectable effect) to say how many seeds a study needs to detect a 25% reduction. Does this notebook's interval
 # exclude it?
 

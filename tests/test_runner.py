@@ -14,6 +14,7 @@ import pytest
 
 from vsmlab import cli
 from vsmlab.lab import runner
+from vsmlab.lab.notebook_clean import stable_cell_ids
 from vsmlab.lab.plotting import ManifestCorrupt
 
 pytestmark = pytest.mark.notebook
@@ -162,11 +163,11 @@ def test_rerun_gives_identical_executed_notebook(lab: dict[str, Path]) -> None:
 def test_stable_cell_ids_follow_the_source() -> None:
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("a = 1"), nbformat.v4.new_code_cell("a = 1"),
                                          nbformat.v4.new_markdown_cell("a = 1")])
-    runner.stable_cell_ids(nb)
+    stable_cell_ids(nb)
     ids = [c["id"] for c in nb.cells]
     assert ids[1] == ids[0] + "-2" and ids[2] != ids[0]  # repeats numbered, cell type part of the id
     nb.cells.insert(0, nbformat.v4.new_code_cell("b = 2"))
-    runner.stable_cell_ids(nb)
+    stable_cell_ids(nb)
     assert [c["id"] for c in nb.cells][1:] == ids  # inserting a cell does not renumber the others
 
 

@@ -1,4 +1,4 @@
-"""vsmlab.analysis.stats: rates over seeds, paired differences, variance components, power and MDE.
+"""vsmlab.analysis.stats and .power: rates over seeds, paired differences, variance components, power and MDE.
 
 Oracles: hand computations, scipy (t-test, Wilcoxon, noncentral t), and a simulation of binomial seed data
 with a known effect (the MDE must give ~80% power empirically)."""
@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
+from vsmlab.analysis import power as P
 from vsmlab.analysis import stats as S
 from vsmlab.analysis.metrics import mean_ci, wilson_interval
 
@@ -68,7 +69,7 @@ def test_paired_difference_matches_scipy():
     assert r.bootstrap == pytest.approx(tuple(np.percentile(boot, [2.5, 97.5])))
     assert (r.nonzero, r.lower, r.higher) == (5, 4, 1)
     assert r.sd == pytest.approx(d.std(ddof=1))
-    assert S.power_paired_t(r.mde, r.sd, 6) == pytest.approx(0.8, abs=1e-6)
+    assert P.power_paired_t(r.mde, r.sd, 6) == pytest.approx(0.8, abs=1e-6)
 
 
 def test_paired_difference_all_zero_and_errors():
@@ -85,41 +86,41 @@ def test_power_and_mde_of_the_paired_t_test():
     df, crit = 5, sps.t.ppf(0.975, 5)
     nc = 0.02 * math.sqrt(6) / 0.015
     expected = sps.nct.sf(crit, df, nc) + sps.nct.cdf(-crit, df, nc)
-    assert S.power_paired_t(0.02, 0.015, 6) == pytest.approx(expected)
-    assert S.power_paired_t(0.0, 0.015, 6) == pytest.approx(0.05)  # no effect: the level
-    mde = S.mde_paired_t(0.015, 6)
-    assert S.power_paired_t(mde, 0.015, 6) == pytest.approx(0.8, abs=1e-8)
+    assert P.power_paired_t(0.02, 0.015, 6) == pytest.approx(expected)
+    assert P.power_paired_t(0.0, 0.015, 6) == pytest.approx(0.05)  # no effect: the level
+    mde = P.mde_paired_t(0.015, 6)
+    assert P.power_paired_t(mde, 0.015, 6) == pytest.approx(0.8, abs=1e-8)
     # the closed-form approximation is close for moderate S, and both tend to the normal formula
-    assert S.mde_approx(0.015, 6) == pytest.approx(mde, rel=0.05)
+    assert P.mde_approx(0.015, 6) == pytest.approx(mde, rel=0.05)
     big = 5000
     normal = (sps.norm.ppf(0.975) + sps.norm.ppf(0.8)) * 0.015 / math.sqrt(big)
-    assert S.mde_paired_t(0.015, big) == pytest.approx(normal, rel=1e-3)
+    assert P.mde_paired_t(0.015, big) == pytest.approx(normal, rel=1e-3)
 
 
 def test_power_survives_scipy_nan_tails():
     """scipy's nct.cdf gives nan in the far lower tail (e.g. df 1, nc 7.625): power must stay finite and ~1,
     and the MDE search must not trip over it (notebook 05's bracket [0, 20 sd] does for sd 0.0117, n 6)."""
     crit = sps.t.ppf(0.975, 1)
-    p = S.power_paired_t(7.625 / math.sqrt(2), 1.0, 2)
+    p = P.power_paired_t(7.625 / math.sqrt(2), 1.0, 2)
     assert p == pytest.approx(sps.nct.sf(crit, 1, 7.625)) and math.isfinite(p)
     d = np.array([0.01, -0.02, 0.0, -0.015, -0.005, -0.01])
-    m = S.mde_paired_t(float(d.std(ddof=1)), 6)
-    assert S.power_paired_t(m, float(d.std(ddof=1)), 6) == pytest.approx(0.8, abs=1e-8)
+    m = P.mde_paired_t(float(d.std(ddof=1)), 6)
+    assert P.power_paired_t(m, float(d.std(ddof=1)), 6) == pytest.approx(0.8, abs=1e-8)
 
 
 def test_design_mde_solves_the_power_equation():
     p, vb, seeds, n = 0.2, 0.02**2, 6, 100
-    m = S.minimum_detectable_effect(p, vb, seeds, n)
+    m = P.minimum_detectable_effect(p, vb, seeds, n)
     sd = math.sqrt(2 * vb + p * (1 - p) / n + (p - m.absolute) * (1 - p + m.absolute) / n)
     assert m.sd_difference == pytest.approx(sd)
-    assert S.power_paired_t(m.absolute, sd, seeds) == pytest.approx(0.8, abs=1e-6)
+    assert P.power_paired_t(m.absolute, sd, seeds) == pytest.approx(0.8, abs=1e-6)
     assert m.relative == pytest.approx(m.absolute / p)
     # more seeds or samples, or correlated seed effects: smaller MDE
-    assert S.minimum_detectable_effect(p, vb, 12, n).absolute < m.absolute
-    assert S.minimum_detectable_effect(p, vb, seeds, 1000).absolute < m.absolute
-    assert S.minimum_detectable_effect(p, vb, seeds, n, correlation=0.5).absolute < m.absolute
+    assert P.minimum_detectable_effect(p, vb, 12, n).absolute < m.absolute
+    assert P.minimum_detectable_effect(p, vb, seeds, 1000).absolute < m.absolute
+    assert P.minimum_detectable_effect(p, vb, seeds, n, correlation=0.5).absolute < m.absolute
     # tiny designs cannot detect even a drop to zero
-    assert math.isinf(S.minimum_detectable_effect(0.01, 0.0, 2, 10).absolute)
+    assert math.isinf(P.minimum_detectable_effect(0.01, 0.0, 2, 10).absolute)
 
 
 @pytest.mark.parametrize("p, sb, seeds, n", [(0.2, 0.02, 6, 100), (0.08, 0.0, 10, 300), (0.3, 0.05, 4, 50)])
@@ -127,7 +128,7 @@ def test_mde_gives_80_percent_power_in_simulation(p, sb, seeds, n):
     """Simulated studies: per seed and model, rate = baseline (+ effect) + seed effect, binomial counts;
     a two-sided paired t-test at 5%. At delta = MDE the rejection rate must be ~0.8 (Monte-Carlo error
     0.8 * 0.2 / 4000 -> sd 0.0063; tolerance 0.03 also covers the normal approximation of the counts)."""
-    m = S.minimum_detectable_effect(p, sb**2, seeds, n)
+    m = P.minimum_detectable_effect(p, sb**2, seeds, n)
     rng = np.random.default_rng(1)
     reps = 4000
     pa = np.clip(p - m.absolute + sb * rng.standard_normal((reps, seeds)), 0, 1)
@@ -148,24 +149,24 @@ def test_mde_gives_80_percent_power_in_simulation(p, sb, seeds, n):
 
 def test_seeds_and_samples_needed_invert_the_mde():
     p, vb, n = 0.2, 0.02**2, 100
-    s = S.seeds_needed(p, vb, n, 0.25)
-    assert S.minimum_detectable_effect(p, vb, s, n).relative <= 0.25
-    assert S.minimum_detectable_effect(p, vb, s - 1, n).relative > 0.25
-    k = S.samples_needed(p, vb, 20, 0.25)
-    assert S.minimum_detectable_effect(p, vb, 20, k).relative <= 0.25
-    assert S.minimum_detectable_effect(p, vb, 20, k - 1).relative > 0.25
+    s = P.seeds_needed(p, vb, n, 0.25)
+    assert P.minimum_detectable_effect(p, vb, s, n).relative <= 0.25
+    assert P.minimum_detectable_effect(p, vb, s - 1, n).relative > 0.25
+    k = P.samples_needed(p, vb, 20, 0.25)
+    assert P.minimum_detectable_effect(p, vb, 20, k).relative <= 0.25
+    assert P.minimum_detectable_effect(p, vb, 20, k - 1).relative > 0.25
     # the seed effect alone (sd_d -> 2 * 0.05^2 ...) rules out 25% with 3 seeds, however many samples
-    assert S.samples_needed(p, 0.05**2, 3, 0.25, max_samples=10**6) is None
+    assert P.samples_needed(p, 0.05**2, 3, 0.25, max_samples=10**6) is None
 
 
 @pytest.mark.parametrize("call, name", [
     (lambda: S.variance_components([5, 200], 100), "counts"),
     (lambda: S.variance_components([5, 2], 0), "n"),
-    (lambda: S.minimum_detectable_effect(1.5, 0.0, 6, 100), "baseline_rate"),
-    (lambda: S.minimum_detectable_effect(0.2, -1.0, 6, 100), "between_var"),
-    (lambda: S.minimum_detectable_effect(0.2, 0.0, 1, 100), "n_seeds"),
-    (lambda: S.minimum_detectable_effect(0.2, 0.0, 6, 100, power=1.2), "power"),
-    (lambda: S.seeds_needed(0.2, 0.0, 100, 0.0), "relative_effect"),
+    (lambda: P.minimum_detectable_effect(1.5, 0.0, 6, 100), "baseline_rate"),
+    (lambda: P.minimum_detectable_effect(0.2, -1.0, 6, 100), "between_var"),
+    (lambda: P.minimum_detectable_effect(0.2, 0.0, 1, 100), "n_seeds"),
+    (lambda: P.minimum_detectable_effect(0.2, 0.0, 6, 100, power=1.2), "power"),
+    (lambda: P.seeds_needed(0.2, 0.0, 100, 0.0), "relative_effect"),
 ])
 def test_bad_arguments_are_named(call, name):
     with pytest.raises(ValueError, match=name):
@@ -200,18 +201,18 @@ def test_difference_sd_with_correlated_arms_by_hand():
     q = p - delta
     expected = math.sqrt(vb + q * (1 - q) / n + vb + p * (1 - p) / n
                          - 2 * (0.9 * vb + 0.5 * math.sqrt(p * (1 - p) * q * (1 - q)) / n))  # Var a + Var b - 2 Cov
-    assert S.difference_sd(p, vb, n, delta, 0.9, 0.5) == pytest.approx(expected)
-    assert S.difference_sd(p, vb, n, delta) == pytest.approx(
+    assert P.difference_sd(p, vb, n, delta, 0.9, 0.5) == pytest.approx(expected)
+    assert P.difference_sd(p, vb, n, delta) == pytest.approx(
         math.sqrt(2 * vb + p * (1 - p) / n + q * (1 - q) / n))  # the independent-arms case is unchanged
     # correlated arms: a much smaller MDE than the independent model of the same design
-    ind = S.minimum_detectable_effect(p, vb, 6, n)
-    cor = S.minimum_detectable_effect(p, vb, 6, n, correlation=0.9, sampling_correlation=0.5)
+    ind = P.minimum_detectable_effect(p, vb, 6, n)
+    cor = P.minimum_detectable_effect(p, vb, 6, n, correlation=0.9, sampling_correlation=0.5)
     assert cor.absolute < 0.7 * ind.absolute and cor.df == 5 and "arms correlated" in str(cor)
-    assert S.seeds_needed(p, vb, n, 0.25, correlation=0.9, sampling_correlation=0.5) < S.seeds_needed(p, vb, n, 0.25)
+    assert P.seeds_needed(p, vb, n, 0.25, correlation=0.9, sampling_correlation=0.5) < P.seeds_needed(p, vb, n, 0.25)
     with pytest.raises(ValueError, match="^sampling_correlation:"):
-        S.difference_sd(p, vb, n, 0.0, 0.0, 1.5)
+        P.difference_sd(p, vb, n, 0.0, 0.0, 1.5)
     with pytest.raises(ValueError, match="^correlation:"):
-        S.minimum_detectable_effect(p, vb, 6, n, correlation=-2.0)
+        P.minimum_detectable_effect(p, vb, 6, n, correlation=-2.0)
 
 
 @pytest.mark.parametrize("rho, rho_s", [(0.9, 0.5), (0.9, 0.0), (0.0, 0.0)])
@@ -220,7 +221,7 @@ def test_correlated_design_mde_gives_80_percent_power_in_simulation(rho, rho_s):
     verdicts of one noise draw by rho_s) at delta = MDE reject in 75-85% of 4000 runs (MC sd 0.0063), and
     the simulated sd of a seed's difference matches the model's."""
     p, sb, seeds, n = 0.2, 0.04, 6, 100
-    m = S.minimum_detectable_effect(p, sb**2, seeds, n, correlation=rho, sampling_correlation=rho_s)
+    m = P.minimum_detectable_effect(p, sb**2, seeds, n, correlation=rho, sampling_correlation=rho_s)
     d = _paired_rates(np.random.default_rng(11), p, m.absolute, sb, rho, rho_s, seeds, n, 4000)
     power = _t_rejects(d)
     print(f"rho={rho} rho_s={rho_s}: MDE {m.absolute:.4f} ({m.relative:.1%}), sd_d {m.sd_difference:.4f} "
@@ -235,9 +236,9 @@ def test_paired_mde_from_the_observed_sd():
     power in simulation; the t-formula is within 5% of the exact value."""
     seeds, sd_arm, rho = 6, 0.02, 0.9
     sd_d = sd_arm * math.sqrt(2 * (1 - rho))
-    r = S.paired_mde(sd_d, seeds)
-    assert (r.df, r.n_pairs) == (5, 6) and r.exact == pytest.approx(S.mde_paired_t(sd_d, seeds))
-    assert r.approx == pytest.approx(S.mde_approx(sd_d, seeds)) and r.approx == pytest.approx(r.exact, rel=0.05)
+    r = P.paired_mde(sd_d, seeds)
+    assert (r.df, r.n_pairs) == (5, 6) and r.exact == pytest.approx(P.mde_paired_t(sd_d, seeds))
+    assert r.approx == pytest.approx(P.mde_approx(sd_d, seeds)) and r.approx == pytest.approx(r.exact, rel=0.05)
     assert r.relative(0.2) == pytest.approx(r.exact / 0.2) and "df 5" in str(r)
     rng = np.random.default_rng(12)
     z1 = rng.standard_normal((4000, seeds))
@@ -251,7 +252,7 @@ def test_unpaired_mde_gives_80_percent_power_in_simulation(runs):
     """One (or three) training runs per method, 6 sampling seeds x 100 samples each, independent training
     effects: z-test with the known sd (one run) or two-sample t-test over runs (three) at the MDE."""
     p, sb, K, m_ = 0.2, 0.03, 6, 100
-    u = S.unpaired_mde(p, sb**2, n_runs=runs, n_sampling_seeds=K, n_per_sampling_seed=m_)
+    u = P.unpaired_mde(p, sb**2, n_runs=runs, n_sampling_seeds=K, n_per_sampling_seed=m_)
     assert u.design == "unpaired" and u.df == (None if runs == 1 else 2 * runs - 2) and u.n_sampling_seeds == K
     rng = np.random.default_rng(13)
     reps = 4000
@@ -268,21 +269,21 @@ def test_unpaired_mde_gives_80_percent_power_in_simulation(runs):
     print(f"unpaired R={runs}: MDE {u.absolute:.4f} ({u.relative:.1%}), simulated power {power:.3f}")
     assert 0.75 <= power <= 0.85, (u, power)
     # the between-training-seed variance counts in full: far above the paired design with correlated arms
-    paired = S.minimum_detectable_effect(p, sb**2, 6, 100, correlation=0.9, sampling_correlation=0.5)
+    paired = P.minimum_detectable_effect(p, sb**2, 6, 100, correlation=0.9, sampling_correlation=0.5)
     assert u.absolute > 1.5 * paired.absolute and "unpaired" in str(u)
     with pytest.raises(ValueError, match="^n_runs:"):
-        S.unpaired_mde(p, sb**2, n_runs=0)
+        P.unpaired_mde(p, sb**2, n_runs=0)
 
 
 def test_design_comparison_from_counts():
     a, b, n = [18, 25, 14, 30, 21, 16], [20, 28, 15, 33, 22, 19], 100
     r = S.design_comparison(a, b, n)
     pa, pb = np.array(a) / n, np.array(b) / n
-    assert r.paired == S.paired_mde(float((pa - pb).std(ddof=1)), 6)
+    assert r.paired == P.paired_mde(float((pa - pb).std(ddof=1)), 6)
     between = np.mean([S.variance_components(a, n).between, S.variance_components(b, n).between])
     assert r.between_var == pytest.approx(between) and r.baseline_rate == pytest.approx(pb.mean())
-    assert r.independent == S.minimum_detectable_effect(pb.mean(), between, 6, 100)
-    assert r.unpaired == S.unpaired_mde(pb.mean(), between, n_sampling_seeds=6, n_per_sampling_seed=100)
+    assert r.independent == P.minimum_detectable_effect(pb.mean(), between, 6, 100)
+    assert r.unpaired == P.unpaired_mde(pb.mean(), between, n_sampling_seeds=6, n_per_sampling_seed=100)
     assert r.correlation == pytest.approx(np.corrcoef(pa, pb)[0, 1])
     assert r.paired.exact < r.independent.absolute < r.unpaired.absolute  # strongly paired arms
     assert r.paired_relative == pytest.approx(r.paired.exact / pb.mean()) and len(str(r).splitlines()) == 3

@@ -1,4 +1,5 @@
-"""Headless tests of the interactive explorers (vsmlab.lab.widgets): callbacks, readouts, bad input, oracles.
+"""Headless tests of the interactive explorers (vsmlab.lab.widgets, vsmlab.lab.explorer_state): callbacks,
+readouts, bad input, oracles.
 
 No browser and no kernel: ipywidgets run without a frontend, so a control's ``.value = ...`` fires the
 same observers a slider release fires in JupyterLab. The end-to-end browser test is tests/test_browser.py.
@@ -17,6 +18,7 @@ pytest.importorskip("ipywidgets")
 pytest.importorskip("matplotlib")
 
 import vsmlab  # noqa: E402
+from vsmlab.lab import explorer_state as S  # noqa: E402
 from vsmlab.lab import widgets as W  # noqa: E402
 
 FAST = dict(num_samples=600, sampler="ddim", steps=20)  # keeps each update to a few tens of ms
@@ -28,11 +30,12 @@ def readout_texts(explorer) -> dict[str, str]:
 
 # --------------------------------------------------------------------------------- import cost
 def test_import_vsmlab_stays_light():
-    code = ("import sys, vsmlab, vsmlab.lab.widgets; "
+    code = ("import sys, vsmlab, vsmlab.lab.explorer_state, vsmlab.lab.widgets; "
             "heavy = [m for m in ('ipywidgets', 'matplotlib', 'IPython') if m in sys.modules]; "
             "print(heavy); sys.exit(1 if heavy else 0)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, f"importing vsmlab.lab.widgets pulled in {res.stdout.strip()} {res.stderr[-500:]}"
+    assert res.returncode == 0, (f"importing vsmlab.lab.explorer_state / widgets pulled in {res.stdout.strip()} "
+                                 f"{res.stderr[-500:]}")
 
 
 # ----------------------------------------------------------------------------- compute_state
@@ -48,16 +51,16 @@ def lipschitz_two_modes(spacing: float, std: float, schedule: vsmlab.Schedule, t
 @pytest.mark.parametrize("temperature", [1.0, 3.0, 30.0])
 @pytest.mark.parametrize("schedule", ["linear", "aggressive", "cosine"])
 def test_lipschitz_readout_matches_closed_form(temperature, schedule):
-    state = W.compute_state(temperature=temperature, num_modes=2, spacing=1.0, std=0.05, schedule=schedule, **FAST)
-    expected = lipschitz_two_modes(1.0, 0.05, W.explorer_schedule(schedule), temperature)
+    state = S.compute_state(temperature=temperature, num_modes=2, spacing=1.0, std=0.05, schedule=schedule, **FAST)
+    expected = lipschitz_two_modes(1.0, 0.05, S.explorer_schedule(schedule), temperature)
     assert state.lipschitz == pytest.approx(expected, rel=1e-6)
-    assert state.lipschitz_exact == pytest.approx(lipschitz_two_modes(1.0, 0.05, W.explorer_schedule(schedule), 1.0), rel=1e-6)
+    assert state.lipschitz_exact == pytest.approx(lipschitz_two_modes(1.0, 0.05, S.explorer_schedule(schedule), 1.0), rel=1e-6)
 
 
 def test_rate_readout_is_the_metric_on_the_same_seeded_samples(mix1d):
     settings = dict(temperature=5.0, num_samples=800, sampler="ddim", steps=30, seed=3)
-    state = W.compute_state(**settings)
-    schedule = W.explorer_schedule("linear")
+    state = S.compute_state(**settings)
+    schedule = S.explorer_schedule("linear")
     model = vsmlab.ExactScoreModel(mix1d, schedule, 5.0)
     samples = vsmlab.ddim(model, schedule, shape=(800, 1), generator=torch.Generator().manual_seed(3), num_steps=30).samples
     expected = vsmlab.hallucination_rate(samples, mix1d)
@@ -67,14 +70,14 @@ def test_rate_readout_is_the_metric_on_the_same_seeded_samples(mix1d):
 
 
 def test_compute_state_is_deterministic_and_seed_dependent():
-    a, b = W.compute_state(temperature=4.0, **FAST), W.compute_state(temperature=4.0, **FAST)
+    a, b = S.compute_state(temperature=4.0, **FAST), S.compute_state(temperature=4.0, **FAST)
     assert a.readouts()["rate"] == b.readouts()["rate"] and torch.equal(a.samples, b.samples)
-    c = W.compute_state(temperature=4.0, seed=1, **FAST)
+    c = S.compute_state(temperature=4.0, seed=1, **FAST)
     assert not torch.equal(a.samples, c.samples)
 
 
 def test_smoother_score_hallucinates_more_and_the_bound_holds():
-    states = {tau: W.compute_state(temperature=tau, num_samples=2000, sampler="ddim", steps=50) for tau in (1.0, 10.0)}
+    states = {tau: S.compute_state(temperature=tau, num_samples=2000, sampler="ddim", steps=50) for tau in (1.0, 10.0)}
     sharp, smooth = states[1.0], states[10.0]
     assert smooth.lipschitz < sharp.lipschitz
     assert smooth.rate.low > sharp.rate.high  # intervals do not overlap: 19% vs ~0%
@@ -85,7 +88,7 @@ def test_smoother_score_hallucinates_more_and_the_bound_holds():
 
 def test_bound_is_informative_and_below_the_actual_gap_mass_where_it_does_not_underflow():
     """Only a bound that is well above zero says anything: check it there (tau = 100: L ~ 385, bound ~ 3e-5)."""
-    s = W.compute_state(temperature=100.0, num_samples=100, sampler="ddim", steps=10)
+    s = S.compute_state(temperature=100.0, num_samples=100, sampler="ddim", steps=10)
     assert s.bound_exact_modes and math.isfinite(s.gap_mass)
     assert s.bound > 1e-6  # informative: a mass a sampler could resolve, not an underflow
     assert s.bound <= s.gap_mass  # a lower bound on the smoothed density's own gap mass must not exceed it
@@ -94,10 +97,10 @@ def test_bound_is_informative_and_below_the_actual_gap_mass_where_it_does_not_un
 
 def test_ddpm_ignores_steps_and_other_samplers_use_them():
     base = dict(temperature=3.0, num_samples=300)
-    assert torch.equal(W.compute_state(sampler="ddpm", steps=10, **base).samples,
-                       W.compute_state(sampler="ddpm", steps=500, **base).samples)
-    assert not torch.equal(W.compute_state(sampler="ode", steps=10, **base).samples,
-                           W.compute_state(sampler="ode", steps=50, **base).samples)
+    assert torch.equal(S.compute_state(sampler="ddpm", steps=10, **base).samples,
+                       S.compute_state(sampler="ddpm", steps=500, **base).samples)
+    assert not torch.equal(S.compute_state(sampler="ode", steps=10, **base).samples,
+                           S.compute_state(sampler="ode", steps=50, **base).samples)
 
 
 @pytest.mark.parametrize("bad, name", [
@@ -108,7 +111,7 @@ def test_ddpm_ignores_steps_and_other_samplers_use_them():
 ])
 def test_validate_settings_names_the_bad_setting(bad, name):
     with pytest.raises(ValueError, match=name):
-        W.compute_state(**bad)
+        S.compute_state(**bad)
 
 
 # ------------------------------------------------------------------------------- the widget
@@ -124,9 +127,9 @@ def test_explorer_starts_with_a_plot_and_readouts(explorer):
     texts = readout_texts(explorer)
     assert "hallucination rate" in texts["rate"] and "Lipschitz" in texts["lipschitz"]
     assert "bound" in texts["bound"] and texts["time"].startswith("updated ")
-    expected = W.compute_state(**explorer.settings()).readouts()
+    expected = S.compute_state(**explorer.settings()).readouts()
     assert texts["rate"] == expected["rate"] and texts["lipschitz"] == expected["lipschitz"]
-    assert set(explorer.controls) == set(W.DEFAULTS)
+    assert set(explorer.controls) == set(S.DEFAULTS)
 
 
 def test_temperature_change_updates_readout_and_figure(explorer):
@@ -172,11 +175,11 @@ def test_overlapping_modes_are_refused_visibly(explorer):
 
 def test_out_of_range_slider_values_are_clamped(explorer):
     explorer.controls["temperature"].value = 1e6
-    assert explorer.controls["temperature"].value == pytest.approx(W.LIMITS["temperature"][1])
+    assert explorer.controls["temperature"].value == pytest.approx(S.LIMITS["temperature"][1])
     explorer.controls["steps"].value = 10**6
-    assert explorer.controls["steps"].value == W.LIMITS["steps"][1]
+    assert explorer.controls["steps"].value == S.LIMITS["steps"][1]
     explorer.controls["spacing"].value = -3.0
-    assert explorer.controls["spacing"].value == pytest.approx(W.LIMITS["spacing"][0])
+    assert explorer.controls["spacing"].value == pytest.approx(S.LIMITS["spacing"][0])
     # spacing 0.2 with std 0.05 overlaps: refused with a message, never raised
     assert "std" in explorer.message.value
 
@@ -187,7 +190,7 @@ def test_unexpected_error_is_shown_not_raised(explorer, monkeypatch):
     def broken(**settings):
         raise RuntimeError("solver exploded")
 
-    monkeypatch.setattr(W, "compute_state", broken)
+    monkeypatch.setattr(W, "compute_state", broken)  # the name the widgets module calls
     explorer.controls["seed"].value = 5
     assert "solver exploded" in explorer.message.value and "RuntimeError" in explorer.message.value
     assert explorer.plot.outputs == before
@@ -203,7 +206,7 @@ def test_steps_control_is_disabled_under_ddpm(explorer):
 
 def test_update_runs_single_threaded_and_restores_torch_threads(explorer, monkeypatch):
     seen = []
-    real = W.compute_state
+    real = S.compute_state
 
     def spy(**settings):
         seen.append(torch.get_num_threads())
@@ -296,13 +299,13 @@ def test_trained_explorer_refuses_2d_specs():
 
 
 def test_spec_labels_name_only_differences():
-    assert W.spec_labels([spec(8, 0), spec(8, 1)]) == ["seed=0", "seed=1"]
-    assert W.spec_labels([spec(8), spec(8)]) == ["#0", "#1"]
+    assert S.spec_labels([spec(8, 0), spec(8, 1)]) == ["seed=0", "seed=1"]
+    assert S.spec_labels([spec(8), spec(8)]) == ["#0", "#1"]
 
 
 # -------------------------------------------------------------------------- static figure
 def test_small_multiples_one_column_per_setting():
-    fig = W.small_multiples([dict(temperature=t, **FAST) for t in (1.0, 10.0)], title="tau sweep")
+    fig = S.small_multiples([dict(temperature=t, **FAST) for t in (1.0, 10.0)], title="tau sweep")
     try:
         axes = fig.get_axes()
         assert len(axes) == 4
@@ -313,7 +316,7 @@ def test_small_multiples_one_column_per_setting():
 
         plt.close(fig)
     with pytest.raises(ValueError, match="settings_list"):
-        W.small_multiples([])
+        S.small_multiples([])
 
 
 # --------------------------------------------------------------- executed notebooks (runner)
@@ -337,7 +340,7 @@ def test_runner_makes_saved_widget_ids_stable():
     import re
 
     import nbformat
-    from vsmlab.lab.runner import clean_notebook
+    from vsmlab.lab.notebook_clean import clean_notebook
 
     texts = []
     for _ in range(2):

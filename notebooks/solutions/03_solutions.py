@@ -8,7 +8,7 @@ import math
 
 import vsmlab
 from vsmlab.lab.exercises import check
-from vsmlab.lab.widgets import compute_state
+from vsmlab.lab.explorer_state import compute_state
 
 schedule = vsmlab.linear(1000, beta_start=1e-3, beta_end=0.2)
 a = math.sqrt(float(schedule.alpha_bar[0]))

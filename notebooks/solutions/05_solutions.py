@@ -10,7 +10,7 @@ import torch
 from scipy.stats import t as student_t
 
 import vsmlab
-from vsmlab.analysis.stats import mde_paired_t
+from vsmlab.analysis.power import mde_paired_t
 from vsmlab.lab.exercises import check
 
 schedule = vsmlab.linear(1000, beta_start=1e-3, beta_end=0.2)

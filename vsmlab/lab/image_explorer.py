@@ -231,7 +231,7 @@ class ImageExplorer:
             traj = self.trajectory_for(c["model"], c["num_samples"], c["seed"])
             t = check_int("t", c["t"], low=0, high=self.schedule.num_steps - 1)
             index = traj.index_of(t)
-            from vsmlab.lab.widgets import figure_png
+            from vsmlab.lab.explorer_state import figure_png
 
             png = figure_png(plot_frame(traj, index))
         except Exception as exc:  # shown to the user, never raised into the notebook

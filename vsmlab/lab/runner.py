@@ -16,9 +16,10 @@ For each notebook ``notebooks/NN_name.py`` (jupytext percent source, the reviewa
    folder in ``$VSMLAB_FIGURES_STAGING``, so no staging path enters the executed notebook;
 3. on failure: leave every published file untouched, remove the staging, raise :class:`NotebookFailed`
    naming the notebook and the failing cell;
-4. on success: strip volatile metadata and give cells stable ids, stage the executed notebook next to
-   its destination, check ``MANIFEST.json`` (a corrupt one raises :class:`ManifestCorrupt` before
-   anything is swapped), then publish in this order:
+4. on success: strip volatile metadata and give cells and widgets stable ids
+   (:func:`vsmlab.lab.notebook_clean.clean_notebook`), stage the executed notebook next to its destination,
+   check ``MANIFEST.json`` (a corrupt one raises :class:`ManifestCorrupt` before anything is swapped), then
+   publish in this order:
 
    a. write the journal ``<root>/.NN_name.publish.json`` atomically: the commit point. Before it the old
       version stays published; after it the new one is completed, by this run or by the next;
@@ -55,6 +56,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from vsmlab.core.io import LockHeld, atomic_write_bytes, exchange_paths, file_lock, fsync_dir
+from vsmlab.lab.notebook_clean import clean_notebook
 from vsmlab.lab.plotting import ManifestCorrupt, manifest_lock_path, merge_manifest, read_manifest
 
 __all__ = ["PROFILES", "NotebookFailed", "NotebookResult", "ManifestCorrupt", "RunInProgress", "list_notebooks",
@@ -63,8 +65,6 @@ __all__ = ["PROFILES", "NotebookFailed", "NotebookResult", "ManifestCorrupt", "R
 
 PROFILES = ("smoke", "default", "full")
 ROOT = Path(__file__).resolve().parents[2]  # the checkout holding the package (notebooks/, figures/)
-VOLATILE_NB_KEYS = ("papermill",)
-VOLATILE_CELL_KEYS = ("papermill", "execution", "collapsed", "scrolled")
 PAPERMILL_CELL_TAGS = ("injected-parameters", "papermill-error-cell-tag")
 STAGING_ENV = "VSMLAB_FIGURES_STAGING"  # where a notebook run by the runner writes its figures
 TARGET_ENV = "VSMLAB_FIGURES_TARGET"  # where they will be published (for the notebook's message)
@@ -152,84 +152,6 @@ def _resolve(names: list[str] | None, available: list[str]) -> list[str]:
             raise ValueError(f"only: unknown notebook {name!r}; allowed: {', '.join(available)} (or a prefix like '01')")
         out.extend(m for m in matches if m not in out)
     return out
-
-
-def clean_notebook(nb) -> None:
-    """Remove volatile metadata (timings, papermill bookkeeping), fix widget and cell ids: re-runs diff cleanly."""
-    for key in VOLATILE_NB_KEYS:
-        nb.metadata.pop(key, None)
-    for cell in nb.cells:
-        for key in VOLATILE_CELL_KEYS:
-            cell.metadata.pop(key, None)
-    stable_widget_ids(nb)
-    stable_cell_ids(nb)
-
-
-def stable_widget_ids(nb) -> None:
-    """Replace the random ipywidgets model ids (saved widget state, widget-view outputs) by ids that depend
-    only on the widget tree: numbered depth-first from the displayed widgets (cell order, then attribute
-    names), so re-running the same notebook gives the same text. Widgets never displayed keep their ids."""
-    import hashlib
-
-    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
-    if not state:
-        return
-
-    def refs(value):
-        if isinstance(value, str) and value.startswith("IPY_MODEL_"):
-            yield value[len("IPY_MODEL_"):]
-        elif isinstance(value, (list, tuple)):
-            for v in value:
-                yield from refs(v)
-        elif isinstance(value, dict):
-            for k in sorted(value):
-                yield from refs(value[k])
-
-    order: list[str] = []
-
-    def visit(model_id: str) -> None:
-        if model_id in state and model_id not in order:
-            order.append(model_id)
-            for ref in refs(state[model_id].get("state", {})):
-                visit(ref)
-
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            view = out.get("data", {}).get("application/vnd.jupyter.widget-view+json")
-            if isinstance(view, dict) and "model_id" in view:
-                visit(view["model_id"])
-    ids = {old: hashlib.sha256(f"vsmlab-widget-{i}".encode()).hexdigest()[:32] for i, old in enumerate(order)}
-
-    def swap(value):
-        if isinstance(value, dict):
-            return type(value)((ids.get(k, k), swap(v)) for k, v in value.items())
-        if isinstance(value, list):
-            return [swap(v) for v in value]
-        if isinstance(value, str):
-            if value in ids:
-                return ids[value]
-            if value.startswith("IPY_MODEL_") and value[len("IPY_MODEL_"):] in ids:
-                return "IPY_MODEL_" + ids[value[len("IPY_MODEL_"):]]
-        return value
-
-    nb.metadata["widgets"] = swap(nb.metadata["widgets"])
-    for cell in nb.cells:
-        if "outputs" in cell:
-            cell.outputs = swap(cell.outputs)
-
-
-def stable_cell_ids(nb) -> None:
-    """Give every cell an id derived from its type and source (a repeat gets a -2, -3 ... suffix), so a
-    re-run keeps the ids and an edit changes only the edited cell's id (nbformat 4.5 ids)."""
-    import hashlib
-
-    seen: dict[str, int] = {}
-    for cell in nb.cells:
-        base = hashlib.sha256(f"{cell.cell_type}\0{cell.source}".encode()).hexdigest()[:12]
-        seen[base] = seen.get(base, 0) + 1
-        cell["id"] = base if seen[base] == 1 else f"{base}-{seen[base]}"
-    if (nb.nbformat, nb.nbformat_minor) < (4, 5):
-        nb.nbformat, nb.nbformat_minor = 4, 5
 
 
 def _failure(nb_path: Path, stem: str, exc: Exception) -> NotebookFailed:

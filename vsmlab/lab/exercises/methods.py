@@ -84,7 +84,7 @@ def _grade_closed_step(t: int) -> tuple[str, str]:
 
 @functools.lru_cache(maxsize=None)
 def _mde() -> float:
-    from vsmlab.analysis.stats import mde_paired_t
+    from vsmlab.analysis.power import mde_paired_t
 
     return mde_paired_t(0.5, 10)
 
@@ -154,13 +154,13 @@ EXERCISES: tuple[Exercise, ...] = (
         t-test at the 5% level detects with 80% power? Give it in percentage points.""",
         "a number (percentage points)", number, numeric(
             _mde, 0.02, 0.15, "approximately (t_(0.975, 9) + t_(0.8, 9)) sd / sqrt(10), with t quantiles of 9 degrees "
-            "of freedom (scipy.stats.t.ppf); vsmlab.analysis.stats.mde_paired_t solves it exactly",
+            "of freedom (scipy.stats.t.ppf); vsmlab.analysis.power.mde_paired_t solves it exactly",
             traps=[(_mde_normal, "close", "that is the normal approximation: with 10 pairs use t quantiles with 9 "
                     "degrees of freedom, which are wider")],
             explain="About 0.5 pp: ten seeds see only differences as large as the spread of one difference.")),
     exercise("05.4", "Would the paper's 25% show up?", "open", """
         The VSM paper reports up to ~25% fewer hallucinations. Take the rho = 0 rate and the spread of the
-        paired differences from the notebook's results table, and use vsmlab.analysis.stats.seeds_needed (or
+        paired differences from the notebook's results table, and use vsmlab.analysis.power.seeds_needed (or
         the minimum detectable effect) to say how many seeds a study needs to detect a 25% reduction. Does this
         notebook's interval exclude it?"""),
 )

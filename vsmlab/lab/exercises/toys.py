@@ -196,7 +196,7 @@ EXPLORER_TAUS = (1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0)
 
 @functools.lru_cache(maxsize=None)
 def _explorer_state(tau: float):
-    from vsmlab.lab.widgets import compute_state
+    from vsmlab.lab.explorer_state import compute_state
 
     return compute_state(temperature=float(tau))
 
@@ -333,7 +333,7 @@ EXERCISES: tuple[Exercise, ...] = (
         In the exact-score explorer (its defaults: DDIM with 100 steps on the standard linear schedule, 4000
         samples, seed 0), try the temperatures {', '.join(f'{t:g}' for t in EXPLORER_TAUS)}. Which is the smallest
         temperature whose hallucination rate's 95% interval lies entirely above 1%?
-        (vsmlab.lab.widgets.compute_state(temperature=tau) gives the explorer's readouts without the widget.)""",
+        (vsmlab.lab.explorer_state.compute_state(temperature=tau) gives the explorer's readouts without the widget.)""",
         "one of the temperatures listed", choice(EXPLORER_TAUS, "a temperature"), _grade_explorer),
     exercise("03.5", "Which steps matter?", "open", """
         Predict from the window experiment: if you smooth (tau = 10) only the steps where sigma_t lies between
