@@ -111,3 +111,12 @@ def test_forced_variance_sets_share_noise_and_count_frac_outside():
     out = draw_samples(Fixed(-3.0), sch, 6, 3, 4, (2,))  # f = -1 everywhere: below the range at every step
     assert out.frac.below == out.frac.total and out.frac.min_frac == pytest.approx(-1.0)
     assert out.frac.as_dict()["share_outside"] == 1.0
+
+
+def test_a_ceiling_without_spread_says_so_and_mde_text_words_infinity():
+    from vsmlab.analysis.stats import mde_text
+
+    row = AnswerRow("t", "s", 0.1, Interval(0, -0.01, 0.01), "d", Interval(0.0, 0.0, 0.0), 0)
+    assert "the same rate on every seed, no interval" in row.cells()[6]
+    assert mde_text(0.0638, 0.141) == "MDE 6.38 pp = 45.2% of 14.1%"
+    assert mde_text(math.inf, 0.141).startswith("no MDE: not even a drop to 0%")

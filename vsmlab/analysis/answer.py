@@ -135,8 +135,10 @@ class AnswerRow:
     def cells(self) -> list[str]:
         """The table cells: benchmark, rho0 rate, VSM - rho0 (pp and relative), design, 25% excluded?,
         ceiling, Sigma moved, source."""
+        end = "beta_tilde" if self.ceiling_frac == 0 else "beta"
         ceil = "not measured" if self.ceiling is None else (
-            f"{self.ceiling.pp()} (Sigma = {'beta_tilde' if self.ceiling_frac == 0 else 'beta'})")
+            f"{self.ceiling.pp()} (Sigma = {end})" if self.ceiling.low < self.ceiling.high else
+            f"{self.ceiling.pp()} (Sigma = {end}: the same rate on every seed, no interval)")
         moved = "not measured" if self.sigma_moved is None else f"{100 * self.sigma_moved:.2g}%"
         return [self.benchmark, f"{100 * self.rho0_rate:.3g}%", self.effect.pp(), self.effect.relative(self.rho0_rate),
                 self.design, self.verdict, ceil, moved, self.source]

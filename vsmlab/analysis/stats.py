@@ -61,6 +61,7 @@ __all__ = [
     "paired_difference",
     "DesignComparison",
     "design_comparison",
+    "mde_text",
     "HolmResult",
     "holm",
 ]
@@ -217,6 +218,14 @@ def paired_difference(
                             (float(lo), float(hi)), int(nz.size), int((d < 0).sum()), int((d > 0).sum()), mde)
 
 
+def mde_text(absolute: float, baseline_rate: float) -> str:
+    """'MDE 6.38 pp = 45.4% of 14.1%', or, when even a drop to a rate of 0 is not detected at the target power
+    (an infinite MDE), 'no MDE: not even a drop to 0% would be detected'."""
+    if not math.isfinite(absolute):
+        return "no MDE: not even a drop to 0% would be detected"
+    return f"MDE {100 * absolute:.3g} pp = {100 * absolute / baseline_rate:.3g}% of {100 * baseline_rate:.3g}%"
+
+
 @dataclass(frozen=True)
 class DesignComparison:
     """The MDE of one comparison (arm a - arm b, per training seed) under the design that was run and under
@@ -247,17 +256,16 @@ class DesignComparison:
         return self.paired.exact / self.baseline_rate
 
     def __str__(self) -> str:
-        paired = (f"MDE {100 * self.paired.exact:.3g} pp = {100 * self.paired_relative:.3g}% of "
-                  f"{100 * self.baseline_rate:.3g}%" if self.paired.sd > 0 else
+        paired = (mde_text(self.paired.exact, self.baseline_rate) if self.paired.sd > 0 else
                   "every seed gave the same difference (sd 0): no power statement from them")
+        corr = "" if math.isnan(self.correlation) else f" (arms' per-seed correlation {self.correlation:.2f})"
         return "\n".join([
             f"paired ({self.n_seeds} training seeds x {self.n_per_seed} samples, observed paired sd, df "
-            f"{self.paired.df}): {paired} (arms' per-seed correlation {self.correlation:.2f})",
-            f"same design modelled as independent arms: MDE {100 * self.independent.absolute:.3g} pp = "
-            f"{100 * self.independent.relative:.3g}% (overstates the paired noise)",
+            f"{self.paired.df}): {paired}{corr}",
+            f"same design modelled as independent arms: {mde_text(self.independent.absolute, self.baseline_rate)} "
+            "(overstates the paired noise)",
             f"unpaired, one run per method x {self.unpaired.n_sampling_seeds} x {self.unpaired.n_per_seed} samples: "
-            f"MDE {100 * self.unpaired.absolute:.3g} pp = {100 * self.unpaired.relative:.3g}% (between-seed var "
-            f"{self.between_var:.3g} in full)",
+            f"{mde_text(self.unpaired.absolute, self.baseline_rate)} (between-seed var {self.between_var:.3g} in full)",
         ])
 
 
