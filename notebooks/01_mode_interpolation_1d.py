@@ -40,7 +40,7 @@
 #
 # **Prerequisites.** DDPM basics (forward noising, the $\epsilon$-prediction loss, ancestral sampling).
 #
-# **Time.** cold about 5 min on a 2-core CPU (empty cache; the main job), seconds when the trained models are cached.
+# **Time.** cold about 5.7 min (343 s) on a 2-core CPU (empty cache; the main job), seconds when the trained models are cached.
 
 # %% tags=["parameters"]
 profile = "default"  # smoke | default | full
@@ -291,18 +291,18 @@ _ = saver.save(fig, "samplers")
 # ## Key takeaways
 #
 # - **The network learns a smoothed step.** Near $t = 0$ the exact denoiser switches from the mode at 1 to the
-#   mode at 2 over a width of 0.0473 in $x$, the trained MLP over 0.5091 (10.8 times wider). The ratio shrinks
-#   as $t$ grows: at $t = 50$ the two widths are 0.9249 (exact) and 0.8305 (learned).
+#   mode at 2 over a width of 0.0473 in $x$, the trained MLP over 0.5113 (10.8 times wider). The ratio shrinks
+#   as $t$ grows: at $t = 50$ the two widths are 0.9249 (exact) and 0.8544 (learned).
 # - **The exact score does not hallucinate; the network does.** From the same starting noise with the same
 #   sampler, the exact score puts 0.000% [0.000, 0.019] of 20000 samples off the support, the MLP
-#   0.340% [0.268, 0.431] (68/20000), and 0.290% of all its samples lie *between* two modes. That is at least
-#   17.7x the exact score's upper limit and far above the floor of 0.0063%.
+#   0.490% [0.402, 0.597] (98/20000), and 0.405% of all its samples lie *between* two modes. That is at least
+#   25.5x the exact score's upper limit and far above the floor of 0.0063%.
 # - **Longer training lowers the rate without removing it.** After 500, 1500 and 3000 training steps the rate
-#   is 32.330%, 1.240% and 0.310% [0.218, 0.440]. With 1000, 5000 and 20000 training points it is
-#   0.550% [0.423, 0.715], 0.440% [0.328, 0.590] and 0.310%: these intervals overlap, so this run (one
+#   is 32.420%, 1.200% and 0.560% [0.432, 0.726]. With 1000, 5000 and 20000 training points it is
+#   0.580% [0.449, 0.749], 0.500% [0.379, 0.659] and 0.560%: these intervals overlap, so this run (one
 #   training seed per setting) cannot tell the training-set sizes apart.
-# - **The sampler is not the cause.** The learned model gives 0.360% [0.260, 0.498] with DDPM,
-#   0.480% [0.362, 0.636] with DDIM and 0.430% [0.319, 0.579] with the Heun ODE; the intervals overlap, so the run
+# - **The sampler is not the cause.** The learned model gives 0.440% [0.328, 0.590] with DDPM,
+#   0.680% [0.537, 0.861] with DDIM and 0.550% [0.423, 0.715] with the Heun ODE; the intervals overlap, so the run
 #   cannot tell the samplers apart. The exact score gives 0.000%, 0.000% and 0.010% (1/10000) with the same
 #   three samplers, so the excess comes from the network.
 

@@ -41,7 +41,7 @@
 #
 # **Prerequisites.** Notebook 01.
 #
-# **Time.** cold about 5 min on a 2-core CPU (empty cache; the main job), seconds when the trained models are cached.
+# **Time.** cold about 5.3 min (316 s) on a 2-core CPU (empty cache; the main job), seconds when the trained models are cached.
 
 # %% tags=["parameters"]
 profile = "default"  # smoke | default | full
@@ -207,17 +207,17 @@ print(f"Fourier-feature MLP:   {results['grid']['rate_learned']}")
 # ## Key takeaways
 #
 # - **Only the network hallucinates.** With the exact score both layouts stay at 0.000% [0.000, 0.019] of
-#   20000 samples; the Fourier-feature network puts 4.950% [4.658, 5.259] (grid) and 4.230% [3.960, 4.518]
+#   20000 samples; the Fourier-feature network puts 5.145% [4.847, 5.460] (grid) and 4.225% [3.955, 4.513]
 #   (diamond) off the support, while its in-support samples keep the mode weights (per-mode error, total
-#   variation, 0.0234 and 0.0240).
-# - **Hallucinations sit between nearest modes.** 98.9% of the 990 hallucinated grid samples and 98.3% of the
-#   846 diamond ones lie between their two nearest modes; 84.3% (grid) and 87.4% (diamond) lie on a
+#   variation, 0.0233 and 0.0251).
+# - **Hallucinations sit between nearest modes.** 98.7% of the 1029 hallucinated grid samples and 98.8% of the
+#   845 diamond ones lie between their two nearest modes; 86.4% (grid) and 88.8% (diamond) lie on a
 #   nearest-neighbour bridge, although bridges cover only 36.0% and 23.0% of the square.
 # - **Rotating the layout rotates the hallucinations.** On the grid the segments they lie on point at about
-#   0 degrees (610 samples) or 90 degrees (369), none at 45 or 135; on the diamond at about 45 (285) or
-#   135 degrees (547), none at 0 or 90, so none lie along the diamond's $x$-axis, where no two modes are neighbours.
+#   0 degrees (648 samples) or 90 degrees (368), none at 45 or 135; on the diamond at about 45 (289) or
+#   135 degrees (546), none at 0 or 90, so none lie along the diamond's $x$-axis, where no two modes are neighbours.
 # - **Without Fourier features the network has not fitted the modes.** With the same training budget the plain
-#   MLP of notebook 01 puts 73.680% [72.442, 74.882] of 5000 grid samples off the support, against 4.950% for
+#   MLP of notebook 01 puts 73.620% [72.381, 74.823] of 5000 grid samples off the support, against 5.145% for
 #   the Fourier-feature net: its off-support samples are mostly a failure to fit, not interpolation.
 
 # %% [markdown]

@@ -46,7 +46,7 @@
 #
 # **Prerequisites.** Notebook 01.
 #
-# **Time.** cold about 2.5 min on a 2-core CPU (empty cache; the main job), seconds when the trained models are cached.
+# **Time.** cold about 4.0 min (238 s) on a 2-core CPU (empty cache; the main job), seconds when the trained models are cached.
 
 # %% tags=["parameters"]
 profile = "default"  # smoke | default | full
@@ -539,8 +539,8 @@ display(trained_explorer)
 #   0.025% and only for $t \ge 10$ also 0.025%, while smoothing only for $t < 30$ ($\sigma_t \le 0.332$) gives
 #   7.525% [6.748, 8.384], an interval that overlaps the 7.250% [6.487, 8.095] of smoothing every step: this run
 #   cannot tell them apart.
-# - **Trained nets are smoother than the exact score and hallucinate.** Their $L(t=0)$ lies between 33.84
-#   and 426.5 against 2.013e+04 for the exact score, and their rates between 2.775% and 58.700%; the Spearman
+# - **Trained nets are smoother than the exact score and hallucinate.** Their $L(t=0)$ lies between 33.93
+#   and 379.7 against 2.013e+04 for the exact score, and their rates between 4.600% and 58.625%; the Spearman
 #   correlation of $L(t=0)$ and rate over the trained nets is -0.83. Measured against the exact score's $L(t)$,
 #   it is -0.96 at $t = 0$ but -0.55 at $t = 20$ over all 18 models (one training seed per setting).
 
