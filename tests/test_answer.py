@@ -120,3 +120,9 @@ def test_a_ceiling_without_spread_says_so_and_mde_text_words_infinity():
     assert "the same rate on every seed, no interval" in row.cells()[6]
     assert mde_text(0.0638, 0.141) == "MDE 6.38 pp = 45.2% of 14.1%"
     assert mde_text(math.inf, 0.141).startswith("no MDE: not even a drop to 0%")
+
+
+def test_small_baseline_rates_get_two_decimals():
+    row = AnswerRow("toy", "05", 0.0156, Interval(0.001, -0.0034, 0.0054), "d", Interval(-0.0029, -0.0039, -0.0018), 0)
+    cells = row.cells()
+    assert cells[2] == "+0.10 pp [-0.34, +0.54]" and cells[6].startswith("-0.29 pp [-0.39, -0.18]")

@@ -137,11 +137,16 @@ class AnswerRow:
         ceiling, Sigma moved, source."""
         end = "beta_tilde" if self.ceiling_frac == 0 else "beta"
         ceil = "not measured" if self.ceiling is None else (
-            f"{self.ceiling.pp()} (Sigma = {end})" if self.ceiling.low < self.ceiling.high else
-            f"{self.ceiling.pp()} (Sigma = {end}: the same rate on every seed, no interval)")
+            f"{self.ceiling.pp(self.digits)} (Sigma = {end})" if self.ceiling.low < self.ceiling.high else
+            f"{self.ceiling.pp(self.digits)} (Sigma = {end}: the same rate on every seed, no interval)")
         moved = "not measured" if self.sigma_moved is None else f"{100 * self.sigma_moved:.2g}%"
-        return [self.benchmark, f"{100 * self.rho0_rate:.3g}%", self.effect.pp(), self.effect.relative(self.rho0_rate),
-                self.design, self.verdict, ceil, moved, self.source]
+        return [self.benchmark, f"{100 * self.rho0_rate:.3g}%", self.effect.pp(self.digits),
+                self.effect.relative(self.rho0_rate), self.design, self.verdict, ceil, moved, self.source]
+
+    @property
+    def digits(self) -> int:
+        """Decimals of the pp columns: 2 below a 5% baseline rate (else 0.1 pp would hide the interval), else 1."""
+        return 2 if self.rho0_rate < 0.05 else 1
 
 
 HEADER = ["benchmark", "rho0 rate", "VSM - rho0 (95% CI)", "relative", "design", "25% cut excluded?",
