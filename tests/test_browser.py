@@ -185,11 +185,14 @@ class Lab:
 
     def __init__(self, project: Path, port: int, browser) -> None:
         self.project, self.port, self.browser = project, port, browser
+        self.pages = 0
 
     def open(self, relpath: str):
         """A new page with ``relpath`` (relative to the project) open and its kernel idle."""
         page = self.browser.new_page(viewport={"width": 1400, "height": 1100})
-        page.goto(f"http://127.0.0.1:{self.port}/lab/tree/{relpath}", timeout=120_000)
+        # a workspace of its own, reset: no layout restored from an earlier page, no "open in another tab" dialog
+        self.pages += 1
+        page.goto(f"http://127.0.0.1:{self.port}/lab/workspaces/test{self.pages}/tree/{relpath}?reset", timeout=120_000)
         page.wait_for_function("() => window.jupyterapp && document.querySelector('.jp-Notebook')", timeout=120_000)
         page.wait_for_function(
             "() => { const w = window.jupyterapp.shell.currentWidget;"
