@@ -68,8 +68,8 @@
 #
 # **Prerequisites.** Notebook 05 (VSM, rho = 0, paired comparisons over seeds); notebook 01 (exact scores).
 #
-# **Time.** cold about 17 min on a 2-core CPU (empty sample cache; the models are shipped), a few minutes when
-# the sample sets are cached.
+# **Time.** cold at most about 50 min on a 2-core CPU (2,986.5 s from an empty sample cache, measured while
+# another job shared the CPU; the models are shipped), 42.1 s when the sample sets are cached.
 
 # %% tags=["parameters"]
 profile = "default"  # smoke | default | full

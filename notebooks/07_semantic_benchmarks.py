@@ -29,7 +29,7 @@
 # validators are calibrated here on real images and on constructed corruptions before they judge any model.
 #
 # **What each profile runs.** `smoke` exercises every cell with tiny data and tiny models (seconds). `default`
-# (2 CPU cores; 1,101.7 s from an empty sample cache, target 20 minutes) calibrates both validators and samples four
+# (2 CPU cores; 1,478.2 s from an empty sample cache) calibrates both validators and samples four
 # small Cards models at 64 px (32-px faces) trained with the image CLI and shipped in `checkpoints/cards64/`: fixed variance,
 # learned variance with rho = 0, VSM at the released weight rho = 0.1 and, exploratory as in notebook 06, VSM at
 # rho = 10 (100x), with two further training seeds of each learned-variance model (the comparison of record,
@@ -63,7 +63,7 @@
 #
 # **Prerequisites.** Notebook 06 (the study design, paired comparisons, strict validators).
 #
-# **Time.** cold about 18 min on a 2-core CPU (empty sample cache; the models are shipped), about 2 min when the
+# **Time.** cold about 25 min (1,478.2 s) on a 2-core CPU (empty sample cache; the models are shipped), a few minutes when the
 # sample sets are cached.
 
 # %% tags=["parameters"]
