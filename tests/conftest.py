@@ -3,8 +3,8 @@
 Tiers: ``pytest -q -m "not slow"`` is the fast tier for the edit loop; tests marked ``notebook`` or ``browser``
 are slow too (added here), so the fast tier skips them. The README's command runs everything.
 
-Helpers (import them with ``from conftest import ...``): :func:`cli` runs the real ``vsmlab`` entry point
-(``vsmlab.cli.main``) and returns its exit code; :func:`assert_same` compares nested checkpoints exactly."""
+Helpers (import them with ``from conftest import ...``): :func:`outputs_text` joins an executed notebook's
+outputs; :func:`cli` runs the real ``vsmlab`` entry point (``vsmlab.cli.main``) and returns its exit code; :func:`assert_same` compares nested checkpoints exactly."""
 
 from __future__ import annotations
 
@@ -51,6 +51,16 @@ def assert_same(a, b, where: str = "") -> None:
             assert_same(x, y, f"{where}[{i}]")
     else:
         assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def outputs_text(notebook: dict) -> str:
+    """Every output text of an executed notebook (a json-loaded .ipynb): streams and text/plain, joined."""
+    parts = []
+    for cell in notebook["cells"]:
+        for out in cell.get("outputs", []):
+            text = out.get("text") or out.get("data", {}).get("text/plain", "")
+            parts.append(text if isinstance(text, str) else "".join(text))
+    return "\n".join(parts)
 
 
 def pytest_collection_modifyitems(config, items):

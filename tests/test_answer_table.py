@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import outputs_text
 
 from vsmlab.analysis.answer import HEADER, reduction_verdict
 
@@ -37,16 +38,6 @@ def executed(printed_by: str) -> Path:
     return ROOT / "notebooks" / f"{stems[0]}.ipynb"
 
 
-def outputs_text(path: Path) -> str:
-    nb = json.loads(path.read_text())
-    parts = []
-    for cell in nb["cells"]:
-        for out in cell.get("outputs", []):
-            text = out.get("text") or out.get("data", {}).get("text/plain", "")
-            parts.append(text if isinstance(text, str) else "".join(text))
-    return "\n".join(parts)
-
-
 ROWS = answer_rows()
 
 
@@ -61,7 +52,7 @@ def test_the_table_has_a_row_per_benchmark():
 def test_every_number_of_a_row_is_printed_by_its_notebook(row):
     path = executed(row[-1])
     assert path.is_file(), f"{row[0]}: the executed notebook {path} is missing"
-    printed = outputs_text(path)
+    printed = outputs_text(json.loads(path.read_text()))
     missing = [tok for cell in row[1:-1] for tok in NUMBER.findall(cell) if tok not in printed]
     assert not missing, f"{row[0]}: {missing} are not in the outputs of {path.relative_to(ROOT)}"
 

@@ -261,6 +261,19 @@ def stderr_of(page) -> str:
     return "\n".join(errors.all_inner_texts())[-3000:]
 
 
+def type_and_wait(page, readout, value: str, selector: str, contains: str, before: str) -> None:
+    """Type ``value`` into a slider's readout as a user would (select all, type, Enter), then wait until the
+    element ``selector`` shows text other than ``before`` that contains ``contains``."""
+    readout.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type(value)
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "([sel, before, contains]) => { const e = document.querySelector(sel);"
+        " return e && e.innerText.trim() !== before && e.innerText.includes(contains); }",
+        arg=[selector, before, contains], timeout=120_000)
+
+
 def test_explorer_slider_changes_readout_in_jupyterlab(lab):
     notebook, what = build_notebook(lab.project / "notebooks")
     page = lab.open(f"notebooks/{notebook.name}")
@@ -280,15 +293,8 @@ def test_explorer_slider_changes_readout_in_jupyterlab(lab):
         page.screenshot(path=str(ARTIFACTS / "browser_explorer_before.png"))
 
         # move the temperature slider: type a new value into its readout, as a user would
-        readout = explorer.locator(".vsmlab-temperature .widget-readout")
-        readout.click()
-        page.keyboard.press("Control+A")
-        page.keyboard.type(NEW_TEMPERATURE)
-        page.keyboard.press("Enter")
-        page.wait_for_function(
-            "(before) => { const e = document.querySelector('.vsmlab-explorer .vsmlab-rate');"
-            " return e && e.innerText.trim() !== before && e.innerText.includes('hallucination rate'); }",
-            arg=before, timeout=120_000)
+        type_and_wait(page, explorer.locator(".vsmlab-temperature .widget-readout"), NEW_TEMPERATURE,
+                      ".vsmlab-explorer .vsmlab-rate", "hallucination rate", before)
         after = explorer.locator(".vsmlab-rate").inner_text().strip()
         message = explorer.locator(".vsmlab-message").inner_text().strip()
         slider_value = explorer.locator(".vsmlab-temperature .widget-readout").inner_text().strip()
@@ -342,15 +348,8 @@ def test_image_explorer_t_slider_changes_readout_in_jupyterlab(lab):
             raise AssertionError(f"the image explorer did not appear:\n{stderr_of(page)}")
         explorer.scroll_into_view_if_needed()
         before = explorer.locator(".vsmlab-step").inner_text().strip()
-        readout = explorer.locator(".vsmlab-t .widget-readout")
-        readout.click()
-        page.keyboard.press("Control+A")
-        page.keyboard.type(NEW_T)
-        page.keyboard.press("Enter")
-        page.wait_for_function(
-            "(before) => { const e = document.querySelector('.vsmlab-image-explorer .vsmlab-step');"
-            " return e && e.innerText.trim() !== before && e.innerText.includes('t = '); }",
-            arg=before, timeout=120_000)
+        type_and_wait(page, explorer.locator(".vsmlab-t .widget-readout"), NEW_T,
+                      ".vsmlab-image-explorer .vsmlab-step", "t = ", before)
         after = explorer.locator(".vsmlab-step").inner_text().strip()
         labels = explorer.locator(".vsmlab-labels").inner_text().strip()
         message = explorer.locator(".vsmlab-message").inner_text().strip()

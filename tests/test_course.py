@@ -9,6 +9,7 @@ from pathlib import Path
 
 import jupytext
 import pytest
+from conftest import outputs_text
 
 ROOT = Path(__file__).resolve().parents[1]
 STEMS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
@@ -20,15 +21,6 @@ NUMBER = re.compile(r"(?<![\w.])[+-]?\d[\d,]*(?:\.\d+)?%?")
 
 def quoted(text: str) -> list[str]:
     return [t.rstrip(",") for t in NUMBER.findall(text) if "." in t or "%" in t or len(t.strip("+-").replace(",", "")) >= 3]
-
-
-def outputs_text(nb: dict) -> str:
-    parts = []
-    for cell in nb["cells"]:
-        for out in cell.get("outputs", []):
-            text = out.get("text") or out.get("data", {}).get("text/plain", "")
-            parts.append(text if isinstance(text, str) else "".join(text))
-    return "\n".join(parts)
 
 
 def section(cells: list[dict], heading: str) -> str:

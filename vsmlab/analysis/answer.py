@@ -32,6 +32,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from vsmlab.analysis.metrics import mean_ci
 from vsmlab.core.checks import check_range
 
 __all__ = ["Interval", "AnswerRow", "reduction_verdict", "paired_interval", "ceiling", "sigma_shift",
@@ -78,16 +79,14 @@ def reduction_verdict(low: float, high: float, baseline: float, relative: float 
 
 
 def paired_interval(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> Interval:
-    """Mean of a_s - b_s over seeds with its Student-t interval (needs >= 2 seeds; same seed order)."""
-    from scipy.stats import t as student_t
-
+    """Mean of a_s - b_s over seeds with its Student-t interval (:func:`vsmlab.analysis.metrics.mean_ci`; needs
+    >= 2 seeds, same seed order)."""
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if x.ndim != 1 or x.shape != y.shape or x.size < 2:
         raise ValueError(f"a, b: expected two equal-length 1-D sequences of >= 2 per-seed values, got "
                          f"{x.shape} and {y.shape}")
-    d = x - y
-    half = float(student_t.ppf(0.5 + confidence / 2, d.size - 1) * d.std(ddof=1) / math.sqrt(d.size))
-    return Interval(float(d.mean()), float(d.mean()) - half, float(d.mean()) + half)
+    m = mean_ci((x - y).tolist(), confidence)
+    return Interval(m.mean, m.mean - m.half, m.mean + m.half)
 
 
 def ceiling(own: Sequence[float], frac0: Sequence[float], frac1: Sequence[float]) -> tuple[float, Interval, Interval]:

@@ -47,7 +47,7 @@ from torch import nn
 
 from vsmlab.core.schedules import Schedule
 
-__all__ = ["SEED_STRIDE", "FracSummary", "DrawnSamples", "draw_samples", "to_uint8", "SampleSetInfo",
+__all__ = ["SEED_STRIDE", "FracSummary", "sum_fracs", "DrawnSamples", "draw_samples", "to_uint8", "SampleSetInfo",
            "sample_checkpoint"]
 
 #: batch k of a sample set with seed S draws with generator seed S * SEED_STRIDE + k
@@ -82,7 +82,9 @@ class FracSummary:
                 "max_frac": self.max_frac, "share_outside": self.share_outside}
 
 
-def _sum_fracs(counts: list) -> FracSummary | None:
+def sum_fracs(counts: list) -> FracSummary | None:
+    """One :class:`FracSummary` from the :class:`vsmlab.diffusion.samplers.FracCounts` of several batches (None for
+    none); reads the device tensors once."""
     if not counts:
         return None
     return FracSummary(sum(int(c.below.sum()) for c in counts), sum(int(c.above.sum()) for c in counts),
@@ -153,7 +155,7 @@ def draw_samples(model: nn.Module, schedule: Schedule, n: int, seed: int, batch_
     return DrawnSamples(torch.cat(samples), torch.tensor(batch_seed, dtype=torch.int64),
                         torch.tensor(batch_row, dtype=torch.int64),
                         torch.cat(traj_x, dim=1) if traj_x else None, torch.cat(traj_x0, dim=1) if traj_x0 else None,
-                        recorded, _sum_fracs(fracs))
+                        recorded, sum_fracs(fracs))
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:

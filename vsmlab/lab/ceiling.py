@@ -25,10 +25,10 @@ from typing import Any
 
 import torch
 
-__all__ = ["toy_ceiling", "XT_STRIDE", "NOISE_STRIDE", "FRESH_STRIDE"]
+from vsmlab.lab.mitigations import NOISE_STRIDE, XT_STRIDE
 
-#: x_T of seed s is drawn with manual_seed(XT_STRIDE * (s + 1)), the step noise with NOISE_STRIDE * (s + 1)
-XT_STRIDE, NOISE_STRIDE = 1_000_003, 2_000_003
+__all__ = ["toy_ceiling", "FRESH_STRIDE"]
+
 #: sampling seed s' > 0 adds FRESH_STRIDE * s' to both
 FRESH_STRIDE = 5_000_011
 _NAMES = {None: "own", 0.0: "frac0", 1.0: "frac1"}
@@ -38,7 +38,7 @@ _CODE = ("lab.ceiling", "diffusion.samplers", "diffusion.sample_sets", "analysis
 
 def _compute(spec: dict[str, Any], n: int, support_k: float, fracs: tuple, sampling_seed: int) -> dict[str, Any]:
     from vsmlab.analysis.metrics import hallucination_rate
-    from vsmlab.diffusion.sample_sets import FracSummary
+    from vsmlab.diffusion.sample_sets import sum_fracs
     from vsmlab.diffusion.samplers import ddpm
     from vsmlab.lab.experiments import make_mixture, make_schedule, train_toy
 
@@ -56,9 +56,7 @@ def _compute(spec: dict[str, Any], n: int, support_k: float, fracs: tuple, sampl
                    variance="learned", variance_frac=frac)
         out[_NAMES[frac]] = hallucination_rate(res.samples, mixture, support_k).rate
         if frac is None and res.frac is not None:
-            c = res.frac
-            out["frac_outside"] = FracSummary(int(c.below.sum()), int(c.above.sum()), c.total, float(c.low.min()),
-                                              float(c.high.max())).as_dict()
+            out["frac_outside"] = sum_fracs([res.frac]).as_dict()
     return out
 
 

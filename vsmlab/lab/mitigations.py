@@ -38,7 +38,7 @@ import torch
 
 from vsmlab.core.checks import check_int
 
-__all__ = ["DEFAULT_EVALUATION", "evaluate", "evaluate_many", "support_grid"]
+__all__ = ["DEFAULT_EVALUATION", "XT_STRIDE", "NOISE_STRIDE", "evaluate", "evaluate_many", "support_grid"]
 
 DEFAULT_EVALUATION: dict[str, Any] = dict(
     n_samples=10000, n_reference=10000, support_k=4.0, k=10,
@@ -47,6 +47,8 @@ DEFAULT_EVALUATION: dict[str, Any] = dict(
     sw_projections=128, keep_samples=2000, variance="auto",
 )
 _VARIANCES = ("auto", "beta", "beta_tilde", "learned")
+#: the sampling noise of seed s: x_T from manual_seed(XT_STRIDE * (s + 1)), the step noise from NOISE_STRIDE * (s + 1)
+XT_STRIDE, NOISE_STRIDE = 1_000_003, 2_000_003
 
 _CODE = ("lab.mitigations", "analysis.detectors", "analysis.distances", "diffusion.samplers", "analysis.metrics",
          "core.estimators", "data.mixtures", "nets.mlp", "core.prediction")
@@ -86,9 +88,9 @@ def _compute(spec: dict[str, Any], ev: dict[str, Any]) -> dict[str, Any]:
     mixture, schedule = make_mixture(spec["mixture"]), make_schedule(spec["schedule"])
     d = mixture.dim
     n = int(ev["n_samples"])
-    x_T = torch.randn(n, d, generator=torch.Generator().manual_seed(1_000_003 * (seed + 1)))
+    x_T = torch.randn(n, d, generator=torch.Generator().manual_seed(XT_STRIDE * (seed + 1)))
     start = time.perf_counter()
-    res = ddpm(model, schedule, x_T=x_T, generator=torch.Generator().manual_seed(2_000_003 * (seed + 1)),
+    res = ddpm(model, schedule, x_T=x_T, generator=torch.Generator().manual_seed(NOISE_STRIDE * (seed + 1)),
                record_last=int(ev["k"]), variance=ev["variance"])
     sample_seconds = time.perf_counter() - start
     samples = res.samples
