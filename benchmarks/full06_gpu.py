@@ -52,6 +52,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _lease import (ROOT, common_step, compress, device_facts, env, fresh_folders, log, pack, popen_logged,  # noqa: E402
                     run_queue, shell_chain, train_until, unpack)
+sys.path.insert(0, str(ROOT))  # the repository's vsmlab, also where it is not installed (the GPU machine)
+from vsmlab.lab.full_runs import sample_name  # noqa: E402
 
 METHODS = {"fixed": ("fixed", ()), "rho0": ("rho0", ()), "vsm": ("vsm", ()), "vsm10": ("vsm", ("loss.rho=10.0",))}
 VAR_OF = {"fixed": "beta", "rho0": "learned", "vsm": "learned", "vsm10": "learned"}
@@ -70,32 +72,32 @@ def train_cmd(method: str, seed: int, out: Path, device: str, extra: list[str]) 
 
 def sample_jobs(methods: list[str], seeds: list[int], common: int, runs: Path, n: int, n_sweep: int,
                 sweep_steps: list[int], ddim_steps: list[int]) -> list[tuple[str, list[str]]]:
-    """(npz name, vsmlab sample arguments) in priority order; names as notebook 06's samples_for builds them."""
+    """(npz name, vsmlab sample arguments) in priority order; names from :func:`vsmlab.lab.full_runs.sample_name`."""
     jobs = []
     base = ["--seed", str(SAMPLE_SEED), "--clip-x0"]
     for k in seeds:
         for m in methods:
             ck = runs / f"{m}-seed{k}" / "latest.pt"
             for var in (("beta", "beta_tilde") if m == "fixed" else ("learned",)):
-                jobs.append((f"{m}-seed{k}_ddpm250_{var}_ema", [str(ck), "--n", str(n), "--steps", "250", "--variance", var,
+                jobs.append((sample_name(m, k, variance=var), [str(ck), "--n", str(n), "--steps", "250", "--variance", var,
                                                                  "--trajectory-last", str(RECORD_LAST), *base]))
     k0 = seeds[0]
     for m in methods:  # rate vs training step (seed 0), EMA weights of the step files
         for st in sweep_steps:
             if st < common:
                 ck = runs / f"{m}-seed{k0}" / f"step_{st:07d}.pt"
-                jobs.append((f"{m}-seed{k0}_ddpm250_{VAR_OF[m]}_ema_step{st}", [str(ck), "--n", str(n_sweep), "--steps", "250",
+                jobs.append((sample_name(m, k0, variance=VAR_OF[m], ckpt_step=st), [str(ck), "--n", str(n_sweep), "--steps", "250",
                                                                                 "--variance", VAR_OF[m], *base]))
     for m in methods[:2]:
         for st in ddim_steps:
-            jobs.append((f"{m}-seed{k0}_ddim{st}_auto_ema", [str(runs / f"{m}-seed{k0}" / "latest.pt"), "--n", str(n_sweep),
+            jobs.append((sample_name(m, k0, "ddim", st), [str(runs / f"{m}-seed{k0}" / "latest.pt"), "--n", str(n_sweep),
                                                             "--sampler", "ddim", "--steps", str(st), "--seed", str(SAMPLE_SEED), "--clip-x0"]))
     for m in methods:
         raw = runs / f"{m}-seed{k0}" / f"step_{common:07d}.pt"
-        jobs.append((f"{m}-seed{k0}_ddpm250_{VAR_OF[m]}_raw", [str(raw), "--n", str(n_sweep), "--steps", "250", "--variance", VAR_OF[m],
+        jobs.append((sample_name(m, k0, variance=VAR_OF[m], weights="raw"), [str(raw), "--n", str(n_sweep), "--steps", "250", "--variance", VAR_OF[m],
                                                                "--weights", "raw", *base]))
     for m in methods:
-        jobs.append((f"{m}-seed{k0}_ddpm250_{VAR_OF[m]}_ema_noclip", [str(runs / f"{m}-seed{k0}" / "latest.pt"), "--n", str(n_sweep),
+        jobs.append((sample_name(m, k0, variance=VAR_OF[m], clip=False), [str(runs / f"{m}-seed{k0}" / "latest.pt"), "--n", str(n_sweep),
                                                                       "--steps", "250", "--variance", VAR_OF[m], "--seed", str(SAMPLE_SEED)]))
     return jobs
 

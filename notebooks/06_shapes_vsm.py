@@ -96,7 +96,9 @@ from vsmlab.data.shapes import KINDS, generate, geometry, template_bank, to_unit
 from vsmlab.data.shapes_score import ExactShapesScore
 from vsmlab.data.shapes_validate import SUMMARY_ORDER, report, validate, vsm_rule
 from vsmlab.lab import shapes_study as study
+from vsmlab.lab.full_runs import sample_name
 from vsmlab.lab.notebook import start
+from vsmlab.lab.shapes_figures import sample_title, show_shapes
 
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
 METHOD_CONFIGS = {  # method -> (config stem, extra overrides)
@@ -195,9 +197,8 @@ for c, kind in enumerate(KINDS):
     print(f"  {kind}: {used} of {bank.masks[c].shape[0]} positions seen in training")
 fig, axes = plt.subplots(2, 8, figsize=(10, 2.8))
 for ax, img in zip(axes.ravel(), train_set.images[:16]):
-    ax.imshow(img, cmap="gray", vmin=0, vmax=255)
-    ax.set_xticks([]), ax.set_yticks([])
-fig.suptitle("training images (triangle | square | pentagon columns)")
+    show_shapes(ax, img)
+fig.suptitle("training images: a triangle, square and pentagon strip (dashed guides), each holding one shape or none")
 saver.save(fig, "data_examples")
 
 # %% [markdown]
@@ -243,9 +244,7 @@ fig, axes = plt.subplots(1, len(examples), figsize=(2.2 * len(examples), 2.6))
 for ax, (name, img), v in zip(axes, examples.items(), verdicts):
     vr = vsm_rule(img[None])["valid"][0]
     print(f"constructed {name:<10}: strict -> {v.category:<10} VSM rule -> {'valid' if vr else 'not valid'}")
-    ax.imshow(img, cmap="gray", vmin=0, vmax=255)
-    ax.set_title(f"{name}\nstrict: {v.category}", fontsize=8)
-    ax.set_xticks([]), ax.set_yticks([])
+    show_shapes(ax, img, title=f"{name}\nstrict: {v.category}")
 saver.save(fig, "validator_examples")
 
 # %% [markdown]
@@ -413,11 +412,9 @@ k0 = cfg["seeds"][0]  # the first training seed: the single-seed sections use it
 
 def full_npz(method: str, k: int, variance: str = "auto", sampler: str = "ddpm", steps="primary", weights: str = "ema",
              ckpt_step: int | None = None, clip: bool = True) -> Path:
-    """Full profile: the GPU-drawn sample file of these options (names as benchmarks/full06_gpu.py writes them)."""
+    """Full profile: the GPU-drawn sample file of these options (the library's names, which the GPU scripts write)."""
     steps = cfg["ddpm_steps"] if steps == "primary" else steps
-    name = (f"{method}-seed{k}_{sampler}{steps}_{variance}_{weights}" + (f"_step{ckpt_step}" if ckpt_step else "")
-            + ("" if clip else "_noclip"))
-    return FULL_DIR / "samples" / f"{name}.npz"
+    return FULL_DIR / "samples" / f"{sample_name(method, k, sampler, steps, variance, weights, ckpt_step, clip)}.npz"
 
 
 def drawn(*args, **kwargs) -> bool:
@@ -633,15 +630,16 @@ saver.save(fig, "categories")
 # $$\log \Sigma_t = f \log \beta_t + (1 - f) \log \tilde\beta_t, \qquad f = \tfrac{v + 1}{2}.$$
 #
 # The penalty $w(t)\,\Sigma^2 / (1 + \Sigma^2)$ pulls $\Sigma$ down, towards $\tilde\beta_t$ ($f = 0$). So
-# resample VSM's baseline, the rho0 model of each training seed, with $f$ forced to 0 and to 1, **with the same
-# noise** as its own-Sigma set: the paired difference (forced $-$ own) is the most that moving $\Sigma$ inside its
-# range could change the rate at sampling time, whatever penalty moved it. The reference head is unbounded, so a
-# model's own $f$ may leave $[0, 1]$: the table counts how often, over every pixel and sampling step, for every
-# learned-variance model.
+# resample every learned-variance model (rho0, vsm, vsm10; each training seed) with $f$ forced to 0 and to 1,
+# **with the same noise** as its own-Sigma set. For VSM's baseline, the rho0 models, the paired difference
+# (forced $-$ own) is the ceiling: the most that moving $\Sigma$ inside its range could change the rate at
+# sampling time, whatever penalty moved it. For the VSM models it is the room VSM's own penalty left unused. The
+# reference head is unbounded, so a model's own $f$ may leave $[0, 1]$: the table counts how often, over every
+# pixel and sampling step.
 
 # %%
 LEARNED_ROWS = [row for row, _, var in ROWS if var == "learned"]
-CEIL_ROWS = ["rho0"]  # forced-Sigma sets: VSM's baseline, whose rate a variance-only penalty would move
+CEIL_ROWS = LEARNED_ROWS  # forced-Sigma sets for every learned-variance model; rho0 (VSM's baseline) is the ceiling
 CEIL = {}  # (row, k) -> {"own", "frac0", "frac1": rate}
 CEIL_SEEDS = {}  # row -> training seeds with forced-Sigma sets
 print(f"{'model':<6} {'seed':>4} {'own Sigma':>10} {'f = 0':>7} {'f = 1':>7} {'own f outside [0, 1]':>22} "
@@ -675,7 +673,7 @@ for row in CEIL_ROWS:
     own_r = [CEIL[(row, k)]["own"] for k in ks]
     for f in (0, 1):
         d_ = paired_interval([CEIL[(row, k)][f"frac{f}"] for k in ks], own_r)
-        print(f"{row} with Sigma forced to {'beta_tilde_t (f = 0)' if f == 0 else 'beta_t (f = 1)      '} - own Sigma, "
+        print(f"{row:<5} with Sigma forced to {'beta_tilde_t (f = 0)' if f == 0 else 'beta_t (f = 1)      '} - own Sigma, "
               f"paired over {len(ks)} training seeds: {d_.pp()}")
 
 # %% [markdown]
@@ -707,8 +705,11 @@ else:
 # %% [markdown]
 # ## 6 · Looking at the images: gallery, audit, nearest training images, duplicates, memorisation
 #
-# Each gallery image is titled with its model, seed, batch seed and row: `vsmlab sample CKPT --seed S
-# --batch-size B` regenerates it (it is row `row` of the batch drawn with generator seed `batch seed`).
+# Each gallery image is titled with its model, training seed and its number `#i` in the model's sample set. Sample
+# `i` is row `i mod B` of batch `i // B`, drawn with generator seed `S * 1000003 + i // B`, so
+# `vsmlab sample CKPT --seed S --batch-size B --steps 250 --clip-x0` regenerates it (section 4). Dashed guides
+# mark the three strips (triangle | square | pentagon): a duplicate is two shapes in one strip, a wrong kind is a
+# shape in another kind's strip.
 
 # %%
 def gallery(category: str, per: int = 6):
@@ -726,14 +727,17 @@ for r_i, c in enumerate(cats):
     picks = gallery(c)
     for j in range(6):
         ax = axes[r_i, j]
-        ax.set_xticks([]), ax.set_yticks([])
         if j < len(picks):
             row, k, i = picks[j]
-            s_ = PRIMARY[(row, k)]
-            ax.imshow(s_["images"][i].numpy(), cmap="gray", vmin=0, vmax=255)
-            ax.set_title(f"{row} s{k}\nbs {int(s_['batch_seed'][i])} r{int(s_['batch_row'][i])}", fontsize=6)
-    axes[r_i, 0].set_ylabel(c, fontsize=8)
-fig.suptitle("gallery per category (primary sampler)")
+            show_shapes(ax, PRIMARY[(row, k)]["images"][i].numpy(), title=sample_title(row, k, i))
+        else:
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.spines[:].set_visible(False)
+            if j == len(picks):
+                ax.text(0.5, 0.5, "no more\nin these sets" if picks else "none in\nthese sets", ha="center",
+                        va="center", transform=ax.transAxes, fontsize=8)
+    axes[r_i, 0].set_ylabel(c.replace("_", " "), fontsize=10)
+fig.suptitle("validator verdicts on the primary samples, two per model and category (dashed: the three strips)")
 fig.tight_layout()
 saver.save(fig, "gallery")
 
@@ -763,10 +767,9 @@ if traj_picks:
         idx = np.linspace(0, R - 1, cols).round().astype(int)
         for j, st in enumerate(idx):
             ax = axes[r_i, j]
-            ax.imshow(s_["x0_hat"][st, traj_index(row, k, i), 0].float().numpy(), cmap="gray", vmin=-1, vmax=1)
-            ax.set_xticks([]), ax.set_yticks([])
-            ax.set_title(f"t={int(s_['recorded_steps'][st])}", fontsize=6)
-        axes[r_i, 0].set_ylabel(f"{c}\n{row} s{k}", fontsize=6)
+            show_shapes(ax, s_["x0_hat"][st, traj_index(row, k, i), 0].float().numpy(), vmin=-1, vmax=1,
+                        title=f"t = {int(s_['recorded_steps'][st])}", fontsize=7)
+        axes[r_i, 0].set_ylabel(f"{c.replace('_', ' ')}\n{row} · seed {k} · #{i}", fontsize=7)
     fig.suptitle("x0_hat along the last steps of non-valid samples")
     fig.tight_layout()
     saver.save(fig, "trajectories")
@@ -785,12 +788,10 @@ if bad:
     near = fidelity.nearest_training(imgs, train_set)
     fig, axes = plt.subplots(2, len(bad), figsize=(1.5 * len(bad), 3.3), squeeze=False)
     for j, (row, k, i) in enumerate(bad):
-        axes[0, j].imshow(imgs[j], cmap="gray", vmin=0, vmax=255)
-        axes[0, j].set_title(f"{row} s{k}\n{VERDICTS[(row, k)][i].category}", fontsize=6)
-        axes[1, j].imshow(train_set.images[near.index[j]], cmap="gray", vmin=0, vmax=255)
-        axes[1, j].set_title(f"nearest train\nL2 {near.distance[j]:.1f}", fontsize=6)
-        for a in axes[:, j]:
-            a.set_xticks([]), a.set_yticks([])
+        show_shapes(axes[0, j], imgs[j], title=f"{sample_title(row, k, i)}\n{VERDICTS[(row, k)][i].category.replace('_', ' ')}",
+                    fontsize=7)
+        show_shapes(axes[1, j], train_set.images[near.index[j]], title=f"nearest training\nL2 {near.distance[j]:.1f}",
+                    fontsize=7)
     fig.tight_layout()
     saver.save(fig, "nearest_training")
 dups = []
@@ -1228,8 +1229,7 @@ for ax in axes.ravel():
     ax.axis("off")
 for j, (row, k, bs, br, i) in enumerate(audit_keys):
     ax = axes.ravel()[j]
-    ax.imshow(PRIMARY[(row, k)]["images"][i].numpy(), cmap="gray", vmin=0, vmax=255)
-    ax.set_title(str(j), fontsize=6)
+    show_shapes(ax, PRIMARY[(row, k)]["images"][i].numpy(), title=str(j), fontsize=7)
 fig.tight_layout()
 saver.save(fig, "audit_grid")
 audit_file = SHIPPED / "audit.json"

@@ -863,40 +863,46 @@ elif ("vsm", "rho0") in SEED_PAIRS:
 # ### The ceiling: Sigma forced to either end of its range
 #
 # VSM acts on the learned variance alone, and $\log \Sigma_t = f \log \beta_t + (1 - f) \log \tilde\beta_t$ can
-# only move between its two ends. Resampling VSM's baseline (the rho = 0 model of each training seed) with $f$
-# forced to 0 ($\Sigma_t = \tilde\beta_t$) and to 1 ($\Sigma_t = \beta_t$), **with the same noise** as its own
-# sample set, measures the most that any penalty acting on the variance alone could change at sampling time:
-# the paired difference (forced $-$ own). Beside it, for every learned-variance model, how often its own
-# unbounded $f$ left $[0, 1]$ while sampling (share of all pixels and noise-drawing steps).
+# only move between its two ends. Every learned-variance model (rho = 0, VSM at rho = 0.1 and 10; each training
+# seed) is resampled with $f$ forced to 0 ($\Sigma_t = \tilde\beta_t$) and to 1 ($\Sigma_t = \beta_t$), **with the
+# same noise** as its own sample set. For VSM's baseline (rho = 0) the paired difference (forced $-$ own) is the
+# ceiling: the most that any penalty acting on the variance alone could change at sampling time. For the VSM
+# models it is the room their own penalty left unused. Beside it, for every learned-variance model, how often its
+# own unbounded $f$ left $[0, 1]$ while sampling (share of all pixels and noise-drawing steps).
 
 # %%
-CARD_CEIL = {}  # seed -> {"own", "frac0", "frac1": rate}
+CARD_CEIL = {}  # (method, seed) -> {"own", "frac0", "frac1": rate}
+CEIL_METHODS = [m for m in METHODS if m != "fixed"]  # every learned-variance model; rho0 (VSM's baseline) is the ceiling
 if profile == "full":
     print("full profile: the GPU run drew no sample sets with Sigma forced to an end of its range; the ceiling is "
           "measured in the default profile")
 elif "rho0" in METHODS:
     s = cfg["sample"]
-    rho0_ckpts = {f"rho0@seed{k}": (CARD_CKPTS["rho0"] if k == 0 else FURTHER_CKPTS[("rho0", k)])
-                  for k in SEEDS_OF["rho0"]}
+    learned_ckpts = {f"{m}@seed{k}": (CARD_CKPTS[m] if k == 0 else FURTHER_CKPTS[(m, k)])
+                     for m in CEIL_METHODS for k in SEEDS_OF[m]}
     t0 = time.perf_counter()
-    forced_files = {f: study.ensure_samples(rho0_ckpts, s["n"], s["steps"], seed, s["batch_size"], ROOT,
-                                            workers=cfg["workers"], out_dirs=sample_dirs(rho0_ckpts), variance_frac=f)
+    forced_files = {f: study.ensure_samples(learned_ckpts, s["n"], s["steps"], seed, s["batch_size"], ROOT,
+                                            workers=cfg["workers"], out_dirs=sample_dirs(learned_ckpts), variance_frac=f)
                     for f in (0, 1)}
-    print(f"forced-Sigma sets: {2 * len(rho0_ckpts)} in {time.perf_counter() - t0:.0f} s (0 when cached); command: "
+    print(f"forced-Sigma sets: {2 * len(learned_ckpts)} in {time.perf_counter() - t0:.0f} s (0 when cached); command: "
           + " ".join(study.sample_command("$CKPT", "$OUT.npz", s["n"], s["steps"], seed, s["batch_size"], 0)[1:]))
-    for k in SEEDS_OF["rho0"]:
-        row_ = {"own": float(SEED_VERDICTS[("rho0", k)].hallucinated.double().mean())}
+    print(f"{'model':<20} {'seed':>4} {'own Sigma':>10} {'beta_tilde_t':>13} {'beta_t':>8}  (hallucinated at {LAB_THRESHOLD})")
+    for m in CEIL_METHODS:
+        for k in SEEDS_OF[m]:
+            row_ = {"own": float(SEED_VERDICTS[(m, k)].hallucinated.double().mean())}
+            for f in (0, 1):
+                imgs_f, meta_f = study.load_sample_images(forced_files[f][f"{m}@seed{k}"])
+                row_[f"frac{f}"] = float(C.validate_cards(imgs_f, threshold=LAB_THRESHOLD).hallucinated.double().mean())
+            CARD_CEIL[(m, k)] = row_
+            print(f"{LABELS[m]:<20} {k:>4} {100 * row_['own']:>9.1f}% {100 * row_['frac0']:>12.1f}% {100 * row_['frac1']:>7.1f}%")
+    for m in CEIL_METHODS:
+        ks_ = sorted(k for mm, k in CARD_CEIL if mm == m)
+        if len(ks_) < 2:
+            print(f"{LABELS[m]}: one training seed, no interval over seeds")
+            continue
         for f in (0, 1):
-            imgs_f, meta_f = study.load_sample_images(forced_files[f][f"rho0@seed{k}"])
-            row_[f"frac{f}"] = float(C.validate_cards(imgs_f, threshold=LAB_THRESHOLD).hallucinated.double().mean())
-        CARD_CEIL[k] = row_
-        print(f"rho0 seed {k}: hallucinated with its own Sigma {100 * row_['own']:.1f}%, Sigma = beta_tilde_t "
-              f"{100 * row_['frac0']:.1f}%, Sigma = beta_t {100 * row_['frac1']:.1f}%")
-    if len(CARD_CEIL) >= 2:
-        ks_ = sorted(CARD_CEIL)
-        for f in (0, 1):
-            d_ = paired_interval([CARD_CEIL[k][f"frac{f}"] for k in ks_], [CARD_CEIL[k]["own"] for k in ks_])
-            print(f"rho0, Sigma forced to {'beta_tilde_t' if f == 0 else 'beta_t      '} - own Sigma, paired over "
+            d_ = paired_interval([CARD_CEIL[(m, k)][f"frac{f}"] for k in ks_], [CARD_CEIL[(m, k)]["own"] for k in ks_])
+            print(f"{LABELS[m]:<20} Sigma forced to {'beta_tilde_t' if f == 0 else 'beta_t      '} - own Sigma, paired over "
                   f"{len(ks_)} training seeds: {d_.pp()}")
 own_files = {(m, 0): card_files[m] for m in METHODS if m != "fixed"} | {key: p for key, p in SEED_FILES.items()}
 for (m, k), path in sorted(own_files.items(), key=lambda kv: (METHODS.index(kv[0][0]), kv[0][1])):
@@ -1224,31 +1230,43 @@ for a, b in [(a, b) for a, b in PAIRS if a in CHESS_METHODS and b in CHESS_METHO
         print(f"{LABELS[a]} - {LABELS[b]} ({reading}): hallucinated {study.compare_rates(int(va.hallucinated.sum()), len(va.placements), int(vb.hallucinated.sum()), len(vb.placements))}; "
               f"squares readable per board, paired by sample (shared sampling noise) {paired_text(d)}; "
               f"lower for {d.lower} boards, higher for {d.higher}")
+        family = {"squares readable": d.wilcoxon_p}  # exploratory: Holm within this reading's family
         for r in CB.RULES:  # per rule, where either model violates it
             ca, cb = (sum(r in c for c in v.categories) for v in (va, vb))
             if ca or cb:
                 print(f"{'':<31} {r:<22} {ca:>3} vs {cb:>3} of {len(va.placements)}: "
                       f"{study.compare_rates(ca, len(va.placements), cb, len(vb.placements))}")
-# the ceiling on chess: the rho = 0 pilot model with Sigma forced to either end, the same noise as its own set (the
-# first `n_ceiling` boards: whole batches, so board i has the same noise in both); calibrated reading, paired by board
-CHESS_CEIL = None
+                if len(va.placements) == len(vb.placements):  # same noise per board: paired by board
+                    family[r] = stats.paired_difference([float(r in c) for c in va.categories],
+                                                        [float(r in c) for c in vb.categories]).wilcoxon_p
+        h = stats.holm(family)
+        print(f"{'':<31} exploratory family ({reading}, {len(family)} tests, Wilcoxon paired by board), Holm-adjusted p: "
+              + ", ".join(f"{name} {adj:.2f}" for name, adj in zip(h.names, h.adjusted)) + f"; below 0.05: {sum(h.reject)}")
+# the ceiling on chess: each pilot model (rho = 0, VSM) with Sigma forced to either end, the same noise as its own
+# set (the first `n_ceiling` boards: whole batches, so board i has the same noise in both); calibrated reading,
+# paired by board. rho = 0 is the ceiling (CHESS_CEIL); VSM's rows are the room its own penalty left unused.
+CHESS_CEIL, CHESS_FORCED = None, {}
 if CHESS_CKPTS and "rho0" in CHESS_CKPTS and cfg["chess_sample"]:
     s = cfg["chess_sample"]
     n_c = min(s["n"], cfg.get("chess_ceiling_n", s["n"]))
+    learned_chess = {m: CHESS_CKPTS[m] for m in CHESS_METHODS if m != "fixed"}
     t0 = time.perf_counter()
-    forced_files = {f: study.ensure_samples({"rho0": CHESS_CKPTS["rho0"]}, n_c, s["steps"], seed, s["batch_size"], ROOT,
-                                            workers=cfg["workers"], out_dirs=sample_dirs({"rho0": CHESS_CKPTS["rho0"]}),
-                                            variance_frac=f)["rho0"] for f in (0, 1)}
-    own_h = chess_verdicts["rho0"][1]["calibrated"].hallucinated[:n_c].double()
-    CHESS_CEIL = {"n": n_c, "own": float(own_h.mean())}
-    for f in (0, 1):
-        v_f = chess_readings(study.load_sample_images(forced_files[f])[0])[0]["calibrated"]
-        CHESS_CEIL[f"frac{f}"] = float(v_f.hallucinated.double().mean())
-        CHESS_CEIL[f"d{f}"] = paired_interval(v_f.hallucinated.double().numpy(), own_h.numpy())
-    print(f"chess rho0, first {n_c} boards (calibrated; forced sets in {time.perf_counter() - t0:.0f} s, 0 when cached): "
-          f"own Sigma {100 * CHESS_CEIL['own']:.1f}%, Sigma = beta_tilde_t {100 * CHESS_CEIL['frac0']:.1f}%, Sigma = "
-          f"beta_t {100 * CHESS_CEIL['frac1']:.1f}%; paired by board: beta_tilde - own {CHESS_CEIL['d0'].pp()}, "
-          f"beta - own {CHESS_CEIL['d1'].pp()}")
+    forced_files = {f: study.ensure_samples(learned_chess, n_c, s["steps"], seed, s["batch_size"], ROOT,
+                                            workers=cfg["workers"], out_dirs=sample_dirs(learned_chess), variance_frac=f)
+                    for f in (0, 1)}
+    print(f"chess forced-Sigma sets: {2 * len(learned_chess)} x {n_c} boards in {time.perf_counter() - t0:.0f} s (0 when "
+          "cached); first boards, calibrated reading, paired by board:")
+    for m in learned_chess:
+        own_h = chess_verdicts[m][1]["calibrated"].hallucinated[:n_c].double()
+        row_ = {"n": n_c, "own": float(own_h.mean())}
+        for f in (0, 1):
+            v_f = chess_readings(study.load_sample_images(forced_files[f][m])[0])[0]["calibrated"]
+            row_[f"frac{f}"] = float(v_f.hallucinated.double().mean())
+            row_[f"d{f}"] = paired_interval(v_f.hallucinated.double().numpy(), own_h.numpy())
+        CHESS_FORCED[m] = row_
+        print(f"  {LABELS[m]:<20} own Sigma {100 * row_['own']:.1f}%, Sigma = beta_tilde_t {100 * row_['frac0']:.1f}%, "
+              f"Sigma = beta_t {100 * row_['frac1']:.1f}%; beta_tilde - own {row_['d0'].pp()}, beta - own {row_['d1'].pp()}")
+    CHESS_CEIL = CHESS_FORCED["rho0"]
 if CHESS_CKPTS:  # where the palette drift starts: x0_hat's per-channel mean on noised real boards, by t
     boards = torch.from_numpy(CB.render_boards(real_classes[:32], CB.lab_tiles(128))).permute(0, 3, 1, 2).float() / 127.5 - 1
     noise = torch.randn(boards.shape, generator=torch.Generator().manual_seed(seed + 23))
@@ -1392,10 +1410,10 @@ if ("vsm", "rho0") in SEED_PAIRS:
     own_ = [float(SEED_VERDICTS[("rho0", k)].hallucinated.double().mean()) for k in ks_]
     eff_ = paired_interval([float(SEED_VERDICTS[("vsm", k)].hallucinated.double().mean()) for k in ks_], own_)
     cf_, cb_ = None, None
-    if len(CARD_CEIL) >= 2:
-        kc = sorted(CARD_CEIL)
-        cf_, cb_, _ = ceiling([CARD_CEIL[k]["own"] for k in kc], [CARD_CEIL[k]["frac0"] for k in kc],
-                              [CARD_CEIL[k]["frac1"] for k in kc])
+    kc = sorted(k for m, k in CARD_CEIL if m == "rho0")
+    if len(kc) >= 2:
+        cf_, cb_, _ = ceiling([CARD_CEIL[("rho0", k)]["own"] for k in kc], [CARD_CEIL[("rho0", k)]["frac0"] for k in kc],
+                              [CARD_CEIL[("rho0", k)]["frac1"] for k in kc])
     n_ = SEED_VERDICTS[("rho0", 0)].hallucinated.numel()
     ANSWER_ROWS.append(AnswerRow("07 Cards 64 px (CPU)", "07 · The answer", float(np.mean(own_)), eff_,
                                  f"paired, {len(ks_)} training seeds x {n_}", cb_, cf_, CARDS_SIGMA_MOVED.get("vsm")))

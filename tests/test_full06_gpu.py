@@ -38,9 +38,12 @@ def test_sample_job_names_are_the_notebooks_file_names(tmp_path) -> None:
     raw = jobs["rho0-seed0_ddpm250_learned_raw"]
     assert raw[0].endswith("step_0001000.pt") and raw[raw.index("--weights") + 1] == "raw"  # raw weights: the step file
     assert all(a[a.index("--seed") + 1] == "1000" for a in jobs.values())  # one sampling seed: paired noise
-    # the notebook reads these names (samples_for); keep the two in step
+    # one owner of the names: the script and the notebook both build them with full_runs.sample_name
+    src = (ROOT / "benchmarks" / "full06_gpu.py").read_text()
     nb = (ROOT / "notebooks" / "06_shapes_vsm.py").read_text()
-    assert 'f"{method}-seed{k}_{sampler}{steps}_{variance}_{weights}"' in nb and '"_noclip"' in nb and 'f"_step{ckpt_step}"' in nb
+    for text in (src, nb):
+        assert "from vsmlab.lab.full_runs import sample_name" in text
+        assert "_ddpm250_" not in text and '"_noclip"' not in text and "seed{k}_{sampler}" not in text
 
 
 def test_pack_keeps_the_priority_order_and_the_limits(tmp_path) -> None:

@@ -8,7 +8,7 @@ complete runs, steps do not (a later window never continues an earlier model). A
     models/<name>/config.toml        the resolved config the model trained with (train.steps = the step count N)
     models/<name>/log.jsonl          one line per read step (step, lr, loss terms, grad_norm, seconds)
     weights/<name>.safetensors       float16 EMA weights (vsmlab.diffusion.checkpoints.load_checkpoint reads them)
-    samples/<set>.npz                uint8 sample sets, named as notebook 06's ``full_npz`` builds them
+    samples/<set>.npz                uint8 sample sets, named by :func:`sample_name` (the GPU scripts and notebook 06 use it)
 
 ``<name>`` is ``<method>-seed<k>``. A model is *complete* when it trained all its planned steps (status
 ``"complete"``) and every primary sample set of it is on disk; :func:`complete_models` lists those of every run,
@@ -123,7 +123,7 @@ def used_seeds(benchmark: str, root: str | os.PathLike | None = None, complete_o
 
 def sample_name(method: str, seed: int, sampler: str = "ddpm", steps: int = 250, variance: str = "auto",
                 weights: str = "ema", ckpt_step: int | None = None, clip: bool = True) -> str:
-    """The file stem of a sample set (notebook 06's ``full_npz``): ``<method>-seed<k>_<sampler><steps>_<variance>_
+    """The file stem of a sample set (the one source of these names: the GPU scripts write them, notebook 06 reads them): ``<method>-seed<k>_<sampler><steps>_<variance>_
     <weights>[_step<S>][_noclip]``."""
     return (f"{method}-seed{seed}_{sampler}{steps}_{variance}_{weights}" + (f"_step{ckpt_step}" if ckpt_step else "")
             + ("" if clip else "_noclip"))
