@@ -123,8 +123,8 @@ def used_seeds(benchmark: str, root: str | os.PathLike | None = None, complete_o
 
 def sample_name(method: str, seed: int, sampler: str = "ddpm", steps: int = 250, variance: str = "auto",
                 weights: str = "ema", ckpt_step: int | None = None, clip: bool = True) -> str:
-    """The file stem of a sample set (the one source of these names: the GPU scripts write them, notebook 06 reads them): ``<method>-seed<k>_<sampler><steps>_<variance>_
-    <weights>[_step<S>][_noclip]``."""
+    """The file stem of a sample set, ``<method>-seed<k>_<sampler><steps>_<variance>_<weights>[_step<S>][_noclip]``:
+    the one source of these names (the GPU scripts write them, notebook 06 reads them)."""
     return (f"{method}-seed{seed}_{sampler}{steps}_{variance}_{weights}" + (f"_step{ckpt_step}" if ckpt_step else "")
             + ("" if clip else "_noclip"))
 
