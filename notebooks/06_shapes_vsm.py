@@ -68,8 +68,8 @@
 #
 # **Prerequisites.** Notebook 05 (VSM, rho = 0, paired comparisons over seeds); notebook 01 (exact scores).
 #
-# **Time.** cold at most about 50 min on a 2-core CPU (2,986.5 s from an empty sample cache, measured while
-# another job shared the CPU; the models are shipped), 42.1 s when the sample sets are cached.
+# **Time.** cold about 26 min on a 2-core CPU (1,545.9 s from an empty sample cache; the models are shipped), under
+# a minute when the sample sets are cached.
 
 # %% tags=["parameters"]
 profile = "default"  # smoke | default | full
@@ -674,7 +674,8 @@ for row in CEIL_ROWS:
     for f in (0, 1):
         d_ = paired_interval([CEIL[(row, k)][f"frac{f}"] for k in ks], own_r)
         print(f"{row:<5} with Sigma forced to {'beta_tilde_t (f = 0)' if f == 0 else 'beta_t (f = 1)      '} - own Sigma, "
-              f"paired over {len(ks)} training seeds: {d_.pp()}")
+              f"paired over {len(ks)} training seeds: {d_.pp()}"
+              + ("  (the same on every seed: no interval)" if d_.low == d_.high else ""))
 
 # %% [markdown]
 # ## 5d · The comparison of record on fresh sample sets
@@ -1410,9 +1411,10 @@ else:
 #   first interval. The paired design detects 6.38 pp (45.4% of rho0's rate) at 80% power; one run per method
 #   sampled 6 x 100, the paper's protocol, could not detect even a drop to 0% with this between-seed variance (0.00238).
 # - **The ceiling is about zero.** With $\Sigma_t$ forced to $\tilde\beta_t$ the rho0 models give exactly their own
-#   rates (10.2% and 18.0%); with $\Sigma_t = \beta_t$, +0.8 pp [-9.1, +10.7]. Their own unbounded $f$ lies below 0 or
-#   above 1 on 59.28% to 63.08% of pixel-steps (down to -2.13): the learned $\Sigma$ already sits at or below
-#   $\tilde\beta_t$, where a penalty that pulls it down has nothing left to do.
+#   rates (10.2% and 18.0%); with $\Sigma_t = \beta_t$, +0.8 pp [-9.1, +10.7]. The VSM models, forced the same way,
+#   also keep their own rates at $\tilde\beta_t$ (11.7% and 20.3% at rho = 0.1). The rho0 models' own unbounded $f$
+#   lies below 0 or above 1 on 59.28% to 63.08% of pixel-steps (down to -2.13): the learned $\Sigma$ already sits at
+#   or below $\tilde\beta_t$, where a penalty that pulls it down has nothing left to do.
 # - **Why: $\Sigma$ has almost no room, and VSM does not move it.** A variance-only penalty can lower $\Sigma$ by at
 #   most 45.5% at $t = 0$, 1.79% at $t = 100$ and 0.0857% at $t = 500$ under this schedule; the VSM models' learned
 #   $\Sigma$ differs from rho0's by at most 0.0011% (rho = 10: 0.041%), and on the shared trunk VSM's gradient is

@@ -70,3 +70,16 @@ def test_takeaway_numbers_are_printed_and_check_cells_ran(stem):
             outs = cell.get("outputs", [])
             assert outs and not any(o.get("output_type") == "error" for o in outs), f"{stem}: check cell did not answer"
             assert re.search(r"\b(right|close|wrong|invalid|open)\b", outputs_text({"cells": [cell]})), src
+
+
+def test_readme_reads_in_five_minutes():
+    """The README before its reference links (what a newcomer reads) stays within about 1,500 words, opens with the
+    answer, says where to start, and lists every notebook in its course table."""
+    text = (ROOT / "README.md").read_text()
+    head = text.split("\n## Reference", 1)[0]
+    assert len(head.split()) <= 1500, f"README is {len(head.split())} words before '## Reference' (limit 1,500)"
+    sections = [ln for ln in head.splitlines() if ln.startswith("## ")]
+    assert sections[:3] == ["## The answer", "## Start here", "## The course"], sections
+    course = head.split("## The course", 1)[1]
+    assert all(f"`{stem}`" in course for stem in STEMS), "every notebook has a row in the course table"
+    assert "jupyter lab notebooks/01_" in head

@@ -27,6 +27,7 @@ def test_guides_bound_every_strip_the_generator_fills(size):
         assert xs[c] == sl.stop - 0.5
     assert [t.get_text() for t in ax.get_xticklabels()] == list(STRIP_LABELS)
     assert ax.get_title() == "x"
+    assert not any(line.get_visible() for line in ax.get_xgridlines() + ax.get_ygridlines())  # no theme grid
     plt.close(fig)
 
 
