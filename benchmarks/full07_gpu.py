@@ -50,15 +50,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _lease import (CHUNK, PYDEPS, ROOT, cap_rows, common_step, compress, device_facts, fresh_folders, log,  # noqa: E402
                     pack, popen_logged, run_queue, shell_chain, train_until, unpack)
+sys.path.insert(0, str(ROOT))  # the repository's vsmlab, also where it is not installed (the GPU machine)
+from vsmlab.lab.full_runs import run_name  # noqa: E402
 
 BENCHES = ("chess", "cards")
 METHODS = ("fixed", "rho0", "vsm")
 SAMPLE_SEED = 1000
-
-
-def run_name(bench: str, method: str, seed: int) -> str:
-    """The run folder and sample file stem the notebook's full profile reads: ``<bench>-<method>-seed<k>``."""
-    return f"{bench}-{method}-seed{seed}"
 
 
 def train_cmd(bench: str, method: str, seed: int, out: Path, device: str, extra: list[str]) -> list[str]:
@@ -80,7 +77,7 @@ def sample_jobs(benches: list[str], methods: list[str], seeds: list[int], common
     for b in benches:
         st = sweep.get(b, 0)
         if st and st < common.get(b, 0):
-            jobs += [(f"{run_name(b, m, k0)}_step{st}", [str(runs / run_name(b, m, k0) / f"step_{st:07d}.pt"),
+            jobs += [(run_name(b, m, k0, st), [str(runs / run_name(b, m, k0) / f"step_{st:07d}.pt"),
                                                         "--n", str(n_sweep), "--weights", "ema", *base]) for m in methods]
     return jobs
 

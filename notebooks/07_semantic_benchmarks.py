@@ -93,6 +93,7 @@ from vsmlab.data import chessboards as CB
 from vsmlab.diffusion.checkpoints import load_checkpoint
 from vsmlab.lab import semantic_study as study
 from vsmlab.lab.cache import cache_dir
+from vsmlab.lab.full_runs import run_name
 from vsmlab.lab.notebook import start
 from vsmlab.lab.plotting import PALETTE
 
@@ -134,8 +135,8 @@ PROFILES = {
         cards_sizes=[(64, False), (128, True)], cards_real=20000, cards_per_kind=1000, chess_positions=20000,
         chess_real=20000, chess_per_kind=1000, chess_sizes=[256, 128],
         # run names as benchmarks/full07_gpu.py writes them; seeds, methods and sweep steps come from its full07.json
-        cards_models={m: [f"cards-{m}-seed0", f"configs/cards-{m}-gpu.toml", []] for m in METHODS},
-        chess_models={m: [f"chess-{m}-seed0", f"configs/chess-{m}-gpu.toml", []] for m in METHODS},
+        cards_models={m: [run_name("cards", m, 0), f"configs/cards-{m}-gpu.toml", []] for m in METHODS},
+        chess_models={m: [run_name("chess", m, 0), f"configs/chess-{m}-gpu.toml", []] for m in METHODS},
         sample=None, chess_sample=None, workers=0, step_sweep=[], sweep=None, further_seeds=None),
 }
 cfg, saver = start("07_semantic_benchmarks", profile, seed, figures_dir, PROFILES)
@@ -179,7 +180,7 @@ if profile == "full":  # what the GPU run trained, how far, and what it drew
 
 def run_log(bench: str, m: str, ckpts: dict[str, Path]) -> Path:
     """The training log of the seed-0 model: beside its checkpoint, or in the GPU run's folder (full)."""
-    return FULL_DIR / f"{bench}-{m}-seed0" / "log.jsonl" if profile == "full" else ckpts[m].parent / "log.jsonl"
+    return FULL_DIR / run_name(bench, m, 0) / "log.jsonl" if profile == "full" else ckpts[m].parent / "log.jsonl"
 
 
 print(f"profile={profile} seed={seed}; Cards calibrated at {cfg['cards_sizes']} (size, rgb) with {cfg['cards_real']} real "
@@ -755,7 +756,7 @@ def further_seed_files() -> dict[tuple[str, int], Path]:
     fs = cfg.get("further_seeds") or {}
     want = [(m, k) for k in fs.get("seeds", []) for m in fs.get("methods", []) if m in METHODS]
     if profile == "full":
-        found = {(m, k): FULL_DIR / "samples" / f"cards-{m}-seed{k}.npz" for m, k in want}
+        found = {(m, k): FULL_DIR / "samples" / f"{run_name('cards', m, k)}.npz" for m, k in want}
         for key in [key for key, p in found.items() if not p.is_file()]:
             print(f"cards {key[0]} seed {key[1]}: not drawn by the GPU run ({shown(found.pop(key))} missing)")
         return found
@@ -1002,7 +1003,7 @@ def step_sweep_files() -> dict[tuple[str, int], Path]:
     """{(method, step): npz} of the seed-0 intermediate checkpoints: sampled here, or drawn by the GPU run (full)."""
     if profile == "full":
         st = (FULL.get("sweep_step") or {}).get("cards", 0)
-        found = {(m, st): FULL_DIR / "samples" / f"cards-{m}-seed0_step{st}.npz" for m in METHODS} if st else {}
+        found = {(m, st): FULL_DIR / "samples" / f"{run_name('cards', m, 0, st)}.npz" for m in METHODS} if st else {}
         found = {key: p for key, p in found.items() if p.is_file()}
         print(f"training-step sweep: the GPU run drew {len(found)} set(s) at step {st or '-'}")
         return found
@@ -1328,7 +1329,7 @@ if sw and profile != "full":  # default: the shipped intermediate checkpoints of
                                              "readable_share_half")} for r in CHESS_STEP_ROWS], "chess_training_steps")
 st = (FULL.get("sweep_step") or {}).get("chess", 0) if FULL else 0
 for m in CHESS_METHODS:  # full: the seed-0 model at half its training, same sampler
-    path = FULL_DIR / "samples" / f"chess-{m}-seed0_step{st}.npz"
+    path = FULL_DIR / "samples" / f"{run_name('chess', m, 0, st)}.npz"
     if st and path.is_file():
         for reading, vs in chess_readings(study.load_sample_images(path)[0])[0].items():
             v_end = chess_verdicts[m][1][reading]

@@ -42,11 +42,16 @@ def test_sample_job_names_are_the_notebooks_file_names(tmp_path) -> None:
     jobs = dict(full07.sample_jobs(["chess", "cards"], ["rho0"], [0], {"chess": 0, "cards": 500}, {"cards": 500},
                                    tmp_path, 4, 4))
     assert list(jobs) == ["cards-rho0-seed0"]
-    # the notebook reads exactly these names (full profile); keep the two in step
+    # one owner of the names: the script and the notebook both build them with full_runs.run_name
     nb = (ROOT / "notebooks" / "07_semantic_benchmarks.py").read_text()
-    for pattern in ('f"cards-{m}-seed0"', 'f"chess-{m}-seed0"', 'FULL_DIR / "samples" / f"{specs[m].name}.npz"',
-                    'f"cards-{m}-seed{k}.npz"', 'f"cards-{m}-seed0_step{st}.npz"', 'f"chess-{m}-seed0_step{st}.npz"',
-                    'f"chess_tiles_{size}.npy"', 'f"{bench}-{m}-seed0" / "log.jsonl"', '"full07.json"',
+    src = (ROOT / "benchmarks" / "full07_gpu.py").read_text()
+    for text in (nb, src):
+        assert "from vsmlab.lab.full_runs import run_name" in text
+        assert not any(lit in text for lit in ("cards-{m}-seed", "chess-{m}-seed", "{bench}-{m}-seed", "-seed0_step",
+                                               "{bench}-{method}-seed"))
+    for pattern in ('run_name("cards", m, 0)', 'run_name("chess", m, 0)', 'FULL_DIR / "samples" / f"{specs[m].name}.npz"',
+                    "run_name('cards', m, k)", "run_name('cards', m, 0, st)", "run_name('chess', m, 0, st)",
+                    'f"chess_tiles_{size}.npy"', 'run_name(bench, m, 0) / "log.jsonl"', '"full07.json"',
                     'Path("runs") / "full07"'):
         assert pattern in nb, pattern
 

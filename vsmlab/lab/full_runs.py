@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["SUMMARY", "FORMAT", "ModelRun", "run_folders", "load_summary", "run_models", "complete_models",
-           "used_seeds", "sample_name", "load_samples"]
+           "used_seeds", "sample_name", "run_name", "load_samples"]
 
 SUMMARY = "summary.json"
 FORMAT = "vsmlab.gpu_window"
@@ -127,6 +127,13 @@ def sample_name(method: str, seed: int, sampler: str = "ddpm", steps: int = 250,
     the one source of these names (the GPU scripts write them, notebook 06 reads them)."""
     return (f"{method}-seed{seed}_{sampler}{steps}_{variance}_{weights}" + (f"_step{ckpt_step}" if ckpt_step else "")
             + ("" if clip else "_noclip"))
+
+
+def run_name(bench: str, method: str, seed: int, step: int | None = None) -> str:
+    """The run folder and sample file stem of notebook 07's GPU runs (``benchmarks/full07_gpu.py`` writes them, the
+    notebook's full profile reads them): ``<bench>-<method>-seed<k>``, and ``..._step<S>`` for the set drawn from the
+    step-S checkpoint."""
+    return f"{bench}-{method}-seed{seed}" + (f"_step{step}" if step else "")
 
 
 def load_samples(path: str | os.PathLike) -> dict[str, Any]:
