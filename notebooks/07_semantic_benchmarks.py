@@ -1296,6 +1296,22 @@ if CHESS_CKPTS:  # where the palette drift starts: x0_hat's per-channel mean on 
                 parts.append(f"t={t}: {'/'.join(f'{v:+.0f}' for v in err.mean(0).tolist())} "
                              f"(sd {'/'.join(f'{v:.0f}' for v in err.std(0).tolist())})")
             print(f"  {LABELS[m]:<20} " + "; ".join(parts))
+CHESS_SIGMA_MOVED = None  # how far VSM moved the learned Sigma on chess, measured as for Cards (same t fractions)
+if CHESS_CKPTS and {"rho0", "vsm"} <= set(CHESS_CKPTS):
+    chess_logv = {}
+    with torch.no_grad():
+        for m in ("rho0", "vsm"):
+            lm = load_checkpoint_model(CHESS_CKPTS[m], None, "ema", image_size=128)
+            T = lm.schedule.num_steps
+            chess_ts = sorted({round(f * T) for f in (0, 0.001, 0.01, 0.05, 0.2, 0.5, 0.9)})
+            parts = []
+            for t in chess_ts:
+                tt = torch.full((boards.shape[0],), t, dtype=torch.long)
+                parts.append(lm.schedule.learned_log_variance(lm.model(lm.schedule.noise(boards, tt, noise), tt).v, tt))
+            chess_logv[m] = torch.stack(parts)
+    CHESS_SIGMA_MOVED = sigma_shift(chess_logv["vsm"], chess_logv["rho0"])
+    print(f"chess, {LABELS['vsm']} vs {LABELS['rho0']}: the learned Sigma differs by at most {100 * CHESS_SIGMA_MOVED:.2g}% "
+          f"(t in {chess_ts}, the same 32 noised real boards; largest over t of the mean log-ratio)")
 sw = cfg.get("chess_sweep")
 if sw and profile != "full":  # default: the shipped intermediate checkpoints of the CPU pilot, fewer samples
     step_ckpts = {f"{m}@{st}": CHESS_CKPTS[m].with_stem(f"step_{st:07d}") for m in CHESS_METHODS for st in sw["steps"]}
@@ -1435,7 +1451,7 @@ if "vsm" in chess_verdicts and "rho0" in chess_verdicts:
         cf_, cb_ = (0, CHESS_CEIL["d0"]) if CHESS_CEIL["d0"].estimate <= CHESS_CEIL["d1"].estimate else (1, CHESS_CEIL["d1"])
     ANSWER_ROWS.append(AnswerRow("07 chess pilot 128 px (CPU), calibrated reading", "07 · The answer", d_.rate_b,
                                  Interval(d_.difference, d_.low, d_.high),
-                                 f"1 training seed x {len(vb.placements)} boards (Newcombe)", cb_, cf_))
+                                 f"1 training seed x {len(vb.placements)} boards (Newcombe)", cb_, cf_, CHESS_SIGMA_MOVED))
 if ANSWER_ROWS:
     print(answer_table(ANSWER_ROWS))
 else:
