@@ -86,19 +86,20 @@ def sample_jobs(methods: list[str], seeds: list[int], common: int, runs: Path, n
         for st in sweep_steps:
             if st < common:
                 ck = runs / f"{m}-seed{k0}" / f"step_{st:07d}.pt"
-                jobs.append((sample_name(m, k0, variance=VAR_OF[m], ckpt_step=st), [str(ck), "--n", str(n_sweep), "--steps", "250",
-                                                                                "--variance", VAR_OF[m], *base]))
+                jobs.append((sample_name(m, k0, variance=VAR_OF[m], ckpt_step=st), [str(ck), "--n", str(n_sweep), "--steps",
+                                                                                    "250", "--variance", VAR_OF[m], *base]))
     for m in methods[:2]:
         for st in ddim_steps:
             jobs.append((sample_name(m, k0, "ddim", st), [str(runs / f"{m}-seed{k0}" / "latest.pt"), "--n", str(n_sweep),
                                                             "--sampler", "ddim", "--steps", str(st), "--seed", str(SAMPLE_SEED), "--clip-x0"]))
     for m in methods:
         raw = runs / f"{m}-seed{k0}" / f"step_{common:07d}.pt"
-        jobs.append((sample_name(m, k0, variance=VAR_OF[m], weights="raw"), [str(raw), "--n", str(n_sweep), "--steps", "250", "--variance", VAR_OF[m],
-                                                               "--weights", "raw", *base]))
+        jobs.append((sample_name(m, k0, variance=VAR_OF[m], weights="raw"), [str(raw), "--n", str(n_sweep), "--steps", "250",
+                                                                             "--variance", VAR_OF[m], "--weights", "raw", *base]))
     for m in methods:
-        jobs.append((sample_name(m, k0, variance=VAR_OF[m], clip=False), [str(runs / f"{m}-seed{k0}" / "latest.pt"), "--n", str(n_sweep),
-                                                                      "--steps", "250", "--variance", VAR_OF[m], "--seed", str(SAMPLE_SEED)]))
+        jobs.append((sample_name(m, k0, variance=VAR_OF[m], clip=False), [str(runs / f"{m}-seed{k0}" / "latest.pt"),
+                                                                          "--n", str(n_sweep), "--steps", "250", "--variance",
+                                                                          VAR_OF[m], "--seed", str(SAMPLE_SEED)]))
     return jobs
 
 

@@ -8,7 +8,7 @@ complete runs, steps do not (a later window never continues an earlier model). A
     models/<name>/config.toml        the resolved config the model trained with (train.steps = the step count N)
     models/<name>/log.jsonl          one line per read step (step, lr, loss terms, grad_norm, seconds)
     weights/<name>.safetensors       float16 EMA weights (vsmlab.diffusion.checkpoints.load_checkpoint reads them)
-    samples/<set>.npz                uint8 sample sets, named by :func:`sample_name` (the GPU scripts and notebook 06 use it)
+    samples/<set>.npz                uint8 sample sets, named by :func:`sample_name` (GPU scripts and notebook 06)
 
 ``<name>`` is ``<method>-seed<k>``. A model is *complete* when it trained all its planned steps (status
 ``"complete"``) and every primary sample set of it is on disk; :func:`complete_models` lists those of every run,

@@ -33,14 +33,16 @@ def show_shapes(ax: Any, image: Any, *, title: str | None = None, vmin: float = 
     if img.ndim == 3 and img.shape[0] == 1:
         img = img[0]
     if img.ndim != 2 or img.shape[0] != img.shape[1] or img.shape[0] not in (32, 64):
-        raise ValueError(f"image: expected one SimpleShapes image [H, W] with H = W in (32, 64), got shape {list(img.shape)}")
+        raise ValueError(f"image: expected one SimpleShapes image [H, W] with H = W in (32, 64), "
+                         f"got shape {list(img.shape)}")
     geom = geometry(int(img.shape[0]))
     ax.imshow(img, cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
     ax.grid(False)  # a theme's grid would draw lines through the strip labels' tick positions
     if guides:
         for c in (1, 2, 3):
             ax.axvline(c * geom.strip_width - 0.5, color=GUIDE_COLOUR, lw=0.9, ls=(0, (2, 2)), alpha=0.9)
-        ax.set_xticks([(c + 0.5) * geom.strip_width - 0.5 for c in range(3)], STRIP_LABELS, fontsize=max(fontsize - 2, 5))
+        ax.set_xticks([(c + 0.5) * geom.strip_width - 0.5 for c in range(3)], STRIP_LABELS,
+                      fontsize=max(fontsize - 2, 5))
         ax.tick_params(axis="x", length=0, pad=1)
     else:
         ax.set_xticks([])
