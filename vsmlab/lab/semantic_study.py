@@ -34,18 +34,15 @@ two-sided 5% two-proportion z-test detects with 80% power at these sample sizes:
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import json
 import math
 import os
-import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -55,6 +52,7 @@ from vsmlab.diffusion import checkpoints as ck
 from vsmlab.diffusion.config import format_config, load_config
 from vsmlab.diffusion.runs import train_run
 from vsmlab.diffusion.sample_sets import sample_checkpoint
+from vsmlab.lab.jobs import Job, check_workers, run_jobs
 from vsmlab.lab.shapes_study import file_sha256
 
 __all__ = [
@@ -97,62 +95,11 @@ def train_command(spec: RunSpec, out: str | os.PathLike) -> list[str]:
     return cmd
 
 
-def _env(threads: int) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    return env
-
-
-@dataclass(frozen=True)
-class _Job:
-    """One training run or sample set: ``what`` (for messages), ``argv`` (the exact ``vsmlab`` command line,
-    run as a subprocess) and ``call`` (the library call behind it, run in this process)."""
-
-    what: str
-    argv: list[str]
-    call: Callable[[], object]
-
-
-def _run_jobs(jobs: list[_Job], root: Path, workers: int) -> None:
-    """Run jobs ``workers`` at a time as command lines with one thread each, or all in this process through
-    their library calls (workers=0). RuntimeError naming the job and the CLI's message when a subprocess fails."""
-    if workers == 0:
-        with contextlib.chdir(root):  # the jobs name paths relative to the project root
-            for job in jobs:
-                job.call()
-        return
-    queue, running = list(jobs), []
-    try:
-        while queue or running:
-            while queue and len(running) < workers:
-                job = queue.pop(0)
-                proc = subprocess.Popen(job.argv, cwd=str(root), env=_env(1), stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE, text=True)
-                running.append((job.what, proc))
-            time.sleep(0.5)
-            for item in list(running):
-                what, proc = item
-                if proc.poll() is not None:
-                    running.remove(item)
-                    err = proc.stderr.read() if proc.stderr else ""
-                    if proc.returncode != 0:
-                        raise RuntimeError(f"{what}: exit code {proc.returncode}: {err.strip()[-800:]}")
-    finally:
-        for _, proc in running:
-            proc.kill()
-            proc.wait()
-
-
-def _check_workers(workers: int) -> None:
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise ValueError(f"workers: expected an int >= 0 (0: in this process), got {workers!r}")
-
-
 def ensure_runs(specs: Sequence[RunSpec], runs_root: str | os.PathLike, root: str | os.PathLike = ".",
                 workers: int = 2) -> dict[str, Path]:
     """Train every spec whose ``latest.pt`` is missing; returns {name: latest.pt}. A folder holding a
     partial run (step files, no latest.pt) is resumed with ``--resume``."""
-    _check_workers(workers)
+    check_workers(workers)
     out, jobs = {}, []
     for spec in specs:
         folder = run_folder(runs_root, spec, root)
@@ -164,8 +111,8 @@ def ensure_runs(specs: Sequence[RunSpec], runs_root: str | os.PathLike, root: st
                 cmd.append("--resume")
             call = functools.partial(train_run, spec.config, folder, overrides=spec.overrides, device="cpu",
                                      resume=resume, log=None)
-            jobs.append(_Job(f"vsmlab train {spec.name}", cmd, call))
-    _run_jobs(jobs, Path(root), workers)
+            jobs.append(Job(f"vsmlab train {spec.name}", cmd, call))
+    run_jobs(jobs, root, workers)
     return out
 
 
@@ -194,7 +141,7 @@ def ensure_samples(checkpoints: dict[str, Path], n: int, steps: int, seed: int, 
     """Sample every checkpoint whose sample file is missing; returns {name: npz path}. out_dirs: {name: folder}
     for the sample files (default: beside each checkpoint; a shipped checkpoint's go to the cache instead).
     variance_frac: f in [0, 1] forces Sigma_t of learned-variance checkpoints (same noise as without it)."""
-    _check_workers(workers)
+    check_workers(workers)
     out, jobs = {}, []
     for name, ckpt in checkpoints.items():
         out[name] = sample_path(ckpt, n, steps, seed, batch_size, (out_dirs or {}).get(name), variance_frac)
@@ -202,9 +149,9 @@ def ensure_samples(checkpoints: dict[str, Path], n: int, steps: int, seed: int, 
             out[name].parent.mkdir(parents=True, exist_ok=True)
             call = functools.partial(sample_checkpoint, ckpt, out[name], n=n, steps=steps, seed=seed, batch_size=batch_size,
                                      sampler="ddpm", clip_x0=True, device="cpu", variance_frac=variance_frac)
-            jobs.append(_Job(f"vsmlab sample {name}", sample_command(ckpt, out[name], n, steps, seed, batch_size,
+            jobs.append(Job(f"vsmlab sample {name}", sample_command(ckpt, out[name], n, steps, seed, batch_size,
                                                                       variance_frac), call))
-    _run_jobs(jobs, Path(root), workers)
+    run_jobs(jobs, root, workers)
     return out
 
 

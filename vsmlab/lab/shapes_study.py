@@ -6,8 +6,9 @@ the same command line::
 
     OMP_NUM_THREADS=1 python -m vsmlab train CONFIG --out DIR --set train.seed=K [--set loss.rho=R ...]
 
-:func:`train_spec` runs exactly that command (a subprocess, so the notebook's process keeps its threads);
-:func:`train_in_process` calls the function behind it (:func:`vsmlab.diffusion.runs.train_run`) in this process;
+:func:`ensure_trained` runs exactly that command for every missing model (subprocesses through
+:mod:`vsmlab.lab.jobs`, so the notebook's process keeps its threads) or, in this process, the function behind it
+(:func:`train_in_process`: :func:`vsmlab.diffusion.runs.train_run`);
 :func:`load_checkpoint_model` reads a checkpoint by its path and checks that the checkpoint's config equals
 the spec's config (up to the keys a resumed run may change: train.steps, save_every, keep_last,
 log_every, [sample]) and that its image size is the one asked for, with errors that name the file and
@@ -27,10 +28,10 @@ UNet's shared trunk, eps output rows and variance output rows (the output convol
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,9 +46,10 @@ from vsmlab.diffusion.config import build_schedule, load_config, model_from_conf
 from vsmlab.diffusion.runs import train_run
 from vsmlab.diffusion.sample_sets import draw_samples, to_uint8
 from vsmlab.diffusion.variance import term_gradient_norms
+from vsmlab.lab.jobs import Job, run_jobs
 
 __all__ = [
-    "Spec", "LoadedModel", "spec_config", "train_command", "train_spec", "run_dir", "slim_checkpoint",
+    "Spec", "LoadedModel", "spec_config", "train_command", "run_dir", "slim_checkpoint",
     "load_checkpoint_model", "file_sha256", "sample_set", "load_npz_samples", "unet_term_gradient_norms",
     "train_in_process", "ensure_trained",
     "CHECK_IGNORED",
@@ -115,19 +117,6 @@ def train_command(spec: Spec, out: str | os.PathLike, extra: Sequence[str] = ())
 def run_dir(root: str | os.PathLike, spec: Spec) -> Path:
     """``root/<method>-seed<k>``."""
     return Path(root) / spec.name
-
-
-def train_spec(spec: Spec, out: str | os.PathLike, root: str | os.PathLike = ".", threads: int = 1,
-               extra: Sequence[str] = ()) -> subprocess.Popen:
-    """Start ``vsmlab train`` for ``spec`` into ``out`` as a subprocess with ``threads`` torch threads
-    (OMP/MKL); returns the Popen (call ``.wait()``; a non-zero return code means the run failed, its
-    stderr names why). ``out`` must not hold a run (the CLI refuses to overwrite one)."""
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads: expected an int >= 1, got {threads!r}")
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    cmd = train_command(spec, out, extra)
-    cmd[0] = sys.executable
-    return subprocess.Popen(cmd, cwd=str(root), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -291,36 +280,18 @@ def train_in_process(spec: Spec, out: str | os.PathLike, root: str | os.PathLike
 
 def ensure_trained(specs: Sequence[Spec], runs_root: str | os.PathLike, root: str | os.PathLike = ".",
                    workers: int = 2, in_process: bool = False, extra: Sequence[str] = ()) -> dict[str, Path]:
-    """Train every spec whose ``runs_root/<name>/latest.pt`` is missing (``workers`` CLI subprocesses with one
-    thread each, or in this process); returns {spec.name: latest.pt}. A failed run raises RuntimeError naming
-    the spec and the CLI's message; a half-written run folder (no latest.pt) is refused by the CLI."""
-    import time
-
+    """Train every spec whose ``runs_root/<name>/latest.pt`` is missing (:func:`vsmlab.lab.jobs.run_jobs`:
+    ``workers`` CLI subprocesses with one thread each, or in this process); returns {spec.name: latest.pt}. A failed
+    run raises RuntimeError naming the spec and the CLI's message; a half-written run folder (no latest.pt) is
+    refused by the CLI."""
     out: dict[str, Path] = {}
-    todo = []
+    jobs = []
     for s in specs:
-        path = ck.latest_path(run_dir(runs_root, s))
-        out[s.name] = path
-        if not path.exists():
-            todo.append(s)
-    if in_process:
-        for s in todo:
-            train_in_process(s, run_dir(runs_root, s), root, extra)
-        return out
-    running: list[tuple[Spec, subprocess.Popen]] = []
-    queue = list(todo)
-    while queue or running:
-        while queue and len(running) < max(1, workers):
-            s = queue.pop(0)
-            running.append((s, train_spec(s, run_dir(runs_root, s), root, 1, extra)))
-        time.sleep(0.5)
-        for item in list(running):
-            s, proc = item
-            if proc.poll() is not None:
-                running.remove(item)
-                _, err = proc.communicate()
-                if proc.returncode != 0:
-                    for _, p in running:
-                        p.kill()
-                    raise RuntimeError(f"vsmlab train {s.name}: exit code {proc.returncode}: {err.strip()[-500:]}")
+        folder = run_dir(runs_root, s)
+        out[s.name] = ck.latest_path(folder)
+        if not out[s.name].exists():
+            argv = [sys.executable, *train_command(s, folder, extra)[1:]]
+            jobs.append(Job(f"vsmlab train {s.name}", argv,
+                            functools.partial(train_in_process, s, folder.resolve(), Path(root).resolve(), extra)))
+    run_jobs(jobs, root, 0 if in_process else max(1, workers))
     return out
