@@ -183,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
         return 3
 
     # 2. slim EMA checkpoints at the common step
-    from vsmlab.lab.shapes_study import slim_checkpoint
+    from vsmlab.lab.study import slim_checkpoint
 
     for n in procs:
         slim_checkpoint(runs / n / f"step_{common:07d}.pt", runs / n / "latest.pt", weights="ema")

@@ -92,7 +92,7 @@ def check_preflight(folder: str) -> None:
     """Load the preflight's sample sets as the notebook does and read the chess ones with the validator (which needs
     the ``chess`` package): 4 uint8 images each, RGB 128 or 256 px boards."""
     from vsmlab.data.chessboards import SIZES, validate_chess
-    from vsmlab.lab.semantic_study import load_sample_images
+    from vsmlab.lab.sample_store import load_sample_images
 
     for name in ("chess", "cards"):
         imgs, _ = load_sample_images(Path(folder) / f"{name}.npz")
@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
 
     # 2. slim EMA checkpoints at each benchmark's common step
     from vsmlab.diffusion.config import load_config
-    from vsmlab.lab.shapes_study import slim_checkpoint
+    from vsmlab.lab.study import slim_checkpoint
 
     sweep = {}
     for b in args.benches:

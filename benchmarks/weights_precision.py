@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from vsmlab.data.shapes_validate import validate
-from vsmlab.lab import shapes_study as study
+from vsmlab.lab.sample_store import sample_set
+from vsmlab.lab.study import load_checkpoint_model
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = (("fixed", "fixed", "beta"), ("fixed~", "fixed", "beta_tilde"), ("rho0", "rho0", "auto"),
@@ -29,9 +30,9 @@ ROWS = (("fixed", "fixed", "beta"), ("fixed~", "fixed", "beta_tilde"), ("rho0", 
 
 
 def draw(path: Path, variance: str, n: int) -> np.ndarray:
-    loaded = study.load_checkpoint_model(path, None, "ema", image_size=32)
-    return study.sample_set(loaded, n, 1000, steps=250, variance=variance, batch_size=64, clip_x0=True,
-                            cache=False)["images"].numpy()
+    loaded = load_checkpoint_model(path, None, "ema", image_size=32)
+    return sample_set(loaded, n, 1000, steps=250, variance=variance, batch_size=64, clip_x0=True,
+                      cache=False)["images"].numpy()
 
 
 def main() -> None:

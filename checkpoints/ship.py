@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 from vsmlab.diffusion import checkpoints as ck
-from vsmlab.lab.shapes_study import file_sha256
+from vsmlab.lab.study import file_sha256
 
 ROOT = Path(__file__).resolve().parents[1]
 SETS = {

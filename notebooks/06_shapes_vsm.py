@@ -39,19 +39,25 @@
 # ancestral DDPM samples with 250 respaced steps from the EMA weights, with x0_hat clipped to [-1, 1] at every
 # step (improved DDPM's `clip_denoised=True`, the default of its image sampler, on which the VSM code is built),
 # per model; the comparison of record is `vsm - rho0`, paired by training seed, mean over seeds with a 95%
-# t-interval, confirmed on fresh sample sets (section 5d). Everything else in this notebook (other samplers, raw
+# t-interval, confirmed on fresh sample sets (appendix A4). Everything else in this notebook (other samplers, raw
 # weights, no clipping, sweeps, detection, fidelity) is **exploratory**.
 #
 # *Why the clip:* without it, briefly trained UNets can drift whole images off [-1, 1] (they end all black or all
-# white), which the reference sampler prevents. Section 8 measures the unclipped sampler beside the clipped one on
+# white), which the reference sampler prevents. Appendix A7 measures the unclipped sampler beside the clipped one on
 # the shipped models (and prints how many of its images end all black or all white).
+#
+# **How this notebook is laid out.** The *lesson* (sections 1-6) goes from the data to the main result with its
+# intervals and a gallery, then takeaways and exercises. The *appendix* (A1-A14) holds why the result is what it
+# is (the ceiling of any variance-only penalty, the mechanism) and everything exploratory: validator audit,
+# oracles, sweeps, hybrid samplers, detection, fidelity, the answer row and the GPU profile.
 #
 # Profiles: `smoke` (tests: tiny models trained here, every cell runs, numbers meaningless); `default` (the
 # README command; 2-core CPU; 32-px models loaded from the shipped checkpoints in `checkpoints/shapes32/`,
 # made by `vsmlab train` with the configs (commands in `checkpoints/shapes32/README.md`); `--no-cache`
-# retrains them from scratch into `runs/`); `full` (64 px, trained and sampled on a GPU in one short window by
+# ignores them and trains from the configs into `runs/`); `full` (64 px, trained and sampled on a GPU by
 # `benchmarks/full06_gpu.py`, then run here on the CPU from the files it brought back; publishes to
-# `figures/full/06_shapes_vsm/`; the last section says what ran, and the first cells print the GPU run's record).
+# `figures/full/06_shapes_vsm/`; section A14 says how it runs). The profiles, models and sample sets are
+# `vsmlab.lab.shapes_study`: the notebook opens them with one call.
 
 # %% [markdown]
 # ## What you will learn
@@ -61,15 +67,15 @@
 # - Judge images with a strict validator (blank, wrong kind, duplicate, malformed) calibrated on 20,000 real images.
 # - Compare VSM with its own baseline (rho = 0) paired over training seeds, state what the interval excludes, and
 #   how large a design would be needed to see a 25% effect.
-# - Bound what any penalty on the variance alone could do, by sampling with $\Sigma_t$ forced to either end of
-#   $[\tilde\beta_t, \beta_t]$ from the same noise.
+# - In the appendix: bound what any penalty on the variance alone could do, by sampling with $\Sigma_t$ forced to
+#   either end of $[\tilde\beta_t, \beta_t]$ from the same noise.
 #
 # **The question.** Does VSM reduce image hallucinations (two shapes in a column, broken shapes) of a trained UNet?
 #
 # **Prerequisites.** Notebook 05 (VSM, rho = 0, paired comparisons over seeds); notebook 01 (exact scores).
 #
-# **Time.** cold about 26 min on a 2-core CPU (1,545.9 s from an empty sample cache; the models are shipped), under
-# a minute when the sample sets are cached.
+# **Time.** cold on a 2-core CPU (an empty cache; the models are shipped): the lesson about 10 min (574 s), the whole
+# notebook about 30 min (1,775 s); under a minute when the sample sets are cached.
 
 # %% tags=["parameters"]
 profile = "default"  # smoke | default | full
@@ -78,8 +84,6 @@ figures_dir = ""  # "" -> figures/06_shapes_vsm (default), figures/<profile>/06_
 
 # %%
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -91,88 +95,27 @@ from vsmlab.analysis import fidelity, stats
 from vsmlab.analysis.answer import AnswerRow, answer_table, ceiling, paired_interval, sigma_shift
 from vsmlab.analysis.detectors import retention_curve, roc_auc, trajectory_variance, window_variance
 from vsmlab.analysis.metrics import wilson_interval
+from vsmlab.core.io import atomic_write_bytes
 from vsmlab.data.empirical import EmpiricalScore
 from vsmlab.data.shapes import KINDS, generate, geometry, template_bank, to_unit
 from vsmlab.data.shapes_score import ExactShapesScore
 from vsmlab.data.shapes_validate import SUMMARY_ORDER, report, validate, vsm_rule
-from vsmlab.lab import shapes_study as study
-from vsmlab.lab.full_runs import sample_name
+from vsmlab.diffusion.config import build_schedule, load_config
 from vsmlab.lab.notebook import start
+from vsmlab.lab.sample_store import sample_set
+from vsmlab.lab.semantic_study import compare_rates
 from vsmlab.lab.shapes_figures import sample_title, show_shapes
+from vsmlab.lab.shapes_study import METHOD_CONFIGS, PROFILES, ROWS, VARIANCE_OF, ShapesStudy, unet_term_gradient_norms
 
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
-METHOD_CONFIGS = {  # method -> (config stem, extra overrides)
-    "fixed": ("fixed", ()), "rho0": ("rho0", ()), "vsm": ("vsm", ()), "vsm10": ("vsm", ("loss.rho=10.0",)),
-}
-# rows of the study: (row name, method, DDPM sampling variance)
-ROWS = [("fixed", "fixed", "beta"), ("fixed~", "fixed", "beta_tilde"), ("rho0", "rho0", "learned"),
-        ("vsm", "vsm", "learned"), ("vsm10", "vsm10", "learned")]
-SMOKE_OVERRIDES = ("data.n=64", "sample.steps=10", "model.base_channels=8", "model.channel_mult=[1, 2]", "diffusion.T=40",
-                   "train.steps=6", "train.batch_size=8", "train.save_every=3", "train.warmup=2", "train.log_every=2")
-PROFILES = {
-    "smoke": dict(size=32, config_suffix="cpu", overrides=SMOKE_OVERRIDES, seeds=[0, 1], n=8, batch=8,
-                  ddpm_steps=None, record_last=12, n_calib=500, n_exact=4, n_score=8, score_ts=[0, 5, 20],
-                  ddim_steps=[5, 10], n_sweep=4,
-                  step_sweep=[3], sweep_ddpm_steps=None, hybrid_taus=[10, 30], n_hybrid=8, audit_n=16,
-                  grad_ts=[[0, 5], [5, 20], [20, 39]], n_grad=4, threads=1, train_in_process=True,
-                  dial_windows=[None, 3], n_dial=4),
-    "default": dict(size=32, config_suffix="cpu", overrides=(), seeds=[0], extra_seeds={"fixed": [1], "rho0": [1], "vsm": [1], "vsm10": [1]},
-                    n=128, batch=64,
-                    ddpm_steps=250, record_last=12, n_calib=20000, n_exact=64, n_score=16,
-                    score_ts=[0, 5, 10, 20, 50, 100, 200, 400, 700], ddim_steps=[10, 25, 50, 100, 250], n_sweep=32, step_sweep=[1000, 3000],
-                    sweep_ddpm_steps=100, hybrid_taus=[100, 300], n_hybrid=128, audit_n=200,
-                    grad_ts=[[0, 10], [10, 100], [100, 1000]], n_grad=4, threads=2,
-                    train_in_process=False, sweep_methods=["fixed", "rho0", "vsm"],
-                    dial_windows=[None, 12, 8, 5], n_dial=64, audit_offset=40),
-    # full: seeds, overrides and step_sweep come from the GPU run's runs/full06/full06.json (benchmarks/full06_gpu.py);
-    # the sample sets were drawn on the GPU; the CPU-side sections (score error, mechanism) evaluate the
-    # 64-px checkpoints brought back (seed 0 of each method) at small n; hybrids need the UNet for every step of
-    # every sample and are left to the default profile
-    "full": dict(size=64, config_suffix="gpu", overrides=(), seeds=[0, 1, 2], n=600, batch=64,
-                 ddpm_steps=250, record_last=12, n_calib=20000, n_exact=64, n_score=16,
-                 score_ts=[0, 5, 10, 20, 50, 100, 200, 400, 700], ddim_steps=[10, 25, 50, 100, 250], n_sweep=200, step_sweep=[],
-                 sweep_ddpm_steps=250, hybrid_taus=[], n_hybrid=0, audit_n=240,
-                 grad_ts=[[0, 10], [10, 100], [100, 1000]], n_grad=4, threads=2, train_in_process=False,
-                 npz_dir="runs/full06", dial_windows=[None, 24, 16, 10], n_dial=64),
-}
 cfg, saver = start("06_shapes_vsm", profile, seed, figures_dir, PROFILES)
 torch.set_num_threads(cfg["threads"])
 T0 = time.perf_counter()
 SIZE = cfg["size"]
 GEOM = geometry(SIZE)
-NO_CACHE = os.environ.get("VSMLAB_NO_CACHE", "").lower() in ("1", "true", "yes")
-SHIPPED = ROOT / "checkpoints" / f"shapes{SIZE}"
-DEVICE_OF_SAMPLES = "cpu"  # where the sample sets were drawn (results.csv)
-FULL_RUN = None  # the GPU run's record (full profile): device, versions, steps, commands, stage times
-if profile == "full":
-    full_json = ROOT / cfg["npz_dir"] / "full06.json"
-    if not full_json.exists():
-        raise FileNotFoundError(
-            f"full profile: {full_json} is missing: the full profile has not been run in this checkout. On a GPU "
-            "machine run `PYTHONPATH=. python3 benchmarks/full06_gpu.py run --out OUT`, then here `python "
-            "benchmarks/full06_gpu.py unpack OUT` (section 16)")
-    FULL_RUN = json.loads(full_json.read_text())
-    DEVICE_OF_SAMPLES = f"cuda: {FULL_RUN['device']}"
-    def primary_drawn(method: str, k: int) -> bool:  # every row of this method has its primary set
-        return all((ROOT / cfg["npz_dir"] / "samples" / f"{method}-seed{k}_ddpm{cfg['ddpm_steps']}_{v}_ema.npz").exists()
-                   for _, m_, v in ROWS if m_ == method)
-
-    complete = [k for k in FULL_RUN["seeds"] if all(primary_drawn(m, k) for m in METHOD_CONFIGS)]
-    if not complete:
-        raise FileNotFoundError(f"full profile: no training seed has a primary sample set for every model row in "
-                                f"{cfg['npz_dir']}/samples (the GPU run's sampling deadline came first)")
-    partial = {m: [k for k in FULL_RUN["seeds"] if k not in complete and primary_drawn(m, k)] for m in METHOD_CONFIGS}
-    cfg.update(seeds=complete, extra_seeds={m: ks for m, ks in partial.items() if ks},
-               overrides=tuple(FULL_RUN.get("extra_train_overrides", ())), step_sweep=FULL_RUN.get("sweep_steps", []))
-    print(f"full profile: GPU run of {FULL_RUN['started']} on {FULL_RUN['device']} (torch {FULL_RUN['torch']}, CUDA "
-          f"{FULL_RUN['cuda']}): {len(FULL_RUN['steps_saved'])} runs trained {FULL_RUN['stages']['train']:.0f} s at once, "
-          f"every model taken at the common step {FULL_RUN['common_step']}; {len(FULL_RUN['samples_done'])} sample sets "
-          f"drawn in {FULL_RUN['stages']['sample']:.0f} s")
-    print(f"seeds with a primary set for every row: {complete}; further seeds per method (section 5b): "
-          f"{cfg['extra_seeds'] or 'none'}; sets not drawn before the GPU run's deadline: {len(FULL_RUN['samples_not_run'])} "
-          f"({', '.join(FULL_RUN['samples_not_run'][:6])}{', ...' if len(FULL_RUN['samples_not_run']) > 6 else ''})")
-print(f"profile={profile} seed={seed} size={SIZE} seeds={cfg['seeds']} samples/model={cfg['n']} "
-      f"torch threads={torch.get_num_threads()} no_cache={NO_CACHE}")
+# the configs every model shares (data, schedule): the fixed-variance config of this profile
+CONFIG0 = load_config(ROOT / f"configs/shapes-fixed-{cfg['config_suffix']}.toml", list(cfg["overrides"]))
+print(f"profile={profile} seed={seed} size={SIZE} torch threads={torch.get_num_threads()}")
 
 # %% [markdown]
 # ## 1 · Data and validator
@@ -182,8 +125,7 @@ print(f"profile={profile} seed={seed} size={SIZE} seeds={cfg['seeds']} samples/m
 # 1/7 three; each kind in 4/7 of images), and the position coverage.
 
 # %%
-spec0 = study.Spec("fixed", f"configs/shapes-fixed-{cfg['config_suffix']}.toml", 0, tuple(cfg["overrides"]))
-data_cfg = study.spec_config(spec0, ROOT)["data"]
+data_cfg = CONFIG0["data"]
 train_set = generate(data_cfg["n"], data_cfg["size"], data_cfg["seed"])
 counts = train_set.presence.sum(1)
 print(f"training set: {len(train_set)} images at {SIZE} px, seed {data_cfg['seed']}")
@@ -202,9 +144,8 @@ fig.suptitle("training images: a triangle, square and pentagon strip (dashed gui
 saver.save(fig, "data_examples")
 
 # %% [markdown]
-# **Validator calibration.** Fresh real images must all pass the strict validator; constructed images of each
-# failure category must be caught with the right category. The VSM code's rule (pass if ANY column's
-# white-pixel count is in its band) is shown beside it.
+# **Validator calibration.** Fresh real images must all pass the strict validator (appendix A1 shows it catching a
+# constructed image of each failure category, and A12 compares it with a person's verdicts).
 
 # %%
 calib = generate(cfg["n_calib"], SIZE, seed=12345)
@@ -213,40 +154,6 @@ CALIB_INVALID = rep["invalid"]
 print(f"calibration: {rep['invalid']} of {rep['n']} real images flagged by the strict validator "
       f"(false-positive rate {wilson_interval(rep['invalid'], rep['n'])}); VSM rule flags {rep['vsm_rule_invalid']}")
 
-
-def constructed_examples():
-    """One image per category, built from templates: valid, blank, wrong kind (a square in the triangle
-    column), duplicate (two triangles), malformed (half a pentagon; a stray pixel)."""
-    base = train_set.images[np.where(counts == 1)[0][0]].copy()
-    out = {"valid": base}
-    out["blank"] = np.zeros_like(base)
-    sq = bank.masks[1][0].reshape(GEOM.strip_height, GEOM.strip_width).astype(bool)
-    wk = np.zeros_like(base)
-    wk[: GEOM.strip_height, GEOM.column_slice(0)][sq] = 255
-    out["wrong_kind"] = wk
-    t_first, t_last = bank.masks[0][0], bank.masks[0][-1]
-    dup = np.zeros_like(base)
-    strip = (t_first.reshape(GEOM.strip_height, GEOM.strip_width) | t_last.reshape(GEOM.strip_height, GEOM.strip_width)).astype(bool)
-    dup[: GEOM.strip_height, GEOM.column_slice(0)][strip] = 255
-    out["duplicate"] = dup
-    pent = bank.masks[2][len(bank.masks[2]) // 2].reshape(GEOM.strip_height, GEOM.strip_width).astype(bool).copy()
-    rows = np.where(pent.any(1))[0]
-    pent[rows[len(rows) // 2]:] = False
-    mal = np.zeros_like(base)
-    mal[: GEOM.strip_height, GEOM.column_slice(2)][pent] = 255
-    out["malformed"] = mal
-    return out
-
-
-examples = constructed_examples()
-verdicts = validate(np.stack(list(examples.values())))
-fig, axes = plt.subplots(1, len(examples), figsize=(2.2 * len(examples), 2.6))
-for ax, (name, img), v in zip(axes, examples.items(), verdicts):
-    vr = vsm_rule(img[None])["valid"][0]
-    print(f"constructed {name:<10}: strict -> {v.category:<10} VSM rule -> {'valid' if vr else 'not valid'}")
-    show_shapes(ax, img, title=f"{name}\nstrict: {v.category}")
-saver.save(fig, "validator_examples")
-
 # %% [markdown]
 # ## 2 · The exact score: the floor
 #
@@ -254,46 +161,14 @@ saver.save(fig, "validator_examples")
 # the sampler and the validator are right at this size, every sample is valid.
 
 # %%
-schedule_cfg = study.spec_config(spec0, ROOT)
-from vsmlab.diffusion.config import build_schedule  # noqa: E402
-
-SCHEDULE = build_schedule(schedule_cfg)
+SCHEDULE = build_schedule(CONFIG0)
 EXACT = ExactShapesScore(SCHEDULE, SIZE)
 t_exact = time.perf_counter()
-exact_set = study.sample_set(EXACT, cfg["n_exact"], seed=seed, steps=cfg["ddpm_steps"], variance="beta",
+exact_set = sample_set(EXACT, cfg["n_exact"], seed=seed, steps=cfg["ddpm_steps"], variance="beta",
                              batch_size=cfg["batch"], schedule=SCHEDULE, label=f"exact{SIZE}-T{SCHEDULE.num_steps}")
 exact_rep = report(exact_set["images"].numpy())
 print(f"exact score, DDPM-{cfg['ddpm_steps'] or SCHEDULE.num_steps} (beta_t): non-valid {exact_rep['invalid']} of "
       f"{exact_rep['n']} = {wilson_interval(exact_rep['invalid'], exact_rep['n'])}  ({time.perf_counter() - t_exact:.0f} s)")
-
-# %% [markdown]
-# ## 2b · Two oracles: the true distribution's score composes, the training set's ideal denoiser memorises
-#
-# A net is trained on a *finite* training set. The score a perfect minimiser of the training loss would learn
-# is not the true distribution's but the empirical one's: the noised training set is a mixture of N Gaussians
-# N(a x^(i), sigma^2 I), whose score is exact (`vsmlab.data.empirical.EmpiricalScore`; its denoiser is the
-# posterior-weighted average of training images). DDPM with it can only return training images. The true
-# score (section 2) composes: its samples are new combinations of shapes and positions, copies of training
-# images only as often as chance allows (single-shape images are few at 32 px, so chance is not small). A UNet
-# that generalises sits near the true score; one that memorises near the empirical one (the memorisation rows
-# of section 6 place each model).
-
-# %%
-EMPIRICAL = EmpiricalScore(to_unit(train_set.images, torch.float64), SCHEDULE)
-t_emp = time.perf_counter()
-emp_set = study.sample_set(EMPIRICAL, cfg["n_exact"], seed=seed, steps=cfg["ddpm_steps"], variance="beta",
-                           batch_size=cfg["batch"], schedule=SCHEDULE, size=SIZE,
-                           label=f"empirical{SIZE}-n{data_cfg['n']}-seed{data_cfg['seed']}-T{SCHEDULE.num_steps}")
-emp_rep = report(emp_set["images"].numpy())
-MEMO_CHANCE = fidelity.memorisation_chance(SIZE, len(train_set))
-for name, images in (("true score (ExactShapesScore)", exact_set["images"]), ("training set's ideal denoiser", emp_set["images"])):
-    near = fidelity.nearest_training(images.numpy(), train_set)
-    distinct = len(set(int(i) for i in near.exact_index if i >= 0))
-    print(f"{name:<31}: non-valid {report(images.numpy())['invalid']} of {len(images)}; exact copies of a training image "
-          f"{near.copies} ({distinct} distinct training images); median L2 to the nearest training image "
-          f"{np.median(near.distance):.2f}")
-print(f"chance that a fresh true-distribution sample copies one of the {len(train_set)} training images: "
-      f"{100 * MEMO_CHANCE:.1f}%   ({time.perf_counter() - t_emp:.0f} s)")
 
 # %% [markdown]
 # ## 3 · The models
@@ -305,10 +180,10 @@ print(f"chance that a fresh true-distribution sample copies one of the {len(trai
 # printed in notebook 07). The shipped configs therefore use the linear schedule (1e-4 .. 0.02, alpha_t >= 0.98 at
 # every step); the GPU configs follow, so both profiles train the same way.
 #
-# 4 methods x seeds. `default` loads the shipped checkpoints by explicit path and checks each one's config
-# against the config the notebook would train (any difference is an error naming the key); a missing
-# checkpoint, `--no-cache` (`VSMLAB_NO_CACHE=1`) or the smoke profile trains from the configs with
-# `vsmlab train` (2 processes x 1 thread).
+# 4 methods x seeds, opened by `ShapesStudy.open` (`vsmlab.lab.shapes_study`). `default` loads the shipped
+# checkpoints by explicit path and checks each one's config against the config the notebook would train (any
+# difference is an error naming the key); a missing checkpoint, `--no-cache` (`VSMLAB_NO_CACHE=1`) or the smoke
+# profile trains from the configs with `vsmlab train` (2 processes x 1 thread).
 #
 # **What the CPU budget allowed.** 6,000 steps of batch 32 for a 0.29M-parameter UNet take about half an
 # hour of one core per model (the times are printed below; two trainings ran at a time on the 2-core machine).
@@ -321,137 +196,25 @@ print(f"chance that a fresh true-distribution sample copies one of the {len(trai
 # for every method) exercises all the paired code; the full profile takes the seeds its GPU run drew.
 
 # %%
-def make_spec(method: str, k: int) -> study.Spec:
-    stem, extra = METHOD_CONFIGS[method]
-    return study.Spec(method, f"configs/shapes-{stem}-{cfg['config_suffix']}.toml", k, (*extra, *cfg["overrides"]))
-
-
-EXTRA_SEEDS = cfg.get("extra_seeds", {})  # method -> further training seeds, used only in section 5b
-SPECS = {(m, k): make_spec(m, k) for m in METHOD_CONFIGS for k in sorted({*cfg["seeds"], *EXTRA_SEEDS.get(m, [])})}
-FULL_DIR = ROOT / cfg.get("npz_dir", "runs/full06")
-if profile == "smoke":
-    RUNS = Path(tempfile.mkdtemp(prefix="vsmlab06-smoke-"))  # never inside the repository
-elif profile == "full":
-    RUNS = FULL_DIR
-else:
-    RUNS = ROOT / "runs" / "shapes32-notebook"
-
-
-def checkpoint_path(spec: study.Spec, step: int | None = None) -> Path:
-    """The shipped EMA weights (default profile, unless --no-cache), else the run folder's checkpoint."""
-    name = "latest" if step is None else f"step_{step:07d}"
-    shipped = SHIPPED / spec.name / f"{name}.safetensors"
-    if profile == "default" and not NO_CACHE and shipped.exists():
-        return shipped
-    return study.run_dir(RUNS, spec) / f"{name}.pt"
-
-
-if profile == "full":
-    # the sample sets come from npz files; the CPU-side sections need seed 0's checkpoints (rho0 at least: the
-    # mechanism section); the GPU run brings back as many as fit its transfer (benchmarks/full06_gpu.py)
-    missing = [str(checkpoint_path(s)) for s in SPECS.values() if s.seed == cfg["seeds"][0] and s.method == "rho0"
-               and not checkpoint_path(s).exists()]
-    if missing:
-        raise FileNotFoundError(
-            f"full profile: {len(missing)} GPU-trained checkpoints are missing, e.g. {missing[0]}. The full profile "
-            f"has not been run in this checkout; train on a GPU with the commands in the section 'How to run the "
-            f"full profile' (vsmlab train configs/shapes-*-gpu.toml --out {FULL_DIR}/<method>-seed<k> ...) and copy "
-            f"the run folders back to {FULL_DIR}")
-else:
-    need = [s for s in SPECS.values() if not checkpoint_path(s).exists()]
-    if need:
-        if profile == "default":
-            RUNS.mkdir(parents=True, exist_ok=True)
-            if NO_CACHE:  # retrain from scratch
-                import shutil
-                for s in need:
-                    shutil.rmtree(study.run_dir(RUNS, s), ignore_errors=True)
-        t_train = time.perf_counter()
-        study.ensure_trained(need, RUNS, ROOT, workers=2, in_process=cfg["train_in_process"])
-        print(f"trained {len(need)} models in {time.perf_counter() - t_train:.0f} s into {RUNS.name}/")
-
-
-def load(method: str, k: int, weights: str = "ema", step: int | None = None) -> study.LoadedModel:
-    spec = SPECS[(method, k)]
-    return study.load_checkpoint_model(checkpoint_path(spec, step), study.spec_config(spec, ROOT), weights, SIZE)
-
-
-MODELS = {key: load(*key) for key in SPECS if checkpoint_path(SPECS[key]).exists()}  # full: the checkpoints brought back
-CPU_METHODS = [m for m in METHOD_CONFIGS if (m, cfg["seeds"][0]) in MODELS]  # methods with a checkpoint here
-MSEEDS = [k for k in cfg["seeds"] if all((m, k) in MODELS for m in CPU_METHODS)]  # seeds evaluated on this CPU
-if CPU_METHODS != list(METHOD_CONFIGS):
-    print(f"checkpoints here for {CPU_METHODS} (seed {cfg['seeds'][0]}); the sections that evaluate a model on this CPU "
-          f"(score error, Sigma, explorer) skip {[m for m in METHOD_CONFIGS if m not in CPU_METHODS]}")
-
-
-def train_step_of(method: str, k: int) -> int:
-    """Training step of a model: its checkpoint's, or (full profile, no checkpoint here) the GPU run's common step."""
-    return MODELS[(method, k)].step if (method, k) in MODELS else int(FULL_RUN["common_step"])
-source = "shipped checkpoints (checkpoints/shapes32/)" if str(next(iter(MODELS.values())).path).startswith(str(SHIPPED)) \
-    else "models trained by this run"
-m0 = next(iter(MODELS.values()))
-print(f"{len(MODELS)} models from {source}; step {m0.step}; UNet parameters: learned variance "
-      f"{sum(p.numel() for p in MODELS[('rho0', cfg['seeds'][0])].model.parameters()):,}, fixed variance "
-      f"{sum(p.numel() for p in MODELS[('fixed', cfg['seeds'][0])].model.parameters()):,}")
-if (SHIPPED / "training_times.json").exists() and profile == "default":
-    times = json.loads((SHIPPED / "training_times.json").read_text())
-    print(f"shipped models: training wall time per model {min(times.values()):.0f}-{max(times.values()):.0f} s "
-          "(1 thread each, 2 to 4 trainings at a time on a shared 2-core CPU: checkpoints/shapes32/README.md)")
+study = ShapesStudy.open(profile, cfg, ROOT, seed)
+k0 = study.seeds[0]  # the first training seed: the single-seed sections use its models
+print(study.describe())
+print(f"training seeds: {study.seeds} (primary sets), further seeds per method: "
+      + ", ".join(f"{m} {study.seeds_of(m)}" for m in METHOD_CONFIGS))
 
 # %% [markdown]
 # ## 4 · Primary endpoint: strict non-valid rate, DDPM-250 with x0 clipping, EMA weights
 #
 # `n` samples per model (seed scheme of `vsmlab sample`: batch k uses generator seed `S * 1000003 + k`, so
 # `vsmlab sample CKPT --seed S --batch-size B --steps 250 --clip-x0 --device cpu` regenerates each sample). The
-# last `record_last` x0_hat of each trajectory are kept for the detector (section 8).
+# last `record_last` x0_hat of each trajectory are kept for the detector (appendix A9).
 
 # %%
-SAMPLE_SEED = 1000 + seed  # sampling seed S (the same for every model: paired noise)
-k0 = cfg["seeds"][0]  # the first training seed: the single-seed sections use its models
-
-
-def full_npz(method: str, k: int, variance: str = "auto", sampler: str = "ddpm", steps="primary", weights: str = "ema",
-             ckpt_step: int | None = None, clip: bool = True) -> Path:
-    """Full profile: the GPU-drawn sample file of these options (the library's names, which the GPU scripts write)."""
-    steps = cfg["ddpm_steps"] if steps == "primary" else steps
-    return FULL_DIR / "samples" / f"{sample_name(method, k, sampler, steps, variance, weights, ckpt_step, clip)}.npz"
-
-
-def drawn(*args, **kwargs) -> bool:
-    """Whether a sweep set exists (always in the CPU profiles, which compute it; full: if the GPU run drew it)."""
-    if profile != "full" or full_npz(*args, **kwargs).exists():
-        return True
-    print(f"not drawn in the GPU run (its sampling deadline came first): {full_npz(*args, **kwargs).name}; skipped")
-    return False
-
-
-def samples_for(method: str, k: int, variance: str = "auto", sampler: str = "ddpm", steps="primary",
-                weights: str = "ema", n: int | None = None, record_last: int = 0, ckpt_step: int | None = None,
-                eta: float = 0.0, clip: bool = True) -> dict:
-    """A sample set of one model (computed and cached; full profile: read from GPU npz files)."""
-    steps = cfg["ddpm_steps"] if steps == "primary" else steps
-    n = n or cfg["n"]
-    if profile == "full":
-        z = study.load_npz_samples(full_npz(method, k, variance, sampler, steps, weights, ckpt_step, clip))
-        out = {"images": torch.from_numpy(z["images"]), "batch_seed": torch.from_numpy(z["batch_seed"]),
-               "batch_row": torch.from_numpy(z["batch_row"])}
-        if record_last:  # the GPU run kept x0_hat for a few rows (trajectory_rows) and the detector scores of all
-            out["x0_hat"] = torch.from_numpy(z["trajectory_x0_hat"][-record_last:])
-            out["recorded_steps"] = torch.from_numpy(z["trajectory_steps"][-record_last:])
-            out["traj_rows"] = [int(i) for i in z["trajectory_rows"]]
-            out["scores"] = {"last 10 steps": torch.from_numpy(z["x0hat_var_last10"]),
-                             "t in 20..35": torch.from_numpy(z["x0hat_var_t20_35"])}
-        return out
-    lm = MODELS[(method, k)] if (weights == "ema" and ckpt_step is None) else load(method, k, weights, ckpt_step)
-    return study.sample_set(lm, n, SAMPLE_SEED, sampler=sampler, steps=steps, variance=variance, eta=eta,
-                            batch_size=cfg["batch"], record_last=record_last, clip_x0=clip)
-
-
 t_primary = time.perf_counter()
 PRIMARY, VERDICTS = {}, {}
 for row, method, variance in ROWS:
     for k in cfg["seeds"]:
-        PRIMARY[(row, k)] = samples_for(method, k, variance, record_last=cfg["record_last"])
+        PRIMARY[(row, k)] = study.samples(method, k, variance, record_last=cfg["record_last"])
         VERDICTS[(row, k)] = validate(PRIMARY[(row, k)]["images"].numpy())
 print(f"primary sample sets: {len(PRIMARY)} x {cfg['n']} images in {time.perf_counter() - t_primary:.0f} s")
 hdr = f"{'model':<8} {'seed':>4} {'non-valid (Wilson 95%)':>34} " + " ".join(f"{c:>10}" for c in SUMMARY_ORDER) + f" {'VSM-rule misses':>15}"
@@ -468,14 +231,6 @@ missed = {c: sum(PER_MODEL[key]["flagged_not_vsm"][c] for key in PER_MODEL) for 
 flagged = {c: sum(PER_MODEL[key]["categories"][c] for key in PER_MODEL) for c in SUMMARY_ORDER}
 print("strict-invalid images that the VSM code's rule lets through, by category (all models): "
       + ", ".join(f"{c} {missed[c]} of {flagged[c]}" for c in SUMMARY_ORDER))
-# The validators binarise at 127, so a grey background below 127 passes. How grey are the backgrounds? The
-# median pixel of an image is its background level (shapes cover under 10% of the pixels; data: 0).
-print("background level (median pixel, data = 0): share of images above 32 / above 96, per model row")
-for row, _, _ in ROWS:
-    imgs_ = np.concatenate([PRIMARY[(row, k)]["images"].numpy() for k in cfg["seeds"]])
-    med = np.median(imgs_.reshape(len(imgs_), -1), axis=1)
-    print(f"  {row:<7}: > 32: {wilson_interval(int((med > 32).sum()), len(med))}; > 96: "
-          f"{wilson_interval(int((med > 96).sum()), len(med))}; median of medians {np.median(med):.0f}")
 
 # %% [markdown]
 # ## 5 · Statistics over seeds (primary endpoint)
@@ -509,8 +264,6 @@ for a, b in PAIRS:
     print(f"{a:>6} - {b:<6}: {100 * d.mean.mean:+.1f} pp [95% CI {100 * (d.mean.mean - d.mean.half):+.1f}, "
           f"{100 * (d.mean.mean + d.mean.half):+.1f}], per seed {', '.join(f'{100 * x:+.1f}' for x in d.differences)}; "
           f"Wilcoxon p = {d.wilcoxon_p:.2f}; bootstrap [{100 * d.bootstrap[0]:+.1f}, {100 * d.bootstrap[1]:+.1f}]")
-from vsmlab.lab.semantic_study import compare_rates  # noqa: E402
-
 print("per seed, the samples as independent draws (Newcombe interval; ignores the seed-to-seed variance, so it is "
       "too narrow as a statement about the METHOD, fine as one about these trained models):")
 for a, b in PAIRS:
@@ -554,19 +307,15 @@ saver.save(fig, "primary_rates")
 # of any design.
 
 # %%
-def seeds_of(method: str) -> list[int]:
-    return sorted({*cfg["seeds"], *EXTRA_SEEDS.get(method, [])})
-
-
-CMP_ROWS = {row: (method, var) for row, method, var in ROWS if len(seeds_of(method)) >= 2}
-CMP_SEEDS = sorted(set(seeds_of("rho0")) & set(seeds_of("vsm")))
+CMP_ROWS = {row: (method, var) for row, method, var in ROWS if len(study.seeds_of(method)) >= 2}
+CMP_SEEDS = sorted(set(study.seeds_of("rho0")) & set(study.seeds_of("vsm")))
 CMP = {}
 for row, (m, var) in CMP_ROWS.items():
-    for k in seeds_of(m):
+    for k in study.seeds_of(m):
         if (row, k) in PER_MODEL:
             CMP[(row, k)] = PER_MODEL[(row, k)]
         else:
-            s_ = samples_for(m, k, var)
+            s_ = study.samples(m, k, var)
             CMP[(row, k)] = report(s_["images"].numpy())
         r_ = wilson_interval(CMP[(row, k)]["invalid"], CMP[(row, k)]["n"])
         print(f"{row:<6} seed {k}: non-valid {r_}  " + ", ".join(f"{c} {CMP[(row, k)]['categories'][c]}" for c in SUMMARY_ORDER))
@@ -622,89 +371,7 @@ fig.tight_layout()
 saver.save(fig, "categories")
 
 # %% [markdown]
-# ## 5c · The ceiling: the most a variance-only penalty could change
-#
-# VSM's penalty acts on the learned variance alone, and the learned variance is an interpolation between two
-# fixed ends,
-#
-# $$\log \Sigma_t = f \log \beta_t + (1 - f) \log \tilde\beta_t, \qquad f = \tfrac{v + 1}{2}.$$
-#
-# The penalty $w(t)\,\Sigma^2 / (1 + \Sigma^2)$ pulls $\Sigma$ down, towards $\tilde\beta_t$ ($f = 0$). So
-# resample every learned-variance model (rho0, vsm, vsm10; each training seed) with $f$ forced to 0 and to 1,
-# **with the same noise** as its own-Sigma set. For VSM's baseline, the rho0 models, the paired difference
-# (forced $-$ own) is the ceiling: the most that moving $\Sigma$ inside its range could change the rate at
-# sampling time, whatever penalty moved it. For the VSM models it is the room VSM's own penalty left unused. The
-# reference head is unbounded, so a model's own $f$ may leave $[0, 1]$: the table counts how often, over every
-# pixel and sampling step.
-
-# %%
-LEARNED_ROWS = [row for row, _, var in ROWS if var == "learned"]
-CEIL_ROWS = LEARNED_ROWS  # forced-Sigma sets for every learned-variance model; rho0 (VSM's baseline) is the ceiling
-CEIL = {}  # (row, k) -> {"own", "frac0", "frac1": rate}
-CEIL_SEEDS = {}  # row -> training seeds with forced-Sigma sets
-print(f"{'model':<6} {'seed':>4} {'own Sigma':>10} {'f = 0':>7} {'f = 1':>7} {'own f outside [0, 1]':>22} "
-      f"{'min f':>7} {'max f':>7}")
-t_ceil = time.perf_counter()
-for row in LEARNED_ROWS:
-    for k in seeds_of(row):
-        own_set = samples_for(row, k, "learned", record_last=cfg["record_last"] if k in cfg["seeds"] else 0)
-        rates_k = {"own": report(own_set["images"].numpy())["invalid"] / N}
-        if row in CEIL_ROWS and profile != "full":
-            for f in (0, 1):
-                forced = study.sample_set(MODELS[(row, k)], N, SAMPLE_SEED, sampler="ddpm", steps=cfg["ddpm_steps"],
-                                          variance="learned", batch_size=cfg["batch"], clip_x0=True, variance_frac=f)
-                rates_k[f"frac{f}"] = report(forced["images"].numpy())["invalid"] / N
-            CEIL[(row, k)] = rates_k
-        fo = own_set.get("frac_outside")
-        forced_txt = " ".join(f"{100 * rates_k[f'frac{f}']:>6.1f}%" if f"frac{f}" in rates_k else f"{'-':>7}" for f in (0, 1))
-        fo_txt = (f"{100 * fo['share_outside']:>21.2f}% {fo['min_frac']:>7.2f} {fo['max_frac']:>7.2f}" if fo
-                  else f"{'not recorded':>22} {'-':>7} {'-':>7}")
-        print(f"{row:<6} {k:>4} {100 * rates_k['own']:>9.1f}% {forced_txt} {fo_txt}")
-print(f"(forced-Sigma sets drawn or loaded in {time.perf_counter() - t_ceil:.0f} s; own Sigma = the primary sets)")
-if profile == "full":
-    print("full profile: the GPU run drew no sample sets with Sigma forced to an end of its range; the ceiling is "
-          "measured in the default profile")
-CEIL_SEEDS = {row: sorted(k for r_, k in CEIL if r_ == row) for row in CEIL_ROWS}
-for row in CEIL_ROWS:
-    ks = CEIL_SEEDS[row]
-    if len(ks) < 2:
-        print(f"{row}: {'one training seed: no interval over seeds' if ks else 'no forced-Sigma sets'}")
-        continue
-    own_r = [CEIL[(row, k)]["own"] for k in ks]
-    for f in (0, 1):
-        d_ = paired_interval([CEIL[(row, k)][f"frac{f}"] for k in ks], own_r)
-        print(f"{row:<5} with Sigma forced to {'beta_tilde_t (f = 0)' if f == 0 else 'beta_t (f = 1)      '} - own Sigma, "
-              f"paired over {len(ks)} training seeds: {d_.pp()}"
-              + ("  (the same on every seed: no interval)" if d_.low == d_.high else ""))
-
-# %% [markdown]
-# ## 5d · The comparison of record on fresh sample sets
-#
-# The comparison of record (vsm $-$ rho0, paired over training seeds) is confirmed on new sample sets: the same
-# trained models, sampled exactly as above but with a fresh sampling seed (every batch draws new noise).
-
-# %%
-CONFIRM_SEED = SAMPLE_SEED + 1000  # a sampling seed no set above uses
-CONFIRM = {}
-if profile == "full":
-    print("full profile: the GPU run drew no second set of primary samples; the confirmation runs in the default profile")
-elif CMP_RESULT is not None:
-    t_conf = time.perf_counter()
-    for m in ("rho0", "vsm"):
-        for k in CMP_SEEDS:
-            fresh_set = study.sample_set(MODELS[(m, k)], N, CONFIRM_SEED, sampler="ddpm", steps=cfg["ddpm_steps"],
-                                         variance="learned", batch_size=cfg["batch"], clip_x0=True)
-            CONFIRM[(m, k)] = report(fresh_set["images"].numpy())["invalid"] / N
-    CONFIRMED = paired_interval([CONFIRM[("vsm", k)] for k in CMP_SEEDS], [CONFIRM[("rho0", k)] for k in CMP_SEEDS])
-    print(f"fresh sample sets (sampling seed {CONFIRM_SEED}, {N} per model, drawn in {time.perf_counter() - t_conf:.0f} s): "
-          + ", ".join(f"{m} seed {k} {100 * CONFIRM[(m, k)]:.1f}%" for m in ("rho0", "vsm") for k in CMP_SEEDS))
-    print(f"vsm - rho0 over {len(CMP_SEEDS)} training seeds: first sets {CMP_RESULT.mean.mean * 100:+.1f} pp; fresh sets "
-          f"{CONFIRMED.pp()}")
-else:
-    print("one training seed for vsm and rho0: nothing to confirm over seeds")
-
-# %% [markdown]
-# ## 6 · Looking at the images: gallery, audit, nearest training images, duplicates, memorisation
+# ## 6 · Looking at the images
 #
 # Each gallery image is titled with its model, training seed and its number `#i` in the model's sample set. Sample
 # `i` is row `i mod B` of batch `i // B`, drawn with generator seed `S * 1000003 + i // B`, so
@@ -741,8 +408,254 @@ for r_i, c in enumerate(cats):
 fig.suptitle("validator verdicts on the primary samples, two per model and category (dashed: the three strips)")
 fig.tight_layout()
 saver.save(fig, "gallery")
+print(f"lesson done in {time.perf_counter() - T0:.0f} s (every sample set above drawn, or read from the cache)")
 
 # %% [markdown]
+# ## Key takeaways
+#
+# - **The oracle sets the floor.** Samples of the exact image score are 0 of 64 non-valid, and the strict validator
+#   flags none of 20000 fresh real images (0.000% [0.000, 0.019]): every non-valid UNet sample is the network's doing.
+# - **VSM does not beat its own baseline.** Over 2 training seeds, vsm $-$ rho0 = +2.0 pp [-3.0, +6.9] (rho0 14.1%,
+#   vsm 16.0% on average). A 25% reduction (3.5 pp) lies below the interval.
+# - **How much a design can see.** The paired design that was run detects 6.38 pp (45.4% of rho0's rate) at 80%
+#   power; one run per method sampled 6 x 100, the paper's protocol, could not detect even a drop to 0% with this
+#   between-seed variance (0.00238). Pairing by training seed is what makes a comparison of two seeds informative.
+# - **Why VSM cannot help here** is the appendix: with $\Sigma_t$ forced to either end of its range the rates barely
+#   move (A3), and VSM leaves the learned $\Sigma$ where rho0 has it (A8).
+
+# %% [markdown]
+# ## Exercises
+#
+# Try each exercise on your own first. Each check cell says whether your answer is right, close or wrong, with a
+# hint when it is not. Worked solutions are in `notebooks/solutions/06_solutions.py`.
+
+# %%
+from vsmlab.lab.exercises import check, describe
+
+# %% [markdown]
+# ### Exercise 06.1 · Compositions (easy)
+#
+# Each of the three columns holds its shape with probability 1/2, and all-blank images are redrawn, so there are 7
+# presence patterns. How many of the 7 have exactly two shapes?
+
+# %%
+answer = None  # your answer: a whole number
+check("06.1", answer)
+
+# %% [markdown]
+# ### Exercise 06.2 · How many distinct images? (medium)
+#
+# At 32 px the generator can put the triangle at 162 positions, the square at 100 and the pentagon at 130
+# (`vsmlab.data.shapes.template_bank(32).counts()`). Each column is blank or holds its shape at one position, and
+# the all-blank image is excluded. How many distinct images can the generator draw?
+
+# %%
+answer = None  # your answer: a whole number
+check("06.2", answer)
+
+# %% [markdown]
+# ### Exercise 06.3 · Copies by chance (medium)
+#
+# A fresh sample of the true distribution copies one of the 5,000 training images more often than one might think.
+# Derive the probability at 32 px: each presence pattern $P$ has probability 1/7 and, given $P$, a particular image
+# has probability $\prod_{c \in P} 1/M_c$ ($M_c$: the column's positions); the sample is a copy when its image
+# occurs among the 5,000 independent training draws.
+
+# %%
+answer = None  # your answer: a share (a number in [0, 1])
+check("06.3", answer)
+
+# %% [markdown]
+# ### Exercise 06.4 · Build a hallucination (medium)
+#
+# Build a 32x32 image (uint8, 0 = background, 255 = shape) that the strict validator
+# (`vsmlab.data.shapes_validate.validate`) calls a duplicate and nothing else: two triangles in the triangle column
+# (columns 0..9, rows 0..30). Start from `vsmlab.data.shapes.template_bank(32).masks[0]`, the triangle strips
+# (bool, [162, 31, 10]).
+
+# %%
+answer = None  # your answer: a 32x32 image (numpy uint8)
+check("06.4", answer)
+
+# %% [markdown]
+# ### Exercise 06.5 · The exact score as a yardstick (open)
+#
+# Predict how the rate of a hybrid sampler (the exact score at high noise, the trained UNet below a switch step)
+# changes as the switch moves from T down to 0, then compare with the notebook's hybrid samplers.
+
+# %%
+describe("06.5");
+
+# %% [markdown]
+# # Appendix · Why, and everything else (exploratory)
+#
+# The lesson ends above. The appendix asks why VSM cannot change the rate (A3: the ceiling of any variance-only
+# penalty; A8: how far VSM moves $\Sigma$ and how strong its gradient is) and holds every exploratory measurement:
+# the validator on constructed failures, the two oracles, the fresh-set confirmation, trajectories and memorisation,
+# the score error, hybrid samplers, sweeps, detection, fidelity, results.csv, an explorer and the audit by eye, then
+# the answer row and the GPU profile (A14). It reuses the lesson's sample sets.
+
+# %% [markdown]
+# ## A1 · The validator on constructed failures
+#
+# Constructed images of each failure category must be caught with the right category. The VSM code's rule (pass
+# if ANY column's white-pixel count is in its band) is shown beside it.
+
+# %%
+def constructed_examples():
+    """One image per category, built from templates: valid, blank, wrong kind (a square in the triangle
+    column), duplicate (two triangles), malformed (half a pentagon; a stray pixel)."""
+    base = train_set.images[np.where(counts == 1)[0][0]].copy()
+    out = {"valid": base}
+    out["blank"] = np.zeros_like(base)
+    sq = bank.masks[1][0].reshape(GEOM.strip_height, GEOM.strip_width).astype(bool)
+    wk = np.zeros_like(base)
+    wk[: GEOM.strip_height, GEOM.column_slice(0)][sq] = 255
+    out["wrong_kind"] = wk
+    t_first, t_last = bank.masks[0][0], bank.masks[0][-1]
+    dup = np.zeros_like(base)
+    strip = (t_first.reshape(GEOM.strip_height, GEOM.strip_width) | t_last.reshape(GEOM.strip_height, GEOM.strip_width)).astype(bool)
+    dup[: GEOM.strip_height, GEOM.column_slice(0)][strip] = 255
+    out["duplicate"] = dup
+    pent = bank.masks[2][len(bank.masks[2]) // 2].reshape(GEOM.strip_height, GEOM.strip_width).astype(bool).copy()
+    rows = np.where(pent.any(1))[0]
+    pent[rows[len(rows) // 2]:] = False
+    mal = np.zeros_like(base)
+    mal[: GEOM.strip_height, GEOM.column_slice(2)][pent] = 255
+    out["malformed"] = mal
+    return out
+
+
+examples = constructed_examples()
+verdicts = validate(np.stack(list(examples.values())))
+fig, axes = plt.subplots(1, len(examples), figsize=(2.2 * len(examples), 2.6))
+for ax, (name, img), v in zip(axes, examples.items(), verdicts):
+    vr = vsm_rule(img[None])["valid"][0]
+    print(f"constructed {name:<10}: strict -> {v.category:<10} VSM rule -> {'valid' if vr else 'not valid'}")
+    show_shapes(ax, img, title=f"{name}\nstrict: {v.category}")
+saver.save(fig, "validator_examples")
+
+# %% [markdown]
+# **Background levels.** The validators binarise at 127, so a grey background below 127 passes. How grey are the
+# backgrounds? The median pixel of an image is its background level (shapes cover under 10% of the pixels; data: 0).
+
+# %%
+# The validators binarise at 127, so a grey background below 127 passes. How grey are the backgrounds? The
+# median pixel of an image is its background level (shapes cover under 10% of the pixels; data: 0).
+print("background level (median pixel, data = 0): share of images above 32 / above 96, per model row")
+for row, _, _ in ROWS:
+    imgs_ = np.concatenate([PRIMARY[(row, k)]["images"].numpy() for k in cfg["seeds"]])
+    med = np.median(imgs_.reshape(len(imgs_), -1), axis=1)
+    print(f"  {row:<7}: > 32: {wilson_interval(int((med > 32).sum()), len(med))}; > 96: "
+          f"{wilson_interval(int((med > 96).sum()), len(med))}; median of medians {np.median(med):.0f}")
+
+# %% [markdown]
+# ## A2 · Two oracles: the true distribution's score composes, the training set's ideal denoiser memorises
+#
+# A net is trained on a *finite* training set. The score a perfect minimiser of the training loss would learn
+# is not the true distribution's but the empirical one's: the noised training set is a mixture of N Gaussians
+# N(a x^(i), sigma^2 I), whose score is exact (`vsmlab.data.empirical.EmpiricalScore`; its denoiser is the
+# posterior-weighted average of training images). DDPM with it can only return training images. The true
+# score (section 2) composes: its samples are new combinations of shapes and positions, copies of training
+# images only as often as chance allows (single-shape images are few at 32 px, so chance is not small). A UNet
+# that generalises sits near the true score; one that memorises near the empirical one (the memorisation rows
+# of section A4 place each model).
+
+# %%
+EMPIRICAL = EmpiricalScore(to_unit(train_set.images, torch.float64), SCHEDULE)
+t_emp = time.perf_counter()
+emp_set = sample_set(EMPIRICAL, cfg["n_exact"], seed=seed, steps=cfg["ddpm_steps"], variance="beta",
+                           batch_size=cfg["batch"], schedule=SCHEDULE, size=SIZE,
+                           label=f"empirical{SIZE}-n{data_cfg['n']}-seed{data_cfg['seed']}-T{SCHEDULE.num_steps}")
+emp_rep = report(emp_set["images"].numpy())
+MEMO_CHANCE = fidelity.memorisation_chance(SIZE, len(train_set))
+for name, images in (("true score (ExactShapesScore)", exact_set["images"]), ("training set's ideal denoiser", emp_set["images"])):
+    near = fidelity.nearest_training(images.numpy(), train_set)
+    distinct = len(set(int(i) for i in near.exact_index if i >= 0))
+    print(f"{name:<31}: non-valid {report(images.numpy())['invalid']} of {len(images)}; exact copies of a training image "
+          f"{near.copies} ({distinct} distinct training images); median L2 to the nearest training image "
+          f"{np.median(near.distance):.2f}")
+print(f"chance that a fresh true-distribution sample copies one of the {len(train_set)} training images: "
+      f"{100 * MEMO_CHANCE:.1f}%   ({time.perf_counter() - t_emp:.0f} s)")
+
+# %% [markdown]
+# ## A3 · The ceiling: the most a variance-only penalty could change
+#
+# VSM's penalty acts on the learned variance alone, and the learned variance is an interpolation between two
+# fixed ends,
+#
+# $$\log \Sigma_t = f \log \beta_t + (1 - f) \log \tilde\beta_t, \qquad f = \tfrac{v + 1}{2}.$$
+#
+# The penalty $w(t)\,\Sigma^2 / (1 + \Sigma^2)$ pulls $\Sigma$ down, towards $\tilde\beta_t$ ($f = 0$). So
+# resample every learned-variance model (rho0, vsm, vsm10; each training seed) with $f$ forced to 0 and to 1,
+# **with the same noise** as its own-Sigma set. For VSM's baseline, the rho0 models, the paired difference
+# (forced $-$ own) is the ceiling: the most that moving $\Sigma$ inside its range could change the rate at
+# sampling time, whatever penalty moved it. For the VSM models it is the room VSM's own penalty left unused. The
+# reference head is unbounded, so a model's own $f$ may leave $[0, 1]$: the table counts how often, over every
+# pixel and sampling step.
+
+# %%
+LEARNED_ROWS = [row for row, _, var in ROWS if var == "learned"]
+CEIL_ROWS = LEARNED_ROWS  # forced-Sigma sets for every learned-variance model; rho0 (VSM's baseline) is the ceiling
+CEIL = {}  # (row, k) -> {"own", "frac0", "frac1": rate}
+CEIL_SEEDS = {}  # row -> training seeds with forced-Sigma sets
+print(f"{'model':<6} {'seed':>4} {'own Sigma':>10} {'f = 0':>7} {'f = 1':>7} {'own f outside [0, 1]':>22} "
+      f"{'min f':>7} {'max f':>7}")
+t_ceil = time.perf_counter()
+for row in LEARNED_ROWS:
+    for k in study.seeds_of(row):
+        own_set = study.samples(row, k, "learned", record_last=cfg["record_last"] if k in cfg["seeds"] else 0)
+        rates_k = {"own": report(own_set["images"].numpy())["invalid"] / N}
+        if row in CEIL_ROWS and study.drawn(row, k, "learned", variance_frac=0):
+            for f in (0, 1):
+                forced = study.samples(row, k, "learned", variance_frac=f)
+                rates_k[f"frac{f}"] = report(forced["images"].numpy())["invalid"] / N
+            CEIL[(row, k)] = rates_k
+        fo = own_set.get("frac_outside")
+        forced_txt = " ".join(f"{100 * rates_k[f'frac{f}']:>6.1f}%" if f"frac{f}" in rates_k else f"{'-':>7}" for f in (0, 1))
+        fo_txt = (f"{100 * fo['share_outside']:>21.2f}% {fo['min_frac']:>7.2f} {fo['max_frac']:>7.2f}" if fo
+                  else f"{'not recorded':>22} {'-':>7} {'-':>7}")
+        print(f"{row:<6} {k:>4} {100 * rates_k['own']:>9.1f}% {forced_txt} {fo_txt}")
+print(f"(forced-Sigma sets drawn or loaded in {time.perf_counter() - t_ceil:.0f} s; own Sigma = the primary sets)")
+CEIL_SEEDS = {row: sorted(k for r_, k in CEIL if r_ == row) for row in CEIL_ROWS}
+for row in CEIL_ROWS:
+    ks = CEIL_SEEDS[row]
+    if len(ks) < 2:
+        print(f"{row}: {'one training seed: no interval over seeds' if ks else 'no forced-Sigma sets'}")
+        continue
+    own_r = [CEIL[(row, k)]["own"] for k in ks]
+    for f in (0, 1):
+        d_ = paired_interval([CEIL[(row, k)][f"frac{f}"] for k in ks], own_r)
+        print(f"{row:<5} with Sigma forced to {'beta_tilde_t (f = 0)' if f == 0 else 'beta_t (f = 1)      '} - own Sigma, "
+              f"paired over {len(ks)} training seeds: {d_.pp()}"
+              + ("  (the same on every seed: no interval)" if d_.low == d_.high else ""))
+
+# %% [markdown]
+# ## A4 · The comparison of record on fresh sample sets
+#
+# The comparison of record (vsm $-$ rho0, paired over training seeds) is confirmed on new sample sets: the same
+# trained models, sampled exactly as above but with a fresh sampling seed (every batch draws new noise).
+
+# %%
+CONFIRM_SEED = study.sample_seed + 1000  # a sampling seed no set above uses
+CONFIRM = {}
+if CMP_RESULT is not None and study.drawn("rho0", k0, "learned", seed=CONFIRM_SEED):
+    t_conf = time.perf_counter()
+    for m in ("rho0", "vsm"):
+        for k in CMP_SEEDS:
+            fresh_set = study.samples(m, k, "learned", seed=CONFIRM_SEED)
+            CONFIRM[(m, k)] = report(fresh_set["images"].numpy())["invalid"] / N
+    CONFIRMED = paired_interval([CONFIRM[("vsm", k)] for k in CMP_SEEDS], [CONFIRM[("rho0", k)] for k in CMP_SEEDS])
+    print(f"fresh sample sets (sampling seed {CONFIRM_SEED}, {N} per model, drawn in {time.perf_counter() - t_conf:.0f} s): "
+          + ", ".join(f"{m} seed {k} {100 * CONFIRM[(m, k)]:.1f}%" for m in ("rho0", "vsm") for k in CMP_SEEDS))
+    print(f"vsm - rho0 over {len(CMP_SEEDS)} training seeds: first sets {CMP_RESULT.mean.mean * 100:+.1f} pp; fresh sets "
+          f"{CONFIRMED.pp()}")
+elif CMP_RESULT is None:
+    print("one training seed for vsm and rho0: nothing to confirm over seeds")
+
+# %% [markdown]
+# ## A5 · Trajectories, nearest training images, duplicates, memorisation
+#
 # **Trajectories.** For the first non-valid sample of each category: x0_hat over the last recorded steps
 # (left = earlier, right = t = 0): where does the duplicate or the broken shape appear?
 
@@ -812,7 +725,7 @@ for row, _, _ in ROWS:
           f"(chance for a perfect sampler: {100 * chance:.1f}%)")
 
 # %% [markdown]
-# ## 7 · The exact score as oracle: score error and hybrid samplers (exploratory)
+# ## A6 · The exact score as oracle: score error and hybrid samplers (exploratory)
 #
 # **Score error per t.** On fresh real images noised to x_t: the mean squared eps error of each UNet against
 # the exact eps (the network's error against the true-distribution score; the exact score's own MSE to the
@@ -822,7 +735,7 @@ for row, _, _ in ROWS:
 fresh = to_unit(generate(cfg["n_score"], SIZE, seed=777).images).double()
 g = torch.Generator().manual_seed(seed)
 noise = torch.randn(fresh.shape, generator=g, dtype=torch.float64)
-SCORE_ERR = {m: np.zeros((len(MSEEDS), len(cfg["score_ts"]))) for m in CPU_METHODS}  # models with checkpoints here
+SCORE_ERR = {m: np.zeros((len(study.cpu_seeds), len(cfg["score_ts"]))) for m in study.cpu_methods}  # models with checkpoints here
 exact_mse = []
 with torch.no_grad():
     for j, t in enumerate(cfg["score_ts"]):
@@ -830,16 +743,16 @@ with torch.no_grad():
         x_t = SCHEDULE.noise(fresh, tt, noise)
         e_exact = EXACT(x_t, tt).eps
         exact_mse.append(float(((e_exact - noise) ** 2).mean()))
-        for m in CPU_METHODS:
-            for si, k in enumerate(MSEEDS):
-                e = MODELS[(m, k)].model(x_t.float(), tt).eps.double()
+        for m in study.cpu_methods:
+            for si, k in enumerate(study.cpu_seeds):
+                e = study.loaded[(m, k)].model(x_t.float(), tt).eps.double()
                 SCORE_ERR[m][si, j] = float(((e - e_exact) ** 2).mean())
 print("mean squared eps error vs the exact eps (mean over seeds), per t:")
-print(f"{'t':>6} {'exact-vs-noise':>15} " + " ".join(f"{m:>10}" for m in CPU_METHODS))
+print(f"{'t':>6} {'exact-vs-noise':>15} " + " ".join(f"{m:>10}" for m in study.cpu_methods))
 for j, t in enumerate(cfg["score_ts"]):
-    print(f"{t:>6} {exact_mse[j]:>15.4f} " + " ".join(f"{SCORE_ERR[m][:, j].mean():>10.4f}" for m in CPU_METHODS))
+    print(f"{t:>6} {exact_mse[j]:>15.4f} " + " ".join(f"{SCORE_ERR[m][:, j].mean():>10.4f}" for m in study.cpu_methods))
 fig, ax = plt.subplots(figsize=(6, 3.5))
-for m in CPU_METHODS:
+for m in study.cpu_methods:
     ax.plot(cfg["score_ts"], SCORE_ERR[m].mean(0), marker="o", label=m)
 ax.plot(cfg["score_ts"], exact_mse, color="grey", ls=":", label="exact eps vs drawn noise")
 ax.set(xscale="symlog", yscale="log", xlabel="t", ylabel="MSE of eps", title="UNet eps error against the exact eps")
@@ -853,15 +766,17 @@ saver.save(fig, "score_error")
 # `UNet>=tau` is already bad at large tau, it is done early.
 
 # %%
+from scipy.stats import binomtest  # noqa: E402
+
 from vsmlab.diffusion.switch_model import switch_model  # noqa: E402
 
-unet0 = MODELS[("fixed", k0)].model
+unet0 = study.loaded[("fixed", k0)].model
 HYBRID = []
 for tau in cfg["hybrid_taus"]:
     for name, model in (("exact>=tau", switch_model(EXACT, unet0, tau)), ("UNet>=tau", switch_model(unet0, EXACT, tau))):
-        res = study.sample_set(model, cfg["n_hybrid"], SAMPLE_SEED, steps=cfg["ddpm_steps"], variance="beta",
+        res = sample_set(model, cfg["n_hybrid"], study.sample_seed, steps=cfg["ddpm_steps"], variance="beta",
                                batch_size=cfg["batch"], schedule=SCHEDULE, size=SIZE, clip_x0=True,
-                               label=f"hybrid:{name}:{tau}:{MODELS[('fixed', k0)].sha256}")
+                               label=f"hybrid:{name}:{tau}:{study.loaded[('fixed', k0)].sha256}")
         rep_h = report(res["images"].numpy())
         HYBRID.append(dict(kind=name, tau=tau, rep=rep_h))
         print(f"{name:<10} tau={tau:>4}: non-valid {wilson_interval(rep_h['invalid'], rep_h['n'])}  "
@@ -873,6 +788,10 @@ for tau in cfg["hybrid_taus"]:
             HYBRID[-1]["paired"] = (both, sum(bad_u), sum(bad_h))
             print(f"{'':<10} paired with the UNet's own samples (same starting noise): of its {sum(bad_u)} non-valid "
                   f"samples {both} stay non-valid, {sum(bad_u) - both} are repaired; {sum(bad_h) - both} valid ones break")
+            fixed_, broke_ = sum(bad_u) - both, sum(bad_h) - both
+            if fixed_ + broke_:
+                print(f"{'':<10} exact sign test, repaired against broken ({fixed_} vs {broke_}): "
+                      f"p = {binomtest(fixed_, fixed_ + broke_).pvalue:.4f}")
 if not HYBRID:
     print("hybrid samplers: not run in this profile (they evaluate the 64-px UNet at 250 steps for every sample and "
           "tau on this CPU; the GPU run had no time left for them); see the default profile")
@@ -900,7 +819,7 @@ else:
 # %%
 DIAL = []
 for w in cfg["dial_windows"]:
-    res = study.sample_set(ExactShapesScore(SCHEDULE, SIZE, window=w), cfg["n_dial"], seed=seed, steps=cfg["ddpm_steps"],
+    res = sample_set(ExactShapesScore(SCHEDULE, SIZE, window=w), cfg["n_dial"], seed=seed, steps=cfg["ddpm_steps"],
                            variance="beta", batch_size=cfg["batch"], schedule=SCHEDULE, size=SIZE,
                            label=f"exact{SIZE}-window{w}-T{SCHEDULE.num_steps}")
     rep_w = report(res["images"].numpy())
@@ -923,7 +842,7 @@ fig.tight_layout()
 saver.save(fig, "locality_dial")
 
 # %% [markdown]
-# ## 8 · Sweeps (exploratory): training step, DDIM steps, EMA vs raw weights (where raw weights exist), clipping
+# ## A7 · Sweeps (exploratory): training step, DDIM steps, EMA vs raw weights (where raw weights exist), clipping
 #
 # Seed 0 of each method, fewer samples (`n_sweep`; the EMA rows of the weights sweep and the clipped rows of the
 # clipping sweep are the primary sets).
@@ -934,43 +853,34 @@ saver.save(fig, "locality_dial")
 SWEEP = []
 n_sw = cfg["n_sweep"]
 SWEEP_METHODS = cfg.get("sweep_methods", list(METHOD_CONFIGS))
-VAR_OF = {"fixed": "beta", "rho0": "learned", "vsm": "learned", "vsm10": "learned"}
 for m in SWEEP_METHODS:
-    var = VAR_OF[m]
+    var = VARIANCE_OF[m]
     for step in [*cfg["step_sweep"], None]:
-        spec = SPECS[(m, k0)]
-        if step is not None and profile == "full":
-            if not drawn(m, k0, var, steps=cfg["sweep_ddpm_steps"], ckpt_step=step):
-                continue
-        elif step is not None and not checkpoint_path(spec, step).exists():
-            print(f"step sweep: {m} step {step}: no checkpoint {checkpoint_path(spec, step).name}; skipped")
+        if step is not None and not study.drawn(m, k0, var, steps=cfg["sweep_ddpm_steps"], ckpt_step=step):
             continue
-        res = samples_for(m, k0, var, steps=cfg["sweep_ddpm_steps"], n=n_sw, ckpt_step=step)
+        res = study.samples(m, k0, var, steps=cfg["sweep_ddpm_steps"], n=n_sw, ckpt_step=step)
         rep_s = report(res["images"].numpy())
-        SWEEP.append(dict(sweep="train_step", method=m, value=step or train_step_of(m, k0), rep=rep_s))
+        SWEEP.append(dict(sweep="train_step", method=m, value=step or study.train_step(m, k0), rep=rep_s))
 for m in SWEEP_METHODS[:2]:
     for st in cfg["ddim_steps"]:
         if st > SCHEDULE.num_steps:
             continue
-        if not drawn(m, k0, sampler="ddim", steps=st):
+        if not study.drawn(m, k0, sampler="ddim", steps=st):
             continue
-        res = samples_for(m, k0, sampler="ddim", steps=st, n=n_sw)
+        res = study.samples(m, k0, sampler="ddim", steps=st, n=n_sw)
         SWEEP.append(dict(sweep="ddim_steps", method=m, value=st, rep=report(res["images"].numpy())))
 for m in SWEEP_METHODS:
-    var = VAR_OF[m]
-    if profile != "full" and checkpoint_path(SPECS[(m, k0)]).suffix == ".safetensors":
-        print(f"weights sweep: {m}: the shipped file keeps the EMA weights only; no raw-weights row")
-        continue
-    if not drawn(m, k0, var, weights="raw"):
+    var = VARIANCE_OF[m]
+    if not study.drawn(m, k0, var, weights="raw"):
         continue
     SWEEP.append(dict(sweep="weights", method=m, value="ema", rep=PER_MODEL[(m, k0)]))  # the primary set
-    res = samples_for(m, k0, var, weights="raw", n=n_sw)
+    res = study.samples(m, k0, var, weights="raw", n=n_sw)
     SWEEP.append(dict(sweep="weights", method=m, value="raw", rep=report(res["images"].numpy())))
 for m in SWEEP_METHODS:  # the primary sampler without clipping x0_hat (n_sweep samples) beside the primary set
-    if not drawn(m, k0, VAR_OF[m], clip=False):
+    if not study.drawn(m, k0, VARIANCE_OF[m], clip=False):
         continue
     SWEEP.append(dict(sweep="clip", method=m, value="clip", rep=PER_MODEL[(m, k0)]))
-    res = samples_for(m, k0, VAR_OF[m], n=n_sw, clip=False)
+    res = study.samples(m, k0, VARIANCE_OF[m], n=n_sw, clip=False)
     SWEEP.append(dict(sweep="clip", method=m, value="no clip", rep=report(res["images"].numpy())))
     im_ = res["images"].numpy().reshape(len(res["images"]), -1)
     print(f"no clip, {m}: {int((im_.max(1) < 128).sum())} of {len(im_)} images end all black (no pixel >= 128), "
@@ -996,7 +906,71 @@ fig.tight_layout()
 saver.save(fig, "sweeps")
 
 # %% [markdown]
-# ## 9 · Detection by trajectory variance (exploratory)
+# ## A8 · Mechanism (exploratory): VSM's gradient on the trunk, and how far Sigma moves
+#
+# For a rho = 0 model (seed 0) and real images noised in each t range: the gradient norm of each loss term on
+# the shared trunk (every UNet parameter but the output conv), with the VSM term at rho = 0.1 and at rho = 10.
+# Then the learned interpolation frac = (v + 1) / 2 (0 = beta_tilde, 1 = beta) of each learned-variance model,
+# per t: if VSM moved Sigma, its frac would differ from rho0's.
+
+# %%
+from vsmlab.analysis.variance_reach import reach_summary  # noqa: E402
+
+# whatever its weight, a variance-only penalty can only lower Sigma to beta_tilde_t: "max dSigma" per t
+print(reach_summary(SCHEDULE))
+model_r0 = study.loaded[("rho0", k0)].model
+x0g = to_unit(generate(cfg["n_grad"], SIZE, seed=99).images)
+gg = torch.Generator().manual_seed(seed + 2)
+print(f"{'t range':>10} {'mse':>10} {'vb':>10} {'vsm rho=0.1':>12} {'vsm rho=10':>11} {'vsm/mse (0.1)':>14}")
+GRADS = []
+for lo, hi in cfg["grad_ts"]:
+    acc = {"mse": [], "vb": [], "vsm": [], "vsm10": []}
+    for t in np.linspace(lo, hi - 1, 3).round().astype(int):
+        eps = torch.randn(x0g.shape, generator=gg)
+        gn = unet_term_gradient_norms(model_r0, x0g, int(t), eps, SCHEDULE, rho=0.1)
+        acc["mse"].append(gn["mse"]["trunk"])
+        acc["vb"].append(gn["vb"]["trunk"])
+        acc["vsm"].append(gn["vsm"]["trunk"])
+        acc["vsm10"].append(gn["vsm"]["trunk"] * 100)  # the VSM gradient is linear in rho
+    row_ = {k_: float(np.mean(v_)) for k_, v_ in acc.items()}
+    GRADS.append(dict(lo=lo, hi=hi, **row_))
+    print(f"{f'{lo}-{hi}':>10} {row_['mse']:>10.2e} {row_['vb']:>10.2e} {row_['vsm']:>12.2e} {row_['vsm10']:>11.2e} "
+          f"{row_['vsm'] / row_['mse']:>14.1e}")
+frac_ts = [t for t in cfg["score_ts"] if t > 0]
+FRAC, LOGVAR = {}, {}
+with torch.no_grad():
+    for m in [m_ for m_ in ("rho0", "vsm", "vsm10") if m_ in study.cpu_methods]:
+        vals, logv = [], []
+        for t in frac_ts:
+            tt = torch.full((len(fresh),), t, dtype=torch.long)
+            x_t = SCHEDULE.noise(fresh.float(), tt, noise.float())
+            v = torch.stack([study.loaded[(m, k)].model(x_t, tt).v for k in study.cpu_seeds])
+            vals.append(float(((v + 1) / 2).mean()))
+            logv.append(SCHEDULE.learned_log_variance(v, int(t)))
+        FRAC[m], LOGVAR[m] = vals, torch.stack(logv)
+print("mean learned frac = (v + 1) / 2 per t (0 = beta_tilde_t, 1 = beta_t), mean over seeds and pixels:")
+for m, vals in FRAC.items():
+    print(f"  {m:<6} " + " ".join(f"t={t}: {v:.3f}" for t, v in zip(frac_ts, vals)))
+SIGMA_MOVED = {m: sigma_shift(LOGVAR[m], LOGVAR["rho0"]) for m in ("vsm", "vsm10") if m in LOGVAR and "rho0" in LOGVAR}
+for m, moved in SIGMA_MOVED.items():
+    print(f"{m} vs rho0: the learned Sigma differs by at most {100 * moved:.2g}% (largest over t of the mean "
+          f"log-ratio, as a relative change)")
+fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.4))
+xs = np.arange(len(GRADS))
+for key, lab_ in (("mse", "eps-MSE"), ("vb", "VB"), ("vsm", "VSM rho=0.1"), ("vsm10", "VSM rho=10")):
+    a1.plot(xs, [g_[key] for g_ in GRADS], marker="o", label=lab_)
+a1.set_xticks(xs, [f"{g_['lo']}-{g_['hi']}" for g_ in GRADS])
+a1.set(yscale="log", xlabel="t range", ylabel="||grad|| on the trunk", title="loss-term gradients (rho0 model, seed 0)")
+a1.legend(fontsize=7)
+for m, vals in FRAC.items():
+    a2.plot(frac_ts, vals, marker="o", label=m)
+a2.set(xscale="log", xlabel="t", ylabel="mean frac", title="where Sigma sits between beta_tilde (0) and beta (1)")
+a2.legend(fontsize=7)
+fig.tight_layout()
+saver.save(fig, "mechanism")
+
+# %% [markdown]
+# ## A9 · Detection by trajectory variance (exploratory)
 #
 # Score = variance of x0_hat over (a) the last 10 sampling steps, (b) the VSM code's window, original
 # t in 20..35 (on the respaced 250-step grid, the steps that fall in it). AUC against the strict validator's
@@ -1037,71 +1011,7 @@ for row, _, _ in ROWS:
               f"{int(lab.sum())} non-valid removed")
 
 # %% [markdown]
-# ## 10 · Mechanism (exploratory): VSM's gradient on the trunk, and how far Sigma moves
-#
-# For a rho = 0 model (seed 0) and real images noised in each t range: the gradient norm of each loss term on
-# the shared trunk (every UNet parameter but the output conv), with the VSM term at rho = 0.1 and at rho = 10.
-# Then the learned interpolation frac = (v + 1) / 2 (0 = beta_tilde, 1 = beta) of each learned-variance model,
-# per t: if VSM moved Sigma, its frac would differ from rho0's.
-
-# %%
-from vsmlab.analysis.variance_reach import reach_summary  # noqa: E402
-
-# whatever its weight, a variance-only penalty can only lower Sigma to beta_tilde_t: "max dSigma" per t
-print(reach_summary(SCHEDULE))
-model_r0 = MODELS[("rho0", k0)].model
-x0g = to_unit(generate(cfg["n_grad"], SIZE, seed=99).images)
-gg = torch.Generator().manual_seed(seed + 2)
-print(f"{'t range':>10} {'mse':>10} {'vb':>10} {'vsm rho=0.1':>12} {'vsm rho=10':>11} {'vsm/mse (0.1)':>14}")
-GRADS = []
-for lo, hi in cfg["grad_ts"]:
-    acc = {"mse": [], "vb": [], "vsm": [], "vsm10": []}
-    for t in np.linspace(lo, hi - 1, 3).round().astype(int):
-        eps = torch.randn(x0g.shape, generator=gg)
-        gn = study.unet_term_gradient_norms(model_r0, x0g, int(t), eps, SCHEDULE, rho=0.1)
-        acc["mse"].append(gn["mse"]["trunk"])
-        acc["vb"].append(gn["vb"]["trunk"])
-        acc["vsm"].append(gn["vsm"]["trunk"])
-        acc["vsm10"].append(gn["vsm"]["trunk"] * 100)  # the VSM gradient is linear in rho
-    row_ = {k_: float(np.mean(v_)) for k_, v_ in acc.items()}
-    GRADS.append(dict(lo=lo, hi=hi, **row_))
-    print(f"{f'{lo}-{hi}':>10} {row_['mse']:>10.2e} {row_['vb']:>10.2e} {row_['vsm']:>12.2e} {row_['vsm10']:>11.2e} "
-          f"{row_['vsm'] / row_['mse']:>14.1e}")
-frac_ts = [t for t in cfg["score_ts"] if t > 0]
-FRAC, LOGVAR = {}, {}
-with torch.no_grad():
-    for m in [m_ for m_ in ("rho0", "vsm", "vsm10") if m_ in CPU_METHODS]:
-        vals, logv = [], []
-        for t in frac_ts:
-            tt = torch.full((len(fresh),), t, dtype=torch.long)
-            x_t = SCHEDULE.noise(fresh.float(), tt, noise.float())
-            v = torch.stack([MODELS[(m, k)].model(x_t, tt).v for k in MSEEDS])
-            vals.append(float(((v + 1) / 2).mean()))
-            logv.append(SCHEDULE.learned_log_variance(v, int(t)))
-        FRAC[m], LOGVAR[m] = vals, torch.stack(logv)
-print("mean learned frac = (v + 1) / 2 per t (0 = beta_tilde_t, 1 = beta_t), mean over seeds and pixels:")
-for m, vals in FRAC.items():
-    print(f"  {m:<6} " + " ".join(f"t={t}: {v:.3f}" for t, v in zip(frac_ts, vals)))
-SIGMA_MOVED = {m: sigma_shift(LOGVAR[m], LOGVAR["rho0"]) for m in ("vsm", "vsm10") if m in LOGVAR and "rho0" in LOGVAR}
-for m, moved in SIGMA_MOVED.items():
-    print(f"{m} vs rho0: the learned Sigma differs by at most {100 * moved:.2g}% (largest over t of the mean "
-          f"log-ratio, as a relative change)")
-fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.4))
-xs = np.arange(len(GRADS))
-for key, lab_ in (("mse", "eps-MSE"), ("vb", "VB"), ("vsm", "VSM rho=0.1"), ("vsm10", "VSM rho=10")):
-    a1.plot(xs, [g_[key] for g_ in GRADS], marker="o", label=lab_)
-a1.set_xticks(xs, [f"{g_['lo']}-{g_['hi']}" for g_ in GRADS])
-a1.set(yscale="log", xlabel="t range", ylabel="||grad|| on the trunk", title="loss-term gradients (rho0 model, seed 0)")
-a1.legend(fontsize=7)
-for m, vals in FRAC.items():
-    a2.plot(frac_ts, vals, marker="o", label=m)
-a2.set(xscale="log", xlabel="t", ylabel="mean frac", title="where Sigma sits between beta_tilde (0) and beta (1)")
-a2.legend(fontsize=7)
-fig.tight_layout()
-saver.save(fig, "mechanism")
-
-# %% [markdown]
-# ## 11 · Fidelity without downloads (exploratory)
+# ## A10 · Fidelity without downloads (exploratory)
 #
 # Precision (valid share), total variation between the 7 presence patterns of valid samples and the data
 # (with the TV that n perfect samples would show), position coverage per kind (against its expectation for
@@ -1112,7 +1022,7 @@ saver.save(fig, "mechanism")
 from vsmlab.analysis import encoder as shapes_encoder  # noqa: E402
 from vsmlab.analysis.metrics import mean_ci  # noqa: E402
 
-enc = shapes_encoder.train_encoder(SIZE, steps=200 if profile != "smoke" else 20, seed=seed).encoder
+enc = shapes_encoder.train_encoder(SIZE, steps=cfg["encoder_steps"], seed=seed).encoder
 real_feats = shapes_encoder.encode(enc, generate(N, SIZE, seed=4242).images)
 ref_feats = shapes_encoder.encode(enc, generate(N, SIZE, seed=4343).images)
 fd_real = fidelity.frechet_distance(real_feats, ref_feats)
@@ -1140,7 +1050,7 @@ for row, _, _ in ROWS:
     print(f"{row:<8} {prec_txt:>16} {tv_txt} {c_txt:>40} {pm(FID[row]['fd']):>14}")
 
 # %% [markdown]
-# ## 12 · results.csv
+# ## A11 · results.csv
 #
 # One row per model, seed and sampler: the primary sampler for every model row (`fixed` with beta_t and with
 # beta_tilde_t; the learned-variance models with their Sigma), plus the exploratory sweep rows (seed 0).
@@ -1153,11 +1063,11 @@ for row, method, variance in ROWS:
         r = wilson_interval(rep["invalid"], rep["n"])
         RESULTS.append(dict(
             model=row, method=method, seed=k, sampler=f"ddpm{cfg['ddpm_steps'] or SCHEDULE.num_steps}",
-            variance=variance, weights="ema", clip_x0=True, train_step=train_step_of(method, k), n=rep["n"],
+            variance=variance, weights="ema", clip_x0=True, train_step=study.train_step(method, k), n=rep["n"],
             invalid=rep["invalid"],
             rate=f"{r.rate:.4f}", rate_low=f"{r.low:.4f}", rate_high=f"{r.high:.4f}",
             **{c: rep["categories"][c] for c in SUMMARY_ORDER}, vsm_rule_invalid=rep["vsm_rule_invalid"],
-            endpoint="primary", device=DEVICE_OF_SAMPLES))
+            endpoint="primary", device=study.device_of_samples))
 for (row, k), rep in CMP.items():  # further training seeds (section 5b) of the rows that have them
     if k in cfg["seeds"]:
         continue
@@ -1165,10 +1075,10 @@ for (row, k), rep in CMP.items():  # further training seeds (section 5b) of the 
     r = wilson_interval(rep["invalid"], rep["n"])
     RESULTS.append(dict(
         model=row, method=method, seed=k, sampler=f"ddpm{cfg['ddpm_steps'] or SCHEDULE.num_steps}",
-        variance=variance, weights="ema", clip_x0=True, train_step=train_step_of(method, k), n=rep["n"],
+        variance=variance, weights="ema", clip_x0=True, train_step=study.train_step(method, k), n=rep["n"],
         invalid=rep["invalid"], rate=f"{r.rate:.4f}", rate_low=f"{r.low:.4f}", rate_high=f"{r.high:.4f}",
         **{c: rep["categories"][c] for c in SUMMARY_ORDER}, vsm_rule_invalid=rep["vsm_rule_invalid"],
-        endpoint="primary (further seed)", device=DEVICE_OF_SAMPLES))
+        endpoint="primary (further seed)", device=study.device_of_samples))
 for r_ in SWEEP:
     rep = r_["rep"]
     r = wilson_interval(rep["invalid"], rep["n"])
@@ -1180,29 +1090,15 @@ for r_ in SWEEP:
         model=method, method=method, seed=k0, sampler=sampler,
         variance="eta0" if r_["sweep"] == "ddim_steps" else ("beta" if method == "fixed" else "learned"),
         weights=r_["value"] if r_["sweep"] == "weights" else "ema", clip_x0=r_["value"] != "no clip",
-        train_step=r_["value"] if r_["sweep"] == "train_step" else train_step_of(method, k0), n=rep["n"],
+        train_step=r_["value"] if r_["sweep"] == "train_step" else study.train_step(method, k0), n=rep["n"],
         invalid=rep["invalid"], rate=f"{r.rate:.4f}", rate_low=f"{r.low:.4f}", rate_high=f"{r.high:.4f}",
         **{c: rep["categories"][c] for c in SUMMARY_ORDER}, vsm_rule_invalid=rep["vsm_rule_invalid"],
-        endpoint=f"exploratory:{r_['sweep']}", device=DEVICE_OF_SAMPLES))
+        endpoint=f"exploratory:{r_['sweep']}", device=study.device_of_samples))
 saver.save_table(RESULTS, "results")
 print(f"wrote {len(RESULTS)} rows to results.csv")
 
 # %% [markdown]
-# ## 13 · Image explorer
-#
-# Pick a model (the exact score or seed 0 of each method), scrub t, and watch x_t (top) and x0_hat (bottom) of
-# a few samples settle; each sample is labelled by the strict validator and scored by its trajectory variance.
-# (DDPM respaced to 50 steps to stay interactive; its samples differ from the primary sampler's.)
-
-# %%
-from vsmlab.lab.image_explorer import ImageExplorer  # noqa: E402
-
-explorer = ImageExplorer({"exact": EXACT, **{m: MODELS[(m, k0)].model for m in CPU_METHODS}}, SCHEDULE, size=SIZE,
-                         num_samples=4, num_steps=50 if profile != "smoke" else 10, seed=SAMPLE_SEED)
-explorer.widget
-
-# %% [markdown]
-# ## 13b · Audit of the validator by eye
+# ## A12 · Audit of the validator by eye
 #
 # (This cell runs last so that the judgements of the run's own samples can be recorded while the run goes on.)
 # `audit_n / (rows x seeds)` primary samples of every model row and seed (from index `audit_offset`: 40 in the
@@ -1233,10 +1129,10 @@ for j, (row, k, bs, br, i) in enumerate(audit_keys):
     show_shapes(ax, PRIMARY[(row, k)]["images"][i].numpy(), title=str(j), fontsize=7)
 fig.tight_layout()
 saver.save(fig, "audit_grid")
-audit_file = SHIPPED / "audit.json"
+audit_file = study.study.shipped / "audit.json"
 validator_says = {f"{row}|{k}|{bs}|{br}": VERDICTS[(row, k)][i].valid for row, k, bs, br, i in audit_keys}
 AUDIT = None
-if profile == "default" and audit_file.exists():
+if audit_file.exists():
     judged = json.loads(audit_file.read_text())["judgements"]
     common = [key for key in validator_says if key in judged]
     agree = sum(judged[key] == validator_says[key] for key in common)
@@ -1250,139 +1146,31 @@ if profile == "default" and audit_file.exists():
         print("audit: the stored judgements do not match these samples (retrained or resampled models)")
 else:
     print(f"audit: no stored judgements for this profile ({len(audit_keys)} images drawn in audit_grid.png)")
-if profile == "default":  # the grid's keys in order (scratch), for whoever records the judgements
-    RUNS.mkdir(parents=True, exist_ok=True)
-    (RUNS / "audit_keys.json").write_text(json.dumps(list(validator_says), indent=0))
+# the grid's keys in order (scratch, outside the repository's tracked files), for whoever records the judgements
+atomic_write_bytes(study.study.runs / "audit_keys.json", json.dumps(list(validator_says), indent=0).encode())
 
 # %% [markdown]
-# ## 14 · Summary of the numbers the conclusions quote
-
-# %%
-fixed_valid = 1 - SEEDRATES["fixed"].pooled.rate
-print(f"baseline (fixed, beta_t) valid share: {100 * fixed_valid:.1f}% "
-      f"({'meets' if fixed_valid >= 0.9 else 'does NOT meet'} the >= 90% target)")
-for row, _, _ in ROWS:
-    sr = SEEDRATES[row]
-    print(f"  {row:<7} non-valid {sr.pooled}; categories " + ", ".join(
-        f"{c} {sum(PER_MODEL[(row, k)]['categories'][c] for k in cfg['seeds'])}" for c in SUMMARY_ORDER))
-for a, b in (("vsm", "rho0"), ("vsm10", "rho0"), ("rho0", "fixed"), ("fixed~", "fixed")):
-    ra = sum(PER_MODEL[(a, k)]["invalid"] for k in cfg["seeds"])
-    rb = sum(PER_MODEL[(b, k)]["invalid"] for k in cfg["seeds"])
-    print(f"{a} - {b} (pooled samples, Newcombe): {compare_rates(ra, N * S, rb, N * S)}")
-if DESIGN is not None:
-    print(f"vsm - rho0, paired design ({DESIGN.n_seeds} training seeds x {N}): "
-          f"{stats.mde_text(DESIGN.paired.exact, DESIGN.baseline_rate)}; one run per method x 6 x 100: "
-          f"{stats.mde_text(DESIGN.unpaired.absolute, DESIGN.baseline_rate)}")
-print(f"exact-score floor: {exact_rep['invalid']} of {exact_rep['n']} non-valid")
-print(f"notebook total: {time.perf_counter() - T0:.0f} s")
-
-# %% [markdown]
-# ## 15 · Conclusions (this profile)
+# ## A13 · Image explorer
 #
-# The conclusions are printed by the next cell from this run's own numbers (each sentence is built from a
-# number printed above), so they cannot drift from the results. What holds regardless of the numbers:
-# the strict validator, the exact score and the sampler agree at image scale (the exact-score floor and the
-# calibration), so every non-valid sample of a UNet is the network's doing; and one or two CPU-trained seeds per
-# method cannot measure a 25% effect (sections 5 and 5b print what would).
+# Pick a model (the exact score or seed 0 of each method), scrub t, and watch x_t (top) and x0_hat (bottom) of
+# a few samples settle; each sample is labelled by the strict validator and scored by its trajectory variance.
+# (DDPM respaced to 50 steps to stay interactive; its samples differ from the primary sampler's.)
 
 # %%
-def pp(x: float) -> str:
-    return f"{100 * x:.1f}"
+from vsmlab.lab.image_explorer import ImageExplorer  # noqa: E402
 
-
-concl = []
-concl.append(f"- Floor: the exact score's samples were {exact_rep['invalid']} of {exact_rep['n']} non-valid, and the "
-             f"strict validator flagged {CALIB_INVALID} of {cfg['n_calib']} fresh real images: sampler and validator are "
-             "right at this size, so a UNet's non-valid samples are the network's doing.")
-concl.append(f"- Baseline: the fixed-variance UNet (beta_t) gave {pp(fixed_valid)}% valid images "
-             + ("(the >= 90% target is met)." if fixed_valid >= 0.9 else
-                f"(the >= 90% target is NOT met: with {m0.step} {'GPU' if profile == 'full' else 'CPU'} training steps per model these UNets are undertrained, "
-                "so the comparison below is between undertrained models and says little about VSM itself)."))
-for row, _, _ in ROWS:
-    cnt = {c: sum(PER_MODEL[(r_, k)]["categories"][c] for r_, k in PER_MODEL if r_ == row) for c in SUMMARY_ORDER}
-    top = max(cnt, key=cnt.get)
-    concl.append(f"- {row}: non-valid {pp(SEEDRATES[row].pooled.rate)}% [{pp(SEEDRATES[row].pooled.low)}, "
-                 f"{pp(SEEDRATES[row].pooled.high)}] of {N * S}; most common category {top} ({cnt[top]}).")
-for a, b in (("vsm", "rho0"), ("vsm10", "rho0"), ("rho0", "fixed"), ("fixed~", "fixed")):
-    ra = sum(PER_MODEL[(a, k)]["invalid"] for k in cfg["seeds"])
-    rb = sum(PER_MODEL[(b, k)]["invalid"] for k in cfg["seeds"])
-    d = compare_rates(ra, N * S, rb, N * S)
-    verdict = ("no difference detected" if d.low <= 0 <= d.high else
-               ("lower" if d.high < 0 else "higher") + " beyond sampling noise")
-    concl.append(f"- {a} - {b}: {d.difference * 100:+.1f} pp [{d.low * 100:+.1f}, {d.high * 100:+.1f}] ({verdict}); "
-                 f"with {N * S} samples per model a difference below about {pp(d.mde)} pp would go unseen at 80% power.")
-for (a, b), (common, d) in CMP_PAIRS.items():
-    concl.append(f"- {'Comparison of record' if (a, b) == ('vsm', 'rho0') else 'Paired'} over {len(common)} training "
-                 f"seeds: {a} - {b} = {100 * d.mean.mean:+.1f} pp [{100 * (d.mean.mean - d.mean.half):+.1f}, "
-                 f"{100 * (d.mean.mean + d.mean.half):+.1f}] (per seed {', '.join(f'{100 * x:+.1f}' for x in d.differences)} "
-                 f"pp; {a} {', '.join(pp(CMP[(a, k)]['invalid'] / N) for k in common)}%, "
-                 f"{b} {', '.join(pp(CMP[(b, k)]['invalid'] / N) for k in common)}%).")
-if GRADS:
-    rel = [g_["vsm"] / g_["mse"] for g_ in GRADS]
-    concl.append(f"- Mechanism: on the shared trunk, the VSM term's gradient (rho = 0.1) was {min(rel):.1e} to {max(rel):.1e} "
-                 "of the eps-MSE gradient across t ranges (x 100 for rho = 10).")
-if FRAC:
-    diff_frac = max(abs(a_ - b_) for m in ("vsm", "vsm10") if m in FRAC for a_, b_ in zip(FRAC[m], FRAC["rho0"]))
-    concl.append(f"- Sigma: the learned frac of the VSM models differs from rho0's by at most {diff_frac:.3f} over the t "
-                 "checked" + (f"; the learned Sigma itself by at most {100 * SIGMA_MOVED['vsm']:.2g}% (vsm) and "
-                              f"{100 * SIGMA_MOVED['vsm10']:.2g}% (vsm10)" if len(SIGMA_MOVED) == 2 else "") + ".")
-if DESIGN is not None:
-    concl.append(f"- Power (80%): the paired design that was run ({DESIGN.n_seeds} training seeds x {N}): "
-                 f"{stats.mde_text(DESIGN.paired.exact, DESIGN.baseline_rate)}, from its observed paired sd (df "
-                 f"{DESIGN.paired.df}); one run per method sampled 6 x 100, as in the paper's protocol: "
-                 f"{stats.mde_text(DESIGN.unpaired.absolute, DESIGN.baseline_rate)}.")
-for tau in cfg["hybrid_taus"]:
-    hx = [h for h in HYBRID if h["tau"] == tau]
-    txt = "; ".join(f"{h['kind']}: {h['rep']['invalid']} of {h['rep']['n']} non-valid" for h in hx)
-    if all(h["rep"]["invalid"] == 0 for h in hx) and all("paired" in h for h in hx) and PER_MODEL[("fixed", k0)]["invalid"]:
-        k_ = PER_MODEL[("fixed", k0)]["invalid"]
-        verdict = (f"no non-valid sample either way, while the UNet alone made {k_} of {N} from the same starting noise "
-                   f"(exact sign test, {k_} of {k_} repaired: p = {2 * 0.5 ** k_:.4f}): neither half of the UNet's "
-                   f"trajectory does the damage alone; the exact score repairs it when it takes over either above or "
-                   f"below t = {tau}")
-    elif all(h["rep"]["invalid"] == 0 for h in hx):
-        verdict = (f"no non-valid sample either way: at the UNet's own rate ({PER_MODEL[('fixed', k0)]['invalid']} of {N}) "
-                   f"{hx[0]['rep']['n']} samples per direction are too few to say where the damage is done")
-    else:
-        verdict = (f"the UNet alone: {PER_MODEL[('fixed', k0)]['invalid']} of {N}; where 'UNet>=tau' is clean and "
-                   f"'exact>=tau' is not, the damage is done below t = {tau}")
-    paired = "; ".join(f"{h['kind']} keeps {h['paired'][0]} of the UNet's {h['paired'][1]} non-valid samples non-valid "
-                       f"and breaks {h['paired'][2] - h['paired'][0]} of its valid ones" for h in hx if "paired" in h)
-    concl.append(f"- Hybrid samplers at tau = {tau} (fixed model, seed 0): {txt} ({verdict})"
-                 + (f"; paired by starting noise: {paired}" if paired else "") + ".")
-if DETECT:
-    aucs = [d_["auc"] for d_ in DETECT]
-    concl.append(f"- Detection (exploratory): trajectory-variance AUC {min(aucs):.2f} to {max(aucs):.2f} across models and windows.")
-else:
-    concl.append("- Detection: no model had both valid and non-valid samples, so no ROC could be drawn.")
-if AUDIT:
-    concl.append(f"- Audit: the person's verdicts agreed with the strict validator on {AUDIT[0]} of {AUDIT[1]} images.")
-for name, images in (("true score", exact_set["images"]), ("training set's ideal denoiser", emp_set["images"])):
-    c_ = fidelity.nearest_training(images.numpy(), train_set).copies
-    concl.append(f"- Oracles: DDPM with the {name} gave {100 * c_.rate:.0f}% exact copies of training images "
-                 f"(chance for a fresh true-distribution sample: {100 * MEMO_CHANCE:.1f}%).")
-if DIAL:
-    concl.append("- Locality dial (exact score, no training): duplicates " + ", ".join(
-        f"{d['rep']['categories']['duplicate']} of {d['rep']['n']} at w = {d['window']}" for d in DIAL)
-        + ": a denoiser that sees only part of a column makes duplicates by itself.")
-unpaired = [m for m in METHOD_CONFIGS if len(seeds_of(m)) < 2]
-not_done = [f"a second training seed for {' and '.join(unpaired)} (section 5b pairs only rows with two seeds)"] if unpaired else []
-if profile == "full":
-    not_done += ["hybrid samplers (default profile only)",
-                 f"{len(FULL_RUN['samples_not_run'])} sample sets the GPU run's sampling deadline cut off"]
-else:
-    not_done += ["the 64-px GPU models (profile full: figures/full/06_shapes_vsm/)"]
-concl.append("- Not done in this profile: " + "; ".join(not_done) + ".")
-print("\n".join(concl))
+explorer = ImageExplorer({"exact": EXACT, **{m: study.loaded[(m, k0)].model for m in study.cpu_methods}}, SCHEDULE, size=SIZE,
+                         num_samples=4, num_steps=50 if cfg["ddpm_steps"] else 10, seed=study.sample_seed)
+explorer.widget
 
 # %% [markdown]
-# ## 15b · The answer for SimpleShapes
+# ## The answer for SimpleShapes
 #
 # One row of the answer table (the README opens with the table of every benchmark): VSM's own baseline
 # (rho = 0); the comparison of record, VSM $-$ rho0, paired over training seeds with its 95% interval; whether
 # that interval excludes the paper's 25% reduction ("yes": a 25% cut lies below the interval; "uninformative":
-# the interval reaches both a 25% cut and a 25% rise); the ceiling of section 5c for the rho0 models; and how far
-# VSM moved the learned Sigma (section 10).
+# the interval reaches both a 25% cut and a 25% rise); the ceiling of section A3 for the rho0 models; and how far
+# VSM moved the learned Sigma (section A8).
 
 # %%
 ANSWER = None
@@ -1394,22 +1182,19 @@ if CMP_RESULT is not None:
         ks = CEIL_SEEDS["rho0"]
         ceil_frac, ceil_best, _ = ceiling([CEIL[("rho0", k)]["own"] for k in ks], [CEIL[("rho0", k)]["frac0"] for k in ks],
                                           [CEIL[("rho0", k)]["frac1"] for k in ks])
-    bench = f"06 SimpleShapes {SIZE} px ({'GPU' if profile == 'full' else 'CPU'})"
-    ANSWER = AnswerRow(bench, "06 · 15b", float(np.mean(own0)), effect,
+    bench = f"06 SimpleShapes {SIZE} px ({study.hardware})"
+    ANSWER = AnswerRow(bench, "06 · The answer", float(np.mean(own0)), effect,
                        f"paired, {len(CMP_SEEDS)} training seeds x {N}", ceil_best, ceil_frac, SIGMA_MOVED.get("vsm"))
     print(answer_table([ANSWER]))
 else:
     print("one training seed for vsm and rho0: no paired answer row in this profile")
+print(f"notebook total: {time.perf_counter() - T0:.0f} s")
 
 # %% [markdown]
-# ## Key takeaways
+# ## Appendix takeaways
 #
-# - **The oracle sets the floor.** Samples of the exact image score are 0 of 64 non-valid, and the strict validator
-#   flags none of 20000 fresh real images (0.000% [0.000, 0.019]): every non-valid UNet sample is the network's doing.
-# - **VSM does not beat its own baseline.** Over 2 training seeds, vsm $-$ rho0 = +2.0 pp [-3.0, +6.9] (rho0 14.1%,
-#   vsm 16.0% on average), and on fresh sample sets -0.8 pp [-10.7, +9.1]. A 25% reduction (3.5 pp) lies below the
-#   first interval. The paired design detects 6.38 pp (45.4% of rho0's rate) at 80% power; one run per method
-#   sampled 6 x 100, the paper's protocol, could not detect even a drop to 0% with this between-seed variance (0.00238).
+# - **The comparison holds on fresh samples.** On new sample sets of the same models vsm $-$ rho0 = -0.8 pp
+#   [-10.7, +9.1].
 # - **The ceiling is about zero.** With $\Sigma_t$ forced to $\tilde\beta_t$ the rho0 models give exactly their own
 #   rates (10.2% and 18.0%); with $\Sigma_t = \beta_t$, +0.8 pp [-9.1, +10.7]. The VSM models, forced the same way,
 #   also keep their own rates at $\tilde\beta_t$ (11.7% and 20.3% at rho = 0.1). The rho0 models' own unbounded $f$
@@ -1424,71 +1209,9 @@ else:
 #   a column makes duplicates by itself (16 of 64 at window 5): a denoiser's locality is one candidate cause of
 #   the duplicates, to be tested on trained models.
 
-# %% [markdown]
-# ## Exercises
-#
-# Try each exercise on your own first. Each check cell says whether your answer is right, close or wrong, with a
-# hint when it is not. Worked solutions are in `notebooks/solutions/06_solutions.py`.
-
-# %%
-from vsmlab.lab.exercises import check, describe
 
 # %% [markdown]
-# ### Exercise 06.1 · Compositions (easy)
-#
-# Each of the three columns holds its shape with probability 1/2, and all-blank images are redrawn, so there are 7
-# presence patterns. How many of the 7 have exactly two shapes?
-
-# %%
-answer = None  # your answer: a whole number
-check("06.1", answer)
-
-# %% [markdown]
-# ### Exercise 06.2 · How many distinct images? (medium)
-#
-# At 32 px the generator can put the triangle at 162 positions, the square at 100 and the pentagon at 130
-# (`vsmlab.data.shapes.template_bank(32).counts()`). Each column is blank or holds its shape at one position, and
-# the all-blank image is excluded. How many distinct images can the generator draw?
-
-# %%
-answer = None  # your answer: a whole number
-check("06.2", answer)
-
-# %% [markdown]
-# ### Exercise 06.3 · Copies by chance (medium)
-#
-# A fresh sample of the true distribution copies one of the 5,000 training images more often than one might think.
-# Derive the probability at 32 px: each presence pattern $P$ has probability 1/7 and, given $P$, a particular image
-# has probability $\prod_{c \in P} 1/M_c$ ($M_c$: the column's positions); the sample is a copy when its image
-# occurs among the 5,000 independent training draws.
-
-# %%
-answer = None  # your answer: a share (a number in [0, 1])
-check("06.3", answer)
-
-# %% [markdown]
-# ### Exercise 06.4 · Build a hallucination (medium)
-#
-# Build a 32x32 image (uint8, 0 = background, 255 = shape) that the strict validator
-# (`vsmlab.data.shapes_validate.validate`) calls a duplicate and nothing else: two triangles in the triangle column
-# (columns 0..9, rows 0..30). Start from `vsmlab.data.shapes.template_bank(32).masks[0]`, the triangle strips
-# (bool, [162, 31, 10]).
-
-# %%
-answer = None  # your answer: a 32x32 image (numpy uint8)
-check("06.4", answer)
-
-# %% [markdown]
-# ### Exercise 06.5 · The exact score as a yardstick (open)
-#
-# Predict how the rate of a hybrid sampler (the exact score at high noise, the trained UNet below a switch step)
-# changes as the switch moves from T down to 0, then compare with the notebook's hybrid samplers.
-
-# %%
-describe("06.5");
-
-# %% [markdown]
-# ## 16 · The full profile (GPU): how it runs, and what ran
+# ## A14 · The full profile (GPU): how it runs, and what ran
 #
 # The GPU window this profile is sized for is 15 minutes of device time in all (machine start, transfers and idle time
 # included), so the full profile is sized to that, not to the paper: `configs/shapes-*-gpu.toml` train a

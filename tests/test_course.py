@@ -83,3 +83,28 @@ def test_readme_reads_in_five_minutes():
     course = head.split("## The course", 1)[1]
     assert all(f"`{stem}`" in course for stem in STEMS), "every notebook has a row in the course table"
     assert "jupyter lab notebooks/01_" in head
+
+
+def _code_lines(text: str) -> int:
+    """Lines of code cells (blank lines included) in a percent-format notebook text."""
+    n, code = 0, False
+    for line in text.splitlines():
+        if line.startswith("# %%"):
+            code = "[markdown]" not in line
+        elif code:
+            n += 1
+    return n
+
+
+@pytest.mark.parametrize("stem", ["06_shapes_vsm", "07_semantic_benchmarks"])
+def test_image_notebooks_are_a_lesson_then_an_appendix(stem):
+    """The lesson (question -> main result -> takeaways -> exercises) comes first and stays short; the appendix is a
+    clearly separate second half; profiles and files are the library's business, not the notebook's."""
+    text = (ROOT / "notebooks" / f"{stem}.py").read_text()
+    assert text.count("\n# # Appendix") == 1, f"{stem}: one '# Appendix' heading expected"
+    lesson, appendix = text.split("\n# # Appendix")
+    for heading in HEADINGS:
+        assert f"# {heading}" in lesson, f"{stem}: the lesson lacks {heading!r}"
+    assert "## Appendix takeaways" in appendix
+    assert _code_lines(lesson) <= 400, f"{stem}: the lesson has {_code_lines(lesson)} lines of code (at most 400)"
+    assert "profile ==" not in text and "profile !=" not in text, f"{stem}: a profile branch in the notebook"

@@ -38,12 +38,16 @@ def test_sample_job_names_are_the_notebooks_file_names(tmp_path) -> None:
     raw = jobs["rho0-seed0_ddpm250_learned_raw"]
     assert raw[0].endswith("step_0001000.pt") and raw[raw.index("--weights") + 1] == "raw"  # raw weights: the step file
     assert all(a[a.index("--seed") + 1] == "1000" for a in jobs.values())  # one sampling seed: paired noise
-    # one owner of the names: the script and the notebook both build them with full_runs.sample_name
+    # one owner of the names: the script and the sample store build them with full_runs.sample_name; the notebook
+    # names no file at all (it asks vsmlab.lab.shapes_study for its sets)
     src = (ROOT / "benchmarks" / "full06_gpu.py").read_text()
+    store = (ROOT / "vsmlab" / "lab" / "sample_store.py").read_text()
     nb = (ROOT / "notebooks" / "06_shapes_vsm.py").read_text()
-    for text in (src, nb):
-        assert "from vsmlab.lab.full_runs import sample_name" in text
+    assert "from vsmlab.lab.full_runs import sample_name" in src
+    assert "from vsmlab.lab.full_runs import run_name, sample_name" in store
+    for text in (src, store, nb):
         assert "_ddpm250_" not in text and '"_noclip"' not in text and "seed{k}_{sampler}" not in text
+    assert "sample_name" not in nb and ".npz" not in nb and "FULL_DIR" not in nb
 
 
 def test_pack_keeps_the_priority_order_and_the_limits(tmp_path) -> None:

@@ -78,8 +78,8 @@ def test_sample_names_are_notebook_06s_full_npz_names() -> None:
     assert full_runs.sample_name("rho0", 1, "ddim", 50) == "rho0-seed1_ddim50_auto_ema"
     assert full_runs.sample_name("rho0", 1, variance="learned", weights="raw") == "rho0-seed1_ddpm250_learned_raw"
     assert full_runs.sample_name("fixed", 0, variance="beta", clip=False) == "fixed-seed0_ddpm250_beta_ema_noclip"
-    nb = (ROOT / "notebooks" / "06_shapes_vsm.py").read_text()  # the notebook builds its file names with it
-    assert "sample_name(method, k, sampler, steps, variance, weights, ckpt_step, clip)" in nb
+    store = (ROOT / "vsmlab" / "lab" / "sample_store.py").read_text()  # the sample store builds its file names with it
+    assert "sample_name(method, seed, sampler, steps, variance, weights, ckpt_step, clip)" in store
 
 
 def test_run_names_are_notebook_07s_file_names() -> None:

@@ -11,13 +11,11 @@ import pytest
 import torch
 
 from vsmlab.diffusion.checkpoints import CheckpointError
-from vsmlab.diffusion.config import load_config
-from vsmlab.lab import semantic_study
-from vsmlab.lab import shapes_study as study
+from vsmlab.lab import study
+from vsmlab.lab.shapes_study import METHOD_CONFIGS
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "checkpoints" / "shapes32"
-METHOD_CONFIGS = {"fixed": ("fixed", ()), "rho0": ("rho0", ()), "vsm": ("vsm", ()), "vsm10": ("vsm", ("loss.rho=10.0",))}
 MANIFEST = json.loads((SHIPPED / "manifest.json").read_text()) if (SHIPPED / "manifest.json").exists() else {}
 SUFFIX = ".safetensors"
 FILES = sorted(k for k in MANIFEST if k.endswith(SUFFIX))
@@ -50,8 +48,8 @@ def test_shipped_checkpoint_matches_manifest_and_config(name: str) -> None:
     run = name.split("/")[0]
     method, seed = run.rsplit("-seed", 1)
     stem, extra = METHOD_CONFIGS[method]
-    spec = study.Spec(method, f"configs/shapes-{stem}-cpu.toml", int(seed), extra)
-    expected = study.spec_config(spec, ROOT)
+    model = study.Model(method, int(seed), f"configs/shapes-{stem}-cpu.toml", extra)
+    expected = study.Study(ROOT, ROOT / "runs").config(model)
     check_file(path, name, entry, expected, 32)  # CheckpointError on any config drift
 
 
@@ -87,8 +85,7 @@ def test_shipped_semantic_checkpoint_matches_manifest_and_config(name: str, file
     path = ROOT / "checkpoints" / name / file
     method, seed = file.split("/")[0].split("-seed")
     stem, extra = METHOD_CONFIGS[method]
-    spec = semantic_study.RunSpec(f"{bench}-{method}", f"configs/{bench}-{stem}-cpu.toml",
-                                  (*extra, *(() if seed == "0" else (f"train.seed={seed}",))))
-    assert semantic_study.check_shipped(path, spec, ROOT, image_size=size) == path  # CheckpointError on config drift
-    expected = load_config(ROOT / spec.config, list(spec.overrides))
+    model = study.Model(method, int(seed), f"configs/{bench}-{stem}-cpu.toml", extra)
+    expected = study.Study(ROOT, ROOT / "runs").config(model)
+    assert study.check_shipped(path, expected, image_size=size) == path  # CheckpointError on config drift
     check_file(path, file, _manifest(name)[file], expected, size)

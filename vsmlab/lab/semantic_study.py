@@ -1,29 +1,20 @@
-"""The semantic benchmarks of notebook 07 (Cards, ChessImages): models trained and sampled with the image CLI,
-sample files, and the summaries the notebook prints.
+"""The Cards / ChessImages study of notebook 07: its methods, profiles, models and sample files, and the summaries
+it prints.
 
-**Runs.** A :class:`RunSpec` is one model: a name, a TOML config and ``--set`` overrides. It is trained by
-exactly ``python -m vsmlab train CONFIG --out DIR --set ...`` (:func:`train_command`) into
-``runs_root/<name>-<hash>`` where the hash covers the resolved config (:func:`run_folder`), so changing a
-config trains a new model and re-running a notebook reuses the old one. :func:`ensure_runs` trains the
-missing ones: ``workers`` subprocesses with one torch thread each, or (``workers=0``) in this process
-through the library function the command calls (:func:`vsmlab.diffusion.runs.train_run`). Samples come
-from ``python -m vsmlab sample CKPT --n N --steps K --seed S --batch-size B --device cpu --out FILE.npz``
-(:func:`sample_command`, :func:`ensure_samples`; in this process
-:func:`vsmlab.diffusion.sample_sets.sample_checkpoint`), stored beside the checkpoint (or in a folder the
-caller names) and keyed by (n, steps, seed, batch size).
+    SEM = SemanticStudy.open(profile, cfg, root, seed, samples_dir)   # cfg: PROFILES[profile]
 
-**Shipped checkpoints** (``checkpoints/cards64/<method>-seed<k>/``, notebook 06's rule): read by explicit path.
-:func:`check_shipped` raises CheckpointError naming the file and every key where its config differs from the
-spec's (so a shipped model is never used for a config it was not trained with); :func:`shipped_sample_dir` is
-the cache folder for its samples, keyed by the file's SHA-256 (a replaced file is sampled afresh).
+**Methods**: ``fixed``, ``rho0``, ``vsm`` (rho = 0.1) and, on the CPU Cards arm, ``vsm10`` (the VSM config with
+``loss.rho=10.0``). The models come from :class:`vsmlab.lab.study.Study` (one folder scheme, one rule: shipped
+``checkpoints/cards64/`` and ``checkpoints/chess128/`` in the default profile, trained into the cache otherwise),
+their samples from :mod:`vsmlab.lab.sample_store` (``vsmlab sample`` files; a shipped checkpoint's in a cache folder
+keyed by its bytes). In the ``full`` profile every set is a file a GPU run of ``benchmarks/full07_gpu.py`` left in
+``samples_dir`` (default ``runs/full07/``), named by :func:`vsmlab.lab.full_runs.run_name`; the sets it could not
+draw (forced Sigma, fresh seeds, sweeps) are named as measured in the default profile instead.
 
-**Files made elsewhere** (the full profile's GPU samples): :func:`require_files` stops with one message that
-names every missing file and the command that makes it.
-
-**Summaries.** :func:`rule_rates`: share of images that violate each rule, with Wilson intervals (an image
-can violate several). :func:`compare_rates`: difference of two independent rates (method A - method B)
-with Newcombe's hybrid score interval (method 10 of Newcombe 1998) and the smallest difference a
-two-sided 5% two-proportion z-test detects with 80% power at these sample sizes::
+**Summaries.** :func:`rule_rates`: share of images that violate each rule, with Wilson intervals (an image can
+violate several). :func:`compare_rates`: difference of two independent rates (method A - method B) with Newcombe's
+hybrid score interval (method 10 of Newcombe 1998) and the smallest difference a two-sided 5% two-proportion
+z-test detects with 80% power at these sample sizes::
 
     mde = (z_{0.975} + z_{0.8}) * sqrt(p (1 - p) (1/n_a + 1/n_b)),   p = pooled rate (p = 0.5 / n when 0 or 1
     would make it vanish: the detectable difference is then bounded by the counts, see the docstring)
@@ -34,171 +25,224 @@ two-sided 5% two-proportion z-test detects with 80% power at these sample sizes:
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import math
 import os
-import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Hashable, Sequence
 
 import numpy as np
 import torch
 
 from vsmlab.core.rates import Rate, wilson_interval
-from vsmlab.diffusion import checkpoints as ck
-from vsmlab.diffusion.config import format_config, load_config
-from vsmlab.diffusion.runs import train_run
-from vsmlab.diffusion.sample_sets import sample_checkpoint
-from vsmlab.lab.jobs import Job, check_workers, run_jobs
-from vsmlab.lab.shapes_study import file_sha256
+from vsmlab.diffusion.checkpoints import load_checkpoint
+from vsmlab.lab.cache import cache_dir
+from vsmlab.lab.full_runs import run_name
+from vsmlab.lab.plotting import PALETTE
+from vsmlab.lab.sample_store import ensure_samples, require_files, sample_command, shipped_sample_dir
+from vsmlab.lab.study import Model, Study
 
-__all__ = [
-    "RunSpec", "run_folder", "train_command", "ensure_runs", "sample_command", "sample_path", "ensure_samples",
-    "check_shipped", "shipped_sample_dir",
-    "load_sample_images", "require_files", "rule_rates", "RateDifference", "compare_rates", "card_coverage",
-    "piece_counts",
-]
+__all__ = ["METHODS", "LABELS", "COLOURS", "PROFILES", "SemanticStudy", "rule_rates", "RateDifference",
+           "compare_rates", "card_coverage", "piece_counts"]
+
+METHODS = ("fixed", "rho0", "vsm")  # the three arms of both benchmarks (and of the GPU run)
+CARDS_CPU = (*METHODS, "vsm10")  # CPU Cards adds VSM at 100x the released weight, as notebook 06 does for Shapes
+CHESS_CPU = ("rho0", "vsm")  # the CPU chess pilot: VSM and its baseline only, two runs on two cores
+LABELS = {"fixed": "fixed variance", "rho0": "learned var, rho=0", "vsm": "VSM rho=0.1", "vsm10": "VSM rho=10"}
+COLOURS = {"fixed": PALETTE["baseline"], "rho0": PALETTE["learned"], "vsm": PALETTE["vsm"], "vsm10": "#67a9cf"}
+_LEARN = ("model.learn_variance=true",)
+_SMOKE = {"fixed": (), "rho0": (*_LEARN, "loss.name=hybrid"), "vsm": (*_LEARN, "loss.name=vsm", "loss.rho=0.1"),
+          "vsm10": (*_LEARN, "loss.name=vsm", "loss.rho=10.0")}
+_CPU = {m: (f"configs/cards-{'vsm' if m == 'vsm10' else m}-cpu.toml", ("loss.rho=10.0",) if m == "vsm10" else ())
+        for m in CARDS_CPU}
+#: per profile: the calibration sizes, the models ({method: (config, overrides)}) and the sampling designs
+PROFILES: dict[str, dict[str, Any]] = {
+    "smoke": dict(
+        cards_sizes=[(64, False)], cards_real=48, cards_per_kind=12, chess_positions=200, chess_real=16,
+        chess_per_kind=8, chess_sizes=[128],
+        cards_models={m: ("configs/cards-smoke.toml", (*_SMOKE[m], "train.save_every=2")) for m in CARDS_CPU},
+        step_sweep=[2], sweep=dict(n=4, steps=5, batch_size=4), sampling_steps=[3, 5],
+        chess_models={m: ("configs/chess-smoke.toml", _SMOKE[m]) for m in METHODS},
+        sample=dict(n=8, steps=5, batch_size=8), chess_sample=dict(n=4, steps=3, batch_size=4), workers=0,
+        further_seeds=dict(seeds=[1], methods=["rho0", "vsm", "vsm10"])),
+    "default": dict(
+        cards_sizes=[(64, False), (128, True)], cards_real=2000, cards_per_kind=300, chess_positions=5000,
+        chess_real=2000, chess_per_kind=200, chess_sizes=[256, 128],
+        cards_models=_CPU, chess_models={m: (f"configs/chess-{m}-cpu.toml", ()) for m in CHESS_CPU},
+        # chess: batches of 8 boards (a 128-px UNet runs 1.5-2x faster per board on one core than in batches of 32-50:
+        # benchmarks/bench_sample_batch.py) and 64 boards per model
+        chess_sweep=dict(steps=[1500, 3000], n=8, steps_ddpm=50, batch_size=8),  # the shipped intermediate checkpoints
+        sample=dict(n=100, steps=50, batch_size=50), chess_sample=dict(n=64, steps=50, batch_size=8), workers=2,
+        chess_ceiling_n=32,  # boards per forced-Sigma chess set (4 whole batches of 8)
+        step_sweep=[1000, 4000], sweep=dict(n=32, steps=50, batch_size=32), sampling_steps=[50, 250],
+        further_seeds=dict(seeds=[1, 2], methods=["rho0", "vsm", "vsm10"])),
+    "full": dict(
+        cards_sizes=[(64, False), (128, True)], cards_real=20000, cards_per_kind=1000, chess_positions=20000,
+        chess_real=20000, chess_per_kind=1000, chess_sizes=[256, 128],
+        # seeds, methods and sweep steps come from the GPU run's full07.json
+        cards_models={m: (f"configs/cards-{m}-gpu.toml", ()) for m in METHODS},
+        chess_models={m: (f"configs/chess-{m}-gpu.toml", ()) for m in METHODS},
+        sample=None, chess_sample=None, workers=0, step_sweep=[], sweep=None, further_seeds=None),
+}
+_SHIPPED = {"cards": ("cards64", 64), "chess": ("chess128", 128)}
+_FULL_RUN = "benchmarks/full07_gpu.py"
+_FULL_HOW = (f"on a GPU machine: `PYTHONPATH=. python3 {_FULL_RUN} run --out OUT` (after `python {_FULL_RUN} vendor` "
+             f"here, carrying build/pydeps), then here: `python {_FULL_RUN} unpack OUT`")
+
+
+def _label(key: Hashable) -> str:
+    """A job name for a key of a sample request: (method, seed) -> "method@seed"."""
+    return "@".join(str(x) for x in key) if isinstance(key, tuple) else str(key)
+
+
+@dataclass
+class SemanticStudy:
+    """Notebook 07's models and sample files under one profile (build it with :meth:`open`).
+
+    methods / chess_methods: the Cards and chess arms of this profile; studies: {"cards": Study, "chess": Study};
+    full / full_dir: the GPU run's record (``full07.json``) and folder (full profile, else None)."""
+
+    profile: str
+    cfg: dict[str, Any]
+    root: Path
+    seed: int
+    methods: tuple[str, ...]
+    chess_methods: tuple[str, ...]
+    studies: dict[str, Study]
+    full: dict[str, Any] | None = None
+    full_dir: Path | None = None
+    runs: Path = field(default_factory=lambda: cache_dir() / "runs07")
+
+    @classmethod
+    def open(cls, profile: str, cfg: dict[str, Any], root: str | os.PathLike, seed: int = 0,
+             samples_dir: str | os.PathLike = "", no_cache: bool | None = None) -> "SemanticStudy":
+        """The study of ``profile`` (``cfg``: its PROFILES entry; the full profile sets ``further_seeds`` from the GPU
+        run's record). no_cache (None: reads ``$VSMLAB_NO_CACHE``): ignore the shipped checkpoints and train here."""
+        root = Path(root)
+        if no_cache is None:
+            no_cache = os.environ.get("VSMLAB_NO_CACHE", "").lower() in ("1", "true", "yes")
+        methods, chess_methods = tuple(cfg["cards_models"]), tuple(cfg["chess_models"])
+        full, full_dir = None, None
+        if profile == "full":  # what the GPU run trained, how far, and what it drew
+            full_dir = Path(samples_dir or "runs/full07")
+            full_dir = full_dir if full_dir.is_absolute() else root / full_dir
+            path = full_dir / "full07.json"
+            if not path.is_file():
+                raise FileNotFoundError(f"full profile: no {path}; make it {_FULL_HOW}")
+            full = json.loads(path.read_text())
+            if sorted(full["benches"]) != ["cards", "chess"]:
+                raise ValueError(f"full profile: {path} trained {full['benches']}; this notebook reads both benchmarks "
+                                 f"(run {_FULL_RUN} without --benches)")
+            methods = tuple(m for m in methods if m in full["methods"])
+            chess_methods = tuple(m for m in chess_methods if m in full["methods"])
+            cfg["further_seeds"] = dict(seeds=full["seeds"][1:], methods=list(methods))
+            print(f"GPU run ({path}): {full['device']}, torch {full['torch']}, started {full['started']}; trained "
+                  f"{full['stages']['train']} s, common step per benchmark {full['common_step']} (steps logged "
+                  f"{full['steps_logged']}); sampled {full['stages'].get('sample')} s: {len(full.get('samples_done', []))} "
+                  f"sets, not run {full.get('samples_not_run')}; {full['n']} samples drawn per primary set, seed-0 sets "
+                  f"kept: {full.get('primary_rows_kept')}; left out of the transfer: {full.get('left_out')}")
+        runs = cache_dir() / "runs07"
+        studies = {bench: Study(root, runs / bench, root / "checkpoints" / _SHIPPED[bench][0],
+                                use_shipped=profile == "default" and not no_cache, image_size=_SHIPPED[bench][1],
+                                workers=cfg["workers"])
+                   for bench in ("cards", "chess")}
+        return cls(profile, cfg, root, seed, methods, chess_methods, studies, full, full_dir, runs)
+
+    # ------------------------------------------------------------------------------------------------ models
+    def model(self, bench: str, method: str, k: int = 0) -> Model:
+        """The model of ``method`` and training seed ``k`` on ``bench`` ("cards" | "chess")."""
+        config, overrides = self.cfg[f"{bench}_models"][method]
+        return Model(method, k, config, tuple(overrides))
+
+    def checkpoints(self, bench: str, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], Path]:
+        """{(method, seed): checkpoint} by the study rule (shipped and config-checked, or trained here); {} in the
+        full profile, which brings back samples only. Prints where they come from."""
+        if self.full is not None:
+            return {}
+        study = self.studies[bench]
+        models = {key: self.model(bench, *key) for key in keys}
+        t0 = time.perf_counter()
+        got = study.ensure(list(models.values()))
+        out = {key: got[m] for key, m in models.items()}
+        if all(study.source(m) == "shipped" for m in models.values()):
+            times = study.training_times()
+            print(f"shipped checkpoints ({study.shipped.relative_to(self.root)}/, made by the commands in its "
+                  "manifest.json): " + ", ".join(f"{m} seed {k} step {load_checkpoint(p)['step']}, trained in "
+                                                 f"{times[f'{m}-seed{k}']:.0f} s" for (m, k), p in out.items())
+                  + " (one thread each, two or three runs at a time on 2 cores)")
+        else:
+            for (m, k), mod in models.items():
+                print(f"{m} seed {k}: OMP_NUM_THREADS=1 "
+                      + " ".join(study.train_command(mod, study.folder(mod))[1:]).replace(str(study.runs), "$RUNS"))
+            print(f"trained or reused in {time.perf_counter() - t0:.0f} s")
+        return out
+
+    def log_path(self, bench: str, method: str, ckpts: dict[tuple[str, int], Path]) -> Path:
+        """The training log of the seed-0 model: beside its checkpoint, or in the GPU run's folder (full)."""
+        if self.full_dir is not None:
+            return self.full_dir / run_name(bench, method, 0) / "log.jsonl"
+        return ckpts[(method, 0)].parent / "log.jsonl"
+
+    # ------------------------------------------------------------------------------------------------ samples
+    def _out_dirs(self, ckpts: dict[str, Path]) -> dict[str, Path] | None:
+        """Shipped checkpoints are sampled into the cache (keyed by their SHA-256), never into checkpoints/."""
+        shipped = [s.shipped for s in self.studies.values()]
+        return {name: shipped_sample_dir(self.runs, p) for name, p in ckpts.items()
+                if any(p.is_relative_to(f) for f in shipped)} or None
+
+    def sample_files(self, ckpts: dict[Hashable, Path], n: int, steps: int, seed: int, batch_size: int,
+                     variance_frac: float | None = None) -> dict[Hashable, Path]:
+        """{key: npz} of ``vsmlab sample`` with these options for every checkpoint (drawn when missing, cached)."""
+        named = {_label(key): p for key, p in ckpts.items()}
+        files = ensure_samples(named, n, steps, seed, batch_size, self.root, workers=self.cfg["workers"],
+                               out_dirs=self._out_dirs(named), variance_frac=variance_frac)
+        return {key: files[_label(key)] for key in ckpts}
+
+    def primary_files(self, bench: str, keys: Sequence[tuple[str, int]],
+                      ckpts: dict[tuple[str, int], Path]) -> dict[tuple[str, int], Path]:
+        """{(method, seed): npz} of the primary sampler (the profile's ``sample`` / ``chess_sample``) for ``keys``: drawn
+        here from ``ckpts``, or (full) the GPU run's files (every seed-0 set must be there; a missing further seed is
+        named and left out)."""
+        if self.full_dir is not None:
+            paths = {key: self.full_dir / "samples" / f"{run_name(bench, *key)}.npz" for key in keys}
+            first = {_label(k): p for k, p in paths.items() if k[1] == 0}
+            require_files(first, {k: _FULL_HOW for k in first})
+            for key in [key for key, p in paths.items() if not p.is_file()]:
+                print(f"{bench} {key[0]} seed {key[1]}: not drawn by the GPU run ({paths.pop(key)} missing)")
+            return paths
+        s = self.cfg["sample" if bench == "cards" else "chess_sample"]
+        t0 = time.perf_counter()
+        out = self.sample_files({key: ckpts[key] for key in keys}, s["n"], s["steps"], self.seed, s["batch_size"])
+        print(f"{bench}: {len(out)} sample sets in {time.perf_counter() - t0:.0f} s (0 when cached); command: "
+              + " ".join(sample_command("$CKPT", "$OUT.npz", s["n"], s["steps"], self.seed, s["batch_size"])[1:]))
+        return out
+
+    def cpu_only(self, what: str) -> bool:
+        """True on a CPU profile; in the full profile prints that the GPU run did not draw ``what`` and returns False."""
+        if self.full is None:
+            return True
+        print(f"full profile: the GPU run drew no {what}; they are measured in the default profile")
+        return False
+
+    def gpu_sweep_files(self, bench: str) -> dict[tuple[str, int], Path]:
+        """Full profile: {(method, step): npz} of the seed-0 sets the GPU run drew at its sweep step ({} otherwise)."""
+        if self.full is None:
+            return {}
+        st = (self.full.get("sweep_step") or {}).get(bench, 0)
+        methods = self.methods if bench == "cards" else self.chess_methods
+        found = {(m, st): self.full_dir / "samples" / f"{run_name(bench, m, 0, st)}.npz" for m in methods} if st else {}
+        found = {key: p for key, p in found.items() if p.is_file()}
+        print(f"{bench} training-step sweep: the GPU run drew {len(found)} set(s) at step {st or '-'}")
+        return found
+
+    def gpu_tiles(self, size: int) -> np.ndarray | None:
+        """Full profile: the chess tiles the GPU machine rendered its training boards with (None otherwise)."""
+        path = None if self.full_dir is None else self.full_dir / f"chess_tiles_{size}.npy"
+        return np.load(path) if path is not None and path.is_file() else None
 
 _Z975, _Z80 = 1.959963984540054, 0.8416212335729143
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One model: ``name`` (no '/'), ``config`` (TOML path, relative to the project root given to the
-    functions below) and ``overrides`` (``section.key=value`` strings, as ``vsmlab train --set``)."""
-
-    name: str
-    config: str
-    overrides: tuple[str, ...] = field(default_factory=tuple)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name or "/" in self.name:
-            raise ValueError(f"name: expected a non-empty name without '/', got {self.name!r}")
-        object.__setattr__(self, "overrides", tuple(self.overrides))
-
-
-def run_folder(runs_root: str | os.PathLike, spec: RunSpec, root: str | os.PathLike = ".") -> Path:
-    """``runs_root/<name>-<12 hex>``: the hash is SHA-256 of the resolved config (every key, TOML text)."""
-    cfg = load_config(Path(root) / spec.config, list(spec.overrides))
-    digest = hashlib.sha256(format_config(cfg, comments=False).encode()).hexdigest()[:12]
-    return Path(runs_root) / f"{spec.name}-{digest}"
-
-
-def train_command(spec: RunSpec, out: str | os.PathLike) -> list[str]:
-    """The exact command line that trains ``spec`` into ``out``."""
-    cmd = [sys.executable, "-m", "vsmlab", "train", spec.config, "--out", str(out), "--device", "cpu", "--quiet"]
-    for o in spec.overrides:
-        cmd += ["--set", o]
-    return cmd
-
-
-def ensure_runs(specs: Sequence[RunSpec], runs_root: str | os.PathLike, root: str | os.PathLike = ".",
-                workers: int = 2) -> dict[str, Path]:
-    """Train every spec whose ``latest.pt`` is missing; returns {name: latest.pt}. A folder holding a
-    partial run (step files, no latest.pt) is resumed with ``--resume``."""
-    check_workers(workers)
-    out, jobs = {}, []
-    for spec in specs:
-        folder = run_folder(runs_root, spec, root)
-        out[spec.name] = ck.latest_path(folder)
-        if not out[spec.name].exists():
-            cmd = train_command(spec, folder)
-            resume = bool(ck.step_checkpoints(folder))
-            if resume:
-                cmd.append("--resume")
-            call = functools.partial(train_run, spec.config, folder, overrides=spec.overrides, device="cpu",
-                                     resume=resume, log=None)
-            jobs.append(Job(f"vsmlab train {spec.name}", cmd, call))
-    run_jobs(jobs, root, workers)
-    return out
-
-
-def sample_path(checkpoint: str | os.PathLike, n: int, steps: int, seed: int, batch_size: int,
-                out_dir: str | os.PathLike | None = None, variance_frac: float | None = None) -> Path:
-    """Where :func:`ensure_samples` keeps the samples of ``checkpoint``: in ``out_dir``, or beside it (a set with
-    Sigma forced by ``variance_frac`` f ends in ``-frac<f>``)."""
-    folder = Path(checkpoint).parent if out_dir is None else Path(out_dir)
-    frac = "" if variance_frac is None else f"-frac{float(variance_frac):g}"
-    return folder / f"samples-{Path(checkpoint).stem}-n{n}-steps{steps}-seed{seed}-b{batch_size}-clip{frac}.npz"
-
-
-def sample_command(checkpoint: str | os.PathLike, out: str | os.PathLike, n: int, steps: int, seed: int,
-                   batch_size: int, variance_frac: float | None = None) -> list[str]:
-    """The exact ``vsmlab sample`` command line (DDPM with the checkpoint's variance, or Sigma forced by
-    ``variance_frac``; respaced to ``steps``, x0_hat clipped to [-1, 1] as improved DDPM's image sampler does)."""
-    frac = [] if variance_frac is None else ["--variance-frac", f"{float(variance_frac):g}"]
-    return [sys.executable, "-m", "vsmlab", "sample", str(checkpoint), "--n", str(n), "--steps", str(steps),
-            "--seed", str(seed), "--batch-size", str(batch_size), "--sampler", "ddpm", *frac, "--clip-x0",
-            "--device", "cpu", "--out", str(out), "--quiet"]
-
-
-def ensure_samples(checkpoints: dict[str, Path], n: int, steps: int, seed: int, batch_size: int,
-                   root: str | os.PathLike = ".", workers: int = 2,
-                   out_dirs: dict[str, Path] | None = None, variance_frac: float | None = None) -> dict[str, Path]:
-    """Sample every checkpoint whose sample file is missing; returns {name: npz path}. out_dirs: {name: folder}
-    for the sample files (default: beside each checkpoint; a shipped checkpoint's go to the cache instead).
-    variance_frac: f in [0, 1] forces Sigma_t of learned-variance checkpoints (same noise as without it)."""
-    check_workers(workers)
-    out, jobs = {}, []
-    for name, ckpt in checkpoints.items():
-        out[name] = sample_path(ckpt, n, steps, seed, batch_size, (out_dirs or {}).get(name), variance_frac)
-        if not out[name].exists():
-            out[name].parent.mkdir(parents=True, exist_ok=True)
-            call = functools.partial(sample_checkpoint, ckpt, out[name], n=n, steps=steps, seed=seed, batch_size=batch_size,
-                                     sampler="ddpm", clip_x0=True, device="cpu", variance_frac=variance_frac)
-            jobs.append(Job(f"vsmlab sample {name}", sample_command(ckpt, out[name], n, steps, seed, batch_size,
-                                                                      variance_frac), call))
-    run_jobs(jobs, root, workers)
-    return out
-
-
-def check_shipped(path: str | os.PathLike, spec: RunSpec, root: str | os.PathLike = ".",
-                  image_size: int | None = None) -> Path:
-    """``path`` if it is a checkpoint trained with ``spec``'s resolved config (up to the keys a resumed run may
-    change, :data:`vsmlab.diffusion.checkpoints.RESUMABLE_KEYS`) and, when given, for ``image_size``;
-    FileNotFoundError or CheckpointError naming the file otherwise."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"shipped checkpoint {str(path)!r} does not exist")
-    payload = ck.load_checkpoint(path, map_location="cpu")
-    ck.check_config_matches(path, payload["config"], load_config(Path(root) / spec.config, list(spec.overrides)))
-    size = payload["model_config"].get("image_size")
-    if image_size is not None and size != image_size:
-        raise ck.CheckpointError(f"checkpoint {str(path)!r}: image size {size}, expected {image_size}")
-    return path
-
-
-def shipped_sample_dir(cache_root: str | os.PathLike, path: str | os.PathLike) -> Path:
-    """``cache_root/shipped-<parent folder>-<12 hex of the file's SHA-256>``: where samples of a shipped
-    checkpoint are cached (never inside ``checkpoints/``)."""
-    return Path(cache_root) / f"shipped-{Path(path).parent.name}-{Path(path).stem}-{file_sha256(path)[:12]}"
-
-
-def load_sample_images(path: str | os.PathLike) -> tuple[torch.Tensor, dict]:
-    """Images of a ``vsmlab sample`` file as uint8 ``[N, C, H, W]`` and its metadata (dict)."""
-    path = Path(path)
-    with np.load(path) as z:
-        if "images" not in z.files:
-            raise ValueError(f"{path}: expected an 'images' array (a UNet run's `vsmlab sample` output), "
-                             f"found {sorted(z.files)}")
-        images = torch.from_numpy(np.array(z["images"]))
-        meta = json.loads(str(z["metadata"])) if "metadata" in z.files else {}
-    if images.dtype != torch.uint8 or images.dim() not in (3, 4):
-        raise ValueError(f"{path}: images must be uint8 [N, H, W] or [N, H, W, 3], got {images.dtype} "
-                         f"{list(images.shape)}")
-    images = images.unsqueeze(1) if images.dim() == 3 else images.permute(0, 3, 1, 2).contiguous()
-    return images, meta
-
-
-def require_files(paths: dict[str, Path], how: dict[str, str] | None = None) -> None:
-    """FileNotFoundError naming every missing file (and the command that makes it, from ``how``)."""
-    missing = [name for name, p in paths.items() if not Path(p).is_file()]
-    if missing:
-        lines = [f"  {paths[m]}" + (f"\n      made by: {how[m]}" if how and m in how else "") for m in missing]
-        raise FileNotFoundError(f"{len(missing)} of {len(paths)} sample files are missing:\n" + "\n".join(lines))
 
 
 def rule_rates(categories: Sequence[Sequence[str]], rules: Sequence[str]) -> dict[str, Rate]:

@@ -1,264 +1,75 @@
-"""The SimpleShapes study of notebook 06: models from TOML configs, checkpoints by explicit path, sample sets.
+"""The SimpleShapes study of notebook 06: its methods, profiles, models and sample sets, in one call.
 
-A *spec* is one trained model: a method name, the TOML config it trains from (``configs/``), the
-``--set`` overrides that make the method and the seed, and the seed. Every model of the study is made by
-the same command line::
+    S = ShapesStudy.open(profile, cfg, root)        # cfg: PROFILES[profile] as vsmlab.lab.notebook.start returns it
 
-    OMP_NUM_THREADS=1 python -m vsmlab train CONFIG --out DIR --set train.seed=K [--set loss.rho=R ...]
+**Methods** (:data:`METHOD_CONFIGS`): ``fixed``, ``rho0``, ``vsm`` and ``vsm10`` (the VSM config with
+``loss.rho=10.0``), each trained from ``configs/shapes-<stem>-<cpu|gpu>.toml`` by
+:class:`vsmlab.lab.study.Study` (one folder scheme, one rule for the weights: shipped, trained or GPU run).
+**Rows** (:data:`ROWS`): the model rows of the study, a method with its DDPM sampling variance (``fixed`` with
+beta_t and with beta_tilde_t).
 
-:func:`ensure_trained` runs exactly that command for every missing model (subprocesses through
-:mod:`vsmlab.lab.jobs`, so the notebook's process keeps its threads) or, in this process, the function behind it
-(:func:`train_in_process`: :func:`vsmlab.diffusion.runs.train_run`);
-:func:`load_checkpoint_model` reads a checkpoint by its path and checks that the checkpoint's config equals
-the spec's config (up to the keys a resumed run may change: train.steps, save_every, keep_last,
-log_every, [sample]) and that its image size is the one asked for, with errors that name the file and
-the differing keys. Shipped checkpoints (``checkpoints/shapes32/<method>-seed<k>/``) are *slim*
-(:func:`slim_checkpoint`: raw and EMA weights, config, step; no optimizer state), so they sample and
-evaluate but cannot resume training.
+**Profiles** (:data:`PROFILES`): ``smoke`` (tiny models trained in this process into a temporary folder),
+``default`` (32 px: the shipped checkpoints of ``checkpoints/shapes32/``; ``no_cache`` trains them from the
+configs into ``runs/shapes32-notebook/``), ``full`` (64 px: the models and sample sets a GPU run of
+``benchmarks/full06_gpu.py`` left in ``runs/full06/``, whose record ``full06.json`` sets the seeds).
 
-Sample sets (:func:`sample_set`) are drawn by :func:`vsmlab.diffusion.sample_sets.draw_samples`, the loop
-behind ``vsmlab sample``: batch k (of ``batch_size``) draws with ``torch.Generator().manual_seed(seed *
-1000003 + k)``, so ``vsmlab sample CKPT --seed S --batch-size B --steps 250 --device cpu`` regenerates
-every sample; ``batch_seed``/``batch_row`` say which batch and row each sample came from. Sets are cached on disk (:mod:`vsmlab.lab.cache`) keyed by the
-checkpoint's bytes (SHA-256), the sampler options and the sampling code.
-
-:func:`unet_term_gradient_norms`: the gradient norm of each loss term (eps-MSE, VB, VSM penalty) on the
-UNet's shared trunk, eps output rows and variance output rows (the output convolution's channels split).
+:meth:`ShapesStudy.samples` is every sample set of the notebook: drawn and cached here
+(:func:`vsmlab.lab.sample_store.sample_set`) or, in the full profile, read from the GPU run's files
+(:func:`vsmlab.lab.sample_store.gpu_sample_path`). :func:`unet_term_gradient_norms`: the gradient norm of each
+loss term on the UNet's trunk and heads.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import os
-import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from vsmlab.diffusion import checkpoints as ck
-from vsmlab.diffusion.config import build_schedule, load_config, model_from_config, validate_config
-from vsmlab.diffusion.runs import train_run
-from vsmlab.diffusion.sample_sets import draw_samples, to_uint8
 from vsmlab.diffusion.variance import term_gradient_norms
-from vsmlab.lab.jobs import Job, run_jobs
+from vsmlab.lab.sample_store import gpu_sample_path, load_npz_samples, sample_set
+from vsmlab.lab.study import LoadedModel, Model, Study
 
-__all__ = [
-    "Spec", "LoadedModel", "spec_config", "train_command", "run_dir", "slim_checkpoint",
-    "load_checkpoint_model", "file_sha256", "sample_set", "load_npz_samples", "unet_term_gradient_norms",
-    "train_in_process", "ensure_trained",
-    "CHECK_IGNORED",
-]
+__all__ = ["METHOD_CONFIGS", "ROWS", "VARIANCE_OF", "PROFILES", "ShapesStudy", "unet_term_gradient_norms"]
 
-#: config keys that may differ between a checkpoint and its spec (what a resumed run may change)
-CHECK_IGNORED = ck.RESUMABLE_KEYS
-_SAMPLING_MODULES = ("core.schedules", "core.prediction", "nets.unet", "diffusion.samplers", "diffusion.sample_sets",
-                     "lab.shapes_study")
-
-
-@dataclass(frozen=True)
-class Spec:
-    """One model of the study: ``method`` name, ``config`` (TOML path), extra ``overrides``
-    (``section.key=value`` strings) and the training ``seed`` (``train.seed``; data.seed stays the config's)."""
-
-    method: str
-    config: str
-    seed: int = 0
-    overrides: tuple[str, ...] = field(default_factory=tuple)
-
-    def __post_init__(self) -> None:
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed: expected an int >= 0, got {self.seed!r}")
-        if not isinstance(self.method, str) or not self.method or "/" in self.method:
-            raise ValueError(f"method: expected a non-empty name without '/', got {self.method!r}")
-
-    @property
-    def all_overrides(self) -> list[str]:
-        return [*self.overrides, f"train.seed={self.seed}"]
-
-    @property
-    def name(self) -> str:
-        """``<method>-seed<k>`` (the run folder's name)."""
-        return f"{self.method}-seed{self.seed}"
-
-
-@dataclass
-class LoadedModel:
-    """A model read from a checkpoint: ``model`` (eval mode, the chosen weights), ``schedule``,
-    ``config`` (the checkpoint's), ``step``, ``weights`` ("ema" | "raw"), ``path`` and ``sha256``."""
-
-    model: nn.Module
-    schedule: Any
-    config: dict[str, Any]
-    step: int
-    weights: str
-    path: Path
-    sha256: str
-
-
-def spec_config(spec: Spec, root: str | os.PathLike = ".") -> dict[str, dict[str, Any]]:
-    """The resolved, validated config of ``spec`` (its TOML file under ``root`` plus overrides)."""
-    return load_config(Path(root) / spec.config, spec.all_overrides)
-
-
-def train_command(spec: Spec, out: str | os.PathLike, extra: Sequence[str] = ()) -> list[str]:
-    """The exact ``vsmlab train`` command line that makes ``spec`` in ``out`` (without the environment)."""
-    cmd = ["python", "-m", "vsmlab", "train", spec.config, "--out", str(out), "--quiet", "--device", "cpu"]
-    for o in [*spec.all_overrides, *extra]:
-        cmd += ["--set", o]
-    return cmd
-
-
-def run_dir(root: str | os.PathLike, spec: Spec) -> Path:
-    """``root/<method>-seed<k>``."""
-    return Path(root) / spec.name
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def slim_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, weights: str = "both") -> int:
-    """Write ``src`` without optimizer state (and with empty RNG/timestep-sampler state) to ``dst``
-    atomically; returns the size in bytes. The result loads with :func:`load_checkpoint_model` and
-    ``vsmlab sample`` but cannot resume training (``optimizer`` is an empty dict).
-
-    weights: "both" keeps the raw and the EMA weights; "ema" keeps only the EMA weights (half the size;
-    ``model`` becomes an empty dict and ``slim_weights = "ema"``, so asking for raw weights is an error
-    naming the file).
-    """
-    if weights not in ("both", "ema"):
-        raise ValueError(f"weights: expected 'both' or 'ema', got {weights!r}")
-    payload = ck.load_checkpoint(src)
-    if weights == "ema" and payload["ema"] is None:
-        raise ck.CheckpointError(f"checkpoint {str(src)!r} has no EMA weights; it can only be slimmed with weights='both'")
-    payload = dict(payload, optimizer={}, timestep_sampler={"name": payload["timestep_sampler"].get("name", "")},
-                   rng={"mode": payload["rng"].get("mode", "")}, slim=True, slim_weights=weights)
-    if weights == "ema":
-        payload["model"] = {}
-    Path(dst).parent.mkdir(parents=True, exist_ok=True)
-    ck.save_checkpoint(dst, payload)
-    return Path(dst).stat().st_size
-
-
-def load_checkpoint_model(path: str | os.PathLike, expected: dict[str, Any] | None = None, weights: str = "ema",
-                          image_size: int | None = None) -> LoadedModel:
-    """Read the checkpoint at ``path`` (explicitly; no cache) and build its model with ``weights``.
-
-    expected: a config (e.g. :func:`spec_config`) the checkpoint's must equal up to :data:`CHECK_IGNORED`
-    (CheckpointError naming the file and each differing key otherwise). image_size: the size the caller
-    works at (CheckpointError naming both sizes if the checkpoint's differs).
-    """
-    if weights not in ("ema", "raw"):
-        raise ValueError(f"weights: expected 'ema' or 'raw', got {weights!r}")
-    path = Path(path)
-    payload = ck.load_checkpoint(path, map_location="cpu")
-    cfg = validate_config(payload["config"], source=f"checkpoint {str(path)!r} config")
-    if expected is not None:
-        ck.check_config_matches(path, cfg, expected, CHECK_IGNORED)
-    mc = payload["model_config"]
-    if image_size is not None and mc.get("image_size") != image_size:
-        raise ck.CheckpointError(f"checkpoint {str(path)!r}: image size {mc.get('image_size')}, expected {image_size} "
-                                 "(a checkpoint trained at another size cannot be used here)")
-    if weights == "raw" and payload.get("slim_weights") == "ema":
-        raise ck.CheckpointError(f"checkpoint {str(path)!r} keeps only EMA weights (slimmed with weights='ema'); "
-                                 "allowed weights: 'ema'")
-    state = payload["ema"] if weights == "ema" else payload["model"]
-    if state is None:
-        raise ck.CheckpointError(f"checkpoint {str(path)!r} has no EMA weights; allowed weights: 'raw'")
-    model = model_from_config(payload["model_kind"], dict(mc))
-    model.load_state_dict(state)
-    model.eval()
-    return LoadedModel(model, build_schedule(cfg), cfg, int(payload["step"]), weights, path, file_sha256(path))
-
-
-def _sample_uncached(model: nn.Module, schedule, n: int, seed: int, sampler: str, steps: int | None,
-                     variance: str, eta: float, batch_size: int, record_last: int, shape: tuple[int, ...],
-                     clip_x0: bool = False, variance_frac: float | None = None) -> dict:
-    drawn = draw_samples(model, schedule, n, seed, batch_size, shape, sampler=sampler, num_steps=steps,
-                         variance=variance, variance_frac=variance_frac, eta=eta, clip_x0=clip_x0,
-                         record_last=record_last or None, device="cpu")
-    out = {"images": to_uint8(drawn.samples)[:, 0], "batch_seed": drawn.batch_seed, "batch_row": drawn.batch_row}
-    if drawn.frac is not None:
-        out["frac_outside"] = drawn.frac.as_dict()
-    if record_last:
-        out["x0_hat"] = drawn.x0_hat
-        out["recorded_steps"] = torch.tensor(drawn.recorded_steps, dtype=torch.int64)
-    return out
-
-
-def sample_set(loaded: LoadedModel | nn.Module, n: int, seed: int, sampler: str = "ddpm", steps: int | None = 250,
-               variance: str = "auto", eta: float = 0.0, batch_size: int = 64, record_last: int = 0,
-               schedule=None, cache: bool | None = None, label: str = "", size: int | None = None,
-               clip_x0: bool = False, variance_frac: float | None = None) -> dict[str, Any]:
-    """``n`` samples as ``vsmlab sample`` draws them: {"images": uint8 [n, H, W], "batch_seed", "batch_row":
-    int64 [n]} and with ``record_last`` = k > 0 also "x0_hat" float16 [k, n, 1, H, W] (the last k steps,
-    sampling order) and "recorded_steps" [k]. sampler: "ddpm" (variance auto | beta | beta_tilde | learned)
-    or "ddim" (eta). A LoadedModel is cached under its checkpoint hash; a bare module (e.g. the exact
-    score) needs ``schedule`` and ``label`` (part of the cache key) and is cached only when label is set;
-    ``size``: the image side for a bare model that does not say (no ``image_size`` / ``size`` attribute).
-    clip_x0: clip x0_hat to [-1, 1] at every step (improved DDPM's ``clip_denoised=True``, the default of its
-    and the VSM code's image sampler; ``vsmlab sample --clip-x0``). variance_frac: f in [0, 1] forces a
-    learned-variance model's Sigma_t = exp(f log beta_t + (1 - f) log beta_tilde_t) with the same noise as
-    without it (``vsmlab sample --variance-frac``). A learned-variance model's set also has "frac_outside"
-    (:meth:`vsmlab.diffusion.sample_sets.FracSummary.as_dict`: how often its own v left [-1, 1])."""
-    from vsmlab.lab.cache import load_or_compute
-
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n: expected an int >= 1 (number of samples), got {n!r}")
-    if sampler not in ("ddpm", "ddim"):
-        raise ValueError(f"sampler: expected 'ddpm' or 'ddim', got {sampler!r}")
-    if isinstance(loaded, LoadedModel):
-        model, schedule, key_id = loaded.model, loaded.schedule, f"{loaded.sha256}:{loaded.weights}"
-        size = loaded.model.image_size
-    else:
-        if schedule is None:
-            raise ValueError("schedule: required when sampling a bare model (not a LoadedModel)")
-        model, key_id = loaded, label
-        size = size or getattr(loaded, "image_size", None) or getattr(loaded, "size", None)
-        if not isinstance(size, int):
-            raise ValueError(f"size: the model {type(loaded).__name__} does not say its image size; pass size=32 or 64")
-    shape = (1, size, size)
-    key = dict(kind="shapes_study.sample_set", model=key_id, n=n, seed=seed, sampler=sampler, steps=steps,
-               variance=variance, eta=float(eta), batch_size=batch_size, record_last=record_last,
-               T=schedule.num_steps, clip_x0=bool(clip_x0))
-    if variance_frac is not None:
-        key["variance_frac"] = float(variance_frac)
-
-    def compute() -> dict:
-        with torch.no_grad():
-            return _sample_uncached(model, schedule, n, seed, sampler, steps, variance, eta, batch_size,
-                                    record_last, shape, bool(clip_x0), variance_frac)
-
-    if not key_id:
-        return compute()
-    return load_or_compute(key, compute, use_cache=cache, modules=_SAMPLING_MODULES)
-
-
-def load_npz_samples(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a ``vsmlab sample`` npz (full profile): images uint8, batch_seed, batch_row, optional trajectory
-    arrays, metadata (dict). FileNotFoundError naming the file and the command that makes it if missing."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"sample file {str(path)!r} is missing: the full profile reads sample sets drawn on a GPU with "
-            "`vsmlab sample CHECKPOINT --out FILE.npz ...` (see the notebook's 'full profile' section)")
-    with np.load(path, allow_pickle=False) as z:
-        out = {k: z[k] for k in z.files}
-    out["metadata"] = json.loads(str(out["metadata"])) if "metadata" in out else {}
-    if out.get("images") is None or len(out["images"]) == 0:
-        raise ValueError(f"sample file {str(path)!r}: holds no images (an empty sample set)")
-    return out
+#: method -> (config stem, extra overrides)
+METHOD_CONFIGS = {"fixed": ("fixed", ()), "rho0": ("rho0", ()), "vsm": ("vsm", ()), "vsm10": ("vsm", ("loss.rho=10.0",))}
+#: the model rows: (row name, method, DDPM sampling variance)
+ROWS = [("fixed", "fixed", "beta"), ("fixed~", "fixed", "beta_tilde"), ("rho0", "rho0", "learned"),
+        ("vsm", "vsm", "learned"), ("vsm10", "vsm10", "learned")]
+#: each method's own sampling variance (the sweeps')
+VARIANCE_OF = {"fixed": "beta", "rho0": "learned", "vsm": "learned", "vsm10": "learned"}
+_SMOKE = ("data.n=64", "sample.steps=10", "model.base_channels=8", "model.channel_mult=[1, 2]", "diffusion.T=40",
+          "train.steps=6", "train.batch_size=8", "train.save_every=3", "train.warmup=2", "train.log_every=2")
+PROFILES: dict[str, dict[str, Any]] = {
+    "smoke": dict(size=32, config_suffix="cpu", overrides=_SMOKE, seeds=[0, 1], n=8, batch=8,
+                  ddpm_steps=None, record_last=12, n_calib=500, n_exact=4, n_score=8, score_ts=[0, 5, 20],
+                  ddim_steps=[5, 10], n_sweep=4, step_sweep=[3], sweep_ddpm_steps=None, hybrid_taus=[10, 30],
+                  n_hybrid=8, audit_n=16, grad_ts=[[0, 5], [5, 20], [20, 39]], n_grad=4, threads=1,
+                  dial_windows=[None, 3], n_dial=4, encoder_steps=20),
+    "default": dict(size=32, config_suffix="cpu", overrides=(), seeds=[0],
+                    extra_seeds={"fixed": [1], "rho0": [1], "vsm": [1], "vsm10": [1]}, n=128, batch=64,
+                    ddpm_steps=250, record_last=12, n_calib=20000, n_exact=64, n_score=16,
+                    score_ts=[0, 5, 10, 20, 50, 100, 200, 400, 700], ddim_steps=[10, 25, 50, 100, 250], n_sweep=32,
+                    step_sweep=[1000, 3000], sweep_ddpm_steps=100, hybrid_taus=[100, 300], n_hybrid=128, audit_n=200,
+                    grad_ts=[[0, 10], [10, 100], [100, 1000]], n_grad=4, threads=2, sweep_methods=["fixed", "rho0", "vsm"],
+                    dial_windows=[None, 12, 8, 5], n_dial=64, audit_offset=40, encoder_steps=200),
+    # full: seeds, overrides and step_sweep come from the GPU run's runs/full06/full06.json; the CPU-side sections
+    # evaluate the 64-px checkpoints brought back; hybrids need the UNet for every step of every sample: default only
+    "full": dict(size=64, config_suffix="gpu", overrides=(), seeds=[0, 1, 2], n=600, batch=64,
+                 ddpm_steps=250, record_last=12, n_calib=20000, n_exact=64, n_score=16,
+                 score_ts=[0, 5, 10, 20, 50, 100, 200, 400, 700], ddim_steps=[10, 25, 50, 100, 250], n_sweep=200,
+                 step_sweep=[], sweep_ddpm_steps=250, hybrid_taus=[], n_hybrid=0, audit_n=240,
+                 grad_ts=[[0, 10], [10, 100], [100, 1000]], n_grad=4, threads=2, npz_dir="runs/full06",
+                 dial_windows=[None, 24, 16, 10], n_dial=64, encoder_steps=200),
+}
+_FULL_HOW = ("On a GPU machine run `PYTHONPATH=. python3 benchmarks/full06_gpu.py run --out OUT`, then here "
+             "`python benchmarks/full06_gpu.py unpack OUT`")
 
 
 def unet_term_gradient_norms(model: nn.Module, x0: torch.Tensor, t: int, eps: torch.Tensor, schedule,
@@ -271,27 +82,197 @@ def unet_term_gradient_norms(model: nn.Module, x0: torch.Tensor, t: int, eps: to
     return term_gradient_norms(model, x0, t, eps, schedule, rho=rho, time_weight=time_weight, decoder=decoder)
 
 
-def train_in_process(spec: Spec, out: str | os.PathLike, root: str | os.PathLike = ".", extra: Sequence[str] = ()) -> Path:
-    """Train ``spec`` into ``out`` inside this process (:func:`vsmlab.diffusion.runs.train_run`, the function
-    ``vsmlab train`` calls, on the CPU); for tiny smoke runs. Errors as :func:`train_run` raises them."""
-    return train_run(Path(root) / spec.config, out, overrides=[*spec.all_overrides, *extra], device="cpu",
-                     log=None).latest
+@dataclass
+class ShapesStudy:
+    """Notebook 06's models and sample sets under one profile (build it with :meth:`open`).
+
+    models: {(method, seed): Model}; loaded: {(method, seed): LoadedModel} of the checkpoints present (the full
+    profile may lack some); gpu_dir / gpu_record: the GPU run's folder and record (full profile, else None)."""
+
+    profile: str
+    cfg: dict[str, Any]
+    study: Study
+    models: dict[tuple[str, int], Model]
+    loaded: dict[tuple[str, int], LoadedModel] = field(default_factory=dict)
+    gpu_dir: Path | None = None
+    gpu_record: dict[str, Any] | None = None
+    sample_seed: int = 1000
+
+    @classmethod
+    def open(cls, profile: str, cfg: dict[str, Any], root: str | os.PathLike, seed: int = 0,
+             no_cache: bool | None = None) -> "ShapesStudy":
+        """The study of ``profile`` (``cfg`` = its PROFILES entry, updated in place with the GPU run's seeds in the
+        full profile): models trained or checked, the present checkpoints loaded. no_cache (None: reads
+        ``$VSMLAB_NO_CACHE``): ignore the shipped checkpoints and train from the configs."""
+        root = Path(root)
+        if no_cache is None:
+            no_cache = os.environ.get("VSMLAB_NO_CACHE", "").lower() in ("1", "true", "yes")
+        gpu_dir, record, gpu = None, None, None
+        if profile == "full":
+            gpu_dir = root / cfg["npz_dir"]
+            record = _full_record(gpu_dir, cfg)
+        extra = cfg.get("extra_seeds", {})
+        models = {}
+        for m, (stem, over) in METHOD_CONFIGS.items():
+            for k in sorted({*cfg["seeds"], *extra.get(m, [])}):
+                models[(m, k)] = Model(m, k, f"configs/shapes-{stem}-{cfg['config_suffix']}.toml",
+                                       (*over, *cfg["overrides"]))
+        if profile == "full":  # the GPU run's checkpoints: <method>-seed<k>/latest.pt, as many as its transfer held
+            gpu = {mod.name: gpu_dir / mod.name / "latest.pt" for mod in models.values()
+                   if (gpu_dir / mod.name / "latest.pt").is_file()}
+        runs = (Path(tempfile.mkdtemp(prefix="vsmlab06-smoke-")) if profile == "smoke"  # never inside the repository
+                else root / "runs" / "shapes32-notebook")
+        study = Study(root, runs, root / "checkpoints" / f"shapes{cfg['size']}", use_shipped=profile == "default" and not no_cache,
+                      gpu=gpu, image_size=cfg["size"], workers=0 if profile == "smoke" else 2)
+        self = cls(profile, cfg, study, models, gpu_dir=gpu_dir, gpu_record=record, sample_seed=1000 + seed)
+        if gpu is None:
+            study.ensure(list(models.values()))
+        self.loaded = {key: study.load(mod) for key, mod in models.items() if study.exists(mod)}
+        return self
+
+    @property
+    def seeds(self) -> list[int]:
+        """The training seeds every row has (the primary sets)."""
+        return list(self.cfg["seeds"])
+
+    def seeds_of(self, method: str) -> list[int]:
+        """Every training seed of ``method`` (the primary ones and the further ones of section 5b)."""
+        return sorted(k for m, k in self.models if m == method)
+
+    @property
+    def cpu_methods(self) -> list[str]:
+        """Methods whose first-seed checkpoint is on this machine (all but in a full profile that left some out)."""
+        return [m for m in METHOD_CONFIGS if (m, self.seeds[0]) in self.loaded]
+
+    @property
+    def cpu_seeds(self) -> list[int]:
+        """Primary seeds whose checkpoints are here for every method of :attr:`cpu_methods`."""
+        return [k for k in self.seeds if all((m, k) in self.loaded for m in self.cpu_methods)]
+
+    @property
+    def device_of_samples(self) -> str:
+        """Where the sample sets were drawn (results.csv)."""
+        return f"cuda: {self.gpu_record['device']}" if self.gpu_record else "cpu"
+
+    @property
+    def hardware(self) -> str:
+        """"GPU" or "CPU": where the models trained."""
+        return "GPU" if self.gpu_record else "CPU"
+
+    def load(self, method: str, k: int, weights: str = "ema", step: int | None = None) -> LoadedModel:
+        """A model with other weights or from an intermediate checkpoint (the loaded EMA model otherwise)."""
+        if weights == "ema" and step is None and (method, k) in self.loaded:
+            return self.loaded[(method, k)]
+        return self.study.load(self.models[(method, k)], weights, step)
+
+    def has_step(self, method: str, k: int, step: int) -> bool:
+        """Whether the intermediate checkpoint of ``step`` exists (shipped or trained)."""
+        return self.study.exists(self.models[(method, k)], step)
+
+    def shipped_weights_only(self, method: str, k: int) -> bool:
+        """Whether the model's file is a shipped EMA-only safetensors file (no raw weights to sweep)."""
+        return self.study.source(self.models[(method, k)]) == "shipped"
+
+    def train_step(self, method: str, k: int) -> int:
+        """Training step of a model: its checkpoint's, or (full profile, no checkpoint here) the run's common step."""
+        lm = self.loaded.get((method, k))
+        return lm.step if lm is not None else int(self.gpu_record["common_step"])
+
+    def _steps(self, steps: int | str | None) -> int | None:
+        return self.cfg["ddpm_steps"] if steps == "primary" else steps
+
+    def drawn(self, method: str, k: int, variance: str = "auto", sampler: str = "ddpm",
+              steps: int | str | None = "primary", weights: str = "ema", ckpt_step: int | None = None,
+              clip: bool = True, variance_frac: float | None = None, seed: int | None = None) -> bool:
+        """Whether this set can be had: here, when the checkpoint it needs is (an intermediate step's file, raw
+        weights the file keeps); in the full profile, when the GPU run drew it. A False prints one line saying why."""
+        if self.gpu_dir is None:
+            if ckpt_step is not None and not self.has_step(method, k, ckpt_step):
+                print(f"{method} seed {k}: no checkpoint of step {ckpt_step}; skipped")
+                return False
+            if weights == "raw" and self.shipped_weights_only(method, k):
+                print(f"{method} seed {k}: the shipped file keeps the EMA weights only; no raw-weights set")
+                return False
+            return True
+        if variance_frac is not None or seed is not None:
+            print(f"{method} seed {k}: the GPU run drew no sets with Sigma forced or a fresh sampling seed; they are "
+                  "measured in the default profile")
+            return False
+        path = gpu_sample_path(self.gpu_dir, method, k, sampler, self._steps(steps), variance, weights, ckpt_step, clip)
+        if not path.is_file():
+            print(f"not drawn in the GPU run (its sampling deadline came first): {path.name}; skipped")
+        return path.is_file()
+
+    def samples(self, method: str, k: int, variance: str = "auto", sampler: str = "ddpm",
+                steps: int | str | None = "primary", weights: str = "ema", n: int | None = None, record_last: int = 0,
+                ckpt_step: int | None = None, eta: float = 0.0, clip: bool = True,
+                variance_frac: float | None = None, seed: int | None = None) -> dict[str, Any]:
+        """One sample set of one model (:func:`vsmlab.lab.sample_store.sample_set`'s dict): drawn with the study's
+        sampling seed (or ``seed``) and cached here, or read from the GPU run's file (full profile)."""
+        steps = self._steps(steps)
+        if self.gpu_dir is not None:
+            if variance_frac is not None or seed is not None:
+                raise ValueError("the GPU run drew no forced-Sigma or fresh-seed sets; these run in the default profile")
+            z = load_npz_samples(gpu_sample_path(self.gpu_dir, method, k, sampler, steps, variance, weights, ckpt_step, clip))
+            out = {"images": torch.from_numpy(z["images"]), "batch_seed": torch.from_numpy(z["batch_seed"]),
+                   "batch_row": torch.from_numpy(z["batch_row"])}
+            if record_last:  # the GPU run kept x0_hat for a few rows (trajectory_rows) and the detector scores of all
+                out["x0_hat"] = torch.from_numpy(z["trajectory_x0_hat"][-record_last:])
+                out["recorded_steps"] = torch.from_numpy(z["trajectory_steps"][-record_last:])
+                out["traj_rows"] = [int(i) for i in z["trajectory_rows"]]
+                out["scores"] = {"last 10 steps": torch.from_numpy(z["x0hat_var_last10"]),
+                                 "t in 20..35": torch.from_numpy(z["x0hat_var_t20_35"])}
+            return out
+        return sample_set(self.load(method, k, weights, ckpt_step), n or self.cfg["n"],
+                          self.sample_seed if seed is None else seed, sampler=sampler, steps=steps, variance=variance,
+                          eta=eta, batch_size=self.cfg["batch"], record_last=record_last, clip_x0=clip,
+                          variance_frac=variance_frac)
+
+    def describe(self) -> str:
+        """Where the models come from, in a few lines (the notebook prints it)."""
+        first = next(iter(self.loaded.values()))
+        src = {"shipped": "shipped checkpoints (checkpoints/shapes32/)", "trained": "models trained by this run",
+               "gpu": "the GPU run's checkpoints"}[self.study.source(next(iter(self.models.values())))]
+        k0 = self.seeds[0]
+        n_par = {m: sum(p.numel() for p in self.loaded[(m, k0)].model.parameters()) for m in ("rho0", "fixed")
+                 if (m, k0) in self.loaded}
+        lines = [f"{len(self.loaded)} models from {src}; step {first.step}; UNet parameters: "
+                 + ", ".join(f"{'learned' if m == 'rho0' else 'fixed'} variance {v:,}" for m, v in n_par.items())]
+        times = self.study.training_times() if self.study.source(next(iter(self.models.values()))) == "shipped" else {}
+        if times:
+            lines.append(f"shipped models: training wall time per model {min(times.values()):.0f}-{max(times.values()):.0f} s "
+                         "(1 thread each, 2 to 4 trainings at a time on a shared 2-core CPU: checkpoints/shapes32/README.md)")
+        if self.cpu_methods != list(METHOD_CONFIGS):
+            lines.append(f"checkpoints here for {self.cpu_methods} (seed {k0}); the sections that evaluate a model on this "
+                         f"CPU skip {[m for m in METHOD_CONFIGS if m not in self.cpu_methods]}")
+        return "\n".join(lines)
 
 
-def ensure_trained(specs: Sequence[Spec], runs_root: str | os.PathLike, root: str | os.PathLike = ".",
-                   workers: int = 2, in_process: bool = False, extra: Sequence[str] = ()) -> dict[str, Path]:
-    """Train every spec whose ``runs_root/<name>/latest.pt`` is missing (:func:`vsmlab.lab.jobs.run_jobs`:
-    ``workers`` CLI subprocesses with one thread each, or in this process); returns {spec.name: latest.pt}. A failed
-    run raises RuntimeError naming the spec and the CLI's message; a half-written run folder (no latest.pt) is
-    refused by the CLI."""
-    out: dict[str, Path] = {}
-    jobs = []
-    for s in specs:
-        folder = run_dir(runs_root, s)
-        out[s.name] = ck.latest_path(folder)
-        if not out[s.name].exists():
-            argv = [sys.executable, *train_command(s, folder, extra)[1:]]
-            jobs.append(Job(f"vsmlab train {s.name}", argv,
-                            functools.partial(train_in_process, s, folder.resolve(), Path(root).resolve(), extra)))
-    run_jobs(jobs, root, 0 if in_process else max(1, workers))
-    return out
+def _full_record(gpu_dir: Path, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Read the GPU run's record, keep the seeds with a primary set for every row, update ``cfg`` and print what ran."""
+    path = gpu_dir / "full06.json"
+    if not path.exists():
+        raise FileNotFoundError(f"full profile: {path} is missing: the full profile has not been run in this checkout. "
+                                f"{_FULL_HOW}")
+    record = json.loads(path.read_text())
+
+    def primary_drawn(method: str, k: int) -> bool:
+        return all(gpu_sample_path(gpu_dir, method, k, "ddpm", cfg["ddpm_steps"], v).exists()
+                   for _, m_, v in ROWS if m_ == method)
+
+    complete = [k for k in record["seeds"] if all(primary_drawn(m, k) for m in METHOD_CONFIGS)]
+    if not complete:
+        raise FileNotFoundError(f"full profile: no training seed has a primary sample set for every model row in "
+                                f"{gpu_dir}/samples (the GPU run's sampling deadline came first)")
+    partial = {m: [k for k in record["seeds"] if k not in complete and primary_drawn(m, k)] for m in METHOD_CONFIGS}
+    cfg.update(seeds=complete, extra_seeds={m: ks for m, ks in partial.items() if ks},
+               overrides=tuple(record.get("extra_train_overrides", ())), step_sweep=record.get("sweep_steps", []))
+    not_run = record["samples_not_run"]
+    print(f"full profile: GPU run of {record['started']} on {record['device']} (torch {record['torch']}, CUDA "
+          f"{record['cuda']}): {len(record['steps_saved'])} runs trained {record['stages']['train']:.0f} s at once, "
+          f"every model taken at the common step {record['common_step']}; {len(record['samples_done'])} sample sets "
+          f"drawn in {record['stages']['sample']:.0f} s")
+    print(f"seeds with a primary set for every row: {complete}; further seeds per method (section 5b): "
+          f"{cfg['extra_seeds'] or 'none'}; sets not drawn before the GPU run's deadline: {len(not_run)} "
+          f"({', '.join(not_run[:6])}{', ...' if len(not_run) > 6 else ''})")
+    return record
