@@ -337,7 +337,7 @@ if SECONDARY:
           + f"; below 0.05: {sum(h.reject)}")
 CMP_RATES = {m: [CMP[(m, k)]["invalid"] / N for k in CMP_SEEDS] for m in ("rho0", "vsm") if m in CMP_ROWS}
 CMP_RESULT = CMP_PAIRS.get(("vsm", "rho0"), (None, None))[1]
-DESIGN, SEEDS_25 = None, None
+DESIGN = None
 if CMP_RESULT is not None:
     for row in CMP_ROWS:
         ks = sorted(k for r_, k in CMP if r_ == row)
@@ -348,12 +348,7 @@ if CMP_RESULT is not None:
                                      [CMP[("rho0", k)]["invalid"] for k in CMP_SEEDS], N)
     print(f"power of vsm - rho0 at 80% (two-sided 5%), the design that was run and the paper's one-run-per-method "
           f"design:\n{DESIGN}")
-    SEEDS_25 = next((s_ for s_ in range(2, 201) if stats.paired_mde(DESIGN.paired.sd, s_).exact
-                     <= 0.25 * DESIGN.baseline_rate), None) if DESIGN.paired.sd > 0 else None
-    print(f"seeds needed for the paired design to detect a 25% reduction ({100 * 0.25 * DESIGN.baseline_rate:.1f} pp) "
-          f"at 80% power, taking the observed paired sd ({100 * DESIGN.paired.sd:.2f} pp, df {DESIGN.paired.df}) as "
-          f"true: {(SEEDS_25 or 'more than 200') if DESIGN.paired.sd > 0 else 'not computable (sd 0)'} (a rough guide: an sd from {len(CMP_SEEDS)} seeds is "
-          "itself very uncertain)")
+    print(DESIGN.seeds_text())
 else:
     print("one training seed for the comparison of record: no paired interval over seeds")
 

@@ -68,8 +68,8 @@
 #
 # **Prerequisites.** Notebook 06 (the study design, paired comparisons, strict validators).
 #
-# **Time.** cold: the lesson LESSON_COLD, the whole notebook TOTAL_COLD on a 2-core CPU (from an empty sample cache; the
-# models are shipped); a few minutes when the sample sets are cached.
+# **Time.** cold on a 2-core CPU (an empty cache; the models are shipped): the lesson about 6 min (344 s), the whole
+# notebook about 32 min (1,906 s); a few minutes when the sample sets are cached.
 
 # %% tags=["parameters"]
 profile = "default"  # smoke | default | full
@@ -78,7 +78,6 @@ figures_dir = ""  # "" -> figures/07_semantic_benchmarks (default), figures/<pro
 samples_dir = ""  # full profile: the folder benchmarks/full07_gpu.py unpacked (full07.json, samples/); "" -> runs/full07
 
 # %%
-import json
 import math
 import time
 from pathlib import Path
@@ -87,7 +86,6 @@ import chess
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from matplotlib.patches import Rectangle
 
 from vsmlab.analysis import stats
 from vsmlab.analysis.answer import AnswerRow, Interval, answer_table, ceiling, paired_interval, sigma_shift
@@ -97,8 +95,11 @@ from vsmlab.data import chessboards as CB
 from vsmlab.lab.notebook import start
 from vsmlab.lab.plotting import PALETTE
 from vsmlab.lab.sample_store import load_sample_images
-from vsmlab.lab.semantic_study import (COLOURS, LABELS, PROFILES, SemanticStudy, card_coverage, compare_rates,
-                                       piece_counts, rule_rates)
+from vsmlab.lab.semantic_figures import (cards_roc_figure, cards_rule_gallery, cards_score_histograms,
+                                        chess_boards_figure, show_grid, step_sweep_figure, training_curves,
+                                        variance_figure)
+from vsmlab.lab.semantic_study import (COLOURS, LABELS, PROFILES, SemanticStudy, card_coverage, chess_readings,
+                                       chess_report, compare_rates, paired_text, piece_counts, readable_share, rule_rates)
 from vsmlab.lab.study import load_checkpoint_model
 
 torch.set_num_threads(1)
@@ -109,14 +110,6 @@ print(f"profile={profile} seed={seed}; Cards calibrated at {cfg['cards_sizes']} 
       f"grids and {cfg['cards_per_kind']} per corruption; chess: {cfg['chess_positions']} positions, {cfg['chess_real']} "
       f"rendered at {cfg['chess_sizes']} px, {cfg['chess_per_kind']} per corruption")
 
-
-def show_grid(ax, images: torch.Tensor, title: str = "") -> None:
-    """Show uint8 images [B, C, H, W] side by side on one axis."""
-    x = images.permute(0, 2, 3, 1).numpy()
-    row = np.concatenate([np.pad(im, ((2, 2), (2, 2), (0, 0)), constant_values=255) for im in x], axis=1)
-    ax.imshow(row[:, :, 0] if row.shape[2] == 1 else row, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-    ax.set_title(title, fontsize=9)
-    ax.axis("off")
 
 # %% [markdown]
 # ## Cards: the benchmark and its semantic space
@@ -213,27 +206,7 @@ for (size, rgb), cal in calibrations.items():
         print(f"  {size} px {k:<10} caught: at 0.95 {a}; at {LAB_THRESHOLD} {b}")
 saver.save_table(sweep_rows, "cards_threshold_sweep")
 
-fig, axes = plt.subplots(1, len(calibrations) + 1, figsize=(5 * (len(calibrations) + 1), 3.8))
-for ax, ((size, rgb), cal) in zip(axes, calibrations.items()):
-    ax.plot(cal.roc["fpr"], cal.roc["tpr"], color=PALETTE["vsm"])
-    positives = torch.cat([cal.scores[k] for k in SCORE_KINDS])
-    for thr, marker in ((C.THRESHOLD, "o"), (LAB_THRESHOLD, "s")):
-        fpr, tpr = float((cal.negative_scores < thr).double().mean()), float((positives < thr).double().mean())
-        ax.plot([fpr], [tpr], marker, color="k", label=f"threshold {thr}: FPR {fpr:.3f}, TPR {tpr:.3f}")
-    ax.set(xlim=(-0.02, 1), ylim=(0, 1.02), xlabel="noisy real grids flagged (FPR)", ylabel="corruptions flagged (TPR)",
-           title=f"ROC, {size} px {'RGB' if rgb else 'gray'} (AUC {float(cal.roc['auc']):.4f})")
-    ax.legend(fontsize=7, loc="lower right")
-ax = axes[-1]
-thr_axis = np.linspace(0.85, 1.0, 301)
-cal0 = calibrations[cfg["cards_sizes"][0]]
-for k in SCORE_KINDS:
-    ax.plot(thr_axis, [(cal0.scores[k] < t).double().mean().item() for t in thr_axis], label=k)
-ax.plot(thr_axis, [(cal0.negative_scores < t).double().mean().item() for t in thr_axis], "k--", label="noisy real")
-ax.axvline(C.THRESHOLD, color="grey", lw=0.8)
-ax.axvline(LAB_THRESHOLD, color="k", lw=0.8)
-ax.set(xlabel="threshold", ylabel="share flagged", title=f"flagged vs threshold, {cfg['cards_sizes'][0][0]} px (lines: 0.95, lab)")
-ax.legend(fontsize=7)
-fig.tight_layout()
+fig = cards_roc_figure(calibrations, SCORE_KINDS, C.THRESHOLD, LAB_THRESHOLD, cfg["cards_sizes"][0], PALETTE["vsm"])
 saver.save(fig, "cards_roc")
 plt.show()
 
@@ -375,12 +348,7 @@ if ("vsm", "rho0") in SEED_PAIRS:
                                            [int(SEED_VERDICTS[("rho0", k)].hallucinated.sum()) for k in ks_], n_per)
     print(f"power of VSM - rho = 0 at 80% (two-sided 5%), the design that was run and the paper's one-run-per-method "
           f"design:\n{CARDS_DESIGN}")
-    CARDS_SEEDS_25 = next((s_ for s_ in range(2, 201) if stats.paired_mde(CARDS_DESIGN.paired.sd, s_).exact
-                           <= 0.25 * CARDS_DESIGN.baseline_rate), None) if CARDS_DESIGN.paired.sd > 0 else None
-    print(f"seeds needed for the paired design to detect a 25% reduction ({100 * 0.25 * CARDS_DESIGN.baseline_rate:.1f} "
-          f"pp) at 80% power, taking the observed paired sd ({100 * CARDS_DESIGN.paired.sd:.2f} pp, df "
-          f"{CARDS_DESIGN.paired.df}) as true: {(CARDS_SEEDS_25 or 'more than 200') if CARDS_DESIGN.paired.sd > 0 else 'not computable (sd 0)'} (a rough guide: an sd from "
-          f"{len(ks_)} seeds is itself very uncertain)")
+    print(CARDS_DESIGN.seeds_text())
 else:
     print("one training seed per model in this run: no seed-to-seed spread to report")
 print(f"lesson done in {time.perf_counter() - saver.started:.0f} s (every sample set above drawn, or read from the cache)")
@@ -490,28 +458,13 @@ for sch in (cosine(1000), linear(1000, 1e-4, 0.02)):
 # penalty). A model that has not converged is visible here before any sample is judged.
 
 # %%
-fig, ax = plt.subplots(1, 2, figsize=(11, 3.4))
-for m in SEM.methods:
-    log = SEM.log_path("cards", m, CARD_CKPTS)
-    if not log.exists():
-        print(f"{m}: no training log at {log}")
-        continue
-    recs = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    if not recs:
-        print(f"{m}: no logged step in {log}")
-        continue
-    steps_ = [r["step"] for r in recs]
-    ax[0].plot(steps_, [r["mse"] for r in recs], color=COLOURS[m], label=LABELS[m])
-    if m != "fixed":
-        ax[1].plot(steps_, [r["vb"] for r in recs], color=COLOURS[m], label=LABELS[m])
-    last = recs[-1]
-    print(f"{m:<6} last logged step {last['step']}: mse {last['mse']:.4f}, vb {last['vb']:.4g}, vsm {last['vsm']:.3g}; "
-          f"min mse {min(r['mse'] for r in recs):.4f}")
-ax[0].set(yscale="log", xlabel="step", ylabel="eps-MSE", title="eps-MSE per logged step")
-ax[1].set(yscale="log", xlabel="step", ylabel="VB (bits/dim)", title="VB term (learned-variance models)")
-for a in ax:
-    a.legend(fontsize=7)
-fig.tight_layout()
+LOGS = {m: SEM.training_log("cards", m, CARD_CKPTS) for m in SEM.methods}
+for m, recs in LOGS.items():
+    if recs:
+        last = recs[-1]
+        print(f"{m:<6} last logged step {last['step']}: mse {last['mse']:.4f}, vb {last['vb']:.4g}, vsm {last['vsm']:.3g}; "
+              f"min mse {min(r['mse'] for r in recs):.4f}")
+fig = training_curves({m: recs for m, recs in LOGS.items() if recs}, LABELS, COLOURS)
 saver.save(fig, "cards_training")
 plt.show()
 
@@ -525,21 +478,8 @@ plt.show()
 
 # %%
 cal = calibrations.get((size, rgb)) or C.calibrate_cards(cfg["cards_real"], cfg["cards_per_kind"], seed, size, rgb)
-fig, ax = plt.subplots(figsize=(10, 3.6))
-bins = np.linspace(-0.2, 1.0, 121)
-share = lambda x: np.full(x.numel(), 1.0 / x.numel())  # noqa: E731  (each histogram sums to 1)
-ax.hist(cal.negative_scores.numpy(), bins=bins, weights=share(cal.negative_scores), alpha=0.5, color=PALETTE["data"],
-        label="real + noise 0.02")
-for k in ("blend", "wrong_pips", "noise", "shift"):
-    ax.hist(cal.scores[k].numpy(), bins=bins, weights=share(cal.scores[k]), histtype="step", lw=1, label=f"corruption: {k}")
-for m, ls in zip(SEM.methods, ("-", "--", ":", "-.")):
-    w = verdicts[m][1].worst_score
-    ax.hist(w.numpy(), bins=bins, weights=share(w), histtype="step", lw=2, ls=ls, color=COLOURS[m], label=LABELS[m])
-ax.axvline(C.THRESHOLD, color="grey", lw=0.8)
-ax.axvline(LAB_THRESHOLD, color="k", lw=0.8)
-ax.set(yscale="log", xlabel="worst-quadrant best NCC", ylabel="share of images", title=f"{size}-px Cards: samples vs real grids and corruptions")
-ax.legend(fontsize=7, ncol=2)
-fig.tight_layout()
+fig = cards_score_histograms(cal, {m: verdicts[m][1].worst_score for m in SEM.methods}, C.THRESHOLD, LAB_THRESHOLD, size,
+                             LABELS, COLOURS, PALETTE["data"])
 saver.save(fig, "cards_scores")
 plt.show()
 templates = C.lab_templates(size // 2, rgb)
@@ -575,48 +515,10 @@ for m in SEM.methods:
 # taking image i.
 
 # %%
-GALLERY_ORDER = [m for m in ("rho0", "vsm", "vsm10", "fixed") if m in SEM.methods]
-CORNERS = [(0, 0), (0, 1), (1, 0), (1, 1)]  # (row, column) of TL, TR, BL, BR
-
-shown_rules = [r for r in C.CATEGORIES if any(r in c for m in GALLERY_ORDER for c in verdicts[m][1].categories)]
-if shown_rules:
-    fig, axes = plt.subplots(len(shown_rules), 6, figsize=(13, 2.5 * len(shown_rules)), squeeze=False)
-    half = size // 2
-    for row, rule in zip(axes, shown_rules):
-        queues = {m: [i for i, c in enumerate(verdicts[m][1].categories) if rule in c] for m in GALLERY_ORDER}
-        picks, used = [], set()  # models share their sampling noise: show each sample index once
-        while len(picks) < 6 and any(queues.values()):
-            for m in GALLERY_ORDER:
-                while queues[m] and queues[m][0] in used:
-                    queues[m].pop(0)
-                if queues[m] and len(picks) < 6:
-                    used.add(queues[m][0])
-                    picks.append((m, queues[m].pop(0)))
-        print(f"{rule}: " + ", ".join(f"{LABELS[m]} {sum(rule in c for c in verdicts[m][1].categories)} of "
-                                      f"{len(verdicts[m][1].categories)}" for m in GALLERY_ORDER) + "; shown:")
-        for ax, (m, i) in zip(row, picks):
-            img = card_samples[m][0][i]
-            v = verdicts[m][1]
-            bad = v.offending_quadrants(i, rule)
-            q = min(bad, key=lambda q_: float(v.scores[i, q_]))
-            j = int(v.cards[i, q])
-            face = templates.faces[j]
-            canvas = torch.full((img.shape[0], size, size + 4 + half), 255, dtype=torch.uint8)
-            canvas[:, :, :size] = img
-            canvas[:, :half, size + 4:] = face if face.shape[0] == img.shape[0] else face.float().mean(0, keepdim=True).round().to(torch.uint8)
-            arr = canvas.permute(1, 2, 0).numpy()
-            ax.imshow(arr[:, :, 0] if arr.shape[2] == 1 else arr, cmap="gray", vmin=0, vmax=255)
-            for q_ in bad:
-                r_, c_ = CORNERS[q_]
-                ax.add_patch(Rectangle((c_ * half - 0.5, r_ * half - 0.5), half, half, fill=False, ec="red", lw=1.5))
-            ax.set_title(f"{m} #{i}: {'TL TR BL BR'.split()[q]} ~ {v.names[j]}\nNCC {float(v.scores[i, q]):.3f}",
-                         fontsize=8)
-            print(f"  {LABELS[m]:<20} sample {i:>3}: rules {', '.join(v.categories[i])}; read as {' '.join(v.codes(i))}; "
-                  "quadrant NCC " + " ".join(f"{float(x):.3f}" for x in v.scores[i]))
-        for ax in row:
-            ax.axis("off")
-        row[0].text(-0.08, 0.5, rule, transform=row[0].transAxes, rotation=90, va="center", ha="right", fontsize=9)
-    fig.tight_layout()
+GALLERY_ORDER = [m for m in ("rho0", "vsm", "vsm10", "fixed") if m in SEM.methods]  # learned variance first
+fig = cards_rule_gallery({m: card_samples[m][0] for m in GALLERY_ORDER}, {m: verdicts[m][1] for m in GALLERY_ORDER},
+                         GALLERY_ORDER, C.CATEGORIES, templates, LABELS)
+if fig is not None:
     saver.save(fig, "cards_hallucinations_by_rule")
     plt.show()
 else:
@@ -766,16 +668,7 @@ if LEARNED:
         r0 = [r for r in VAR_ROWS if r["method"] == LEARNED[0]]
         print(f"  {LABELS[m]:<20} " + " ".join(f"t={r['t']}: {r['eps_diff_from_rho0']:.2e} ({q['eps_mse']:.2e})"
                                                  for r, q in zip(rs, r0)))
-    fig, ax = plt.subplots(1, 2, figsize=(11, 3.4))
-    for m in LEARNED:
-        rs = [r for r in VAR_ROWS if r["method"] == m and r["t"] > 0]
-        ax[0].plot([r["t"] for r in rs], [r["frac"] for r in rs], marker="o", color=COLOURS[m], label=LABELS[m])
-        ax[1].plot([r["t"] for r in rs], [r["sigma_over_beta_tilde"] for r in rs], marker="o", color=COLOURS[m], label=LABELS[m])
-    ax[0].set(xscale="log", xlabel="t", ylabel="mean frac", title="learned variance: 0 = beta_tilde_t, 1 = beta_t")
-    ax[1].set(xscale="log", xlabel="t", ylabel="Sigma / beta_tilde_t", title="learned Sigma relative to its lower end")
-    for a in ax:
-        a.legend(fontsize=7)
-    fig.tight_layout()
+    fig = variance_figure(VAR_ROWS, LEARNED, LABELS, COLOURS)
     saver.save(fig, "cards_variance")
     saver.save_table(VAR_ROWS, "cards_variance")
     plt.show()
@@ -831,22 +724,11 @@ if SWEEP_FILES:
         SWEEP_ROWS.append(dict(method=m, step=final_step[m], n=v.hallucinated.numel(), hallucinated=int(v.hallucinated.sum()),
                                median_quadrant_ncc=round(float(v.scores.median()), 4),
                                median_worst_ncc=round(float(v.worst_score.median()), 4)))
-    fig, ax = plt.subplots(1, 2, figsize=(11, 3.4))
-    for m in SWEPT:
-        rs = sorted((r for r in SWEEP_ROWS if r["method"] == m), key=lambda r: r["step"])
-        rates = [wilson_interval(r["hallucinated"], r["n"]) for r in rs]
-        print(f"{LABELS[m]:<20} " + "; ".join(f"step {r['step']}: {x} (n={r['n']}), median quadrant NCC {r['median_quadrant_ncc']:.3f}"
-                                               for r, x in zip(rs, rates)))
-        steps_ = [r["step"] for r in rs]
-        ax[0].errorbar(steps_, [100 * x.rate for x in rates], yerr=[[100 * (x.rate - x.low) for x in rates],
-                       [100 * (x.high - x.rate) for x in rates]], marker="o", capsize=3, color=COLOURS[m], label=LABELS[m])
-        ax[1].plot(steps_, [r["median_quadrant_ncc"] for r in rs], marker="o", color=COLOURS[m], label=LABELS[m])
-    ax[0].set(xlabel="training step", ylabel=f"hallucinated at {LAB_THRESHOLD} (%)", title="rate vs training step (95% Wilson)")
-    ax[1].axhline(LAB_THRESHOLD, color="k", lw=0.8)
-    ax[1].set(xlabel="training step", ylabel="median quadrant NCC", title="how card-like the quadrants are")
-    for a in ax:
-        a.legend(fontsize=7)
-    fig.tight_layout()
+    SWEPT_ROWS = {m: sorted((r for r in SWEEP_ROWS if r["method"] == m), key=lambda r: r["step"]) for m in SWEPT}
+    for m, rs in SWEPT_ROWS.items():
+        print(f"{LABELS[m]:<20} " + "; ".join(f"step {r['step']}: {wilson_interval(r['hallucinated'], r['n'])} (n={r['n']}), "
+                                               f"median quadrant NCC {r['median_quadrant_ncc']:.3f}" for r in rs))
+    fig = step_sweep_figure(SWEPT_ROWS, LAB_THRESHOLD, LABELS, COLOURS)
     saver.save(fig, "cards_training_steps")
     saver.save_table(SWEEP_ROWS, "cards_training_steps")
     plt.show()
@@ -1038,68 +920,7 @@ plt.show()
 # same noise as final board i and the two can be compared board by board.
 
 # %%
-def chess_templates(size: int) -> CB.ChessTemplates | None:
-    """The tiles the GPU machine rendered its training boards with (full), else None (this machine's own)."""
-    tiles = SEM.gpu_tiles(size)
-    if tiles is None:
-        return None
-    diff = np.abs(tiles.astype(np.int16) - CB.lab_tiles(size).astype(np.int16))
-    print(f"chess tiles of the GPU machine: max |difference| from this machine's {int(diff.max())} of 255, "
-          f"pixels that differ {100 * float((diff > 0).mean()):.3f}%; samples are read against the GPU machine's")
-    return CB.ChessTemplates(tiles, "gpu machine")
-
-
-def readable_share(v: CB.ChessVerdict) -> torch.Tensor:
-    """[B]: the share of each board's 64 squares that match some tile within the validator's limit."""
-    return v.readable.flatten(1).double().mean(1)
-
-
-def paired_text(d: stats.PairedDifference, digits: int = 2) -> str:
-    """A paired difference of per-board shares in percentage points: mean [t-interval], detectable effect."""
-    lo, hi = (f"{100 * x:+.{digits}f}" for x in d.interval)
-    return (f"{100 * d.mean.mean:+.{digits}f} pp [{lo}, {hi}], detectable "
-            + (f"{100 * d.mde:.{digits}f} pp" if d.mde == d.mde else "undefined (no board differs)"))
-
-
-def pieces_read(v: CB.ChessVerdict) -> torch.Tensor:
-    """[B]: squares read as a piece (best reading, readable or not)."""
-    return torch.tensor([sum(ch.isalpha() for ch in p) for p in v.placements], dtype=torch.float64)
-
-
 CHESS_CKPTS = {m: p for (m, _), p in SEM.checkpoints("chess", [(m, 0) for m in SEM.chess_methods]).items()}
-def chess_readings(imgs: torch.Tensor) -> tuple[dict[str, CB.ChessVerdict], torch.Tensor, torch.Tensor]:
-    """The strict verdict (the validator) and the colour-calibrated reading (diagnostic) of the same boards,
-    the calibrated boards and the fitted colour map [B, 3, 2]."""
-    calibrated, gain_offset = CB.calibrate_colours(imgs, chess_tpl)
-    return ({"strict": CB.validate_chess(imgs, chess_tpl), "calibrated": CB.validate_chess(calibrated, chess_tpl)},
-            calibrated, gain_offset)
-
-
-def chess_report(m: str, reading: str, v: CB.ChessVerdict, step: int | None) -> dict:
-    """Print one model's rates, rules and readability under one reading; return its table row."""
-    n = len(v.placements)
-    rates = rule_rates(v.categories, CB.RULES)
-    valid = [p for p, h in zip(v.placements, v.hallucinated.tolist()) if not h]
-    share, pieces, ci = readable_share(v), pieces_read(v), mean_ci(readable_share(v))
-    occupied = torch.from_numpy(np.stack([CB.placement_to_classes(p) != 0 for p in v.placements]))
-    print(f"{LABELS[m]:<20} {reading:<10} hallucinated {rates['any']}" + (f"; released rule "
-          f"{wilson_interval(int(v.released_hallucinated.sum()), n)}" if reading == "strict" else ""))
-    print(f"{'':<31} rules: " + (", ".join(f"{r} {x.count}" for r, x in rates.items() if r != "any" and x.count) or "none"))
-    print(f"{'':<31} squares readable per board {100 * ci.mean:.1f}% +- {100 * ci.half:.1f} (t-interval over {n} boards; "
-          f"min {100 * float(share.min()):.0f}%, max {100 * float(share.max()):.0f}%); all 64 readable: "
-          f"{int((share == 1).sum())} of {n}; pieces read per board {float(pieces.mean()):.1f} (data {total.mean():.1f}), "
-          f"readable {int((v.readable & occupied).sum())} of {int(occupied.sum())}")
-    if valid:
-        pc = piece_counts(valid)["total"]
-        print(f"{'':<31} valid boards: {len(valid)}, distinct placements {len(set(valid))}, pieces mean {pc.mean():.1f} "
-              f"(data {total.mean():.1f}), range {int(pc.min())}-{int(pc.max())}")
-    return dict(method=m, reading=reading, n=n, step=step, hallucinated=rates["any"].count,
-                **{f"rule_{r}": rates[r].count for r in CB.RULES}, readable_share_mean=round(ci.mean, 4),
-                readable_share_half=round(ci.half, 4), all_readable=int((share == 1).sum()),
-                pieces_read_mean=round(float(pieces.mean()), 2), valid=len(valid),
-                median_square_rmse=round(float(v.square_rmse.median()), 4))
-
-
 chess_files = {m: p for (m, _), p in SEM.primary_files("chess", [(m, 0) for m in SEM.chess_methods],
                                                          {(m, 0): p for m, p in CHESS_CKPTS.items()}).items()}
 chess_verdicts, CHESS_ROWS = {}, []
@@ -1108,21 +929,20 @@ for m in SEM.chess_methods:
     if imgs.shape[1] != 3 or imgs.shape[-1] not in CB.SIZES:
         raise ValueError(f"{chess_files[m]}: expected RGB boards of 256 or 128 px, got {list(imgs.shape[1:])}")
     if m == SEM.chess_methods[0]:
-        chess_tpl = chess_templates(imgs.shape[-1])
-    log = SEM.log_path("chess", m, {(m_, 0): p for m_, p in CHESS_CKPTS.items()})
-    lines = log.read_text().strip().splitlines() if log.is_file() else []
-    if lines:
-        last = json.loads(lines[-1])
+        chess_tpl = SEM.chess_templates(imgs.shape[-1])
+    recs = SEM.training_log("chess", m, {(m_, 0): p for m_, p in CHESS_CKPTS.items()})
+    if recs:
+        last = recs[-1]
         print(f"{LABELS[m]:<20} training: last logged step {last['step']}, mse {last['mse']:.4f}"
               + (f", vsm penalty {last['vsm']:.2e}" if last.get("vsm") else "") + f"; samples of step {meta.get('checkpoint_step')} (EMA)")
-    readings, calibrated, gain_offset = chess_readings(imgs)
+    readings, calibrated, gain_offset = chess_readings(imgs, chess_tpl)
     chess_verdicts[m] = (imgs, readings, calibrated)
     print(f"{LABELS[m]:<20} n={imgs.shape[0]} ({imgs.shape[-1]} px); colour map fitted per board (y = a x + b, R/G/B): "
           f"median gain a {', '.join(f'{x:.2f}' for x in gain_offset[..., 0].median(0).values.tolist())}, median offset b "
           f"{', '.join(f'{x:+.0f}' for x in gain_offset[..., 1].median(0).values.tolist())}; boards with every gain in "
           f"0.95..1.05: {int(((gain_offset[..., 0] - 1).abs() <= 0.05).all(1).sum())}")
     for reading, v in readings.items():
-        CHESS_ROWS.append(chess_report(m, reading, v, meta.get("checkpoint_step")))
+        CHESS_ROWS.append(chess_report(LABELS[m], m, reading, v, meta.get("checkpoint_step"), float(total.mean())))
 saver.save_table(CHESS_ROWS, "chess_model_rates")
 for a, b in [(a, b) for a, b in PAIRS if a in SEM.chess_methods and b in SEM.chess_methods]:
     for reading in ("strict", "calibrated"):
@@ -1160,7 +980,7 @@ if CHESS_CKPTS and "rho0" in CHESS_CKPTS and cfg["chess_sample"]:
         own_h = chess_verdicts[m][1]["calibrated"].hallucinated[:n_c].double()
         row_ = {"n": n_c, "own": float(own_h.mean())}
         for f in (0, 1):
-            v_f = chess_readings(load_sample_images(forced_files[f][m])[0])[0]["calibrated"]
+            v_f = chess_readings(load_sample_images(forced_files[f][m])[0], chess_tpl)[0]["calibrated"]
             row_[f"frac{f}"] = float(v_f.hallucinated.double().mean())
             row_[f"d{f}"] = paired_interval(v_f.hallucinated.double().numpy(), own_h.numpy())
         CHESS_FORCED[m] = row_
@@ -1218,7 +1038,7 @@ if sw and CHESS_CKPTS:  # default: the shipped intermediate checkpoints of the C
     same_noise = sw["batch_size"] == cfg["chess_sample"]["batch_size"] and sw["n"] <= cfg["chess_sample"]["n"]
     for m in SEM.chess_methods:
         for st in sw["steps"]:
-            for reading, v in chess_readings(load_sample_images(files[(m, st)])[0])[0].items():
+            for reading, v in chess_readings(load_sample_images(files[(m, st)])[0], chess_tpl)[0].items():
                 row = dict(method=m, reading=reading, n=len(v.placements), step=st, hallucinated=int(v.hallucinated.sum()),
                            readable_share_mean=round(float(readable_share(v).mean()), 4),
                            readable_share_half=round(mean_ci(readable_share(v)).half, 4))
@@ -1238,29 +1058,12 @@ if sw and CHESS_CKPTS:  # default: the shipped intermediate checkpoints of the C
                                              "readable_share_half")} for r in CHESS_STEP_ROWS], "chess_training_steps")
 for (m, st), path in SEM.gpu_sweep_files("chess").items():  # full: the seed-0 model at half its training, same sampler
     if True:
-        for reading, vs in chess_readings(load_sample_images(path)[0])[0].items():
+        for reading, vs in chess_readings(load_sample_images(path)[0], chess_tpl)[0].items():
             v_end = chess_verdicts[m][1][reading]
             print(f"{LABELS[m]:<20} {reading:<10} at step {st}: hallucinated {wilson_interval(int(vs.hallucinated.sum()), len(vs.placements))}, "
                   f"squares readable {100 * float(readable_share(vs).mean()):.1f}%; at step {(SEM.full['common_step'] or {}).get('chess')}: "
                   f"{wilson_interval(int(v_end.hallucinated.sum()), len(v_end.placements))}, {100 * float(readable_share(v_end).mean()):.1f}%")
-n_show = min(6, min(chess_verdicts[m][0].shape[0] for m in SEM.chess_methods))
-fig, axes = plt.subplots(2 * len(SEM.chess_methods), n_show, figsize=(1.8 * n_show, 4.0 * len(SEM.chess_methods)), squeeze=False)
-for k, m in enumerate(SEM.chess_methods):
-    imgs, readings, calibrated = chess_verdicts[m]
-    shown_imgs = {"strict": imgs, "calibrated": calibrated}
-    for row, reading in zip(axes[2 * k: 2 * k + 2], ("strict", "calibrated")):
-        v = readings[reading]
-        q = imgs.shape[-1] // 8
-        for i, ax in enumerate(row):
-            ax.imshow(shown_imgs[reading][i].permute(1, 2, 0).numpy(), interpolation="nearest")
-            for r, c in torch.nonzero(~v.readable[i]).tolist():  # unreadable squares boxed in red
-                ax.add_patch(Rectangle((c * q - 0.5, r * q - 0.5), q, q, fill=False, ec="red", lw=0.8))
-            ax.set_title((f"{LABELS[m]}, {reading}\n" if i == 0 else "\n") + f"{int(v.readable[i].sum())}/64 readable"
-                         + (f"; {len(v.categories[i])} rule(s)" if v.categories[i] else "; legal"), fontsize=7)
-            ax.axis("off")
-fig.suptitle("chess samples as drawn (strict) and after the per-board colour map is undone (calibrated); "
-             "unreadable squares boxed in red", fontsize=9)
-fig.tight_layout()
+fig = chess_boards_figure(chess_verdicts, LABELS)
 saver.save(fig, "chess_samples")
 plt.show()
 

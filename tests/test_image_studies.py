@@ -75,7 +75,7 @@ def test_semantic_full_profile_reads_the_gpu_runs_files(tmp_path, capsys) -> Non
     assert files[("rho0", 1)].name == "cards-rho0-seed1.npz"
     assert sem.gpu_sweep_files("cards") == {("vsm", 250): gpu / "samples" / "cards-vsm-seed0_step250.npz"}
     assert sem.log_path("chess", "vsm", {}) == gpu / "chess-vsm-seed0" / "log.jsonl"
-    assert not sem.cpu_only("sets with Sigma forced") and sem.gpu_tiles(128) is None
+    assert not sem.cpu_only("sets with Sigma forced") and sem.chess_templates(128) is None
     out = capsys.readouterr().out
     assert "GPU Y" in out and "vsm seed 1: not drawn by the GPU run" in out and "measured in the default profile" in out
     with pytest.raises(FileNotFoundError, match=r"3 of 3 sample files are missing(.|\n)*full07_gpu.py run"):

@@ -5,8 +5,6 @@ simulated power check of the MDE), coverage and piece counts."""
 from __future__ import annotations
 
 import json
-import math
-import os
 from pathlib import Path
 
 import numpy as np

@@ -293,6 +293,18 @@ def test_design_comparison_from_counts():
         S.design_comparison([3], [4], n)
 
 
+def test_seeds_needed_is_the_smallest_design_whose_paired_mde_reaches_the_cut():
+    a, b, n = [18, 25, 14, 30, 21, 16], [20, 28, 15, 33, 22, 19], 100
+    r = S.design_comparison(a, b, n)
+    need = r.seeds_needed(0.25)
+    cut = 0.25 * r.baseline_rate
+    assert need is not None and P.paired_mde(r.paired.sd, need).exact <= cut < P.paired_mde(r.paired.sd, need - 1).exact
+    assert r.seeds_needed(0.01, max_seeds=10) is None and "more than 10" in r.seeds_text(0.01, max_seeds=10)
+    assert f"as true: {need} " in r.seeds_text() and f"({100 * cut:.1f} pp)" in r.seeds_text()
+    same = S.design_comparison([10, 20], [12, 22], 100)  # the same difference on every seed: sd 0
+    assert same.seeds_needed() is None and "not computable (sd 0)" in same.seeds_text()
+
+
 def test_holm_by_hand():
     r = S.holm([0.01, 0.04, 0.03, 0.005])
     # ascending 0.005, 0.01, 0.03, 0.04 -> 4 x 0.005, 3 x 0.01, 2 x 0.03, 1 x 0.04, then the running max

@@ -255,6 +255,24 @@ class DesignComparison:
         """paired.exact / baseline_rate."""
         return self.paired.exact / self.baseline_rate
 
+    def seeds_needed(self, reduction: float = 0.25, max_seeds: int = 200) -> int | None:
+        """Training seeds S the paired design needs to detect a cut of ``reduction`` x baseline_rate at 80% power,
+        taking the observed paired sd as true: the smallest S in 2..max_seeds with paired_mde(sd, S).exact <= the
+        cut; None when no S up to max_seeds does, or when the sd is 0 (no power statement)."""
+        if self.paired.sd <= 0:
+            return None
+        cut = reduction * self.baseline_rate
+        return next((s for s in range(2, max_seeds + 1) if paired_mde(self.paired.sd, s).exact <= cut), None)
+
+    def seeds_text(self, reduction: float = 0.25, max_seeds: int = 200) -> str:
+        """One line: how many training seeds :meth:`seeds_needed` asks for, with the sd it takes as true."""
+        need = self.seeds_needed(reduction, max_seeds)
+        answer = "not computable (sd 0)" if self.paired.sd <= 0 else (need or f"more than {max_seeds}")
+        return (f"seeds needed for the paired design to detect a {100 * reduction:.0f}% reduction "
+                f"({100 * reduction * self.baseline_rate:.1f} pp) at 80% power, taking the observed paired sd "
+                f"({100 * self.paired.sd:.2f} pp, df {self.paired.df}) as true: {answer} (a rough guide: an sd from "
+                f"{self.n_seeds} seeds is itself very uncertain)")
+
     def __str__(self) -> str:
         paired = (mde_text(self.paired.exact, self.baseline_rate) if self.paired.sd > 0 else
                   "every seed gave the same difference (sd 0): no power statement from them")

@@ -36,7 +36,9 @@ from typing import Any, Hashable, Sequence
 import numpy as np
 import torch
 
-from vsmlab.core.rates import Rate, wilson_interval
+from vsmlab.analysis.stats import PairedDifference
+from vsmlab.core.rates import Rate, mean_ci, wilson_interval
+from vsmlab.data import chessboards as CB
 from vsmlab.diffusion.checkpoints import load_checkpoint
 from vsmlab.lab.cache import cache_dir
 from vsmlab.lab.full_runs import run_name
@@ -45,7 +47,8 @@ from vsmlab.lab.sample_store import ensure_samples, require_files, sample_comman
 from vsmlab.lab.study import Model, Study
 
 __all__ = ["METHODS", "LABELS", "COLOURS", "PROFILES", "SemanticStudy", "rule_rates", "RateDifference",
-           "compare_rates", "card_coverage", "piece_counts"]
+           "compare_rates", "card_coverage", "piece_counts", "readable_share", "pieces_read", "paired_text",
+           "chess_readings", "chess_report"]
 
 METHODS = ("fixed", "rho0", "vsm")  # the three arms of both benchmarks (and of the GPU run)
 CARDS_CPU = (*METHODS, "vsm10")  # CPU Cards adds VSM at 100x the released weight, as notebook 06 does for Shapes
@@ -185,6 +188,14 @@ class SemanticStudy:
             return self.full_dir / run_name(bench, method, 0) / "log.jsonl"
         return ckpts[(method, 0)].parent / "log.jsonl"
 
+    def training_log(self, bench: str, method: str, ckpts: dict[tuple[str, int], Path]) -> list[dict[str, Any]]:
+        """The records of the seed-0 model's log.jsonl (:meth:`log_path`); [] with a printed line when there is none."""
+        path = self.log_path(bench, method, ckpts)
+        recs = ([json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else [])
+        if not recs:
+            print(f"{bench} {method}: no logged step at {path}")
+        return recs
+
     # ------------------------------------------------------------------------------------------------ samples
     def _out_dirs(self, ckpts: dict[str, Path]) -> dict[str, Path] | None:
         """Shipped checkpoints are sampled into the cache (keyed by their SHA-256), never into checkpoints/."""
@@ -237,10 +248,17 @@ class SemanticStudy:
         print(f"{bench} training-step sweep: the GPU run drew {len(found)} set(s) at step {st or '-'}")
         return found
 
-    def gpu_tiles(self, size: int) -> np.ndarray | None:
-        """Full profile: the chess tiles the GPU machine rendered its training boards with (None otherwise)."""
+    def chess_templates(self, size: int) -> CB.ChessTemplates | None:
+        """Full profile: the chess tiles the GPU machine rendered its training boards with (it prints how far they are
+        from this machine's); None otherwise (the validator reads against this machine's own tiles)."""
         path = None if self.full_dir is None else self.full_dir / f"chess_tiles_{size}.npy"
-        return np.load(path) if path is not None and path.is_file() else None
+        if path is None or not path.is_file():
+            return None
+        tiles = np.load(path)
+        diff = np.abs(tiles.astype(np.int16) - CB.lab_tiles(size).astype(np.int16))
+        print(f"chess tiles of the GPU machine: max |difference| from this machine's {int(diff.max())} of 255, "
+              f"pixels that differ {100 * float((diff > 0).mean()):.3f}%; samples are read against the GPU machine's")
+        return CB.ChessTemplates(tiles, "gpu machine")
 
 _Z975, _Z80 = 1.959963984540054, 0.8416212335729143
 
@@ -316,3 +334,57 @@ def piece_counts(placements: Sequence[str]) -> dict[str, np.ndarray]:
     out = {s: counts[:, j] for j, s in enumerate(symbols)}
     out["total"] = counts.sum(axis=1)
     return out
+
+
+# ---------------------------------------------------------------------------------------------------- chess boards
+def readable_share(v: CB.ChessVerdict) -> torch.Tensor:
+    """[B]: the share of each board's 64 squares that match some tile within the validator's limit."""
+    return v.readable.flatten(1).double().mean(1)
+
+
+def pieces_read(v: CB.ChessVerdict) -> torch.Tensor:
+    """[B]: squares read as a piece (best reading, readable or not)."""
+    return torch.tensor([sum(ch.isalpha() for ch in p) for p in v.placements], dtype=torch.float64)
+
+
+def paired_text(d: PairedDifference, digits: int = 2) -> str:
+    """A paired difference of per-board shares in percentage points: mean [t-interval], detectable effect."""
+    lo, hi = (f"{100 * x:+.{digits}f}" for x in d.interval)
+    return (f"{100 * d.mean.mean:+.{digits}f} pp [{lo}, {hi}], detectable "
+            + (f"{100 * d.mde:.{digits}f} pp" if d.mde == d.mde else "undefined (no board differs)"))
+
+
+def chess_readings(images: torch.Tensor, templates: CB.ChessTemplates | None = None
+                   ) -> tuple[dict[str, CB.ChessVerdict], torch.Tensor, torch.Tensor]:
+    """The strict verdict (the validator) and the colour-calibrated reading (a diagnostic) of the same boards
+    uint8 [B, 3, S, S], the calibrated boards and the fitted colour map [B, 3, 2] (gain, offset per channel)."""
+    calibrated, gain_offset = CB.calibrate_colours(images, templates)
+    return ({"strict": CB.validate_chess(images, templates), "calibrated": CB.validate_chess(calibrated, templates)},
+            calibrated, gain_offset)
+
+
+def chess_report(label: str, method: str, reading: str, v: CB.ChessVerdict, step: int | None,
+                 data_pieces: float) -> dict[str, Any]:
+    """Print one model's rates, rules and readability under one reading (``data_pieces``: the data's mean pieces per
+    board, for comparison); return its table row."""
+    n = len(v.placements)
+    rates = rule_rates(v.categories, CB.RULES)
+    valid = [p for p, h in zip(v.placements, v.hallucinated.tolist()) if not h]
+    share, pieces, ci = readable_share(v), pieces_read(v), mean_ci(readable_share(v))
+    occupied = torch.from_numpy(np.stack([CB.placement_to_classes(p) != 0 for p in v.placements]))
+    print(f"{label:<20} {reading:<10} hallucinated {rates['any']}" + (f"; released rule "
+          f"{wilson_interval(int(v.released_hallucinated.sum()), n)}" if reading == "strict" else ""))
+    print(f"{'':<31} rules: " + (", ".join(f"{r} {x.count}" for r, x in rates.items() if r != "any" and x.count) or "none"))
+    print(f"{'':<31} squares readable per board {100 * ci.mean:.1f}% +- {100 * ci.half:.1f} (t-interval over {n} boards; "
+          f"min {100 * float(share.min()):.0f}%, max {100 * float(share.max()):.0f}%); all 64 readable: "
+          f"{int((share == 1).sum())} of {n}; pieces read per board {float(pieces.mean()):.1f} (data {data_pieces:.1f}), "
+          f"readable {int((v.readable & occupied).sum())} of {int(occupied.sum())}")
+    if valid:
+        pc = piece_counts(valid)["total"]
+        print(f"{'':<31} valid boards: {len(valid)}, distinct placements {len(set(valid))}, pieces mean {pc.mean():.1f} "
+              f"(data {data_pieces:.1f}), range {int(pc.min())}-{int(pc.max())}")
+    return dict(method=method, reading=reading, n=n, step=step, hallucinated=rates["any"].count,
+                **{f"rule_{r}": rates[r].count for r in CB.RULES}, readable_share_mean=round(ci.mean, 4),
+                readable_share_half=round(ci.half, 4), all_readable=int((share == 1).sum()),
+                pieces_read_mean=round(float(pieces.mean()), 2), valid=len(valid),
+                median_square_rmse=round(float(v.square_rmse.median()), 4))
