@@ -199,7 +199,7 @@ print(f"exact score, DDPM-{cfg['ddpm_steps'] or SCHEDULE.num_steps} (beta_t): no
 study = ShapesStudy.open(profile, cfg, ROOT, seed)
 k0 = study.seeds[0]  # the first training seed: the single-seed sections use its models
 print(study.describe())
-print(f"training seeds: {study.seeds} (primary sets), further seeds per method: "
+print(f"training seeds of the primary sets: {study.seeds}; every training seed per method (section 5b pairs them): "
       + ", ".join(f"{m} {study.seeds_of(m)}" for m in METHOD_CONFIGS))
 
 # %% [markdown]

@@ -32,7 +32,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from vsmlab.core.checks import check_choice, check_int
+from vsmlab.core.checks import check_choice, check_int, check_range
 from vsmlab.core.prediction import Prediction
 
 __all__ = ["SwitchModel", "switch_model"]
@@ -54,8 +54,8 @@ class SwitchModel(nn.Module):
         self.mode = check_choice("mode", mode, ("auto", "where", "split"))
         if isinstance(missing_v, str):
             check_choice("missing_v", missing_v, ("error", "drop"))
-        elif isinstance(missing_v, bool) or not isinstance(missing_v, (int, float)) or not -1 <= missing_v <= 1:
-            raise ValueError(f"missing_v: expected 'error', 'drop' or a number in [-1, 1], got {missing_v!r}")
+        else:
+            check_range("missing_v", missing_v, -1, 1, hint="or 'error', 'drop'")
         self.missing_v = missing_v
         self._returns_v: dict[str, bool] = {}
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from vsmlab.core.checks import check_int
+
 __all__ = ["Job", "run_jobs", "thread_env", "check_workers"]
 
 
@@ -42,8 +44,7 @@ def thread_env(threads: int) -> dict[str, str]:
 
 def check_workers(workers: int) -> None:
     """ValueError naming ``workers`` unless it is an int >= 0."""
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise ValueError(f"workers: expected an int >= 0 (0: in this process), got {workers!r}")
+    check_int("workers", workers, 0, hint="0: in this process")
 
 
 def run_jobs(jobs: Sequence[Job], root: str | os.PathLike, workers: int) -> None:
