@@ -554,7 +554,7 @@ for row, _, _ in ROWS:
 # score (section 2) composes: its samples are new combinations of shapes and positions, copies of training
 # images only as often as chance allows (single-shape images are few at 32 px, so chance is not small). A UNet
 # that generalises sits near the true score; one that memorises near the empirical one (the memorisation rows
-# of section A4 place each model).
+# of section A5 place each model).
 
 # %%
 EMPIRICAL = EmpiricalScore(to_unit(train_set.images, torch.float64), SCHEDULE)
