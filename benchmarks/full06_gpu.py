@@ -26,7 +26,8 @@ What ``run`` does, in order:
 3. samples with ``vsmlab sample`` on the GPU, in priority order until ``--sample-seconds``: the primary sets
    (DDPM 250 respaced steps, x0_hat clipped, EMA, ``--n`` samples, seed 1000, the last 12 x0_hat recorded;
    the fixed models with beta and beta_tilde), then seed 0's sweeps (training step, DDIM steps, raw weights,
-   no clipping; ``--n-sweep`` samples). File names are the ones notebook 06's ``samples_for`` reads.
+   no clipping; ``--n-sweep`` samples). File names are the sample store's
+   (``vsmlab.lab.sample_store.gpu_sample_path``), which notebook 06 reads.
 4. shrinks each primary npz: stores the detector scores of notebook 06 section 9 for every sample
    (``x0hat_var_last10``: variance of x0_hat over the last 10 steps; ``x0hat_var_t20_35``: over t in 20..35) and
    keeps the recorded x0_hat only for a few rows (``trajectory_rows``: per category the first two non-valid

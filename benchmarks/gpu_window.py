@@ -47,8 +47,9 @@ What ``run`` does, each stage bounded by the clock that starts when the script s
    models with beta and beta_tilde, learned ones with their learned variance; the last 12 x0_hat recorded: the
    detector scores of notebook 06 section 9 are stored for every sample and the x0_hat tail for a few rows), then
    the first seed's sweeps notebook 06 reads (no clipping, raw weights, training step, DDIM steps; ``--n-sweep``
-   samples). File names are notebook 06's ``full_npz`` names. Every set is validated on the device machine
-   (vsmlab.data.shapes_validate, in ``--validate-workers`` processes while the GPU samples the next set).
+   samples). File names are the sample store's (``vsmlab.lab.sample_store.gpu_sample_path``). Every set is
+   validated on the device machine (vsmlab.data.shapes_validate, in ``--validate-workers`` processes while the GPU
+   samples the next set).
 6. **Packing**: at most 8 files of < 16 MB under ``--out``: ``gpu_window.json`` (the summary) and up to 7 tar
    chunks (summary copy, log, configs, training logs; primary sets; weights; sweeps), with a SHA-256 manifest that
    ``unpack`` checks. Whatever stage fails or runs out of time, the script still packs what is complete.
@@ -974,7 +975,7 @@ class Window:
 
     # -- 5. sampling -----------------------------------------------------------------------------------------
     def jobs(self) -> list[dict[str, Any]]:
-        """Sample sets in priority order (names: notebook 06's full_npz)."""
+        """Sample sets in priority order (names: vsmlab.lab.full_runs.sample_name, as the sample store reads them)."""
         from vsmlab.lab.full_runs import sample_name
 
         a = self.args
