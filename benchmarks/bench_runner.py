@@ -7,7 +7,7 @@ process and is timed end to end (interpreter start, kernels, training, plotting)
 and executed notebooks go under OUT (default: a fresh temporary folder, removed afterwards unless --out
 is given), never into the repository's figures/ or notebooks/. ``--cache cold`` (default) points
 VSMLAB_CACHE_DIR at an empty folder so trained models are recomputed, as on a fresh clone; ``warm`` uses
-the repository's cache. Targets (issue 2): smoke, all notebooks <= 120 s; default, 01 + 02 <= 600 s on 2 cores.
+the repository's cache. Targets: smoke, all notebooks <= 120 s; default, 01 + 02 <= 600 s on 2 cores.
 """
 
 from __future__ import annotations

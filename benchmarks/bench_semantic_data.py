@@ -5,7 +5,7 @@
 
 1. Generation, images per second on the given threads: cards (sets + grids + PNG bytes, in memory and
    written to a temporary folder) and chess (random play + rendering + PNG bytes, in memory and written).
-   Targets (issue 10): >= 500 cards/s and >= 200 chess boards/s per core.
+   Targets: >= 500 cards/s and >= 200 chess boards/s per core.
 2. Calibration (``--calibrate N``, 0 to skip): the validators on N real images each: cards flagged,
    chess boards flagged, exact piece-placement recovery, boards the released white-to-move rule flags;
    constructed corruptions caught (cards: each kind; chess: second king, back-rank pawn, blurred square).

@@ -1,4 +1,4 @@
-"""Time per slider change of the interactive explorer (issue 4 target: <= 1 s at the defaults on 2 cores).
+"""Time per slider change of the interactive explorer (target: <= 1 s at the defaults on 2 cores).
 
     python benchmarks/bench_widgets.py [--repeats 7] [--threads 2]
 

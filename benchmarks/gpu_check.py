@@ -1,4 +1,4 @@
-"""One prepared GPU check (issue "Images, part 1"): run it whenever a CUDA machine is lent, in under ~2 minutes.
+"""One prepared GPU check: run it whenever a CUDA machine is lent, in under ~2 minutes.
 
     PYTHONPATH=. python3 benchmarks/gpu_check.py [--out DIR] [--train-steps 200]
 

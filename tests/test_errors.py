@@ -95,7 +95,7 @@ def test_bad_sampler_arguments(aggressive) -> None:
         vsmlab.ddpm(model, aggressive, shape=(2, 1), variance="learned")
     with pytest.raises(ValueError, match=r"^method: expected 'euler' or 'heun'"):
         vsmlab.ode(model, aggressive, shape=(2, 1), method="rk4")
-    with pytest.raises(ValueError, match=r"^eta: expected a number >= 0"):
+    with pytest.raises(ValueError, match=r"^eta: expected a finite number >= 0"):
         vsmlab.ddim(model, aggressive, shape=(2, 1), eta=-1)
 
 
@@ -118,7 +118,7 @@ def test_bad_metric_and_model_arguments(mix1d) -> None:
         MLP(1, width=0)
     with pytest.raises(ValueError, match=r"^steps: expected an int >= 1"):
         vsmlab.fit(MLP(1, width=8, depth=1), torch.zeros(4, 1), vsmlab.linear(10), 0)
-    with pytest.raises(ValueError, match=r"^lr: expected a number > 0"):
+    with pytest.raises(ValueError, match=r"^lr: expected a finite number > 0"):
         vsmlab.fit(MLP(1, width=8, depth=1), torch.zeros(4, 1), vsmlab.linear(10), 1, lr=-1.0)
     with pytest.raises(TypeError, match=r"^data: expected a tensor"):
         vsmlab.fit(MLP(1, width=8, depth=1), [[0.0]], vsmlab.linear(10), 1)

@@ -42,8 +42,9 @@ def test_sample_job_names_are_the_notebooks_file_names(tmp_path) -> None:
     jobs = dict(full07.sample_jobs(["chess", "cards"], ["rho0"], [0], {"chess": 0, "cards": 500}, {"cards": 500},
                                    tmp_path, 4, 4))
     assert list(jobs) == ["cards-rho0-seed0"]
-    # one owner of the names: the script and the study build them with full_runs.run_name; the notebook names no
-    # file of the GPU run (it asks vsmlab.lab.semantic_study for them)
+    # one owner of the names: the script builds them with full_runs.run_name, the study reads them through the sample
+    # store's gpu_run_path (which uses run_name); the notebook names no file of the GPU run (it asks
+    # vsmlab.lab.semantic_study for them)
     nb = (ROOT / "notebooks" / "07_semantic_benchmarks.py").read_text()
     src = (ROOT / "benchmarks" / "full07_gpu.py").read_text()
     lib = (ROOT / "vsmlab" / "lab" / "semantic_study.py").read_text()
@@ -52,7 +53,9 @@ def test_sample_job_names_are_the_notebooks_file_names(tmp_path) -> None:
         assert not any(lit in text for lit in ("cards-{m}-seed", "chess-{m}-seed", "{bench}-{m}-seed", "-seed0_step",
                                                "{bench}-{method}-seed"))
     assert not any(lit in nb for lit in ("run_name", ".npz\"", "chess_tiles_", "FULL_DIR"))
-    for pattern in ('run_name(bench, *key)', 'run_name(bench, m, 0, st)', 'f"chess_tiles_{size}.npy"',
+    assert '"samples" / f"{run_name' not in lib
+    for pattern in ('gpu_run_path(self.full_dir, bench, *key)', 'gpu_run_path(self.full_dir, bench, m, 0, st)',
+                    'f"chess_tiles_{size}.npy"',
                     'run_name(bench, method, 0) / "log.jsonl"', '"full07.json"', '"runs/full07"'):
         assert pattern in lib, pattern
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vsmlab.lab import full_runs
+from vsmlab.lab import full_runs, sample_store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,10 +58,10 @@ def test_complete_models_need_all_steps_and_every_primary_set(tmp_path) -> None:
     assert full_runs.used_seeds("shapes64", tmp_path) == {0, 1}
     assert full_runs.used_seeds("shapes64", tmp_path, complete_only=True) == {0}
     assert full_runs.run_folders("cards128", tmp_path) == [] and full_runs.used_seeds("shapes64", tmp_path / "none") == set()
-    z = full_runs.load_samples(a / "samples" / "rho0-seed0_ddpm250_learned_ema.npz")
+    z = sample_store.load_npz_samples(a / "samples" / "rho0-seed0_ddpm250_learned_ema.npz")
     assert z["images"].dtype == np.uint8 and z["metadata"] == {"n": 3}
-    with pytest.raises(FileNotFoundError, match="no such file"):
-        full_runs.load_samples(a / "samples" / "missing.npz")
+    with pytest.raises(FileNotFoundError, match="is missing"):
+        sample_store.load_npz_samples(a / "samples" / "missing.npz")
 
 
 def test_a_folder_that_is_not_a_window_summary_is_refused(tmp_path) -> None:

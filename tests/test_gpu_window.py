@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from vsmlab.diffusion import checkpoints as ck
-from vsmlab.lab import full_runs
+from vsmlab.lab import full_runs, sample_store
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_window.py"
@@ -121,7 +121,7 @@ def test_unpack_puts_the_run_in_runs_full_and_the_reader_and_seed_scheme_agree(f
     assert sorted(x.name for x in complete) == ["fixed-seed0", "fixed-seed1", "rho0-seed0", "vsm-seed0", "vsm-seed1"]
     assert full_runs.used_seeds("shapes32", into) == {0, 1}
     # a primary set: detector scores for every sample, x0_hat tails for the listed rows, categories
-    z = full_runs.load_samples(run / "samples" / "rho0-seed0_ddpm5_learned_ema.npz")
+    z = sample_store.load_npz_samples(run / "samples" / "rho0-seed0_ddpm5_learned_ema.npz")
     assert z["images"].shape == (4, 32, 32) and z["images"].dtype == np.uint8
     assert z["x0hat_var_last10"].shape == (4,) and z["x0hat_var_t20_35"].shape == (4,)
     from vsmlab.data.shapes_validate import validate
@@ -144,7 +144,7 @@ def test_unpack_puts_the_run_in_runs_full_and_the_reader_and_seed_scheme_agree(f
     x = ddpm(model.eval(), build_schedule(w["config"]), shape=(4, 1, 32, 32), generator=g, num_steps=5, clip_x0=True,
              variance="beta").samples
     again = ((x.double() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)[:, 0].numpy()
-    drawn = full_runs.load_samples(run / "samples" / "fixed-seed0_ddpm5_beta_ema.npz")["images"]
+    drawn = sample_store.load_npz_samples(run / "samples" / "fixed-seed0_ddpm5_beta_ema.npz")["images"]
     assert np.mean(again == drawn) > 0.99
     # a damaged transfer is refused: a file that differs from the manifest
     bad = tmp / "bad"

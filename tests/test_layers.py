@@ -5,6 +5,7 @@ the contract does catch an import that points up."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -58,3 +59,19 @@ def test_an_upward_import_breaks_the_contract(tmp_path) -> None:
     assert res.returncode != 0 and "layers BROKEN" in res.stdout
     assert "vsmlab.data is not allowed to import vsmlab.diffusion" in res.stdout
     assert "vsmlab.data.mixtures -> vsmlab.diffusion.samplers" in res.stdout
+
+
+# an argument's type check written by hand (``isinstance(x, bool) or not isinstance(x, int)`` and its variants)
+_HAND_CHECK = re.compile(r"isinstance\((\w+), bool\) or not isinstance\(\1,|not isinstance\((\w+), bool\)\s*:\s*\n\s*raise")
+
+
+def test_argument_checks_go_through_core_checks() -> None:
+    """One message format for bad arguments: the library checks ints, numbers and bools with vsmlab.core.checks.
+    The exercise answers (which turn a wrong type into a hint, not an error) are the one allowed exception."""
+    allowed = {ROOT / "vsmlab" / "core" / "checks.py", ROOT / "vsmlab" / "lab" / "exercises" / "answers.py"}
+    found = [f"{p.relative_to(ROOT)}:{text[:m.start()].count(chr(10)) + 1}"
+             for p in sorted((ROOT / "vsmlab").rglob("*.py")) if p not in allowed
+             for text in [p.read_text(encoding="utf-8")] for m in _HAND_CHECK.finditer(text)]
+    assert not found, f"hand-written argument checks (use vsmlab.core.checks): {found}"
+    assert _HAND_CHECK.search("if isinstance(n, bool) or not isinstance(n, int) or n < 1:\n")  # the pattern does match
+    assert _HAND_CHECK.search("    if not isinstance(flag, bool):\n        raise ValueError(flag)\n")

@@ -33,6 +33,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from vsmlab.core.checks import check_bool, check_choice, check_int, check_ints, check_number, check_range
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -48,18 +50,22 @@ class ConfigError(ValueError):
 
 
 # ------------------------------------------------------------------------------------------ validators
-def _int(low: int | None = None, high: int | None = None) -> Callable[[Any], Any]:
-    if low is not None and high is not None:
-        desc = f"an int in {low}..{high}"
-    else:
-        desc = f"an int{f' >= {low}' if low is not None else ''}"
+# Each validator runs the shared check of vsmlab.core.checks and, on failure, raises ValueError(description):
+# the ConfigError message names the key and the value itself.
+def _described(desc: str, check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def validate(v: Any) -> Any:
+        try:
+            return check(v)
+        except ValueError:
+            raise ValueError(desc) from None
+    validate.__doc__ = desc
+    return validate
 
-    def check(v: Any) -> int:
-        if isinstance(v, bool) or not isinstance(v, int) or (low is not None and v < low) or (high is not None and v > high):
-            raise ValueError(desc)
-        return v
-    check.__doc__ = desc
-    return check
+
+def _int(low: int | None = None, high: int | None = None) -> Callable[[Any], Any]:
+    desc = f"an int in {low}..{high}" if low is not None and high is not None else \
+        f"an int{f' >= {low}' if low is not None else ''}"
+    return _described(desc, lambda v: check_int("value", v, low, high))
 
 
 _SEED_MAX = 2**63 - 1  # seeds are stored as int64 (npz, checkpoints) and fit every generator vsmlab uses
@@ -71,38 +77,25 @@ def _float(low: float = -math.inf, high: float = math.inf, low_open: bool = Fals
     desc = f"a number in {lo}{low:g}, {high:g}{hi}" + (" or 0 (off)" if zero_ok else "")
 
     def check(v: Any) -> float:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise ValueError(desc)
-        v = float(v)
-        if zero_ok and v == 0:
-            return v
-        if v < low or v > high or (low_open and v == low) or (high_open and v == high):
-            raise ValueError(desc)
-        return v
-    return check
+        if zero_ok and check_number("value", v) == 0:
+            return 0.0
+        return check_range("value", v, low, high, low_open, high_open)
+    return _described(desc, check)
 
 
-def _bool(v: Any) -> bool:
-    if not isinstance(v, bool):
-        raise ValueError("true or false")
-    return v
+_bool = _described("true or false", lambda v: check_bool("value", v))
 
 
 def _choice(*options: Any) -> Callable[[Any], Any]:
-    def check(v: Any) -> Any:
-        if isinstance(v, bool) or v not in options:
-            raise ValueError(f"one of {list(options)}")
-        return v
-    return check
+    return _described(f"one of {list(options)}", lambda v: check_choice("value", v, options))
 
 
 def _int_list(low: int = 0, nonempty: bool = False) -> Callable[[Any], Any]:
     def check(v: Any) -> list[int]:
-        if (not isinstance(v, list) or (nonempty and not v)
-                or not all(isinstance(x, int) and not isinstance(x, bool) and x >= low for x in v)):
-            raise ValueError(f"a {'non-empty ' if nonempty else ''}list of ints >= {low}")
-        return list(v)
-    return check
+        if not isinstance(v, list):
+            raise ValueError("not a list")
+        return check_ints("value", v, low, nonempty=nonempty)
+    return _described(f"a {'non-empty ' if nonempty else ''}list of ints >= {low}", check)
 
 
 @dataclass(frozen=True)

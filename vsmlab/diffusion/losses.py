@@ -39,6 +39,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from vsmlab.core.checks import check_bool, check_int
 from vsmlab.core.schedules import Schedule, assume_valid_steps
 from vsmlab.diffusion.likelihoods import mean_over_dims
 from vsmlab.diffusion.variance import (check_decoder, check_weight, require_variance_head, score_jacobian_frobenius_sq,
@@ -133,8 +134,7 @@ def _hybrid(vb_weight: float = 1.0, decoder: str = "gaussian") -> LossFn:
 
 def _vsm(rho: float = 0.1, time_weight: bool = True, vb_weight: float = 1.0, decoder: str = "gaussian") -> LossFn:
     rho, vb_weight, decoder = check_weight("rho", rho), check_weight("vb_weight", vb_weight), check_decoder(decoder)
-    if not isinstance(time_weight, bool):
-        raise ValueError(f"time_weight: expected True (rho / sqrt(1 - alpha_bar_t)) or False (constant rho), got {time_weight!r}")
+    check_bool("time_weight", time_weight, "True: rho / sqrt(1 - alpha_bar_t); False: constant rho")
 
     def loss_fn(model, x0, t, eps, schedule):
         return variance_terms(model, x0, t, eps, schedule, vb_weight=vb_weight, rho=rho, time_weight=time_weight,
@@ -146,10 +146,8 @@ def _vsm(rho: float = 0.1, time_weight: bool = True, vb_weight: float = 1.0, dec
 def _jacobian(weight: float = 0.01, probes: int = 1, time_weight: bool = False, vb_weight: float = 1.0,
               seed: int = 0, decoder: str = "gaussian") -> LossFn:
     weight, vb_weight, decoder = check_weight("weight", weight), check_weight("vb_weight", vb_weight), check_decoder(decoder)
-    if isinstance(probes, bool) or not isinstance(probes, int) or probes < 1:
-        raise ValueError(f"probes: expected an int >= 1 (Hutchinson probe vectors), got {probes!r}")
-    if not isinstance(time_weight, bool):
-        raise ValueError(f"time_weight: expected True (1 / sqrt(1 - alpha_bar_t)) or False (constant), got {time_weight!r}")
+    check_int("probes", probes, low=1, hint="Hutchinson probe vectors")
+    check_bool("time_weight", time_weight, "True: weight / sqrt(1 - alpha_bar_t); False: constant weight")
     generator = torch.Generator().manual_seed(int(seed))
 
     def loss_fn(model, x0, t, eps, schedule):

@@ -30,6 +30,8 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
+from vsmlab.core.checks import check_choice, check_range
+
 __all__ = ["step_key", "lr_at", "LR_DECAYS", "EMA", "EMA_WARMUPS", "OPTIMIZERS", "make_optimizer",
            "load_optimizer_state"]
 
@@ -112,11 +114,8 @@ class EMA:
     """
 
     def __init__(self, model: nn.Module, decay: float, warmup: str = "ramp") -> None:
-        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 < decay < 1.0:
-            raise ValueError(f"ema_decay: expected a number in (0, 1) (or None for no EMA), got {decay!r}")
-        if warmup not in EMA_WARMUPS:
-            raise ValueError(f"ema_warmup: expected one of {list(EMA_WARMUPS)}, got {warmup!r}")
-        self.decay, self.warmup = float(decay), warmup
+        decay = check_range("ema_decay", decay, 0, 1, low_open=True, high_open=True, hint="or None for no EMA")
+        self.decay, self.warmup = decay, check_choice("ema_warmup", warmup, EMA_WARMUPS)
         live = model.state_dict(keep_vars=True)
         self.shadow = {k: v.detach().clone() for k, v in live.items()}
         self._averaged = [k for k, v in live.items() if isinstance(v, nn.Parameter) and v.requires_grad

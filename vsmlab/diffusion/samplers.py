@@ -59,7 +59,7 @@ from typing import Callable
 
 import torch
 
-from vsmlab.core.checks import check_choice, check_device, check_int
+from vsmlab.core.checks import check_choice, check_device, check_int, check_nonnegative, check_range
 from vsmlab.core.prediction import Prediction
 from vsmlab.core.schedules import Schedule
 
@@ -148,10 +148,8 @@ class _FracCounter:
 def _check_variance_frac(variance_frac: float | None, variance: str) -> float | None:
     if variance_frac is None:
         return None
-    if isinstance(variance_frac, bool) or not isinstance(variance_frac, (int, float)) \
-            or not math.isfinite(variance_frac) or not 0 <= variance_frac <= 1:
-        raise ValueError(f"variance_frac: expected a number in [0, 1] (0: Sigma = beta_tilde_t, 1: Sigma = beta_t) "
-                         f"or None (the model's own v), got {variance_frac!r}")
+    variance_frac = check_range("variance_frac", variance_frac, 0, 1,
+                                hint="0: Sigma = beta_tilde_t, 1: Sigma = beta_t; or None: the model's own v")
     if variance not in ("auto", "learned"):
         raise ValueError(f"variance_frac: {variance_frac!r} overrides a learned variance and conflicts with "
                          f"variance={variance!r}; leave variance='auto' (or 'learned')")
@@ -341,8 +339,7 @@ def ddim(
     """DDIM over the ``num_steps`` kept steps of :meth:`Schedule.timesteps` (default all T; the same
     subsequence DDPM's respacing keeps); eta = 0 deterministic, 1 ~ DDPM with posterior variance.
     clip_x0: clip x0_hat to [-1, 1] and use the eps implied by the clipped x0_hat (improved DDPM)."""
-    if not (isinstance(eta, (int, float)) and not isinstance(eta, bool) and eta >= 0):
-        raise ValueError(f"eta: expected a number >= 0, got {eta!r}")
+    check_nonnegative("eta", eta)
     x = _initial(x_T, shape, generator, device, dtype)
     if eta > 0:
         _check_generator(generator, x.device)

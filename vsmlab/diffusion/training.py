@@ -70,7 +70,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
-from vsmlab.core.checks import check_int
+from vsmlab.core.checks import check_bool, check_choice, check_int, check_nonnegative, check_positive
 from vsmlab.core.schedules import Schedule, assume_valid_steps
 from vsmlab.diffusion.lockstep import MultiTrainer, train_many
 from vsmlab.diffusion.losses import LossFn, LossTerms, eps_mse_loss
@@ -126,12 +126,6 @@ def _world() -> tuple[int, int]:
     return 0, 1
 
 
-def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise ValueError(f"{name}: expected one of {list(allowed)}, got {value!r}")
-    return value
-
-
 class Trainer:
     """Model, optimizer, EMA, timestep sampler and step counter of one run; :meth:`run` yields records.
 
@@ -172,20 +166,17 @@ class Trainer:
         check_int("batch_size", batch_size, low=1)
         check_int("warmup", warmup, low=0)
         check_int("log_every", log_every, low=1)
-        if isinstance(lr, bool) or not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
-            raise ValueError(f"lr: expected a number > 0, got {lr!r}")
-        if isinstance(weight_decay, bool) or not (isinstance(weight_decay, (int, float)) and weight_decay >= 0):
-            raise ValueError(f"weight_decay: expected a number >= 0, got {weight_decay!r}")
-        if max_grad_norm is not None and not (isinstance(max_grad_norm, (int, float)) and max_grad_norm > 0):
-            raise ValueError(f"max_grad_norm: expected a number > 0 or None (no clipping), got {max_grad_norm!r}")
-        _choice("lr_decay", lr_decay, LR_DECAYS)
-        _choice("optimizer", optimizer, OPTIMIZERS)
-        _choice("timestep_sampler", timestep_sampler, TIMESTEP_SAMPLERS)
-        _choice("rng", rng, RNG_MODES)
-        _choice("amp", amp, AMP_MODES)
+        check_positive("lr", lr)
+        check_nonnegative("weight_decay", weight_decay)
+        if max_grad_norm is not None:
+            check_positive("max_grad_norm", max_grad_norm, hint="or None: no clipping")
+        check_choice("lr_decay", lr_decay, LR_DECAYS)
+        check_choice("optimizer", optimizer, OPTIMIZERS)
+        check_choice("timestep_sampler", timestep_sampler, TIMESTEP_SAMPLERS)
+        check_choice("rng", rng, RNG_MODES)
+        check_choice("amp", amp, AMP_MODES)
         for name, flag in (("compile", compile), ("channels_last", channels_last), ("cuda_graph", cuda_graph)):
-            if not isinstance(flag, bool):
-                raise ValueError(f"{name}: expected True or False, got {flag!r}")
+            check_bool(name, flag)
         if optimizer == "adam" and weight_decay:
             raise ValueError(f"weight_decay: {weight_decay!r} needs optimizer='adamw' (decoupled), got optimizer='adam'")
         if isinstance(data, torch.Tensor):

@@ -44,6 +44,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from vsmlab.core.checks import check_int, check_nonnegative
 from vsmlab.core.estimators import hutchinson_frobenius
 from vsmlab.core.prediction import Prediction
 from vsmlab.core.schedules import Schedule, assume_valid_steps, gather
@@ -67,11 +68,7 @@ _LN2 = math.log(2.0)
 
 def check_weight(name: str, value: Any) -> float:
     """A loss weight or rho: a finite number >= 0 as float (ValueError naming ``name`` otherwise)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
-    if value < 0:
-        raise ValueError(f"{name}: expected a number >= 0, got {value!r} (negative weights reward the term)")
-    return float(value)
+    return check_nonnegative(name, value, "a negative weight rewards the term")
 
 
 def learned_variance(v: torch.Tensor, t: torch.Tensor, schedule: Schedule) -> torch.Tensor:
@@ -141,8 +138,7 @@ def score_jacobian_frobenius_sq(
     ||J^T z||^2 (exact for d = 1), via :func:`vsmlab.core.estimators.hutchinson_frobenius`. ``create_graph``
     keeps the graph so a loss can differentiate the estimate. Returns (estimate [B], Prediction at x_t).
     """
-    if isinstance(probes, bool) or not isinstance(probes, int) or probes < 1:
-        raise ValueError(f"probes: expected an int >= 1 (Hutchinson probe vectors), got {probes!r}")
+    check_int("probes", probes, low=1, hint="Hutchinson probe vectors")
     t = schedule.check_t(t, x_t.shape[0])
     captured: dict[str, Prediction] = {}
 

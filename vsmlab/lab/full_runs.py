@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["SUMMARY", "FORMAT", "ModelRun", "run_folders", "load_summary", "run_models", "complete_models",
-           "used_seeds", "sample_name", "run_name", "load_samples"]
+           "used_seeds", "sample_name", "run_name"]
 
 SUMMARY = "summary.json"
 FORMAT = "vsmlab.gpu_window"
@@ -134,20 +134,3 @@ def run_name(bench: str, method: str, seed: int, step: int | None = None) -> str
     notebook's full profile reads them): ``<bench>-<method>-seed<k>``, and ``..._step<S>`` for the set drawn from the
     step-S checkpoint."""
     return f"{bench}-{method}-seed{seed}" + (f"_step{step}" if step else "")
-
-
-def load_samples(path: str | os.PathLike) -> dict[str, Any]:
-    """A sample set: ``images`` uint8 [N, H, W] (or [N, H, W, 3]), ``batch_seed`` / ``batch_row`` int64 [N]
-    (sample i is row batch_row[i] of the batch drawn with generator seed batch_seed[i]), ``metadata`` (dict), and
-    for primary sets the detector scores of every sample (``x0hat_var_last10``, ``x0hat_var_t20_35``) and the
-    x0_hat tail of the rows ``trajectory_rows`` (``trajectory_x0_hat`` float16 [R, rows, C, H, W] at
-    ``trajectory_steps``), ``categories`` (the strict validator's category per sample, when it ran)."""
-    import numpy as np
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"sample set {str(path)!r}: no such file")
-    with np.load(path, allow_pickle=False) as z:
-        out = {k: z[k] for k in z.files}
-    out["metadata"] = json.loads(str(out["metadata"])) if "metadata" in out else {}
-    return out

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from vsmlab.core.checks import check_choice, check_int
 from vsmlab.diffusion.sample_sets import draw_samples, sample_checkpoint, to_uint8
 from vsmlab.lab.full_runs import run_name, sample_name
 from vsmlab.lab.jobs import Job, check_workers, run_jobs
@@ -77,10 +78,8 @@ def sample_set(loaded: LoadedModel | nn.Module, n: int, seed: int, sampler: str 
     (:meth:`vsmlab.diffusion.sample_sets.FracSummary.as_dict`: how often its own v left [-1, 1])."""
     from vsmlab.lab.cache import load_or_compute
 
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n: expected an int >= 1 (number of samples), got {n!r}")
-    if sampler not in ("ddpm", "ddim"):
-        raise ValueError(f"sampler: expected 'ddpm' or 'ddim', got {sampler!r}")
+    n = check_int("n", n, low=1, hint="number of samples")
+    check_choice("sampler", sampler, ("ddpm", "ddim"))
     if isinstance(loaded, LoadedModel):
         model, schedule, key_id = loaded.model, loaded.schedule, f"{loaded.sha256}:{loaded.weights}"
         size = loaded.model.image_size
@@ -109,8 +108,12 @@ def sample_set(loaded: LoadedModel | nn.Module, n: int, seed: int, sampler: str 
 
 
 def load_npz_samples(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a ``vsmlab sample`` npz (a GPU run's set): images uint8, batch_seed, batch_row, optional trajectory
-    arrays, metadata (dict). FileNotFoundError naming the file if missing; ValueError if it holds no images."""
+    """Read a ``vsmlab sample`` npz (a GPU run's set): ``images`` uint8 [N, H, W] (or [N, H, W, 3]), ``batch_seed`` /
+    ``batch_row`` int64 [N] (sample i is row batch_row[i] of the batch drawn with generator seed batch_seed[i]),
+    ``metadata`` (dict), and for primary sets the detector scores of every sample (``x0hat_var_last10``,
+    ``x0hat_var_t20_35``), the x0_hat tail of the rows ``trajectory_rows`` (``trajectory_x0_hat`` float16
+    [R, rows, C, H, W] at ``trajectory_steps``) and ``categories`` (the strict validator's category per sample, when
+    it ran). FileNotFoundError naming the file if missing; ValueError if it holds no images."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(

@@ -43,7 +43,7 @@ from vsmlab.diffusion.checkpoints import load_checkpoint
 from vsmlab.lab.cache import cache_dir
 from vsmlab.lab.full_runs import run_name
 from vsmlab.lab.plotting import PALETTE
-from vsmlab.lab.sample_store import ensure_samples, require_files, sample_command, shipped_sample_dir
+from vsmlab.lab.sample_store import ensure_samples, gpu_run_path, require_files, sample_command, shipped_sample_dir
 from vsmlab.lab.study import Model, Study
 
 __all__ = ["METHODS", "LABELS", "COLOURS", "PROFILES", "SemanticStudy", "rule_rates", "RateDifference",
@@ -217,7 +217,7 @@ class SemanticStudy:
         here from ``ckpts``, or (full) the GPU run's files (every seed-0 set must be there; a missing further seed is
         named and left out)."""
         if self.full_dir is not None:
-            paths = {key: self.full_dir / "samples" / f"{run_name(bench, *key)}.npz" for key in keys}
+            paths = {key: gpu_run_path(self.full_dir, bench, *key) for key in keys}
             first = {_label(k): p for k, p in paths.items() if k[1] == 0}
             require_files(first, {k: _FULL_HOW for k in first})
             for key in [key for key, p in paths.items() if not p.is_file()]:
@@ -243,7 +243,7 @@ class SemanticStudy:
             return {}
         st = (self.full.get("sweep_step") or {}).get(bench, 0)
         methods = self.methods if bench == "cards" else self.chess_methods
-        found = {(m, st): self.full_dir / "samples" / f"{run_name(bench, m, 0, st)}.npz" for m in methods} if st else {}
+        found = {(m, st): gpu_run_path(self.full_dir, bench, m, 0, st) for m in methods} if st else {}
         found = {key: p for key, p in found.items() if p.is_file()}
         print(f"{bench} training-step sweep: the GPU run drew {len(found)} set(s) at step {st or '-'}")
         return found

@@ -125,9 +125,9 @@ class ShapesStudy:
         study = Study(root, runs, root / "checkpoints" / f"shapes{cfg['size']}", use_shipped=profile == "default" and not no_cache,
                       gpu=gpu, image_size=cfg["size"], workers=0 if profile == "smoke" else 2)
         self = cls(profile, cfg, study, models, gpu_dir=gpu_dir, gpu_record=record, sample_seed=1000 + seed)
-        if gpu is None:
-            study.ensure(list(models.values()))
-        self.loaded = {key: study.load(mod) for key, mod in models.items() if study.exists(mod)}
+        if gpu is None:  # train what is missing; shipped files are config-checked once, as they load below
+            study.ensure([mod for mod in models.values() if study.source(mod) == "trained"])
+        self.loaded = {key: study.load(mod) for key, mod in models.items() if gpu is None or study.exists(mod)}
         return self
 
     @property
