@@ -44,3 +44,26 @@ def test_compare_finds_changed_missing_and_new_tables(tmp_path) -> None:
     (repo / "figures" / "07_y" / "more.csv").write_text("n\n1\n")
     assert dict(mod.compare("HEAD", repo)) == {"figures/06_x/results.csv": "DIFFERENT",
                                                "figures/07_y/rates.csv": "missing", "figures/07_y/more.csv": "new"}
+
+
+def test_timing_columns_and_an_output_folder(tmp_path) -> None:
+    """A cold run measures its training time anew: a table equal but for a "seconds" column is "timings" (unchanged);
+    any other cell, or a renamed column, is DIFFERENT. --figures compares a `vsmlab figures --out DIR` folder."""
+    mod = _module()
+    repo = tmp_path / "repo"
+    (repo / "figures" / "05_x").mkdir(parents=True)
+    (repo / "figures" / "05_x" / "results.csv").write_text("rate,train_seconds,train_seconds_ci95\n1.5,10.2,0.5\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tables")
+    out = tmp_path / "out"
+    (out / "05_x").mkdir(parents=True)
+    table = out / "05_x" / "results.csv"
+    table.write_text("rate,train_seconds,train_seconds_ci95\n1.5,31.0,2.5\n")
+    assert mod.compare("HEAD", repo, out) == [("figures/05_x/results.csv", "timings")]
+    table.write_text("rate,train_seconds,train_seconds_ci95\n1.6,10.2,0.5\n")
+    assert mod.compare("HEAD", repo, out) == [("figures/05_x/results.csv", "DIFFERENT")]
+    table.write_text("rate,train_s,train_seconds_ci95\n1.5,10.2,0.5\n")
+    assert mod.compare("HEAD", repo, out) == [("figures/05_x/results.csv", "DIFFERENT")]
+    table.write_text("rate,train_seconds,train_seconds_ci95\n1.5,10.2,0.5\n")
+    assert mod.compare("HEAD", repo, out) == [("figures/05_x/results.csv", "identical")]

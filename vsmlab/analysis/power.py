@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, Callable
 
 from vsmlab.core.checks import check_int, check_nonnegative, check_range
 
@@ -254,12 +255,9 @@ def seeds_needed(
     rel = _prob_arg("relative_effect", relative_effect)
     check_int("max_seeds", max_seeds, low=2)
 
-    def ok(S: int) -> bool:
-        return minimum_detectable_effect(baseline_rate, between_var, S, n_per_seed, power=power, alpha=alpha,
-                                         correlation=correlation,
-                                         sampling_correlation=sampling_correlation).relative <= rel
-
-    return _smallest(ok, 2, max_seeds)
+    ok = _mde_at_most(rel, baseline_rate, between_var, power=power, alpha=alpha, correlation=correlation,
+                      sampling_correlation=sampling_correlation)
+    return _smallest(lambda S: ok(S, n_per_seed), 2, max_seeds)
 
 
 def samples_needed(
@@ -272,12 +270,9 @@ def samples_needed(
     rel = _prob_arg("relative_effect", relative_effect)
     check_int("max_samples", max_samples, low=1)
 
-    def ok(n: int) -> bool:
-        return minimum_detectable_effect(baseline_rate, between_var, n_seeds, n, power=power, alpha=alpha,
-                                         correlation=correlation,
-                                         sampling_correlation=sampling_correlation).relative <= rel
-
-    return _smallest(ok, 1, max_samples)
+    ok = _mde_at_most(rel, baseline_rate, between_var, power=power, alpha=alpha, correlation=correlation,
+                      sampling_correlation=sampling_correlation)
+    return _smallest(lambda n: ok(n_seeds, n), 1, max_samples)
 
 
 # ------------------------------------------------------- observed paired sd, unpaired design
@@ -362,6 +357,12 @@ def unpaired_mde(
         absolute = float(optimize.brentq(lambda d: power_at(d) - power, 1e-12, p, xtol=1e-12, rtol=1e-10))
     return DesignMDE(absolute, absolute / p, p, sd_at(min(absolute, p)), R, m, power, alpha, "unpaired", df, K,
                      0.0, rho_s)
+
+
+def _mde_at_most(relative: float, baseline_rate: float, between_var: float, **options: Any) -> Callable[[int, int], bool]:
+    """(S, n) -> whether the MDE with S seeds of n samples each (:func:`minimum_detectable_effect` with ``options``)
+    is at most ``relative`` x the baseline rate."""
+    return lambda S, n: minimum_detectable_effect(baseline_rate, between_var, S, n, **options).relative <= relative
 
 
 def _smallest(ok, low: int, high: int) -> int | None:

@@ -453,21 +453,11 @@ class Trainer:
             self.model.eval()
 
 
-def train(
-    model: nn.Module,
-    data: torch.Tensor | Callable[[int, torch.Generator], torch.Tensor],
-    schedule: Schedule,
-    steps: int,
-    batch_size: int = 1024,
-    lr: float = 1e-3,
-    seed: int = 0,
-    loss_fn: LossFn = eps_mse_loss,
-    grad_norms: bool = False,
-    max_grad_norm: float | None = None,
-    lr_decay: str = "none",
-    **options: Any,
-) -> Iterator[StepRecord]:
-    """Train ``model`` in place, yielding a :class:`StepRecord` per step (see the module docstring).
+def train(model: nn.Module, data: torch.Tensor | Callable[[int, torch.Generator], torch.Tensor], schedule: Schedule,
+          steps: int, **options: Any) -> Iterator[StepRecord]:
+    """Train ``model`` in place, yielding a :class:`StepRecord` per step (see the module docstring): the
+    :class:`Trainer` with these arguments (batch_size 1024, lr 1e-3, seed 0, loss_fn eps-MSE, grad_norms False
+    unless given).
 
     data: a training set [N, ...] (batches drawn with replacement; uint8 = 8-bit images, scaled to
     [-1, 1] per batch on the device) or a callable ``(n, generator) -> [n, ...]`` drawing fresh points.
@@ -479,9 +469,7 @@ def train(
     stops early.
     Raises TrainingDiverged naming the step (range) and term on a non-finite loss.
     """
-    trainer = Trainer(model, data, schedule, steps, batch_size, lr, seed, loss_fn, grad_norms, max_grad_norm,
-                      lr_decay, **options)
-    yield from trainer.run()
+    yield from Trainer(model, data, schedule, steps, **options).run()
 
 
 def fit(model: nn.Module, data, schedule: Schedule, steps: int, **kwargs) -> list[StepRecord]:

@@ -19,7 +19,6 @@ ipywidgets and matplotlib are imported inside the functions that need them, so `
 from __future__ import annotations
 
 import base64
-import hashlib
 import html
 import time
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from vsmlab.core.schedules import Schedule
 from vsmlab.data.shapes import geometry, to_uint8
 from vsmlab.data.shapes_validate import validate
 from vsmlab.diffusion.samplers import sample
+from vsmlab.lab.widgets import PngView
 
 __all__ = ["ImageTrajectory", "model_image_size", "compute_trajectory", "plot_frame", "ImageExplorer"]
 
@@ -131,7 +131,7 @@ def plot_frame(traj: ImageTrajectory, index: int):
 _CSS_ERROR = "color:#b2182b;font-weight:bold"
 
 
-class ImageExplorer:
+class ImageExplorer(PngView):
     """Widget over a mapping name -> model (see the module docstring).
 
     ``ImageExplorer(models, schedule, size=32, num_samples=4, num_steps=50, ...)``. Attributes: ``widget``
@@ -268,15 +268,3 @@ class ImageExplorer:
         self.message.value = (f"<span style='{_CSS_ERROR}'>Not updated ({type(exc).__name__}): "
                               f"{html.escape(str(exc), quote=False)}</span> (the plot shows the last valid settings)")
         return None
-
-    @property
-    def plot_hash(self) -> str:
-        """SHA-256 of the PNG currently shown ('' before the first successful update)."""
-        return hashlib.sha256(self.png).hexdigest() if self.png else ""
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        """The widget view, plus a static PNG for renderers without widgets."""
-        bundle = dict(self.widget._repr_mimebundle_(**kwargs))
-        if self.png:
-            bundle["image/png"] = base64.b64encode(self.png).decode("ascii")
-        return bundle

@@ -67,7 +67,33 @@ def torch_threads(threads: int | None):
         torch.set_num_threads(old)
 
 
-class _ExplorerBase:
+class PngView:
+    """What every explorer shows: ``self.widget`` and, for renderers without widgets (a static notebook viewer),
+    the last plotted PNG ``self.png`` and :meth:`plain_text` when it returns one."""
+
+    widget: Any
+    png: bytes | None = None
+
+    @property
+    def plot_hash(self) -> str:
+        """SHA-256 of the PNG currently shown ('' before the first successful update)."""
+        return hashlib.sha256(self.png).hexdigest() if self.png else ""
+
+    def plain_text(self) -> str | None:
+        """The text a renderer without widgets shows beside the PNG (None: none)."""
+        return None
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        bundle = dict(self.widget._repr_mimebundle_(**kwargs))
+        if self.png:
+            bundle["image/png"] = base64.b64encode(self.png).decode("ascii")
+        text = self.plain_text()
+        if text is not None:
+            bundle["text/plain"] = text
+        return bundle
+
+
+class _ExplorerBase(PngView):
     """Shared widget plumbing: readouts, message line, plot Output and the guarded update."""
 
     model_name = "smoothed"
@@ -147,20 +173,12 @@ class _ExplorerBase:
         self.message.value = ""
         return state
 
-    @property
-    def plot_hash(self) -> str:
-        """SHA-256 of the PNG currently shown ('' before the first successful update)."""
-        return hashlib.sha256(self.png).hexdigest() if self.png else ""
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        """The widget view, plus a static PNG and the readouts for renderers without widgets."""
-        bundle = dict(self.widget._repr_mimebundle_(**kwargs))
-        if self.png:
-            bundle["image/png"] = base64.b64encode(self.png).decode("ascii")
-        if self.state is not None:
-            texts = self.state.readouts()
-            bundle["text/plain"] = "\n".join(texts[k] for k in ("rate", "lipschitz", "bound"))
-        return bundle
+    def plain_text(self) -> str | None:
+        """The rate, Lipschitz and bound readouts of the last update (None before the first)."""
+        if self.state is None:
+            return None
+        texts = self.state.readouts()
+        return "\n".join(texts[k] for k in ("rate", "lipschitz", "bound"))
 
 
 def _sampler_controls(widgets, sampler: str, steps: int, num_samples: int, seed: int) -> dict[str, Any]:
