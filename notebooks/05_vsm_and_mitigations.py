@@ -73,8 +73,7 @@
 # **Prerequisites.** Notebooks 01 and 03 (mode interpolation and the hallucination rate; the smoothness of the score
 # and its Lipschitz constant); the improved-DDPM learned variance is recalled above.
 #
-# **Time.** cold about an hour on a 2-core CPU (empty cache; measured while other jobs shared the CPU, so an upper
-# bound): 175 runs, which train 160 small models (the fixed + $\tilde\beta_t$ runs reuse the fixed ones), and 390
+# **Time.** cold 50 min (2,985 s) on a 2-core CPU from an empty cache: 175 runs, which train 160 small models (the fixed + $\tilde\beta_t$ runs reuse the fixed ones), and 390
 # extra sample sets for the ceiling. A few minutes when all of them are cached.
 
 # %% tags=["parameters"]
