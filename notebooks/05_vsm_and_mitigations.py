@@ -434,7 +434,7 @@ for (a_rate, a_diff), (mixture, m) in zip(axes, cfg["mixtures"].items()):
     a_diff.axvline(0, color="black", lw=0.8)
     a_diff.set(xlabel="rate difference to rho = 0, paired by seed (percentage points)", title=f"{mixture}: vs rho = 0")
 fig.tight_layout()
-saver.save(fig, "rates")
+_ = saver.save(fig, "rates")
 
 # %% [markdown]
 # ## Fidelity of the kept samples, the score error per t, and smoothness

@@ -141,7 +141,7 @@ fig, axes = plt.subplots(2, 8, figsize=(10, 2.8))
 for ax, img in zip(axes.ravel(), train_set.images[:16]):
     show_shapes(ax, img)
 fig.suptitle("training images: a triangle, square and pentagon strip (dashed guides), each holding one shape or none")
-saver.save(fig, "data_examples")
+_ = saver.save(fig, "data_examples")
 
 # %% [markdown]
 # **Validator calibration.** Fresh real images must all pass the strict validator (appendix A1 shows it catching a
@@ -295,7 +295,7 @@ if not PAIRED:
     ax_d.text(0.5, 0.5, "one training seed here:\nno interval over seeds\n(section 5b pairs two)", ha="center",
               va="center", transform=ax_d.transAxes)
 fig.tight_layout()
-saver.save(fig, "primary_rates")
+_ = saver.save(fig, "primary_rates")
 
 # %% [markdown]
 # ## 5b · Paired over training seeds: vsm - rho0 (the comparison of record), vsm10 - rho0, rho0 - fixed, fixed~ - fixed
@@ -363,7 +363,7 @@ ax.set_yticks(range(len(ROWS)), [r for r, _, _ in ROWS])
 ax.set(xlabel="share of samples (%), mean over seeds", title="non-valid samples by category (each image once)")
 ax.legend(fontsize=8, ncol=4)
 fig.tight_layout()
-saver.save(fig, "categories")
+_ = saver.save(fig, "categories")
 
 # %% [markdown]
 # ## 6 · Looking at the images
@@ -528,7 +528,7 @@ for ax, (name, img), v in zip(axes, examples.items(), verdicts):
     vr = vsm_rule(img[None])["valid"][0]
     print(f"constructed {name:<10}: strict -> {v.category:<10} VSM rule -> {'valid' if vr else 'not valid'}")
     show_shapes(ax, img, title=f"{name}\nstrict: {v.category}")
-saver.save(fig, "validator_examples")
+_ = saver.save(fig, "validator_examples")
 
 # %% [markdown]
 # **Background levels.** The validators binarise at 127, so a grey background below 127 passes. How grey are the
@@ -752,7 +752,7 @@ for m in study.cpu_methods:
 ax.plot(cfg["score_ts"], exact_mse, color="grey", ls=":", label="exact eps vs drawn noise")
 ax.set(xscale="symlog", yscale="log", xlabel="t", ylabel="MSE of eps", title="UNet eps error against the exact eps")
 ax.legend(fontsize=8)
-saver.save(fig, "score_error")
+_ = saver.save(fig, "score_error")
 
 # %% [markdown]
 # **Hybrid samplers: where do hallucinations form?** `exact>=tau`: the exact score for t >= tau and the UNet
@@ -834,7 +834,7 @@ dup_imgs = [im for d in DIAL[::-1] for im, v in zip(d["images"].numpy(), validat
 axes[1].imshow(np.concatenate(dup_imgs, axis=1) if dup_imgs else np.zeros((SIZE, SIZE)), cmap="gray", vmin=0, vmax=255)
 axes[1].set(xticks=[], yticks=[], title=f"duplicates made by the local exact score ({len(dup_imgs)} shown)")
 fig.tight_layout()
-saver.save(fig, "locality_dial")
+_ = saver.save(fig, "locality_dial")
 
 # %% [markdown]
 # ## A7 · Sweeps (exploratory): training step, DDIM steps, EMA vs raw weights (where raw weights exist), clipping
@@ -898,7 +898,7 @@ for ax_, (sweep, labels) in zip(axes[0], PANELS.items()):
     ax_.set(ylabel="non-valid (%)", **labels)
     ax_.legend(fontsize=7)
 fig.tight_layout()
-saver.save(fig, "sweeps")
+_ = saver.save(fig, "sweeps")
 
 # %% [markdown]
 # ## A8 · Mechanism (exploratory): VSM's gradient on the trunk, and how far Sigma moves
@@ -962,7 +962,7 @@ for m, vals in FRAC.items():
 a2.set(xscale="log", xlabel="t", ylabel="mean frac", title="where Sigma sits between beta_tilde (0) and beta (1)")
 a2.legend(fontsize=7)
 fig.tight_layout()
-saver.save(fig, "mechanism")
+_ = saver.save(fig, "mechanism")
 
 # %% [markdown]
 # ## A9 · Detection by trajectory variance (exploratory)

@@ -282,7 +282,7 @@ for m in SEM.methods:
                  "hallucinated_lab": r_lab.count, "rate_lab": round(r_lab.rate, 4), "low_lab": round(r_lab.low, 4),
                  "high_lab": round(r_lab.high, 4), **{f"rule_{k}": rules[k].count for k in C.CATEGORIES},
                  "valid_distinct_cards": cov["distinct_cards"], "valid_distinct_sets": cov["distinct_sets"]})
-saver.save_table(rows, "cards_model_rates")
+_ = saver.save_table(rows, "cards_model_rates")
 
 # %% [markdown]
 # ### Over training seeds: the comparison of record

@@ -108,3 +108,14 @@ def test_image_notebooks_are_a_lesson_then_an_appendix(stem):
     assert "## Appendix takeaways" in appendix
     assert _code_lines(lesson) <= 400, f"{stem}: the lesson has {_code_lines(lesson)} lines of code (at most 400)"
     assert "profile ==" not in text and "profile !=" not in text, f"{stem}: a profile branch in the notebook"
+
+
+@pytest.mark.parametrize("stem", STEMS)
+def test_no_cell_echoes_a_return_value_above_its_figure(stem):
+    """A cell that ends with ``saver.save(...)`` would print "PosixPath('figures/...')" above the figure: every
+    published notebook assigns the returned path instead (``_ = saver.save(...)``)."""
+    nb = json.loads((ROOT / "notebooks" / f"{stem}.ipynb").read_text(encoding="utf-8"))
+    echoes = [c["execution_count"] for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
+              if o.get("output_type") == "execute_result"
+              and re.match(r"(Posix|Windows)?Path\(", "".join(o.get("data", {}).get("text/plain", "")))]
+    assert not echoes, f"{stem}: cells {echoes} echo a path; end them with `_ = saver.save(...)`"
