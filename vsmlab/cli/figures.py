@@ -23,7 +23,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     fig = sub.add_parser("figures", help="execute the notebooks with papermill and regenerate figures/")
     fig.add_argument("--profile", default="default", help=f"one of {', '.join(PROFILES)} (default: default)")
-    fig.add_argument("--only", nargs="+", metavar="NAME", help="run only these notebooks (stem or prefix like 01)")
+    fig.add_argument("--only", nargs="+", metavar="NAME",
+                     help="run only these notebooks (a stem, or a prefix like 05: the lesson and its appendix)")
+    fig.add_argument("--appendices", action="store_true",
+                     help="run the appendix notebooks (NN_*_appendix) instead of the lessons (the main job)")
     fig.add_argument("--out", default=None, help="figures folder (default: figures/ in the repository); default-profile "
                      "figures go to OUT/<notebook>/, other profiles to OUT/<profile>/<notebook>/")
     fig.add_argument("--notebooks", default=None, metavar="DIR",
@@ -71,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return fail("figures", str(exc))
     if args.list:
-        print("\n".join(list_notebooks(**folder)))
+        from vsmlab.lab.runner import is_appendix
+
+        print("\n".join(f"{s}  (appendix)" if is_appendix(s) else s for s in list_notebooks(**folder)))
         return 0
     if args.profile not in PROFILES:
         print(f"vsmlab figures: --profile: expected one of {', '.join(PROFILES)}, got {args.profile!r}", file=sys.stderr)
@@ -89,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
 
         os.environ["VSMLAB_NO_CACHE"] = "1"
     try:
-        run_figures(args.only, args.profile, args.out, seed=args.seed, progress=not args.quiet, **folder)
+        run_figures(args.only, args.profile, args.out, seed=args.seed, progress=not args.quiet,
+                    appendices=args.appendices, **folder)
     except ManifestCorrupt as exc:
         print(f"vsmlab figures: {exc}", file=sys.stderr)
         return 1

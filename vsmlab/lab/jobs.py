@@ -18,11 +18,11 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from vsmlab.core.checks import check_int
 
-__all__ = ["Job", "run_jobs", "thread_env", "check_workers"]
+__all__ = ["Job", "run_jobs", "call_many", "thread_env", "check_workers"]
 
 
 @dataclass(frozen=True)
@@ -77,3 +77,28 @@ def run_jobs(jobs: Sequence[Job], root: str | os.PathLike, workers: int) -> None
         for _, proc in running:
             proc.kill()
             proc.wait()
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _call(fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> Any:
+    return fn(*args, **kwargs)
+
+
+def call_many(fn: Callable[..., Any], calls: Sequence[tuple[tuple, dict[str, Any]]], workers: int = 2) -> list[Any]:
+    """``[fn(*args, **kwargs) for args, kwargs in calls]``, in input order, in ``workers`` processes with one torch
+    thread each (``workers <= 1``: here, with the caller's threads). ``fn`` must be importable (a module-level
+    library function, e.g. :func:`vsmlab.lab.ceiling.toy_ceiling`); a failing call raises in the caller."""
+    check_int("workers", workers, 0, hint="processes, one torch thread each; 0 or 1: in this process")
+    if workers <= 1 or len(calls) <= 1:
+        return [fn(*args, **kwargs) for args, kwargs in calls]
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_one_thread) as pool:
+        futures = [pool.submit(_call, fn, tuple(args), dict(kwargs)) for args, kwargs in calls]
+        return [f.result() for f in futures]

@@ -30,18 +30,22 @@ installed package's checkout. ``start`` prints one line saying where the figures
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import tempfile
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
 from vsmlab.core.checks import check_int
 from vsmlab.lab.plotting import FigureSaver, set_theme
 from vsmlab.lab.runner import PROFILES as PROFILE_NAMES
-from vsmlab.lab.runner import STAGING_ENV, TARGET_ENV, figures_root, profile_root
+from vsmlab.lab.runner import APPENDIX_SUFFIX, ROOT, STAGING_ENV, TARGET_ENV, figures_root, profile_root
 
-__all__ = ["start", "profile_settings", "figures_destination", "publish_requested", "local_figures_root",
+__all__ = ["start", "continue_lesson", "lesson_source", "profile_settings", "figures_destination", "publish_requested", "local_figures_root",
            "PUBLISH_ENV", "LOCAL_FOLDER"]
 
 PUBLISH_ENV = "VSMLAB_PUBLISH"  # "1": a run outside the runner publishes into figures/ (rule 3)
@@ -127,3 +131,103 @@ def start(
                         published_dir=published)
     print(f"figures -> {description}")
     return cfg, saver
+
+
+def lesson_source(lesson: str) -> Path:
+    """The percent-format source ``<lesson>.py`` of a lesson notebook: in the working folder (where the runner and
+    JupyterLab run a notebook), else in ``notebooks/`` of the checkout. ValueError naming ``lesson`` otherwise."""
+    if not isinstance(lesson, str) or not re.fullmatch(r"\d\d_\w+", lesson):
+        raise ValueError(f"lesson: expected a notebook stem such as '06_shapes_vsm', got {lesson!r}")
+    for folder in (Path.cwd(), ROOT / "notebooks"):
+        if (folder / f"{lesson}.py").is_file():
+            return folder / f"{lesson}.py"
+    raise ValueError(f"lesson: no source {lesson}.py in {Path.cwd()} or {ROOT / 'notebooks'}")
+
+
+def _code_cells(text: str) -> Iterator[tuple[int, bool, str]]:
+    """(1-based cell number, is the parameters cell, code) of each code cell of a percent-format notebook."""
+    cells = re.split(r"^(# %%.*)$", text, flags=re.MULTILINE)
+    number = 0
+    for header, body in zip(cells[1::2], cells[2::2]):
+        number += 1
+        if "[markdown]" not in header:
+            yield number, "parameters" in header, body
+
+
+def _assigned(code: str) -> list[str]:
+    """The names a cell assigns at its top level (a parameters cell: ``profile = "default"`` ...)."""
+    import ast
+
+    return [t.id for node in ast.parse(code).body if isinstance(node, (ast.Assign, ast.AnnAssign))
+            for t in (node.targets if isinstance(node, ast.Assign) else [node.target]) if isinstance(t, ast.Name)]
+
+
+@contextlib.contextmanager
+def _quiet_environment() -> Iterator[None]:
+    """No runner staging and no publishing while a lesson is re-run: its figures go to a discarded folder."""
+    saved = {k: os.environ.pop(k) for k in (STAGING_ENV, TARGET_ENV, PUBLISH_ENV) if k in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
+def continue_lesson(namespace: dict[str, Any], lesson: str) -> None:
+    """An appendix starts where its lesson ended: run the lesson's code cells quietly into ``namespace``.
+
+    Call it as ``continue_lesson(globals(), "06_shapes_vsm")`` from the appendix ``06_shapes_vsm_appendix``, after
+    its parameters cell: the lesson runs with the appendix's ``profile`` and ``seed`` (read from ``namespace``), its
+    printed output and figures are discarded (the published lesson shows them), and its trained models and sample
+    sets load from the cache (a cold cache makes this as slow as the lesson). Afterwards ``namespace`` holds every
+    variable and function of the lesson, the appendix's own parameters, and ``saver``: the appendix's
+    :class:`~vsmlab.lab.plotting.FigureSaver` (where it writes follows :func:`start`'s rule). RuntimeError names the
+    lesson's cell when one fails.
+    """
+    import matplotlib.pyplot as plt
+
+    source = lesson_source(lesson)
+    params = {k: v for k, v in namespace.items() if not k.startswith("_")}  # the appendix's parameters (and more)
+    profile = params.get("profile")
+    profile_settings(profile, {p: {} for p in PROFILE_NAMES})  # ValueError naming profile
+    seed = check_int("seed", params.get("seed"))
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="vsmlab-lesson-") as scratch, _quiet_environment(), _silenced():
+        for number, is_parameters, code in _code_cells(source.read_text(encoding="utf-8")):
+            try:
+                exec(compile(code, f"<{lesson} cell {number}>", "exec"), namespace)
+                if is_parameters:  # the appendix's values win (profile, seed, samples_dir, ...); figures are discarded
+                    namespace.update({k: params[k] for k in _assigned(code) if k in params})
+                    namespace.update(profile=profile, seed=seed, figures_dir=scratch, publish=False)
+            except Exception as exc:
+                raise RuntimeError(f"continue_lesson: the lesson {lesson} failed in its cell {number} "
+                                   f"({type(exc).__name__}: {exc})") from exc
+            finally:
+                plt.close("all")
+    lesson_saver = namespace.get("saver")
+    namespace.update({k: params[k] for k in ("profile", "seed", "figures_dir", "publish") if k in params})
+    if "publish" not in params:
+        namespace.pop("publish", None)
+    appendix = lesson + APPENDIX_SUFFIX
+    folder, manifest, description = figures_destination(appendix, profile, params.get("figures_dir"),
+                                                        params.get("publish"))
+    published = os.environ.get(TARGET_ENV) if os.environ.get(STAGING_ENV) else None
+    namespace["saver"] = FigureSaver(
+        folder, notebook=appendix, profile=profile, seed=seed,
+        parameters=dict(getattr(lesson_saver, "parameters", {"profile": profile, "seed": seed})),
+        device=getattr(lesson_saver, "device", "cpu"), manifest=manifest, published_dir=published)
+    print(f"continued from the lesson {lesson}: its code re-run quietly in {time.perf_counter() - started:.0f} s "
+          "(models and samples from the cache)")
+    print(f"figures -> {description}")
+
+
+@contextlib.contextmanager
+def _silenced() -> Iterator[None]:
+    """Hide printed and displayed output (IPython's capture where available, else stdout and stderr)."""
+    try:
+        from IPython.utils.capture import capture_output
+    except ImportError:  # plain Python without IPython
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            yield
+        return
+    with capture_output():
+        yield

@@ -60,10 +60,11 @@ from vsmlab.lab.notebook_clean import clean_notebook
 from vsmlab.lab.plotting import ManifestCorrupt, manifest_lock_path, merge_manifest, read_manifest
 
 __all__ = ["PROFILES", "NotebookFailed", "NotebookResult", "ManifestCorrupt", "RunInProgress", "list_notebooks",
-           "run_notebook", "run_figures", "recover", "recover_notebook", "figures_root", "profile_root", "ROOT",
+           "run_notebook", "run_figures", "is_appendix", "APPENDIX_SUFFIX", "recover", "recover_notebook", "figures_root", "profile_root", "ROOT",
            "STAGING_ENV", "TARGET_ENV", "KILL_POINTS"]
 
 PROFILES = ("smoke", "default", "full")
+APPENDIX_SUFFIX = "_appendix"  # NN_name_appendix.py continues the lesson NN_name.py
 ROOT = Path(__file__).resolve().parents[2]  # the checkout holding the package (notebooks/, figures/)
 PAPERMILL_CELL_TAGS = ("injected-parameters", "papermill-error-cell-tag")
 STAGING_ENV = "VSMLAB_FIGURES_STAGING"  # where a notebook run by the runner writes its figures
@@ -138,16 +139,24 @@ class RunInProgress(RuntimeError):
 
 
 def list_notebooks(notebooks_dir: str | os.PathLike = ROOT / "notebooks") -> list[str]:
-    """Stems of the notebook sources (``NN_*.py``), in order."""
+    """Stems of the notebook sources (``NN_*.py``, lessons and appendices), in order (a lesson before its appendix)."""
     return sorted(p.stem for p in Path(notebooks_dir).glob("[0-9][0-9]_*.py"))
 
 
-def _resolve(names: list[str] | None, available: list[str]) -> list[str]:
+def is_appendix(stem: str) -> bool:
+    """Whether ``stem`` is an appendix (``NN_name_appendix``: it continues its lesson; not part of the main job)."""
+    return stem.endswith(APPENDIX_SUFFIX)
+
+
+def _resolve(names: list[str] | None, available: list[str], appendices: bool = False) -> list[str]:
+    """The notebooks to run: ``names`` (an exact stem, or a prefix such as '05' naming the lesson and its appendix),
+    else every lesson (the main job), or every appendix when ``appendices``."""
     if not names:
-        return available
+        return [a for a in available if is_appendix(a) == appendices]
     out = []
     for name in names:
-        matches = [a for a in available if a == name or a.startswith(name) or a.split("_", 1)[0] == name]
+        exact = [a for a in available if a == name]
+        matches = exact or [a for a in available if a.startswith(name) or a.split("_", 1)[0] == name]
         if not matches:
             raise ValueError(f"only: unknown notebook {name!r}; allowed: {', '.join(available)} (or a prefix like '01')")
         out.extend(m for m in matches if m not in out)
@@ -432,14 +441,17 @@ def run_figures(
     names: list[str] | None = None, profile: str = "default", out_dir: str | os.PathLike | None = None,
     executed_dir: str | os.PathLike | None = None, seed: int | None = None,
     log: Log = _stderr, progress: bool = True, notebooks_dir: str | os.PathLike = ROOT / "notebooks",
+    appendices: bool = False,
 ) -> list[NotebookResult]:
-    """Run the chosen notebooks (default all) in order; stops at the first failure (NotebookFailed).
+    """Run the chosen notebooks in order; stops at the first failure (NotebookFailed). ``names`` None: every
+    lesson (the main job), or every appendix when ``appendices`` (each continues its lesson, so run the lessons
+    first to have their models cached).
 
     First repairs what interrupted runs left in the profile's root (:func:`recover`).
     """
     if profile not in PROFILES:
         raise ValueError(f"profile: expected one of {', '.join(PROFILES)}, got {profile!r}")
-    stems = _resolve(names, list_notebooks(notebooks_dir))
+    stems = _resolve(names, list_notebooks(notebooks_dir), appendices)
     recover(out_dir, profile, executed_dir, log)
     results = []
     for i, stem in enumerate(stems, 1):

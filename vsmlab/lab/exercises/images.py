@@ -182,4 +182,10 @@ EXERCISES: tuple[Exercise, ...] = (
         From the threshold sweep, pick the threshold you would use and say what it costs: how many real grids it
         would flag and what share of blends it catches. Then judge one model's samples at both thresholds: how
         much does its rate move?"""),
+    exercise("07.5", "What would a chess study need?", "open", """
+        The CPU chess pilot of the appendix compares VSM with its baseline on 64 boards each. Using
+        vsmlab.analysis.power and the pilot's calibrated rates, say how many boards per model (one run per method)
+        would detect a 25% relative reduction at 80% power, and how many training seeds a paired design would need
+        if the per-seed spread were as on Cards. What would you change first: the boards, the models or the
+        reading?"""),
 )

@@ -163,4 +163,9 @@ EXERCISES: tuple[Exercise, ...] = (
         paired differences from the notebook's results table, and use vsmlab.analysis.power.seeds_needed (or
         the minimum detectable effect) to say how many seeds a study needs to detect a 25% reduction. Does this
         notebook's interval exclude it?"""),
+    exercise("05.5", "A better filter threshold?", "open", """
+        Trajectory-variance filtering (the appendix) removes most hallucinations in 1-D and throws away many good
+        samples in 2-D. From the retention curves (results[(mixture, FIXED, seed)]["thresholds"], "removed",
+        "in_support_kept"), choose for each mixture the threshold that keeps 95% of the in-support samples and say
+        what share of the hallucinations it removes. Why does the same threshold behave so differently in 2-D?"""),
 )
