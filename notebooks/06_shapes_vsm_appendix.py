@@ -739,7 +739,7 @@ if CMP_RESULT is not None:
         ceil_frac, ceil_best, _ = ceiling([CEIL[("rho0", k)]["own"] for k in ks], [CEIL[("rho0", k)]["frac0"] for k in ks],
                                           [CEIL[("rho0", k)]["frac1"] for k in ks])
     bench = f"06 SimpleShapes {SIZE} px ({study.hardware})"
-    ANSWER = AnswerRow(bench, "06 · The answer", float(np.mean(own0)), effect,
+    ANSWER = AnswerRow(bench, "06 appendix · The answer", float(np.mean(own0)), effect,
                        f"paired, {len(CMP_SEEDS)} training seeds x {N}", ceil_best, ceil_frac, SIGMA_MOVED.get("vsm"))
     print(answer_table([ANSWER]))
 else:

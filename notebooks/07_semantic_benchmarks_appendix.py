@@ -713,7 +713,7 @@ if ("vsm", "rho0") in SEED_PAIRS:
         cf_, cb_, _ = ceiling([CARD_CEIL[("rho0", k)]["own"] for k in kc], [CARD_CEIL[("rho0", k)]["frac0"] for k in kc],
                               [CARD_CEIL[("rho0", k)]["frac1"] for k in kc])
     n_ = SEED_VERDICTS[("rho0", 0)].hallucinated.numel()
-    ANSWER_ROWS.append(AnswerRow("07 Cards 64 px (CPU)", "07 · The answer", float(np.mean(own_)), eff_,
+    ANSWER_ROWS.append(AnswerRow("07 Cards 64 px (CPU)", "07 appendix · The answer", float(np.mean(own_)), eff_,
                                  f"paired, {len(ks_)} training seeds x {n_}", cb_, cf_, CARDS_SIGMA_MOVED.get("vsm")))
 if "vsm" in chess_verdicts and "rho0" in chess_verdicts:
     va, vb = chess_verdicts["vsm"][1]["calibrated"], chess_verdicts["rho0"][1]["calibrated"]
@@ -722,7 +722,7 @@ if "vsm" in chess_verdicts and "rho0" in chess_verdicts:
     cb_, cf_ = None, None
     if CHESS_CEIL:
         cf_, cb_ = (0, CHESS_CEIL["d0"]) if CHESS_CEIL["d0"].estimate <= CHESS_CEIL["d1"].estimate else (1, CHESS_CEIL["d1"])
-    ANSWER_ROWS.append(AnswerRow("07 chess pilot 128 px (CPU), calibrated reading", "07 · The answer", d_.rate_b,
+    ANSWER_ROWS.append(AnswerRow("07 chess pilot 128 px (CPU), calibrated reading", "07 appendix · The answer", d_.rate_b,
                                  Interval(d_.difference, d_.low, d_.high),
                                  f"1 training seed x {len(vb.placements)} boards (Newcombe)", cb_, cf_, CHESS_SIGMA_MOVED))
 if ANSWER_ROWS:

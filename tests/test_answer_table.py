@@ -30,9 +30,10 @@ def answer_rows() -> list[list[str]]:
 
 
 def executed(printed_by: str) -> Path:
-    nn = printed_by.split()[0]
-    stems = sorted(p.stem for p in (ROOT / "notebooks").glob(f"{nn}_*.py"))
-    assert len(stems) == 1, f"'printed by' {printed_by!r}: no single notebook {nn}_*"
+    nn = printed_by.split()[0]  # "05 · The answer" (the lesson), "05 appendix · The answer", "06 full · 5"
+    suffix = "_appendix" if " appendix" in printed_by else ""
+    stems = sorted(p.stem for p in (ROOT / "notebooks").glob(f"{nn}_*.py") if p.stem.endswith("_appendix") == bool(suffix))
+    assert len(stems) == 1, f"'printed by' {printed_by!r}: no single notebook {nn}_*{suffix}"
     if " full" in printed_by:
         return ROOT / "figures" / "full" / stems[0] / f"{stems[0]}.ipynb"
     return ROOT / "notebooks" / f"{stems[0]}.ipynb"

@@ -42,7 +42,7 @@ def test_sample_job_names_are_the_notebooks_file_names(tmp_path) -> None:
     # names no file at all (it asks vsmlab.lab.shapes_study for its sets)
     src = (ROOT / "benchmarks" / "full06_gpu.py").read_text()
     store = (ROOT / "vsmlab" / "lab" / "sample_store.py").read_text()
-    nb = (ROOT / "notebooks" / "06_shapes_vsm.py").read_text()
+    nb = "".join((ROOT / "notebooks" / f"06_shapes_vsm{part}.py").read_text() for part in ("", "_appendix"))
     assert "from vsmlab.lab.full_runs import sample_name" in src
     assert "from vsmlab.lab.full_runs import run_name, sample_name" in store
     for text in (src, store, nb):

@@ -45,7 +45,7 @@ def test_sample_job_names_are_the_notebooks_file_names(tmp_path) -> None:
     # one owner of the names: the script builds them with full_runs.run_name, the study reads them through the sample
     # store's gpu_run_path (which uses run_name); the notebook names no file of the GPU run (it asks
     # vsmlab.lab.semantic_study for them)
-    nb = (ROOT / "notebooks" / "07_semantic_benchmarks.py").read_text()
+    nb = "".join((ROOT / "notebooks" / f"07_semantic_benchmarks{part}.py").read_text() for part in ("", "_appendix"))
     src = (ROOT / "benchmarks" / "full07_gpu.py").read_text()
     lib = (ROOT / "vsmlab" / "lab" / "semantic_study.py").read_text()
     assert "from vsmlab.lab.full_runs import run_name" in src and "from vsmlab.lab.full_runs import run_name" in lib
