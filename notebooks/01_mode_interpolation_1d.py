@@ -40,7 +40,7 @@
 #
 # **Prerequisites.** DDPM basics (forward noising, the $\epsilon$-prediction loss, ancestral sampling).
 #
-# **Time.** cold about 5.7 min (343 s) on a 2-core CPU (empty cache; the main job), seconds when the trained models are cached.
+# **Time.** cold about 5.3 min (315 s) on a 2-core CPU (empty cache; the main job), seconds when the trained models are cached.
 
 # %% tags=["parameters"]
 profile = "default"  # smoke | default | full

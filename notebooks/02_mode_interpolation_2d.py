@@ -41,7 +41,7 @@
 #
 # **Prerequisites.** Notebook 01.
 #
-# **Time.** cold about 5.3 min (316 s) on a 2-core CPU (empty cache; the main job), seconds when the trained models are cached.
+# **Time.** cold about 5.6 min (338 s) on a 2-core CPU (empty cache; the main job), seconds when the trained models are cached.
 
 # %% tags=["parameters"]
 profile = "default"  # smoke | default | full

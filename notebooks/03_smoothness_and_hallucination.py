@@ -46,7 +46,7 @@
 #
 # **Prerequisites.** Notebook 01.
 #
-# **Time.** cold about 2 min (116 s) on a 2-core CPU (empty cache; the main job, after 02), seconds when the trained models are cached.
+# **Time.** cold about 2.3 min (138 s) on a 2-core CPU (empty cache; the main job, after 02), seconds when the trained models are cached.
 
 # %% tags=["parameters"]
 profile = "default"  # smoke | default | full

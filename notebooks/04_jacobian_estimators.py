@@ -47,7 +47,7 @@
 #
 # **Prerequisites.** Notebook 03.
 #
-# **Time.** cold about 23 s (22.8 s) on a 2-core CPU (empty cache; the main job); the notebook trains no model, so a
+# **Time.** cold about 32 s (31.8 s) on a 2-core CPU (empty cache; the main job); the notebook trains no model, so a
 # cached run takes about as long.
 
 # %% tags=["parameters"]
@@ -337,10 +337,10 @@ _ = saver.save(fig, "lipschitz_estimates")
 #
 # - **Four exact methods, one answer; their costs differ.** All four agree with the closed-form Jacobian to
 #   rounding (relative errors from 2.7e-16 to 1.1e-15). `"rev"` (one backward pass per output dimension) was the
-#   cheapest per point in both cases: 3.7 us in 2-D and 59.8 us in 64-D, where it needs 64 passes, against
-#   530.7 us and 9802.2 us for the per-point loop (1.4e+02x and 1.6e+02x slower). `"vmap"` (4.5 us) came close
-#   to it in 2-D; in 64-D `"fwd"` (261.0 us) and `"vmap"` (296.3 us) were several times slower than `"rev"`
-#   (timings vary from run to run).
+#   cheapest per point in both cases: 4.6 us in 2-D and 125.0 us in 64-D, where it needs 64 passes, against
+#   1004.9 us and 9828.6 us for the per-point loop (2.2e+02x and 79x slower). `"vmap"` (9.1 us) and `"fwd"`
+#   (18.8 us) were 2-4x slower in 2-D; in 64-D `"fwd"` (374.9 us) and `"vmap"` (340.9 us) were about 3x slower
+#   than `"rev"` (timings vary from run to run).
 # - **Power iteration converges fast except where the top singular values nearly tie.** The mean relative error
 #   of $\|J\|_2$ is 3.6e-02 after 1 iteration and 1.1e-03 after 20 in 2-D (64-D: 1.2e-01 and 1.0e-04). With
 #   tol = 1e-6 the median point needs 7 iterations (2-D) and 5 (64-D), the worst 486 and 156: in the scatter,

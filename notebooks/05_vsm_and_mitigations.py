@@ -63,7 +63,7 @@
 # **Prerequisites.** Notebooks 01 and 03 (mode interpolation and the hallucination rate; the smoothness of the score
 # and its Lipschitz constant); the improved-DDPM learned variance is recalled above.
 #
-# **Time.** cold TIME05 on a 2-core CPU from an empty cache: 50 runs, which train 40 small models (the
+# **Time.** cold about 9.2 min (552 s) on a 2-core CPU from an empty cache: 50 runs, which train 40 small models (the
 # fixed + $\tilde\beta_t$ runs reuse the fixed ones), and 50 extra sample sets for the ceiling and the fresh-noise
 # check. Under a minute when all of them are cached.
 

@@ -75,7 +75,7 @@
 #
 # **Prerequisites.** Notebook 05 (VSM, rho = 0, paired comparisons over seeds); notebook 01 (exact scores).
 #
-# **Time.** cold TIME06 on a 2-core CPU from an empty cache (the models are shipped); under a minute when the sample
+# **Time.** cold about 8.2 min (493 s) on a 2-core CPU from an empty cache (the models are shipped); under a minute when the sample
 # sets are cached.
 
 # %% tags=["parameters"]

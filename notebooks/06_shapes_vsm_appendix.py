@@ -38,8 +38,8 @@
 #
 # **Prerequisites.** The lesson `06_shapes_vsm` (this notebook continues from it).
 #
-# **Time.** cold TIME06A on a 2-core CPU from an empty cache, the lesson's sample sets included; TIME06AW once the
-# lesson's sample sets are cached.
+# **Time.** cold about 30 min on a 2-core CPU from an empty cache, the lesson's sample sets included; minutes when
+# everything is cached.
 
 # %% tags=["parameters"]
 profile = "default"  # smoke | default | full

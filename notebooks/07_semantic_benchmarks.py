@@ -69,7 +69,7 @@
 #
 # **Prerequisites.** Notebook 06 (the study design, paired comparisons, strict validators).
 #
-# **Time.** cold TIME07 on a 2-core CPU from an empty cache (the models are shipped); under a minute when the sample
+# **Time.** cold about 5.5 min (331 s) on a 2-core CPU from an empty cache (the models are shipped); under a minute when the sample
 # sets are cached.
 
 # %% tags=["parameters"]

@@ -37,8 +37,8 @@
 #
 # **Prerequisites.** The lesson `07_semantic_benchmarks` (this notebook continues from it).
 #
-# **Time.** cold TIME07A on a 2-core CPU from an empty cache, the lesson's sample sets included; TIME07AW once the
-# lesson's sample sets are cached.
+# **Time.** cold about 32 min on a 2-core CPU from an empty cache, the lesson's sample sets included; minutes when
+# everything is cached.
 
 # %% tags=["parameters"]
 profile = "default"  # smoke | default | full

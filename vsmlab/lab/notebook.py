@@ -216,7 +216,7 @@ def continue_lesson(namespace: dict[str, Any], lesson: str) -> None:
         parameters=dict(getattr(lesson_saver, "parameters", {"profile": profile, "seed": seed})),
         device=getattr(lesson_saver, "device", "cpu"), manifest=manifest, published_dir=published)
     print(f"continued from the lesson {lesson}: its code re-run quietly in {time.perf_counter() - started:.0f} s "
-          "(models and samples from the cache)")
+          "(trained models and sample sets are read from the cache when they are there)")
     print(f"figures -> {description}")
 
 
