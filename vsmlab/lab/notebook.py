@@ -45,8 +45,8 @@ from vsmlab.lab.plotting import FigureSaver, set_theme
 from vsmlab.lab.runner import PROFILES as PROFILE_NAMES
 from vsmlab.lab.runner import APPENDIX_SUFFIX, ROOT, STAGING_ENV, TARGET_ENV, figures_root, profile_root
 
-__all__ = ["start", "continue_lesson", "lesson_source", "profile_settings", "figures_destination", "publish_requested", "local_figures_root",
-           "PUBLISH_ENV", "LOCAL_FOLDER"]
+__all__ = ["start", "continue_lesson", "lesson_source", "profile_settings", "figures_destination", "publish_requested",
+           "local_figures_root", "PUBLISH_ENV", "LOCAL_FOLDER"]
 
 PUBLISH_ENV = "VSMLAB_PUBLISH"  # "1": a run outside the runner publishes into figures/ (rule 3)
 LOCAL_FOLDER = "local"  # figures/local/: where a run by hand writes (git-ignored)
@@ -122,15 +122,20 @@ def start(
     """
     cfg = profile_settings(profile, table)
     seed = check_int("seed", seed)
-    folder, manifest, description = figures_destination(notebook, profile, figures_dir, publish)
     torch.manual_seed(seed)
     set_theme()
+    return cfg, _saver(notebook, profile, seed, figures_dir, publish, {"profile": profile, "seed": seed, **cfg}, device)
+
+
+def _saver(notebook: str, profile: str, seed: int, figures_dir: str | os.PathLike | None,
+           publish: bool | str | None, parameters: dict[str, Any], device: Any) -> FigureSaver:
+    """The FigureSaver of a run, writing where the module docstring's rule says; prints that place."""
+    folder, manifest, description = figures_destination(notebook, profile, figures_dir, publish)
     published = os.environ.get(TARGET_ENV) if os.environ.get(STAGING_ENV) else None
-    saver = FigureSaver(folder, notebook=notebook, profile=profile, seed=seed,
-                        parameters={"profile": profile, "seed": seed, **cfg}, device=device, manifest=manifest,
-                        published_dir=published)
+    saver = FigureSaver(folder, notebook=notebook, profile=profile, seed=seed, parameters=parameters, device=device,
+                        manifest=manifest, published_dir=published)
     print(f"figures -> {description}")
-    return cfg, saver
+    return saver
 
 
 def lesson_source(lesson: str) -> Path:
@@ -197,27 +202,19 @@ def continue_lesson(namespace: dict[str, Any], lesson: str) -> None:
                 exec(compile(code, f"<{lesson} cell {number}>", "exec"), namespace)
                 if is_parameters:  # the appendix's values win (profile, seed, samples_dir, ...); figures are discarded
                     namespace.update({k: params[k] for k in _assigned(code) if k in params})
-                    namespace.update(profile=profile, seed=seed, figures_dir=scratch, publish=False)
+                    namespace.update(profile=profile, seed=seed, figures_dir=scratch)
             except Exception as exc:
                 raise RuntimeError(f"continue_lesson: the lesson {lesson} failed in its cell {number} "
                                    f"({type(exc).__name__}: {exc})") from exc
             finally:
                 plt.close("all")
     lesson_saver = namespace.get("saver")
-    namespace.update({k: params[k] for k in ("profile", "seed", "figures_dir", "publish") if k in params})
-    if "publish" not in params:
-        namespace.pop("publish", None)
-    appendix = lesson + APPENDIX_SUFFIX
-    folder, manifest, description = figures_destination(appendix, profile, params.get("figures_dir"),
-                                                        params.get("publish"))
-    published = os.environ.get(TARGET_ENV) if os.environ.get(STAGING_ENV) else None
-    namespace["saver"] = FigureSaver(
-        folder, notebook=appendix, profile=profile, seed=seed,
-        parameters=dict(getattr(lesson_saver, "parameters", {"profile": profile, "seed": seed})),
-        device=getattr(lesson_saver, "device", "cpu"), manifest=manifest, published_dir=published)
+    namespace.update({k: params[k] for k in ("profile", "seed", "figures_dir") if k in params})
     print(f"continued from the lesson {lesson}: its code re-run quietly in {time.perf_counter() - started:.0f} s "
           "(trained models and sample sets are read from the cache when they are there)")
-    print(f"figures -> {description}")
+    namespace["saver"] = _saver(lesson + APPENDIX_SUFFIX, profile, seed, params.get("figures_dir"), params.get("publish"),
+                                dict(getattr(lesson_saver, "parameters", {"profile": profile, "seed": seed})),
+                                getattr(lesson_saver, "device", "cpu"))
 
 
 @contextlib.contextmanager

@@ -60,8 +60,8 @@ from vsmlab.lab.notebook_clean import clean_notebook
 from vsmlab.lab.plotting import ManifestCorrupt, manifest_lock_path, merge_manifest, read_manifest
 
 __all__ = ["PROFILES", "NotebookFailed", "NotebookResult", "ManifestCorrupt", "RunInProgress", "list_notebooks",
-           "run_notebook", "run_figures", "is_appendix", "APPENDIX_SUFFIX", "recover", "recover_notebook", "figures_root", "profile_root", "ROOT",
-           "STAGING_ENV", "TARGET_ENV", "KILL_POINTS"]
+           "run_notebook", "run_figures", "is_appendix", "APPENDIX_SUFFIX", "recover", "recover_notebook", "figures_root",
+           "profile_root", "ROOT", "STAGING_ENV", "TARGET_ENV", "KILL_POINTS"]
 
 PROFILES = ("smoke", "default", "full")
 APPENDIX_SUFFIX = "_appendix"  # NN_name_appendix.py continues the lesson NN_name.py
