@@ -6,7 +6,9 @@ Notebooks call :func:`set_theme` once and save every figure through a :class:`Fi
                         parameters=dict(profile=profile, seed=seed))
     saver.save(fig, "histogram")      # -> figures_dir/histogram.png + an entry in figures_dir/manifest.json
 
-PNG bytes are reproducible: no timestamp or software metadata, fixed dpi; the SVG hash salt is fixed.
+PNG bytes are reproducible and compact (:func:`compact_png`): no timestamp or software metadata, fixed dpi, a
+256-colour palette where it changes the pixels by at most half a grey level on average; the SVG hash salt is fixed.
+Inside IPython, :func:`set_theme` makes the figures a notebook shows inline go through the same encoder.
 
 A profile's figures live under one folder with one ``MANIFEST.json`` (key ``<notebook>/<name>.png``).
 :func:`merge_manifest` updates it under a file lock (concurrent runs of different notebooks keep each
@@ -17,6 +19,7 @@ run outside the runner); otherwise entries go to ``out_dir/manifest.json`` for t
 
 from __future__ import annotations
 
+import binascii
 import io
 import json
 import os
@@ -27,20 +30,95 @@ from typing import Any
 
 from vsmlab.core.io import atomic_write_bytes, file_lock
 
-__all__ = ["set_theme", "FigureSaver", "atomic_write_bytes", "package_versions", "device_name", "PALETTE",
+__all__ = ["set_theme", "compact_png", "figure_png_bytes", "PNG_MAX_MEAN_ERROR", "FigureSaver", "atomic_write_bytes", "package_versions", "device_name", "PALETTE",
            "ManifestCorrupt", "read_manifest", "merge_manifest", "manifest_lock_path"]
 
 PALETTE = {"exact": "#1b7837", "learned": "#c51b7d", "data": "#4d4d4d", "vsm": "#2166ac", "baseline": "#b35806"}
 
 
+PNG_MAX_MEAN_ERROR = 0.5  # grey levels (of 255): the most a palette may change an image's pixels on average
+
+
 def set_theme(context: str = "notebook") -> None:
-    """Apply the lab's seaborn theme (white grid, colour-blind palette, fixed svg hash salt)."""
+    """Apply the lab's seaborn theme (white grid, colour-blind palette, fixed svg hash salt); inside IPython,
+    figures shown inline are encoded by :func:`compact_png` too."""
     import matplotlib as mpl
     import seaborn as sns
 
     sns.set_theme(context=context, style="whitegrid", palette="colorblind")
     mpl.rcParams.update({"svg.hashsalt": "vsmlab", "figure.dpi": 100, "savefig.dpi": 110,
                          "figure.autolayout": False, "axes.titlesize": "medium"})
+    _compact_inline_figures()
+
+
+def compact_png(data: bytes, max_mean_error: float = PNG_MAX_MEAN_ERROR) -> bytes:
+    """Re-encode PNG ``data`` small and reproducibly: no metadata, zlib level 9.
+
+    An opaque image is stored as RGB, or as a 256-colour palette (median cut, no dithering) when the palette
+    changes its pixels by at most ``max_mean_error`` grey levels on average, mean |palette - RGB| over pixels and
+    channels. Plots pass (about half the bytes; a few antialiased edge pixels shift in shade); images with rich
+    colour, such as grids of rendered samples, stay exact RGB. An image with any transparency keeps its alpha; an
+    opaque palette image is kept as it is (so ``compact_png(compact_png(x)) == compact_png(x)``).
+    """
+    import numpy as np
+    from PIL import Image
+
+    if max_mean_error < 0:
+        raise ValueError(f"max_mean_error: expected grey levels >= 0, got {max_mean_error!r}")
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ValueError(f"data: expected PNG bytes, got {len(data)} bytes that PIL cannot read ({exc})") from None
+    rgba = np.asarray(image.convert("RGBA"))
+    if (rgba[..., 3] != 255).any():
+        out = image.convert("RGBA")
+    elif image.mode == "P":  # already a palette (this encoder's output): kept exactly, so re-encoding is a fixed point
+        out = image
+    else:
+        out = image.convert("RGB")
+        palette = out.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        error = np.abs(np.asarray(palette.convert("RGB"), dtype=np.int16) - rgba[..., :3]).mean()
+        if error <= max_mean_error:
+            out = palette
+    buf = io.BytesIO()
+    out.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def figure_png_bytes(fig, dpi: float | None = None) -> bytes:
+    """``fig`` as compact PNG bytes (:func:`compact_png`), cropped to its content; dpi: savefig.dpi when None."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", facecolor=fig.get_facecolor(),
+                edgecolor=fig.get_edgecolor(), metadata={"Software": None})
+    return compact_png(buf.getvalue())
+
+
+def _inline_png(fig) -> str | None:
+    """IPython's image/png for a figure shown inline: base64 of :func:`figure_png_bytes` at the figure's dpi."""
+    if not fig.axes and not fig.lines:
+        return None  # as IPython does: an empty figure shows nothing
+    return binascii.b2a_base64(figure_png_bytes(fig, dpi=fig.dpi), newline=False).decode("ascii")
+
+
+def _compact_inline_figures() -> None:
+    """Inside IPython, show figures through :func:`_inline_png`. The inline backend installs its own PNG
+    printer when it loads (lazily, at the first figure), so it is loaded first and then replaced."""
+    import sys
+
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None or not hasattr(shell, "display_formatter"):
+        return
+    import importlib
+
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    backend = matplotlib.get_backend()
+    if backend.startswith("module://"):
+        importlib.import_module(backend[len("module://"):])
+    shell.display_formatter.formatters["image/png"].for_type(Figure, _inline_png)
 
 
 def package_versions() -> dict[str, str]:
@@ -165,10 +243,8 @@ class FigureSaver:
         """Write ``fig`` as ``out_dir/name.png`` (deterministic bytes, atomic); return its published path."""
         if not name or "/" in name or name.startswith("."):
             raise ValueError(f"name: expected a plain file stem like 'histogram', got {name!r}")
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
         path = self.out_dir / f"{name}.png"
-        atomic_write_bytes(path, buf.getvalue())
+        atomic_write_bytes(path, figure_png_bytes(fig, dpi))
         key = f"{self.notebook}/{name}.png"
         self.entries[key] = {
             "notebook": self.notebook, "profile": self.profile, "seed": self.seed,
