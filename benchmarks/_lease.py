@@ -1,10 +1,9 @@
-"""What every one-lease GPU script shares (``full06_gpu.py``, ``full07_gpu.py``): logging, the subprocess
+"""What the GPU scripts share (``full07_gpu.py`` all of it, ``gpu_window.py`` the device facts and packing): logging, the subprocess
 environment, training to a wall-clock deadline with a preflight beside it, the common saved step, NVIDIA MPS,
 compressing and packing the results into transfer-sized tar chunks, and unpacking them here.
 
 The device returns at most 8 files of at most 16 MiB each (64 MiB in all): ``MAX_CHUNKS`` chunks of ``CHUNK`` bytes
-plus the summary JSON and the run log. Chunks of 10.3 MB hold one 9.7 MB checkpoint each (the first lease packed
-4 x 15.5 MB and left a fourth checkpoint out).
+plus the summary JSON and the run log. Chunks of 10.3 MB hold one 9.7 MB checkpoint each.
 """
 
 from __future__ import annotations

@@ -960,7 +960,7 @@ class Window:
             spec.model_config = dict(tr.model.config)
         reached = [s.trainer.step for s in live.values() if s.status != "failed"]
         self.summary["common_step"] = min(reached, default=0)  # the step every model that did not fail reached
-        self.summary["steps_saved"] = {n: s.trainer.step for n, s in live.items()}  # (notebook 06's full06 vocabulary)
+        self.summary["steps_saved"] = {n: s.trainer.step for n, s in live.items()}
         self.summary["img_per_s_all"] = round(done_imgs / wall, 1) if wall > 0 else None
         self.summary["mfu_training"] = round(done_imgs / wall * self.flops_img / self.peak_flops, 4) if wall > 0 else None
         if stopped:

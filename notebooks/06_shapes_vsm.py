@@ -56,8 +56,8 @@
 # README command; 2-core CPU; 32-px models loaded from the shipped checkpoints in `checkpoints/shapes32/`,
 # made by `vsmlab train` with the configs (commands in `checkpoints/shapes32/README.md`); `--no-cache`
 # ignores them and trains from the configs into `runs/`); `full` (64 px, trained and sampled on a GPU by
-# `benchmarks/full06_gpu.py`, then run here on the CPU from the files it brought back; publishes to
-# `figures/full/06_shapes_vsm/`; section A14 says how it runs). The profiles, models and sample sets are
+# `benchmarks/gpu_window.py`: every complete model of every GPU window under `runs/full/shapes64/`, run here on the
+# CPU from the files brought back; publishes to `figures/full/06_shapes_vsm/`; appendix A14 says how it runs). The profiles, models and sample sets are
 # `vsmlab.lab.shapes_study`: the notebook opens them with one call.
 
 # %% [markdown]
@@ -106,7 +106,7 @@ from vsmlab.lab.notebook import start
 from vsmlab.lab.sample_store import sample_set
 from vsmlab.lab.semantic_study import compare_rates
 from vsmlab.lab.shapes_figures import sample_title, show_shapes
-from vsmlab.lab.shapes_study import METHOD_CONFIGS, PROFILES, ROWS, VARIANCE_OF, ShapesStudy, unet_term_gradient_norms
+from vsmlab.lab.shapes_study import PROFILES, VARIANCE_OF, ShapesStudy, unet_term_gradient_norms
 
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
 cfg, saver = start("06_shapes_vsm", profile, seed, figures_dir, PROFILES)
@@ -194,14 +194,15 @@ print(f"exact score, DDPM-{cfg['ddpm_steps'] or SCHEDULE.num_steps} (beta_t): no
 # paired analysis over the two seeds of `vsm - rho0` (the comparison of record), `vsm10 - rho0`, `rho0 - fixed`
 # and `fixed~ - fixed`. (Trained for 400 steps, every model produces 100% non-valid images, which says nothing
 # about VSM.) The smoke profile (2 tiny seeds
-# for every method) exercises all the paired code; the full profile takes the seeds its GPU run drew.
+# for every method) exercises all the paired code; the full profile takes the seeds its GPU windows trained.
 
 # %%
 study = ShapesStudy.open(profile, cfg, ROOT, seed)
+ROWS = study.rows  # (row, method, DDPM sampling variance) of the methods this profile has
 k0 = study.seeds[0]  # the first training seed: the single-seed sections use its models
 print(study.describe())
 print(f"training seeds of the primary sets: {study.seeds}; every training seed per method (section 5b pairs them): "
-      + ", ".join(f"{m} {study.seeds_of(m)}" for m in METHOD_CONFIGS))
+      + ", ".join(f"{m} {study.seeds_of(m)}" for m in study.methods))
 
 # %% [markdown]
 # ## 4 · Primary endpoint: strict non-valid rate, DDPM-250 with x0 clipping, EMA weights
@@ -301,8 +302,8 @@ _ = saver.save(fig, "primary_rates")
 # %% [markdown]
 # ## 5b · Paired over training seeds: vsm - rho0 (the comparison of record), vsm10 - rho0, rho0 - fixed, fixed~ - fixed
 #
-# Every method has a second training seed in the default profile (section 3; the full profile pairs the rows its
-# GPU run drew for two seeds). Same sampler, samples and sampling seeds as the primary sets. Two seeds give
+# Every method has a second training seed in the default profile (section 3; the full profile pairs the seeds
+# its GPU windows trained). Same sampler, samples and sampling seeds as the primary sets. Two seeds give
 # a paired t-interval with 1 degree of freedom (t = 12.7), so the interval is wide by construction; what the
 # second seed buys is a first estimate of the between-seed variance, which sets the minimum detectable effect
 # of any design.

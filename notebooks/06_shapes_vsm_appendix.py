@@ -408,7 +408,7 @@ _ = saver.save(fig, "locality_dial")
 # %%
 SWEEP = []
 n_sw = cfg["n_sweep"]
-SWEEP_METHODS = cfg.get("sweep_methods", list(METHOD_CONFIGS))
+SWEEP_METHODS = cfg.get("sweep_methods", study.methods)
 for m in SWEEP_METHODS:
     var = VARIANCE_OF[m]
     for step in [*cfg["step_sweep"], None]:
@@ -452,9 +452,9 @@ PANELS = {"train_step": dict(xlabel="training step", title=f"vs training step (D
 PANELS = {k: v for k, v in PANELS.items() if any(r["sweep"] == k for r in SWEEP)}  # no empty panels
 fig, axes = plt.subplots(1, len(PANELS), figsize=(4 * len(PANELS), 3.4), squeeze=False)
 for ax_, (sweep, labels) in zip(axes[0], PANELS.items()):
-    for m in METHOD_CONFIGS:
+    for m in SWEEP_METHODS:
         rs = [r for r in SWEEP if r["sweep"] == sweep and r["method"] == m]
-        if rs:  # methods outside sweep_methods get no line (and no legend entry)
+        if rs:  # a method without sets in this sweep gets no line (and no legend entry)
             ax_.plot([r["value"] for r in rs], [100 * r["rep"]["invalid"] / r["rep"]["n"] for r in rs], marker="o", label=m)
     ax_.set(ylabel="non-valid (%)", **labels)
     ax_.legend(fontsize=7)
@@ -769,28 +769,25 @@ print(f"notebook total: {time.perf_counter() - T0:.0f} s")
 # %% [markdown]
 # ## A14 · The full profile (GPU): how it runs, and what ran
 #
-# The GPU window this profile is sized for is 15 minutes of device time in all (machine start, transfers and idle time
-# included), so the full profile is sized to that, not to the paper: `configs/shapes-*-gpu.toml` train a
-# 2.4M-parameter UNet at 64 px (base 32, attention at 8 px, batch 128, AdamW 1e-3, EMA 0.999, bf16 autocast).
-# On the GPU machine:
+# A GPU window is 15 minutes of device time in all (machine start, transfers and idle time included), so the full
+# profile is sized to that, not to the paper: `configs/shapes-*-gpu.toml` train a 2.4M-parameter UNet at 64 px
+# (base 32, attention at 8 px, batch 128, AdamW 1e-3, EMA 0.999, bf16 autocast). One process does everything:
 #
-#     PYTHONPATH=. python3 benchmarks/full06_gpu.py run --out $OUT --train-seconds 320 --sample-seconds 140
+#     python benchmarks/gpu_window.py prepare                      # here, once
+#     PYTHONPATH=. python3 benchmarks/gpu_window.py run --out $OUT  # on the GPU machine
+#     python benchmarks/gpu_window.py unpack FOLDER                 # here: -> runs/full/shapes64/<run-id>/
+#     python -m vsmlab figures --only 06 --profile full             # -> figures/full/06_shapes_vsm{,_appendix}/
 #
-# trains fixed / rho0 / vsm / vsm10 x seeds 0, 1, 2 (12 processes at once on the one GPU, under NVIDIA MPS when
-# it starts) until the deadline, takes every model at the **common step** (the last step that all 12 saved:
-# equal updates for every method), samples with `vsmlab sample` in priority order (the primary sets of every
-# seed, then seed 0's sweeps) until the sampling deadline, keeps the detector scores of every sample and the
-# x0_hat tail of a few, and packs the files into chunks that fit the transfer. Here:
-#
-#     python benchmarks/full06_gpu.py unpack FOLDER      # -> runs/full06/
-#     python -m vsmlab figures --only 06 --profile full  # -> figures/full/06_shapes_vsm/
-#
-# The first cells print the GPU run's record (`runs/full06/full06.json`: device, versions, steps, common step,
-# stage times, what was not drawn). What the run of 2026-11-28 (NVIDIA H200) could and could not do is in the
-# README ("On a GPU"): the deadline came at 750 common steps, far short of what the 32-px CPU models got, so
-# every 64-px model is still mostly non-valid; the sampling deadline left seeds 1 and 2 incomplete (section 5b
-# pairs what exists), and the transfer left the vsm10 checkpoint out (the CPU-side sections skip it). These
-# are the limits of one 15-minute window, printed above, not a result about VSM.
+# `run` measures the training step in each mode (eager, CUDA graph, `torch.compile`, channels_last) and keeps the
+# fastest that fits in memory, sets the step count N from the measured rate of all models together, trains fixed,
+# rho0 and vsm x 2 new training seeds in lockstep for exactly N steps (cosine learning rate to 0 at N), then draws
+# the primary sets of every model (600 samples, DDPM-250 with x0 clipping) and the first seed's sweeps, validates
+# them on the GPU machine and packs the files to fit the transfer. Each window adds one run folder with new seeds;
+# training steps never carry over from one window to the next. This profile reads every complete model of every
+# run (first cells: each window's device, versions, training mode, steps, throughput and what it did not draw).
+# The weights stay on the machine that unpacked the run (they are too large to commit), so on a fresh checkout
+# the sections that evaluate a model on the CPU skip it. What the published full-profile run could and could not
+# do is in `docs/gpu.md`.
 
 # %% [markdown]
 # ## Exercises

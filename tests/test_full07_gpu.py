@@ -1,6 +1,7 @@
-"""benchmarks/full07_gpu.py (and the _lease helpers it shares with full06_gpu.py): job names match notebook 07's
+"""benchmarks/full07_gpu.py (and the _lease helpers it shares with gpu_window.py): job names match notebook 07's
 full-profile file names, the sweep step is a saved step below the common one, the common step is per benchmark,
-the preflight check reads samples as the notebook does and refuses wrong ones, vendoring copies the chess package."""
+the preflight check reads samples as the notebook does and refuses wrong ones, vendoring copies the chess package,
+packing keeps the priority order within the transfer limits."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import importlib.util
 import io
 import json
 import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -130,3 +132,21 @@ def test_cap_rows_keeps_the_same_first_rows_of_every_file_under_the_limit(tmp_pa
         assert json.loads(str(z["metadata"])) == {"checkpoint_step": 5, "rows_drawn": 20, "rows_kept": k}
     assert _lease.cap_rows(paths, 10**9) is None  # nothing to cut
     assert _lease.cap_rows([], 10) is None
+
+
+def test_pack_keeps_the_priority_order_and_the_limits(tmp_path) -> None:
+    items = []
+    for i, size in enumerate([6000, 3000, 6000, 20_000, 3000, 6000]):
+        p = tmp_path / f"f{i}.bin"
+        p.write_bytes(b"x" * size)
+        items.append((f"a/f{i}.bin", p))
+    out = tmp_path / "out"
+    out.mkdir()
+    names, left = _lease.pack(items, out, chunk=10_000, max_chunks=2)
+    assert names == ["chunk_0.tar", "chunk_1.tar"]
+    # (each file counts 1024 bytes of tar overhead) f0 opens chunk 0, f1 does not fit beside it and opens chunk 1,
+    # f2 fits neither and no third chunk is allowed, f3 is over the limit, f4 fits beside f1, f5 fits nowhere
+    assert left == ["a/f2.bin", "a/f3.bin", "a/f5.bin"]
+    packed = {n: [m.name for m in tarfile.open(out / n).getmembers()] for n in names}
+    assert packed == {"chunk_0.tar": ["a/f0.bin"], "chunk_1.tar": ["a/f1.bin", "a/f4.bin"]}
+    assert all((out / n).stat().st_size <= 10_000 + 10_240 for n in names)

@@ -158,6 +158,40 @@ def test_unpack_puts_the_run_in_runs_full_and_the_reader_and_seed_scheme_agree(f
 
 
 @pytest.mark.slow
+def test_notebook_06s_full_profile_reads_the_unpacked_window(failing, capsys) -> None:
+    """The rehearsal's run, unpacked into <root>/runs/full/shapes32/, is what ShapesStudy's full profile opens: the
+    run sets the methods, seeds and sampler; the model whose training failed is left out and named; the weights load
+    against the run's own config; sample sets are read from the run's files."""
+    from vsmlab.lab.shapes_study import PROFILES, ShapesStudy
+
+    tmp, out, s, _, _ = failing
+    root = tmp / "repo"
+    if not (root / "runs" / "full" / "shapes32" / s["run_id"]).exists():
+        assert gw.main(["unpack", str(out), "--into", str(root / "runs" / "full")]) == 0
+    cfg = {**PROFILES["full"], "size": 32}
+    study = ShapesStudy.open("full", cfg, root)
+    printed = capsys.readouterr().out
+    assert study.methods == ["fixed", "rho0", "vsm"] and [r for r, _, _ in study.rows] == ["fixed", "fixed~", "rho0", "vsm"]
+    assert cfg["seeds"] == [0] and cfg["extra_seeds"] == {"fixed": [1], "vsm": [1]}  # rho0-seed1 failed
+    assert cfg["n"] == 4 and cfg["ddpm_steps"] == 5 and cfg["n_sweep"] == 2 and cfg["step_sweep"] == s["sweep_steps"]
+    assert s["run_id"] in printed and "rho0-seed1 (failed" in printed
+    assert sorted(study.loaded) == [("fixed", 0), ("fixed", 1), ("rho0", 0), ("vsm", 0), ("vsm", 1)]
+    assert study.train_step("vsm", 1) == s["steps_planned"] and study.device_of_samples == "cpu"
+    assert "5 models from the GPU windows' weights" in study.describe()
+    primary = study.samples("rho0", 0, "learned", record_last=3)
+    assert primary["images"].shape == (4, 32, 32) and primary["x0_hat"].shape[0] == 3
+    assert set(primary["scores"]) == {"last 10 steps", "t in 20..35"}
+    assert study.drawn("rho0", 0, "learned", weights="raw") and not study.drawn("rho0", 0, "learned", variance_frac=0)
+    # without the weights (they stay where the run was unpacked), the sample sets are still read
+    for w in (root / "runs" / "full" / "shapes32" / s["run_id"] / "weights").glob("*.safetensors"):
+        w.rename(w.with_suffix(".away"))
+    bare = ShapesStudy.open("full", {**PROFILES["full"], "size": 32}, root)
+    assert bare.loaded == {} and bare.cpu_methods == [] and bare.train_step("fixed", 0) == s["steps_planned"]
+    assert "no weights on this machine" in bare.describe()
+    assert bare.samples("fixed", 0, "beta_tilde")["images"].dtype == torch.uint8
+
+
+@pytest.mark.slow
 def test_a_deadline_mid_training_returns_every_models_weights_with_the_step_reached(failing, tmp_path) -> None:
     """N forced far beyond the deadline; --seeds auto takes the next seed the first window did not use."""
     tmp, out_a, s_a, _, _ = failing

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from vsmlab.lab.full_runs import run_name, sample_name
+from vsmlab.lab.full_runs import FORMAT, run_name, sample_name
 from vsmlab.lab.semantic_study import PROFILES as SEMANTIC_PROFILES
 from vsmlab.lab.semantic_study import SemanticStudy
 from vsmlab.lab.shapes_study import PROFILES as SHAPES_PROFILES
-from vsmlab.lab.shapes_study import ROWS, ShapesStudy
+from vsmlab.lab.shapes_study import ShapesStudy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,31 +27,63 @@ def _npz(path: Path, n: int = 4, size: int = 8, **extra) -> None:
              metadata=np.asarray(json.dumps({"n": n})), **extra)
 
 
-def test_shapes_full_profile_reads_the_gpu_runs_sets_and_names_the_rest(tmp_path, capsys) -> None:
-    gpu = tmp_path / "runs" / "full06"
-    record = dict(seeds=[0, 1], started="2026-01-01", device="GPU X", torch="2.x", cuda="12", steps_saved=[1, 2],
-                  stages={"train": 10.0, "sample": 5.0}, common_step=750, samples_done=["a"], samples_not_run=["b"])
-    gpu.mkdir(parents=True)
-    (gpu / "full06.json").write_text(json.dumps(record))
-    for _, method, variance in ROWS:  # seed 0 complete, seed 1 only for rho0
-        _npz(gpu / "samples" / f"{sample_name(method, 0, 'ddpm', 250, variance)}.npz")
-    _npz(gpu / "samples" / f"{sample_name('rho0', 1, 'ddpm', 250, 'learned')}.npz")
+def _window(root: Path, run_id: str, models: dict[str, str], sets: dict[str, str], device: str = "GPU X") -> Path:
+    """A GPU window's run folder under root/runs/full/shapes64/: {model name: status}; {set name: kind} on disk."""
+    run = root / "runs" / "full" / "shapes64" / run_id
+    summary_models = {}
+    for name, status in models.items():
+        method, seed = name.split("-seed")
+        summary_models[name] = {"method": method, "seed": int(seed), "status": status, "step": 500, "steps_planned": 500}
+    for name, kind in sets.items():
+        _npz(run / "samples" / f"{name}.npz")
+    summary = {"format": FORMAT, "run_id": run_id, "device": device, "torch": "2.x", "cuda": "12", "models": summary_models,
+               "sample_sets": {n: {"model": n.split("_")[0], "kind": k} for n, k in sets.items()},
+               "options": {"n": 4, "n_sweep": 2, "sample_steps": 250, "ddim_steps": [10]}, "sweep_steps": [250],
+               "steps_planned": 500, "samples_done": list(sets), "samples_not_run": ["x"]}
+    (run / "summary.json").write_text(json.dumps(summary))
+    return run
+
+
+def _primary(name: str) -> dict[str, str]:
+    method, seed = name.split("-seed")
+    variances = ("beta", "beta_tilde") if method == "fixed" else ("learned",)
+    return {sample_name(method, int(seed), "ddpm", 250, v): "primary" for v in variances}
+
+
+def test_shapes_full_profile_reads_every_windows_complete_models(tmp_path, capsys) -> None:
+    first = {f"{m}-seed0": "complete" for m in ("fixed", "rho0", "vsm")} | {"vsm-seed1": "stopped"}
+    _window(tmp_path, "20261201T000000Z-a", first, {k: v for n in first for k, v in _primary(n).items()})
+    second = {"fixed-seed2": "complete", "rho0-seed2": "complete", "vsm-seed2": "failed"}
+    _window(tmp_path, "20261202T000000Z-b", second, {k: v for n in ("fixed-seed2", "rho0-seed2") for k, v in _primary(n).items()},
+            device="GPU Y")
     cfg = dict(SHAPES_PROFILES["full"])
     st = ShapesStudy.open("full", cfg, tmp_path)
-    assert cfg["seeds"] == [0] and cfg["extra_seeds"] == {"rho0": [1]}  # the record sets the seeds
-    assert st.seeds_of("rho0") == [0, 1] and st.seeds_of("vsm") == [0]
-    assert st.loaded == {} and st.cpu_methods == [] and st.train_step("vsm", 0) == 750
-    assert st.device_of_samples == "cuda: GPU X" and st.hardware == "GPU"
-    got = st.samples("fixed", 0, "beta_tilde")
+    out = capsys.readouterr().out
+    assert st.methods == ["fixed", "rho0", "vsm"] and "vsm10" not in [m for _, m, _ in st.rows]  # the windows' methods
+    assert cfg["seeds"] == [0] and cfg["extra_seeds"] == {"fixed": [2], "rho0": [2]}  # across windows
+    assert cfg["n"] == 4 and cfg["n_sweep"] == 2 and cfg["step_sweep"] == [250]
+    assert st.seeds_of("rho0") == [0, 2] and st.seeds_of("vsm") == [0]
+    assert st.loaded == {} and st.cpu_methods == [] and st.train_step("vsm", 0) == 500  # no weights here
+    assert st.device_of_samples == "cuda: GPU X, GPU Y" and st.hardware == "GPU"
+    assert "20261201T000000Z-a" in out and "20261202T000000Z-b" in out
+    assert "vsm-seed1 (stopped at step 500" in out and "vsm-seed2 (failed" in out  # named, not used
+    got = st.samples("fixed", 2, "beta_tilde")  # read from the second window's files
     assert got["images"].dtype == torch.uint8 and got["images"].shape == (4, 8, 8)
-    assert st.drawn("rho0", 1, "learned") and not st.drawn("vsm", 1, "learned")
+    assert st.drawn("rho0", 2, "learned") and not st.drawn("rho0", 0, "learned", weights="raw")
     assert not st.drawn("rho0", 0, "learned", variance_frac=0) and not st.drawn("rho0", 0, "learned", seed=7)
     out = capsys.readouterr().out
-    assert "GPU X" in out and "not drawn in the GPU run" in out and "Sigma forced" in out
+    assert "not drawn in the GPU run" in out and "Sigma forced" in out
     with pytest.raises(ValueError, match="forced-Sigma"):
         st.samples("rho0", 0, "learned", variance_frac=0)
-    with pytest.raises(FileNotFoundError, match="full06.json"):
+    with pytest.raises(FileNotFoundError, match="gpu_window.py"):
         ShapesStudy.open("full", dict(SHAPES_PROFILES["full"]), tmp_path / "elsewhere")
+
+
+def test_shapes_full_profile_needs_a_seed_with_every_method(tmp_path) -> None:
+    models = {"fixed-seed0": "complete", "rho0-seed1": "complete"}
+    _window(tmp_path, "r", models, {k: v for n in models for k, v in _primary(n).items()})
+    with pytest.raises(FileNotFoundError, match="no training seed has a complete model of every method"):
+        ShapesStudy.open("full", dict(SHAPES_PROFILES["full"]), tmp_path)
 
 
 def test_semantic_full_profile_reads_the_gpu_runs_files(tmp_path, capsys) -> None:

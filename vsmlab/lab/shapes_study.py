@@ -10,18 +10,18 @@ beta_t and with beta_tilde_t).
 
 **Profiles** (:data:`PROFILES`): ``smoke`` (tiny models trained in this process into a temporary folder),
 ``default`` (32 px: the shipped checkpoints of ``checkpoints/shapes32/``; ``no_cache`` trains them from the
-configs into ``runs/shapes32-notebook/``), ``full`` (64 px: the models and sample sets a GPU run of
-``benchmarks/full06_gpu.py`` left in ``runs/full06/``, whose record ``full06.json`` sets the seeds).
+configs into ``runs/shapes32-notebook/``), ``full`` (64 px: every complete model of every GPU window under
+``runs/full/shapes64/``, brought back by ``benchmarks/gpu_window.py``: :func:`vsmlab.lab.full_runs.complete_models`;
+the runs set the methods, the seeds, the sampling settings and the training-step sweep).
 
 :meth:`ShapesStudy.samples` is every sample set of the notebook: drawn and cached here
-(:func:`vsmlab.lab.sample_store.sample_set`) or, in the full profile, read from the GPU run's files
+(:func:`vsmlab.lab.sample_store.sample_set`) or, in the full profile, read from the files of the model's run
 (:func:`vsmlab.lab.sample_store.gpu_sample_path`). :func:`unet_term_gradient_norms`: the gradient norm of each
 loss term on the UNet's trunk and heads.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from vsmlab.diffusion.variance import term_gradient_norms
+from vsmlab.lab.full_runs import ModelRun, complete_models, load_summary, run_folders, run_models
 from vsmlab.lab.sample_store import gpu_sample_path, load_npz_samples, sample_set
 from vsmlab.lab.study import LoadedModel, Model, Study
 
@@ -59,17 +60,19 @@ PROFILES: dict[str, dict[str, Any]] = {
                     step_sweep=[1000, 3000], sweep_ddpm_steps=100, hybrid_taus=[100, 300], n_hybrid=128, audit_n=200,
                     grad_ts=[[0, 10], [10, 100], [100, 1000]], n_grad=4, threads=2, sweep_methods=["fixed", "rho0", "vsm"],
                     dial_windows=[None, 12, 8, 5], n_dial=64, audit_offset=40, encoder_steps=200),
-    # full: seeds, overrides and step_sweep come from the GPU run's runs/full06/full06.json; the CPU-side sections
-    # evaluate the 64-px checkpoints brought back; hybrids need the UNet for every step of every sample: default only
-    "full": dict(size=64, config_suffix="gpu", overrides=(), seeds=[0, 1, 2], n=600, batch=64,
+    # full: the methods, seeds, n, n_sweep, ddpm_steps, ddim_steps and step_sweep come from the GPU windows' runs in
+    # runs_dir/shapes<size>/ (each model's config is its run's); the CPU-side sections evaluate the 64-px weights
+    # brought back when they are here; hybrids need the UNet for every step of every sample: default only
+    "full": dict(size=64, config_suffix="gpu", overrides=(), seeds=[], n=600, batch=64,
                  ddpm_steps=250, record_last=12, n_calib=20000, n_exact=64, n_score=16,
                  score_ts=[0, 5, 10, 20, 50, 100, 200, 400, 700], ddim_steps=[10, 25, 50, 100, 250], n_sweep=200,
                  step_sweep=[], sweep_ddpm_steps=250, hybrid_taus=[], n_hybrid=0, audit_n=240,
-                 grad_ts=[[0, 10], [10, 100], [100, 1000]], n_grad=4, threads=2, npz_dir="runs/full06",
+                 grad_ts=[[0, 10], [10, 100], [100, 1000]], n_grad=4, threads=2, runs_dir="runs/full",
                  dial_windows=[None, 24, 16, 10], n_dial=64, encoder_steps=200),
 }
-_FULL_HOW = ("On a GPU machine run `PYTHONPATH=. python3 benchmarks/full06_gpu.py run --out OUT`, then here "
-             "`python benchmarks/full06_gpu.py unpack OUT`")
+_FULL_HOW = ("Here `python benchmarks/gpu_window.py prepare`; on a GPU machine `PYTHONPATH=. python3 "
+             "benchmarks/gpu_window.py run --out OUT`; then here `python benchmarks/gpu_window.py unpack OUT` "
+             "(docs/gpu.md)")
 
 
 def unet_term_gradient_norms(model: nn.Module, x0: torch.Tensor, t: int, eps: torch.Tensor, schedule,
@@ -87,48 +90,63 @@ class ShapesStudy:
     """Notebook 06's models and sample sets under one profile (build it with :meth:`open`).
 
     models: {(method, seed): Model}; loaded: {(method, seed): LoadedModel} of the checkpoints present (the full
-    profile may lack some); gpu_dir / gpu_record: the GPU run's folder and record (full profile, else None)."""
+    profile may lack some: a window's weights stay local); gpu_runs: {(method, seed): ModelRun}, the GPU window run
+    each model of the full profile comes from (empty otherwise)."""
 
     profile: str
     cfg: dict[str, Any]
     study: Study
     models: dict[tuple[str, int], Model]
     loaded: dict[tuple[str, int], LoadedModel] = field(default_factory=dict)
-    gpu_dir: Path | None = None
-    gpu_record: dict[str, Any] | None = None
+    gpu_runs: dict[tuple[str, int], ModelRun] = field(default_factory=dict)
     sample_seed: int = 1000
 
     @classmethod
     def open(cls, profile: str, cfg: dict[str, Any], root: str | os.PathLike, seed: int = 0,
              no_cache: bool | None = None) -> "ShapesStudy":
-        """The study of ``profile`` (``cfg`` = its PROFILES entry, updated in place with the GPU run's seeds in the
-        full profile): models trained or checked, the present checkpoints loaded. no_cache (None: reads
+        """The study of ``profile`` (``cfg`` = its PROFILES entry; in the full profile updated in place with what the
+        GPU windows ran): models trained or checked, the present checkpoints loaded. no_cache (None: reads
         ``$VSMLAB_NO_CACHE``): ignore the shipped checkpoints and train from the configs."""
         root = Path(root)
         if no_cache is None:
             no_cache = os.environ.get("VSMLAB_NO_CACHE", "").lower() in ("1", "true", "yes")
-        gpu_dir, record, gpu = None, None, None
+        gpu_runs, gpu = {}, None
         if profile == "full":
-            gpu_dir = root / cfg["npz_dir"]
-            record = _full_record(gpu_dir, cfg)
+            gpu_runs = _full_runs(root, cfg)
         extra = cfg.get("extra_seeds", {})
         models = {}
-        for m, (stem, over) in METHOD_CONFIGS.items():
+        for m in cfg.get("methods", METHOD_CONFIGS):
+            stem, over = METHOD_CONFIGS[m]
             for k in sorted({*cfg["seeds"], *extra.get(m, [])}):
-                models[(m, k)] = Model(m, k, f"configs/shapes-{stem}-{cfg['config_suffix']}.toml",
-                                       (*over, *cfg["overrides"]))
-        if profile == "full":  # the GPU run's checkpoints: <method>-seed<k>/latest.pt, as many as its transfer held
-            gpu = {mod.name: gpu_dir / mod.name / "latest.pt" for mod in models.values()
-                   if (gpu_dir / mod.name / "latest.pt").is_file()}
+                run = gpu_runs.get((m, k))
+                if run is not None and run.config is not None:  # the config the window trained it with
+                    rel = run.config.relative_to(root).as_posix() if run.config.is_relative_to(root) else str(run.config)
+                    models[(m, k)] = Model(m, k, rel)
+                else:
+                    models[(m, k)] = Model(m, k, f"configs/shapes-{stem}-{cfg['config_suffix']}.toml",
+                                           (*over, *cfg["overrides"]))
+        if profile == "full":  # the windows' float16 EMA weights, where they are on this machine (they stay local)
+            gpu = {models[key].name: run.weights for key, run in gpu_runs.items()
+                   if run.weights is not None and run.config is not None}
         runs = (Path(tempfile.mkdtemp(prefix="vsmlab06-smoke-")) if profile == "smoke"  # never inside the repository
                 else root / "runs" / "shapes32-notebook")
         study = Study(root, runs, root / "checkpoints" / f"shapes{cfg['size']}", use_shipped=profile == "default" and not no_cache,
                       gpu=gpu, image_size=cfg["size"], workers=0 if profile == "smoke" else 2)
-        self = cls(profile, cfg, study, models, gpu_dir=gpu_dir, gpu_record=record, sample_seed=1000 + seed)
+        self = cls(profile, cfg, study, models, gpu_runs=gpu_runs, sample_seed=1000 + seed)
         if gpu is None:  # train what is missing; shipped files are config-checked once, as they load below
             study.ensure([mod for mod in models.values() if study.source(mod) == "trained"])
         self.loaded = {key: study.load(mod) for key, mod in models.items() if gpu is None or study.exists(mod)}
         return self
+
+    @property
+    def methods(self) -> list[str]:
+        """The methods of this profile (a GPU window may train fewer than :data:`METHOD_CONFIGS`)."""
+        return list(self.cfg.get("methods", METHOD_CONFIGS))
+
+    @property
+    def rows(self) -> list[tuple[str, str, str]]:
+        """The model rows of :data:`ROWS` whose method this profile has."""
+        return [r for r in ROWS if r[1] in self.methods]
 
     @property
     def seeds(self) -> list[int]:
@@ -142,7 +160,7 @@ class ShapesStudy:
     @property
     def cpu_methods(self) -> list[str]:
         """Methods whose first-seed checkpoint is on this machine (all but in a full profile that left some out)."""
-        return [m for m in METHOD_CONFIGS if (m, self.seeds[0]) in self.loaded]
+        return [m for m in self.methods if (m, self.seeds[0]) in self.loaded]
 
     @property
     def cpu_seeds(self) -> list[int]:
@@ -150,14 +168,22 @@ class ShapesStudy:
         return [k for k in self.seeds if all((m, k) in self.loaded for m in self.cpu_methods)]
 
     @property
+    def devices(self) -> list[str]:
+        """The devices the models trained and sampled on: the GPU windows' (full profile), else ["cpu"]."""
+        if not self.gpu_runs:
+            return ["cpu"]
+        return sorted({str(load_summary(r.run_dir).get("device", "unknown")) for r in self.gpu_runs.values()})
+
+    @property
     def device_of_samples(self) -> str:
-        """Where the sample sets were drawn (results.csv)."""
-        return f"cuda: {self.gpu_record['device']}" if self.gpu_record else "cpu"
+        """Where the sample sets were drawn (results.csv): "cpu" or "cuda: <GPU name>[, ...]"."""
+        gpus = [d for d in self.devices if d != "cpu"]
+        return f"cuda: {', '.join(gpus)}" if gpus else "cpu"
 
     @property
     def hardware(self) -> str:
         """"GPU" or "CPU": where the models trained."""
-        return "GPU" if self.gpu_record else "CPU"
+        return "GPU" if self.device_of_samples != "cpu" else "CPU"
 
     def load(self, method: str, k: int, weights: str = "ema", step: int | None = None) -> LoadedModel:
         """A model with other weights or from an intermediate checkpoint (the loaded EMA model otherwise)."""
@@ -174,9 +200,9 @@ class ShapesStudy:
         return self.study.source(self.models[(method, k)]) == "shipped"
 
     def train_step(self, method: str, k: int) -> int:
-        """Training step of a model: its checkpoint's, or (full profile, no checkpoint here) the run's common step."""
+        """Training step of a model: its checkpoint's, or (full profile, no weights here) the step its run reached."""
         lm = self.loaded.get((method, k))
-        return lm.step if lm is not None else int(self.gpu_record["common_step"])
+        return lm.step if lm is not None else self.gpu_runs[(method, k)].step
 
     def _steps(self, steps: int | str | None) -> int | None:
         return self.cfg["ddpm_steps"] if steps == "primary" else steps
@@ -186,7 +212,7 @@ class ShapesStudy:
               clip: bool = True, variance_frac: float | None = None, seed: int | None = None) -> bool:
         """Whether this set can be had: here, when the checkpoint it needs is (an intermediate step's file, raw
         weights the file keeps); in the full profile, when the GPU run drew it. A False prints one line saying why."""
-        if self.gpu_dir is None:
+        if not self.gpu_runs:
             if ckpt_step is not None and not self.has_step(method, k, ckpt_step):
                 print(f"{method} seed {k}: no checkpoint of step {ckpt_step}; skipped")
                 return False
@@ -198,7 +224,8 @@ class ShapesStudy:
             print(f"{method} seed {k}: the GPU run drew no sets with Sigma forced or a fresh sampling seed; they are "
                   "measured in the default profile")
             return False
-        path = gpu_sample_path(self.gpu_dir, method, k, sampler, self._steps(steps), variance, weights, ckpt_step, clip)
+        path = gpu_sample_path(self.gpu_runs[(method, k)].run_dir, method, k, sampler, self._steps(steps), variance,
+                               weights, ckpt_step, clip)
         if not path.is_file():
             print(f"not drawn in the GPU run (its sampling deadline came first): {path.name}; skipped")
         return path.is_file()
@@ -210,10 +237,11 @@ class ShapesStudy:
         """One sample set of one model (:func:`vsmlab.lab.sample_store.sample_set`'s dict): drawn with the study's
         sampling seed (or ``seed``) and cached here, or read from the GPU run's file (full profile)."""
         steps = self._steps(steps)
-        if self.gpu_dir is not None:
+        if self.gpu_runs:
             if variance_frac is not None or seed is not None:
                 raise ValueError("the GPU run drew no forced-Sigma or fresh-seed sets; these run in the default profile")
-            z = load_npz_samples(gpu_sample_path(self.gpu_dir, method, k, sampler, steps, variance, weights, ckpt_step, clip))
+            z = load_npz_samples(gpu_sample_path(self.gpu_runs[(method, k)].run_dir, method, k, sampler, steps, variance,
+                                                 weights, ckpt_step, clip))
             out = {"images": torch.from_numpy(z["images"]), "batch_seed": torch.from_numpy(z["batch_seed"]),
                    "batch_row": torch.from_numpy(z["batch_row"])}
             if record_last:  # the GPU run kept x0_hat for a few rows (trajectory_rows) and the detector scores of all
@@ -230,9 +258,12 @@ class ShapesStudy:
 
     def describe(self) -> str:
         """Where the models come from, in a few lines (the notebook prints it)."""
-        first = next(iter(self.loaded.values()))
         src = {"shipped": "shipped checkpoints (checkpoints/shapes32/)", "trained": "models trained by this run",
-               "gpu": "the GPU run's checkpoints"}[self.study.source(next(iter(self.models.values())))]
+               "gpu": "the GPU windows' weights"}[self.study.source(next(iter(self.models.values())))]
+        if not self.loaded:
+            return (f"{len(self.models)} models of the GPU windows; no weights on this machine (they stay where the run "
+                    "was unpacked), so the sections that evaluate a model on this CPU skip them")
+        first = next(iter(self.loaded.values()))
         k0 = self.seeds[0]
         n_par = {m: sum(p.numel() for p in self.loaded[(m, k0)].model.parameters()) for m in ("rho0", "fixed")
                  if (m, k0) in self.loaded}
@@ -242,37 +273,63 @@ class ShapesStudy:
         if times:
             lines.append(f"shipped models: training wall time per model {min(times.values()):.0f}-{max(times.values()):.0f} s "
                          "(1 thread each, 2 to 4 trainings at a time on a shared 2-core CPU: checkpoints/shapes32/README.md)")
-        if self.cpu_methods != list(METHOD_CONFIGS):
+        if self.cpu_methods != self.methods:
             lines.append(f"checkpoints here for {self.cpu_methods} (seed {k0}); the sections that evaluate a model on this "
-                         f"CPU skip {[m for m in METHOD_CONFIGS if m not in self.cpu_methods]}")
+                         f"CPU skip {[m for m in self.methods if m not in self.cpu_methods]}")
         return "\n".join(lines)
 
 
-def _full_record(gpu_dir: Path, cfg: dict[str, Any]) -> dict[str, Any]:
-    """Read the GPU run's record, keep the seeds with a primary set for every row, update ``cfg`` and print what ran."""
-    path = gpu_dir / "full06.json"
-    if not path.exists():
-        raise FileNotFoundError(f"full profile: {path} is missing: the full profile has not been run in this checkout. "
-                                f"{_FULL_HOW}")
-    record = json.loads(path.read_text())
-
-    def primary_drawn(method: str, k: int) -> bool:
-        return all(gpu_sample_path(gpu_dir, method, k, "ddpm", cfg["ddpm_steps"], v).exists()
-                   for _, m_, v in ROWS if m_ == method)
-
-    complete = [k for k in record["seeds"] if all(primary_drawn(m, k) for m in METHOD_CONFIGS)]
-    if not complete:
-        raise FileNotFoundError(f"full profile: no training seed has a primary sample set for every model row in "
-                                f"{gpu_dir}/samples (the GPU run's sampling deadline came first)")
-    partial = {m: [k for k in record["seeds"] if k not in complete and primary_drawn(m, k)] for m in METHOD_CONFIGS}
-    cfg.update(seeds=complete, extra_seeds={m: ks for m, ks in partial.items() if ks},
-               overrides=tuple(record.get("extra_train_overrides", ())), step_sweep=record.get("sweep_steps", []))
-    not_run = record["samples_not_run"]
-    print(f"full profile: GPU run of {record['started']} on {record['device']} (torch {record['torch']}, CUDA "
-          f"{record['cuda']}): {len(record['steps_saved'])} runs trained {record['stages']['train']:.0f} s at once, "
-          f"every model taken at the common step {record['common_step']}; {len(record['samples_done'])} sample sets "
-          f"drawn in {record['stages']['sample']:.0f} s")
-    print(f"seeds with a primary set for every row: {complete}; further seeds per method (section 5b): "
-          f"{cfg['extra_seeds'] or 'none'}; sets not drawn before the GPU run's deadline: {len(not_run)} "
-          f"({', '.join(not_run[:6])}{', ...' if len(not_run) > 6 else ''})")
-    return record
+def _full_runs(root: Path, cfg: dict[str, Any]) -> dict[tuple[str, int], ModelRun]:
+    """{(method, seed): ModelRun} of the GPU windows' complete models under ``cfg["runs_dir"]/shapes<size>/`` (the
+    oldest run of a (method, seed) wins); updates ``cfg`` with the methods, the seeds that have every method, the
+    further seeds per method, the sampling settings and the training-step sweep of the runs, and prints what ran."""
+    bench = f"shapes{cfg['size']}"
+    base = root / cfg["runs_dir"]
+    runs = run_folders(bench, base)
+    if not runs:
+        raise FileNotFoundError(f"full profile: no GPU window run under {base / bench}: the full profile has not been run "
+                                f"in this checkout. {_FULL_HOW}")
+    first = load_summary(runs[0])
+    opts = first.get("options", {})
+    cfg.update(n=int(opts.get("n", cfg["n"])), n_sweep=int(opts.get("n_sweep", cfg["n_sweep"])),
+               ddpm_steps=int(opts.get("sample_steps", cfg["ddpm_steps"])), sweep_ddpm_steps=int(opts.get("sample_steps", cfg["ddpm_steps"])),
+               ddim_steps=[int(d) for d in opts.get("ddim_steps", cfg["ddim_steps"])])
+    chosen: dict[tuple[str, int], ModelRun] = {}
+    left: list[str] = []
+    for m in complete_models(bench, base):
+        rows = [v for _, method, v in ROWS if method == m.method]
+        if m.method not in METHOD_CONFIGS:
+            left.append(f"{m.run_id}/{m.name} (method {m.method!r} is not one of notebook 06's)")
+        elif not all(gpu_sample_path(m.run_dir, m.method, m.seed, "ddpm", cfg["ddpm_steps"], v).is_file() for v in rows):
+            left.append(f"{m.run_id}/{m.name} (no primary set with DDPM-{cfg['ddpm_steps']}, the first run's sampler)")
+        elif (m.method, m.seed) in chosen:
+            left.append(f"{m.run_id}/{m.name} (seed {m.seed} of {m.method} is already in {chosen[(m.method, m.seed)].run_id})")
+        else:
+            chosen[(m.method, m.seed)] = m
+    incomplete = [f"{m.run_id}/{m.name} ({m.status} at step {m.step} of {m.steps_planned})" for r in runs
+                  for m in run_models(r) if not m.complete]
+    methods = [m for m in METHOD_CONFIGS if any(mm == m for mm, _ in chosen)]
+    all_seeds = sorted({k for _, k in chosen})
+    seeds = [k for k in all_seeds if all((m, k) in chosen for m in methods)]
+    if not seeds:
+        raise FileNotFoundError(f"full profile: no training seed has a complete model of every method {methods} under "
+                                f"{base / bench} (complete: {sorted(m.name for m in chosen.values())})")
+    extra = {m: [k for k in all_seeds if k not in seeds and (m, k) in chosen] for m in methods}
+    k0_run = load_summary(chosen[(methods[0], seeds[0])].run_dir)
+    cfg.update(methods=methods, seeds=seeds, extra_seeds={m: ks for m, ks in extra.items() if ks},
+               step_sweep=[int(s) for s in k0_run.get("sweep_steps", [])])
+    used = sorted({m.run_dir for m in chosen.values()})
+    for run in used:
+        s = load_summary(run)
+        names = sorted(m.name for m in chosen.values() if m.run_dir == run)
+        print(f"GPU window {s.get('run_id', run.name)} on {s.get('device')} (torch {s.get('torch')}, CUDA {s.get('cuda')}; "
+              f"training mode {s.get('calibration', {}).get('chosen')}): {len(s.get('models', {}))} models trained "
+              f"{s.get('steps_planned')} steps in lockstep in {s.get('train_wall_s')} s ({s.get('img_per_s_all')} img/s, "
+              f"MFU {s.get('mfu_training')}); {len(s.get('samples_done', []))} sample sets drawn, "
+              f"{len(s.get('samples_not_run', []))} not drawn before its deadline; models used here: {', '.join(names)}")
+    print(f"methods: {methods}; seeds with every method (the primary sets): {seeds}; further seeds per method "
+          f"(section 5b): {cfg['extra_seeds'] or 'none'}; sampling: n {cfg['n']}, DDPM-{cfg['ddpm_steps']} with x0 "
+          f"clipping; training-step sweep at {cfg['step_sweep'] or 'none'}")
+    if left or incomplete:
+        print("not used: " + "; ".join([*incomplete, *left]))
+    return chosen
