@@ -255,7 +255,8 @@ for row, _, _ in ROWS:
     over = f"{100 * sr.mean.mean:>10.1f}% [{100 * lo:6.1f}, {100 * hi:6.1f}]" if S >= 2 else f"{'one seed: no interval':>30}"
     between_s = f"{sr.components.between:>12.2e}" if S >= 2 else f"{'-':>12}"
     print(f"{row:<8} {str(sr.pooled):>34} {over} {between_s} {sr.components.within:>12.2e}")
-PAIRS = [("vsm", "rho0"), ("vsm10", "rho0"), ("rho0", "fixed"), ("fixed~", "fixed"), ("vsm", "fixed~")]
+PAIRS = [(a, b) for a, b in (("vsm", "rho0"), ("vsm10", "rho0"), ("rho0", "fixed"), ("fixed~", "fixed"), ("vsm", "fixed~"))
+         if a in rates and b in rates]  # the rows this profile has
 PAIRED = {}
 for a, b in PAIRS:
     if S < 2:

@@ -294,6 +294,7 @@ def _full_runs(root: Path, cfg: dict[str, Any]) -> dict[tuple[str, int], ModelRu
     cfg.update(n=int(opts.get("n", cfg["n"])), n_sweep=int(opts.get("n_sweep", cfg["n_sweep"])),
                ddpm_steps=int(opts.get("sample_steps", cfg["ddpm_steps"])), sweep_ddpm_steps=int(opts.get("sample_steps", cfg["ddpm_steps"])),
                ddim_steps=[int(d) for d in opts.get("ddim_steps", cfg["ddim_steps"])])
+    cfg["record_last"] = min(cfg["record_last"], cfg["ddpm_steps"])  # a window records at most its sampling steps
     chosen: dict[tuple[str, int], ModelRun] = {}
     left: list[str] = []
     for m in complete_models(bench, base):
