@@ -11,7 +11,7 @@ On the GPU machine (one call; ``carry=["build/pydeps", "build/gpu_window"]``, ``
 
 Back here::
 
-    python benchmarks/gpu_window.py unpack FOLDER        # -> runs/full/shapes64/<run-id>/
+    python benchmarks/gpu_window.py unpack FOLDER        # -> runs/full/shapes64/<run-id>/ (read by notebook 06's full profile)
 
 What ``run`` does, each stage bounded by the clock that starts when the script starts (``--deadline``, default
 540 s, with ``--pack-seconds`` kept for writing the results):
@@ -39,20 +39,25 @@ What ``run`` does, each stage bounded by the clock that starts when the script s
    cosine reaches 0 at N), ``MultiTrainer(errors="collect")``: a model that fails is named with its error and the
    others go on. If training runs past its hard stop (the deadline less the reserves) every model stops at the
    same step and keeps the EMA weights of that step (status "stopped", step reached in the summary). EMA
-   snapshots at ``--sweep-fracs`` of N feed the training-step sweep.
+   snapshots at ``--sweep-fracs`` of N feed the training-step sweep (when this window draws sweeps).
 5. **Sampling** (priority order, each set only if its measured cost fits before the deadline): the primary sets
    of every model (DDPM ``--sample-steps`` respaced steps with x0_hat clipped, ``--n`` samples, EMA weights as
    shipped (float16, upcast), sampling seed ``--sample-seed`` S with batch k drawn from
    ``torch.Generator(device).manual_seed(S * 1000003 + k)``, the seed scheme of ``vsmlab sample``; fixed-variance
    models with beta and beta_tilde, learned ones with their learned variance; the last 12 x0_hat recorded: the
-   detector scores of notebook 06 section 9 are stored for every sample and the x0_hat tail for a few rows), then
-   the first seed's sweeps notebook 06 reads (no clipping, raw weights, training step, DDIM steps; ``--n-sweep``
-   samples). File names are the sample store's (``vsmlab.lab.sample_store.gpu_sample_path``). Every set is
+   detector scores of notebook 06 section 9 are stored for every sample and the x0_hat tail, as uint8, for a few
+   rows), then the first seed's sweeps notebook 06 reads (no clipping, raw weights, training step, DDIM steps;
+   ``--n-sweep`` samples). ``--sweeps auto`` draws the sweeps only in the benchmark's first window (no run under
+   ``--runs-root`` yet): a later window gives all its sampling time to the primary sets of its new seeds. File names are the sample store's (``vsmlab.lab.sample_store.gpu_sample_path``). Every set is
    validated on the device machine (vsmlab.data.shapes_validate, in ``--validate-workers`` processes while the GPU
    samples the next set).
 6. **Packing**: at most 8 files of < 16 MB under ``--out``: ``gpu_window.json`` (the summary) and up to 7 tar
    chunks (summary copy, log, configs, training logs; primary sets; weights; sweeps), with a SHA-256 manifest that
    ``unpack`` checks. Whatever stage fails or runs out of time, the script still packs what is complete.
+
+``unpack`` checks the manifest, puts the run in place and keeps the tree a GPU machine receives within its limit
+(.ci/tree_size.py): if the run's files would pass it, its sweep sets, lowest priority first, go to the run's
+git-ignored ``local/`` folder (named under ``kept_local`` in the summary); the weights are git-ignored too.
 
 The summary (``gpu_window.json``, ``summary.json`` in the run folder) records the device, torch / CUDA versions,
 the pinned commit, the calibration table, the chosen mode and why, img/s per model, MFU against the measured
@@ -94,6 +99,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 FORMAT, VERSION = "vsmlab.gpu_window", 1
+LOCAL = "local"  # <run>/local/: files of a run kept on this machine only (git-ignored), see keep_within
 SUMMARY_NAME = "gpu_window.json"  # beside the chunks under --out; summary.json in the run folder
 PIN = ROOT / "build" / "gpu_window" / "pin.json"
 CHUNK = 15_500_000  # bytes of files per tar chunk (+ tar headers < 16 MB); 7 chunks + the summary = 8 files
@@ -304,6 +310,7 @@ class Window:
         self.writer_q: queue.Queue = queue.Queue()
         self.writer_thread: threading.Thread | None = None
         self.sampling_ok = True
+        self.sweeps = True  # setup: only in the benchmark's first window unless --sweeps says otherwise
         self.sec_per_img_step: float | None = None  # the preflight's forward pass at the sampling batch
         self.per_n: dict[int, float] = {}  # n -> seconds per image and sampling step observed for sets of n samples
 
@@ -384,6 +391,11 @@ class Window:
         d = cfg0["data"]
         self.benchmark = f"{d['kind']}{d.get('size', '')}"
         self.summary.update(benchmark=self.benchmark, methods=methods, seeds=seeds, extra_train_overrides=list(a.set))
+        from vsmlab.lab.full_runs import run_folders
+
+        earlier = [p.name for p in run_folders(self.benchmark, a.runs_root)]
+        self.sweeps = a.sweeps == "yes" or (a.sweeps == "auto" and not earlier)
+        self.summary["sweeps"] = {"drawn": self.sweeps, "option": a.sweeps, "earlier_runs": earlier}
         self.work = Path(a.work)
         self.run_dir = self.work / "run"
         if self.run_dir.exists():
@@ -594,7 +606,7 @@ class Window:
         """Seconds training can take from now: --train-seconds, cut to what the deadline leaves after the
         packing, primary-sampling and sweep reserves."""
         a = self.args
-        room = self.left() - a.pack_seconds - self.primary_need() - (a.sweep_seconds if self.sampling_ok else 0.0)
+        room = self.left() - a.pack_seconds - self.primary_need() - (a.sweep_seconds if self.sampling_ok and self.sweeps else 0.0)
         return max(0.0, min(a.train_seconds, room) - extra_setup)
 
     def measure_mode(self, mode: str) -> dict[str, Any]:
@@ -860,7 +872,7 @@ class Window:
         warm = next(s.cfg for s in self.specs.values())["train"]["warmup"]
         if n <= warm:
             self.not_done(f"the lr warm-up ({warm} steps) is longer than the {n} steps the budget allows")
-        fr = sorted({int(f * n) // a.log_every * a.log_every for f in a.sweep_fracs} - {0, n}) if a.log_every else []
+        fr = sorted({int(f * n) // a.log_every * a.log_every for f in a.sweep_fracs} - {0, n}) if a.log_every and self.sweeps else []
         self.sweep_steps = [s for s in fr if 0 < s < n]
         self.summary.update(steps_planned=n, train_budget_s=round(budget, 1), sweep_steps=self.sweep_steps,
                             steps_from="--steps" if a.steps else "measured lockstep rate x budget")
@@ -955,7 +967,7 @@ class Window:
                 m["weights_error"] = err_text(exc)
                 self.log(f"{name}: weights not written: {m['weights_error']}")
             spec.ema16 = {k: v.detach().to(torch.float16).float().cpu() for k, v in tr.ema.state_dict().items()}
-            if spec.seed == k0 and spec.status != "failed":
+            if spec.seed == k0 and spec.status != "failed" and self.sweeps:
                 spec.raw = {k: v.detach().float().cpu() for k, v in tr.model.state_dict().items()}
             spec.model_config = dict(tr.model.config)
         reached = [s.trainer.step for s in live.values() if s.status != "failed"]
@@ -996,6 +1008,8 @@ class Window:
                 if spec is not None:
                     for var in PRIMARY_VARS[m]:
                         add(spec, "primary", a.n, variance=var, record=min(RECORD_LAST, st))
+        if not self.sweeps:  # a later window: its sampling time goes to the primary sets of its new seeds
+            return out
         first = [ok[f"{m}-seed{seeds[0]}"] for m in methods if f"{m}-seed{seeds[0]}" in ok]
         for spec in first:
             add(spec, "noclip", a.n_sweep, clip=False)
@@ -1198,7 +1212,10 @@ class Window:
                         rows = list(range(min(16, x0.shape[1])))
                     rows = sorted(rows)
                     arrays["trajectory_rows"] = np.asarray(rows, dtype=np.int64)
-                    arrays["trajectory_x0_hat"] = x0[:, rows].numpy()
+                    # uint8 like the images (x0_hat of clipped sampling lies in [-1, 1]): for display; the scores
+                    # above were computed from float32 on the device
+                    arrays["trajectory_x0_hat"] = ((x0[:, rows].float().clamp(-1, 1) + 1) * 127.5).round().to(
+                        self.torch.uint8).numpy()
                 arrays["metadata"] = np.asarray(json.dumps(meta))
                 buf = io.BytesIO()
                 np.savez_compressed(buf, **arrays)
@@ -1379,9 +1396,48 @@ def prepare(into: Path) -> int:
     return 0
 
 
-def unpack(folder: Path, into: str, force: bool = False) -> int:
+def _tree_size(root: Path):
+    """(total bytes, limit MiB) of the tree a GPU machine would receive from ``root`` (.ci/tree_size.py)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tree_size", ROOT / ".ci" / "tree_size.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return sum(mod.tree_files(root).values()), mod.LIMIT_MIB
+
+
+def keep_within(run: Path, summary: dict[str, Any], root: Path, limit_mib: float | None = None) -> list[str]:
+    """Move the run's non-primary sample sets into ``run/local/samples/`` (git-ignored: on this machine, not committed),
+    lowest priority first, while the tree a GPU machine would receive from ``root`` is over the limit; the run's
+    summary.json names them under ``kept_local``. Primary sets always stay (they make a model complete). Returns the
+    moved set names; nothing is deleted."""
+    limit = (_tree_size(root)[1] if limit_mib is None else limit_mib) * 2**20
+    sets = summary.get("sample_sets", {})
+    order = {n: i for i, n in enumerate(summary.get("samples_planned", []))}
+    movable = sorted((n for n, e in sets.items() if e.get("kind") != "primary" and (run / "samples" / f"{n}.npz").is_file()),
+                     key=lambda n: -order.get(n, 1 << 30))
+    moved: list[str] = []
+    total = _tree_size(root)[0]
+    while total > limit and len(moved) < len(movable):
+        for name in movable[len(moved):]:
+            if total <= limit:
+                break
+            src = run / "samples" / f"{name}.npz"
+            dst = run / LOCAL / "samples" / src.name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            total -= src.stat().st_size
+            os.replace(src, dst)
+            moved.append(name)
+        summary["kept_local"] = {"sets": moved, "why": f"the tree a GPU machine receives stays within {limit / 2**20:g} MiB"}
+        atomic_write(run / "summary.json", (json.dumps(summary, indent=1, sort_keys=True) + "\n").encode())
+        total = _tree_size(root)[0]  # measured again: the summary grew by the names
+    return moved
+
+
+def unpack(folder: Path, into: str, force: bool = False, root: Path = ROOT, limit_mib: float | None = None) -> int:
     """Put a window's files into ``<into>/<benchmark>/<run-id>/`` (default runs/full), checking every file against
-    the summary's SHA-256 manifest; then print the tree size the next GPU machine would receive."""
+    the summary's SHA-256 manifest. When the run lands inside the repository ``root``, keep the tree a GPU machine
+    would receive within the limit (:func:`keep_within`) and print its size."""
     summary_path = folder / SUMMARY_NAME
     chunks = sorted(folder.glob("chunk_*.tar"), key=lambda p: int(p.stem.split("_")[1]))
     if not chunks:
@@ -1398,7 +1454,7 @@ def unpack(folder: Path, into: str, force: bool = False) -> int:
                 summary = None
     if not summary or summary.get("format") != FORMAT:
         raise SystemExit(f"unpack: {str(folder)!r} holds no GPU-window summary ({SUMMARY_NAME})")
-    base = Path(into) if Path(into).is_absolute() else ROOT / into
+    base = Path(into) if Path(into).is_absolute() else root / into
     dst = base / summary["benchmark"] / summary["run_id"]
     if dst.exists() and not force:
         raise SystemExit(f"unpack: {str(dst)!r} exists (this run was unpacked before); --force replaces it")
@@ -1427,17 +1483,20 @@ def unpack(folder: Path, into: str, force: bool = False) -> int:
           + (f"; not brought back (left out of the transfer): {missing}" if missing else ""))
     models = summary.get("models", {})
     print("models: " + ", ".join(f"{k} {m.get('status')} at step {m.get('step')}/{m.get('steps_planned')}" for k, m in models.items()))
+    if not dst.resolve().is_relative_to(root.resolve()):
+        return 0
     try:
-        import importlib.util
-
-        spec = importlib.util.spec_from_file_location("tree_size", ROOT / ".ci" / "tree_size.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        total = sum(mod.tree_files(ROOT).values())
-        print(f"working tree a GPU machine would receive now: {total / 2**20:.1f} MiB (limit {mod.LIMIT_MIB} MiB)"
-              + ("  OVER THE LIMIT" if total > mod.LIMIT_MIB * 2**20 else ""))
-    except Exception as exc:  # noqa: BLE001 - no git here: nothing to measure
+        moved = keep_within(dst, summary, root, limit_mib)
+        total, limit = _tree_size(root)
+    except (OSError, subprocess.CalledProcessError) as exc:  # no git here: nothing to measure
         print(f"(tree size not measured: {err_text(exc)})")
+        return 0
+    limit = limit if limit_mib is None else limit_mib
+    if moved:
+        print(f"{len(moved)} sweep sets kept on this machine only ({dst / LOCAL}, git-ignored) so that the tree stays "
+              f"within {limit:g} MiB: {', '.join(moved[:6])}{', ...' if len(moved) > 6 else ''}")
+    print(f"working tree a GPU machine would receive now: {total / 2**20:.1f} MiB (limit {limit:g} MiB)"
+          + ("  OVER THE LIMIT even with only the primary sets committed: make room before committing" if total > limit * 2**20 else ""))
     return 0
 
 
@@ -1477,6 +1536,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--sample-seed", type=int, default=1000, help="sampling seed S (notebook 06: 1000)")
     r.add_argument("--ddim-steps", nargs="*", type=int, default=[10, 25, 50, 100, 250])
     r.add_argument("--sweep-fracs", nargs="*", type=float, default=[0.25, 0.5, 0.75], help="training-step sweep (x N)")
+    r.add_argument("--sweeps", choices=["auto", "yes", "no"], default="auto",
+                   help="draw the first seed's sweep sets: auto (default) = only in the first window of the benchmark "
+                        "(no run under --runs-root yet); later windows give their sampling time to the primary sets")
     r.add_argument("--validate-workers", type=int, default=None, help="validator processes (default 8 on CUDA, 0 = inline)")
     r.add_argument("--validate-timeout", type=float, default=30.0,
                    help="seconds a set's validation may take (noisy samples validate slowly); then it is written unvalidated")
@@ -1493,11 +1555,14 @@ def main(argv: list[str] | None = None) -> int:
     u.add_argument("folder")
     u.add_argument("--into", default="runs/full")
     u.add_argument("--force", action="store_true", help="replace a run folder unpacked before")
+    u.add_argument("--tree-limit-mib", type=float, default=None,
+                   help="keep the tree a GPU machine receives within this (default: .ci/tree_size.py's limit) by moving "
+                        "the run's sweep sets, lowest priority first, to its git-ignored local/ folder")
     args = parser.parse_args(argv)
     if args.cmd == "prepare":
         return prepare(Path(args.into).resolve())
     if args.cmd == "unpack":
-        return unpack(Path(args.folder), args.into, args.force)
+        return unpack(Path(args.folder), args.into, args.force, limit_mib=args.tree_limit_mib)
     cuda = args.device.startswith("cuda")
     if args.mode_seconds is None:
         args.mode_seconds = 4.0 if cuda else 0.5

@@ -102,6 +102,7 @@ def test_rehearsal_trains_samples_validates_and_packs_within_the_limits(failing)
     assert len(prim) == 7 and not any(e["model"] == "rho0-seed1" for e in s["sample_sets"].values())
     assert all(sum(e["categories"].values()) == e["n"] for e in s["sample_sets"].values())
     assert {"fixed-seed0_ddpm5_beta_ema_noclip", "vsm-seed0_ddpm5_learned_raw", "rho0-seed0_ddim5_auto_ema"} <= set(s["sample_sets"])
+    assert s["sweeps"] == {"drawn": True, "option": "auto", "earlier_runs": []}  # the benchmark's first window
     with tarfile.open(out / "chunk_0.tar") as tar:
         names = tar.getnames()
     assert {"summary.json", "run.log", "models/vsm-seed1/config.toml", "models/vsm-seed1/log.jsonl",
@@ -128,7 +129,7 @@ def test_unpack_puts_the_run_in_runs_full_and_the_reader_and_seed_scheme_agree(f
 
     assert z["categories"].tolist() == [v.category for v in validate(z["images"])]  # the workers' verdicts, in order
     rows = z["trajectory_rows"].tolist()
-    assert z["trajectory_x0_hat"].shape == (5, len(rows), 1, 32, 32) and z["trajectory_x0_hat"].dtype == np.float16
+    assert z["trajectory_x0_hat"].shape == (5, len(rows), 1, 32, 32) and z["trajectory_x0_hat"].dtype == np.uint8
     assert z["metadata"]["seed"] == 1000 and z["metadata"]["sampler"]["clip_x0"] is True
     # the shipped weights: float16 EMA of the last step, the config with train.steps = N and cosine decay
     w = ck.load_checkpoint(run / "weights" / "fixed-seed0.safetensors")
@@ -155,6 +156,39 @@ def test_unpack_puts_the_run_in_runs_full_and_the_reader_and_seed_scheme_agree(f
     with pytest.raises(SystemExit, match="differ from the summary"):
         gw.main(["unpack", str(bad), "--into", str(tmp / "runs_bad")])
     assert not (tmp / "runs_bad" / "shapes32" / s["run_id"]).exists()
+
+
+@pytest.mark.slow
+def test_unpack_keeps_the_tree_within_the_limit_by_keeping_sweep_sets_local(failing, tmp_path) -> None:
+    """Unpacked into a repository whose tree would pass the limit, the run's sweep sets move (lowest priority first)
+    to its git-ignored local/ folder until the tree fits; primary sets stay; the reader still finds every set."""
+    tmp, out, s, _, _ = failing
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copy(ROOT / ".gitignore", repo / ".gitignore")
+    (repo / ".ci").mkdir()
+    (repo / "big.bin").write_bytes(b"x" * 100_000)
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run(["git", "add", "."], cwd=repo, check=True)
+    planned = s["samples_planned"]
+    sweeps = [n for n in planned if s["sample_sets"][n]["kind"] != "primary"]
+    need = sum(e["bytes"] for e in s["sample_sets"].values() if e["kind"] == "primary")
+    run_bytes = sum(f["bytes"] for rel, f in s["files"].items() if not rel.startswith("weights/")) + 20_000
+    limit = (100_000 + 200 + run_bytes - s["sample_sets"][sweeps[-1]]["bytes"] - 1) / 2**20  # one set too many
+    assert gw.unpack(out, "runs/full", root=repo, limit_mib=limit) == 0
+    run = repo / "runs" / "full" / "shapes32" / s["run_id"]
+    summary = json.loads((run / "summary.json").read_text())
+    moved = summary["kept_local"]["sets"]
+    assert moved and moved == list(reversed(sweeps))[:len(moved)]  # lowest priority first
+    assert all((run / "local" / "samples" / f"{n}.npz").is_file() and not (run / "samples" / f"{n}.npz").exists() for n in moved)
+    listed = subprocess.run(["git", "ls-files", "--others", "--exclude-standard"], cwd=repo, capture_output=True, text=True).stdout
+    assert "local/" not in listed and "weights/" not in listed and f"samples/{planned[0]}.npz" in listed  # primaries committed
+    assert sum((repo / n).stat().st_size for n in [*listed.split(), "big.bin", ".gitignore"]) <= limit * 2**20
+    models = {m.name: m for m in full_runs.run_models(run)}
+    found = {n: p for m in models.values() for n, p in m.samples.items()}
+    assert all(found[n].parent == run / "local" / "samples" for n in moved) and need > 0
+    assert sorted(m.name for m in full_runs.complete_models("shapes32", repo / "runs" / "full")) == [
+        "fixed-seed0", "fixed-seed1", "rho0-seed0", "vsm-seed0", "vsm-seed1"]
 
 
 @pytest.mark.slow
@@ -203,6 +237,9 @@ def test_a_deadline_mid_training_returns_every_models_weights_with_the_step_reac
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
     check_out_limits(out)
     assert s["seeds"] == [2] and s["seeds_auto"]["used_by_earlier_runs"] == [0, 1]
+    # a later window: no sweeps (no snapshots, no sweep sets); its sampling time is for the primary sets
+    assert s["sweeps"]["drawn"] is False and s["sweeps"]["earlier_runs"] == [s_a["run_id"]] and s["sweep_steps"] == []
+    assert all(e["kind"] == "primary" for e in s["sample_sets"].values())
     assert s["steps_planned"] == 100000 and "hard stop" in s["training_stopped"]
     steps = {k: v["step"] for k, v in s["models"].items()}
     assert set(steps) == {"fixed-seed2", "vsm-seed2"} and len(set(steps.values())) == 1  # stopped at the same step

@@ -8,7 +8,11 @@ complete runs, steps do not (a later window never continues an earlier model). A
     models/<name>/config.toml        the resolved config the model trained with (train.steps = the step count N)
     models/<name>/log.jsonl          one line per read step (step, lr, loss terms, grad_norm, seconds)
     weights/<name>.safetensors       float16 EMA weights (vsmlab.diffusion.checkpoints.load_checkpoint reads them)
-    samples/<set>.npz                uint8 sample sets, named by :func:`sample_name` (GPU scripts and notebook 06)
+    samples/<set>.npz                uint8 sample sets, named by :func:`sample_name` (GPU scripts and notebook 06); a
+                                     primary set also holds the detector scores of every sample and, for a few
+                                     rows, the x0_hat tail (``trajectory_x0_hat``, uint8 like the images)
+    local/samples/<set>.npz          sweep sets that ``unpack`` kept on this machine only (git-ignored) so that the
+                                     tree a GPU machine receives stays within its limit (``kept_local`` in the summary)
 
 ``<name>`` is ``<method>-seed<k>``. A model is *complete* when it trained all its planned steps (status
 ``"complete"``) and every primary sample set of it is on disk; :func:`complete_models` lists those of every run,
@@ -38,7 +42,7 @@ class ModelRun:
 
     status: "complete" (all ``steps_planned`` steps), "stopped" (the window's deadline came first: ``step`` <
     ``steps_planned``) or "failed" (``error`` names why). weights / config: paths (None when not brought back).
-    samples: {set name: path} of the sets on disk; primary: the names of its primary sets (DDPM with x0
+    samples: {set name: path} of the sets on disk (in samples/ or local/samples/); primary: the names of its primary sets (DDPM with x0
     clipping, EMA weights), present or not."""
 
     run_id: str
@@ -87,6 +91,13 @@ def load_summary(run: str | os.PathLike) -> dict[str, Any]:
     return summary
 
 
+def _set_path(run: Path, name: str) -> Path:
+    """Where the set ``name`` of ``run`` is: samples/, or local/samples/ when unpack kept it on this machine only."""
+    path = run / "samples" / f"{name}.npz"
+    local = run / "local" / "samples" / f"{name}.npz"
+    return local if not path.is_file() and local.is_file() else path
+
+
 def run_models(run: str | os.PathLike) -> list[ModelRun]:
     """Every model of one run folder, in the run's order (complete or not: see :attr:`ModelRun.complete`)."""
     run = Path(run)
@@ -96,7 +107,7 @@ def run_models(run: str | os.PathLike) -> list[ModelRun]:
     for name, m in summary.get("models", {}).items():
         weights = run / "weights" / f"{name}.safetensors"
         config = run / "models" / name / "config.toml"
-        mine = {s: run / "samples" / f"{s}.npz" for s, info in sets.items() if info.get("model") == name}
+        mine = {s: _set_path(run, s) for s, info in sets.items() if info.get("model") == name}
         out.append(ModelRun(
             run_id=str(summary.get("run_id", run.name)), run_dir=run, name=name, method=str(m["method"]),
             seed=int(m["seed"]), status=str(m.get("status", "unknown")), step=int(m.get("step", 0)),

@@ -204,6 +204,13 @@ class ShapesStudy:
         lm = self.loaded.get((method, k))
         return lm.step if lm is not None else self.gpu_runs[(method, k)].step
 
+    def _gpu_path(self, method: str, k: int, sampler: str, steps: int | None, variance: str, weights: str,
+                  ckpt_step: int | None, clip: bool) -> Path:
+        """The file of a set of the model's GPU window run (in samples/ or, kept on this machine only, local/samples/)."""
+        run = self.gpu_runs[(method, k)]
+        path = gpu_sample_path(run.run_dir, method, k, sampler, steps, variance, weights, ckpt_step, clip)
+        return run.samples.get(path.stem, path)
+
     def _steps(self, steps: int | str | None) -> int | None:
         return self.cfg["ddpm_steps"] if steps == "primary" else steps
 
@@ -224,8 +231,7 @@ class ShapesStudy:
             print(f"{method} seed {k}: the GPU run drew no sets with Sigma forced or a fresh sampling seed; they are "
                   "measured in the default profile")
             return False
-        path = gpu_sample_path(self.gpu_runs[(method, k)].run_dir, method, k, sampler, self._steps(steps), variance,
-                               weights, ckpt_step, clip)
+        path = self._gpu_path(method, k, sampler, self._steps(steps), variance, weights, ckpt_step, clip)
         if not path.is_file():
             print(f"not drawn in the GPU run (its sampling deadline came first): {path.name}; skipped")
         return path.is_file()
@@ -240,12 +246,12 @@ class ShapesStudy:
         if self.gpu_runs:
             if variance_frac is not None or seed is not None:
                 raise ValueError("the GPU run drew no forced-Sigma or fresh-seed sets; these run in the default profile")
-            z = load_npz_samples(gpu_sample_path(self.gpu_runs[(method, k)].run_dir, method, k, sampler, steps, variance,
-                                                 weights, ckpt_step, clip))
+            z = load_npz_samples(self._gpu_path(method, k, sampler, steps, variance, weights, ckpt_step, clip))
             out = {"images": torch.from_numpy(z["images"]), "batch_seed": torch.from_numpy(z["batch_seed"]),
                    "batch_row": torch.from_numpy(z["batch_row"])}
             if record_last:  # the GPU run kept x0_hat for a few rows (trajectory_rows) and the detector scores of all
-                out["x0_hat"] = torch.from_numpy(z["trajectory_x0_hat"][-record_last:])
+                x0 = torch.from_numpy(z["trajectory_x0_hat"][-record_last:])
+                out["x0_hat"] = x0.float() / 127.5 - 1 if x0.dtype == torch.uint8 else x0  # uint8 as the images
                 out["recorded_steps"] = torch.from_numpy(z["trajectory_steps"][-record_last:])
                 out["traj_rows"] = [int(i) for i in z["trajectory_rows"]]
                 out["scores"] = {"last 10 steps": torch.from_numpy(z["x0hat_var_last10"]),
