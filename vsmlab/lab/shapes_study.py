@@ -233,7 +233,10 @@ class ShapesStudy:
             return False
         path = self._gpu_path(method, k, sampler, self._steps(steps), variance, weights, ckpt_step, clip)
         if not path.is_file():
-            print(f"not drawn in the GPU run (its sampling deadline came first): {path.name}; skipped")
+            local = load_summary(self.gpu_runs[(method, k)].run_dir).get("kept_local", {}).get("sets", [])
+            why = ("kept on the machine that unpacked the run, not committed (the tree's size limit)" if path.stem in local
+                   else "not drawn in the GPU run (its sampling deadline came first)")
+            print(f"{why}: {path.name}; skipped")
         return path.is_file()
 
     def samples(self, method: str, k: int, variance: str = "auto", sampler: str = "ddpm",
