@@ -99,7 +99,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 FORMAT, VERSION = "vsmlab.gpu_window", 1
-LOCAL = "local"  # <run>/local/: files of a run kept on this machine only (git-ignored), see keep_within
 SUMMARY_NAME = "gpu_window.json"  # beside the chunks under --out; summary.json in the run folder
 PIN = ROOT / "build" / "gpu_window" / "pin.json"
 CHUNK = 15_500_000  # bytes of files per tar chunk (+ tar headers < 16 MB); 7 chunks + the summary = 8 files
@@ -1411,6 +1410,8 @@ def keep_within(run: Path, summary: dict[str, Any], root: Path, limit_mib: float
     lowest priority first, while the tree a GPU machine would receive from ``root`` is over the limit; the run's
     summary.json names them under ``kept_local``. Primary sets always stay (they make a model complete). Returns the
     moved set names; nothing is deleted."""
+    from vsmlab.lab.full_runs import LOCAL
+
     limit = (_tree_size(root)[1] if limit_mib is None else limit_mib) * 2**20
     sets = summary.get("sample_sets", {})
     order = {n: i for i, n in enumerate(summary.get("samples_planned", []))}
@@ -1485,6 +1486,8 @@ def unpack(folder: Path, into: str, force: bool = False, root: Path = ROOT, limi
     print("models: " + ", ".join(f"{k} {m.get('status')} at step {m.get('step')}/{m.get('steps_planned')}" for k, m in models.items()))
     if not dst.resolve().is_relative_to(root.resolve()):
         return 0
+    from vsmlab.lab.full_runs import LOCAL
+
     try:
         moved = keep_within(dst, summary, root, limit_mib)
         total, limit = _tree_size(root)

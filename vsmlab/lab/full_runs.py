@@ -28,10 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SUMMARY", "FORMAT", "ModelRun", "run_folders", "load_summary", "run_models", "complete_models",
+__all__ = ["SUMMARY", "LOCAL", "FORMAT", "ModelRun", "run_folders", "load_summary", "run_models", "complete_models",
            "used_seeds", "sample_name", "run_name"]
 
 SUMMARY = "summary.json"
+LOCAL = "local"  # <run>/local/: files of a run kept on the machine that unpacked it (git-ignored)
 FORMAT = "vsmlab.gpu_window"
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,8 +43,8 @@ class ModelRun:
 
     status: "complete" (all ``steps_planned`` steps), "stopped" (the window's deadline came first: ``step`` <
     ``steps_planned``) or "failed" (``error`` names why). weights / config: paths (None when not brought back).
-    samples: {set name: path} of the sets on disk (in samples/ or local/samples/); primary: the names of its primary sets (DDPM with x0
-    clipping, EMA weights), present or not."""
+    samples: {set name: path} of the sets on disk (in samples/ or local/samples/); primary: the names of its
+    primary sets (DDPM with x0 clipping, EMA weights), present or not."""
 
     run_id: str
     run_dir: Path
@@ -94,7 +95,7 @@ def load_summary(run: str | os.PathLike) -> dict[str, Any]:
 def _set_path(run: Path, name: str) -> Path:
     """Where the set ``name`` of ``run`` is: samples/, or local/samples/ when unpack kept it on this machine only."""
     path = run / "samples" / f"{name}.npz"
-    local = run / "local" / "samples" / f"{name}.npz"
+    local = run / LOCAL / "samples" / f"{name}.npz"
     return local if not path.is_file() and local.is_file() else path
 
 

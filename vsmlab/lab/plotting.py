@@ -30,7 +30,8 @@ from typing import Any
 
 from vsmlab.core.io import atomic_write_bytes, file_lock
 
-__all__ = ["set_theme", "compact_png", "figure_png_bytes", "PNG_MAX_MEAN_ERROR", "FigureSaver", "atomic_write_bytes", "package_versions", "device_name", "PALETTE",
+__all__ = ["set_theme", "compact_png", "figure_png_bytes", "PNG_MAX_MEAN_ERROR", "FigureSaver", "atomic_write_bytes",
+           "package_versions", "device_name", "PALETTE",
            "ManifestCorrupt", "read_manifest", "merge_manifest", "manifest_lock_path"]
 
 PALETTE = {"exact": "#1b7837", "learned": "#c51b7d", "data": "#4d4d4d", "vsm": "#2166ac", "baseline": "#b35806"}

@@ -172,7 +172,7 @@ class ShapesStudy:
         """The devices the models trained and sampled on: the GPU windows' (full profile), else ["cpu"]."""
         if not self.gpu_runs:
             return ["cpu"]
-        return sorted({str(load_summary(r.run_dir).get("device", "unknown")) for r in self.gpu_runs.values()})
+        return sorted({str(load_summary(run).get("device", "unknown")) for run in {r.run_dir for r in self.gpu_runs.values()}})
 
     @property
     def device_of_samples(self) -> str:
@@ -253,8 +253,7 @@ class ShapesStudy:
             out = {"images": torch.from_numpy(z["images"]), "batch_seed": torch.from_numpy(z["batch_seed"]),
                    "batch_row": torch.from_numpy(z["batch_row"])}
             if record_last:  # the GPU run kept x0_hat for a few rows (trajectory_rows) and the detector scores of all
-                x0 = torch.from_numpy(z["trajectory_x0_hat"][-record_last:])
-                out["x0_hat"] = x0.float() / 127.5 - 1 if x0.dtype == torch.uint8 else x0  # uint8 as the images
+                out["x0_hat"] = torch.from_numpy(z["trajectory_x0_hat"][-record_last:]).float() / 127.5 - 1  # uint8
                 out["recorded_steps"] = torch.from_numpy(z["trajectory_steps"][-record_last:])
                 out["traj_rows"] = [int(i) for i in z["trajectory_rows"]]
                 out["scores"] = {"last 10 steps": torch.from_numpy(z["x0hat_var_last10"]),
@@ -267,11 +266,11 @@ class ShapesStudy:
 
     def describe(self) -> str:
         """Where the models come from, in a few lines (the notebook prints it)."""
-        src = {"shipped": "shipped checkpoints (checkpoints/shapes32/)", "trained": "models trained by this run",
-               "gpu": "the GPU windows' weights"}[self.study.source(next(iter(self.models.values())))]
         if not self.loaded:
             return (f"{len(self.models)} models of the GPU windows; no weights on this machine (they stay where the run "
                     "was unpacked), so the sections that evaluate a model on this CPU skip them")
+        src = {"shipped": "shipped checkpoints (checkpoints/shapes32/)", "trained": "models trained by this run",
+               "gpu": "the GPU windows' weights"}[self.study.source(next(iter(self.models.values())))]
         first = next(iter(self.loaded.values()))
         k0 = self.seeds[0]
         n_par = {m: sum(p.numel() for p in self.loaded[(m, k0)].model.parameters()) for m in ("rho0", "fixed")
