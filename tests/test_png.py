@@ -130,11 +130,13 @@ def test_every_committed_figure_is_already_compact() -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
-def test_inline_figures_in_a_kernel_use_the_compact_encoding() -> None:
+def test_inline_figures_in_a_kernel_use_the_compact_encoding(monkeypatch) -> None:
     """In a real kernel, after set_theme(), a figure shown at the end of a cell and one shown by display() are
     embedded as the compact palette PNG (the inline backend installs its own printer when it loads; it is replaced)."""
     import nbformat
     from nbclient import NotebookClient
+
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # as a notebook runs for a reader: the kernel's inline backend
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("import matplotlib.pyplot as plt\nfrom vsmlab.lab.plotting import set_theme\nset_theme()"),
