@@ -47,7 +47,9 @@ What ``run`` does, each stage bounded by the clock that starts when the script s
    models with beta and beta_tilde, learned ones with their learned variance; the last 12 x0_hat recorded: the
    detector scores of notebook 06 section 9 are stored for every sample and the x0_hat tail, as uint8, for a few
    rows), then the first seed's sweeps notebook 06 reads (no clipping, raw weights, training step, DDIM steps;
-   ``--n-sweep`` samples). ``--sweeps auto`` draws the sweeps only in the benchmark's first window (no run under
+   ``--n-sweep`` samples); between the two, the ceiling sets (``--ceiling``, on by default): every learned-variance
+   model with Sigma forced to beta_tilde_t and to beta_t, ``--n`` samples with the primary sets' noise.
+   ``--sweeps auto`` draws the sweeps only in the benchmark's first window (no run under
    ``--runs-root`` yet): a later window gives all its sampling time to the primary sets of its new seeds. File names are the sample store's (``vsmlab.lab.sample_store.gpu_sample_path``). Every set is
    validated on the device machine (vsmlab.data.shapes_validate, in ``--validate-workers`` processes while the GPU
    samples the next set).
@@ -56,8 +58,9 @@ What ``run`` does, each stage bounded by the clock that starts when the script s
    ``unpack`` checks. Whatever stage fails or runs out of time, the script still packs what is complete.
 
 ``unpack`` checks the manifest, puts the run in place and keeps the tree a GPU machine receives within its limit
-(.ci/tree_size.py): if the run's files would pass it, its sweep sets, lowest priority first, go to the run's
-git-ignored ``local/`` folder (named under ``kept_local`` in the summary); the weights are git-ignored too.
+(.ci/tree_size.py): if the run's files would pass it, its non-primary sets (sweeps, then ceiling sets: lowest
+priority first) go to the run's git-ignored ``local/`` folder (named under ``kept_local`` in the summary); the weights
+are git-ignored too.
 
 The summary (``gpu_window.json``, ``summary.json`` in the run folder) records the device, torch / CUDA versions,
 the pinned commit, the calibration table, the chosen mode and why, img/s per model, MFU against the measured
@@ -995,11 +998,12 @@ class Window:
         seeds, methods = self.summary["seeds"], self.summary["methods"]
         out = []
 
-        def add(spec, kind, n, weights="ema", variance=None, sampler="ddpm", steps=st, clip=True, ckpt=None, record=0):
+        def add(spec, kind, n, weights="ema", variance=None, sampler="ddpm", steps=st, clip=True, ckpt=None, record=0,
+                frac=None):
             var = variance or ("auto" if sampler == "ddim" else VAR_OF[spec.method])
-            name = sample_name(spec.method, spec.seed, sampler, steps, var, weights, ckpt, clip)
+            name = sample_name(spec.method, spec.seed, sampler, steps, var, weights, ckpt, clip, frac)
             out.append(dict(name=name, model=spec.name, kind=kind, n=n, weights=weights, variance=var, sampler=sampler,
-                            steps=steps, clip=clip, ckpt=ckpt, record=record))
+                            steps=steps, clip=clip, ckpt=ckpt, record=record, frac=frac))
 
         for k in seeds:
             for m in methods:
@@ -1007,6 +1011,13 @@ class Window:
                 if spec is not None:
                     for var in PRIMARY_VARS[m]:
                         add(spec, "primary", a.n, variance=var, record=min(RECORD_LAST, st))
+        if a.ceiling:  # every learned-variance model with Sigma forced to either end of its range, same noise
+            for k in seeds:
+                for m in methods:
+                    spec = ok.get(f"{m}-seed{k}")
+                    if spec is not None and VAR_OF[m] == "learned":
+                        for f in (0, 1):
+                            add(spec, "ceiling", a.n, frac=f)
         if not self.sweeps:  # a later window: its sampling time goes to the primary sets of its new seeds
             return out
         first = [ok[f"{m}-seed{seeds[0]}"] for m in methods if f"{m}-seed{seeds[0]}" in ok]
@@ -1082,6 +1093,8 @@ class Window:
                 opts: dict[str, Any] = {"num_steps": job["steps"], "clip_x0": job["clip"]}
                 if job["sampler"] == "ddpm":
                     opts["variance"] = job["variance"]
+                    if job["frac"] is not None:
+                        opts["variance_frac"] = float(job["frac"])
                 else:
                     opts["eta"] = 0.0
                 if job["record"]:
@@ -1122,6 +1135,7 @@ class Window:
                         "sampler": {"name": job["sampler"], "steps": job["steps"],
                                     "respaced": job["steps"] < self.schedule.num_steps,
                                     **({"variance": job["variance"]} if job["sampler"] == "ddpm" else {"eta": 0.0}),
+                                    **({} if job["frac"] is None else {"variance_frac": float(job["frac"])}),
                                     "clip_x0": job["clip"]},
                         "n": job["n"], "batch_size": a.sample_batch, "seed": a.sample_seed,
                         "seed_scheme": f"batch k (size {a.sample_batch}, last smaller) drawn with torch.Generator(device)."
@@ -1406,7 +1420,7 @@ def _tree_size(root: Path):
 
 
 def keep_within(run: Path, summary: dict[str, Any], root: Path, limit_mib: float | None = None) -> list[str]:
-    """Move the run's non-primary sample sets into ``run/local/samples/`` (git-ignored: on this machine, not committed),
+    """Move the run's non-primary sample sets (sweeps, ceiling) into ``run/local/samples/`` (git-ignored: on this machine),
     lowest priority first, while the tree a GPU machine would receive from ``root`` is over the limit; the run's
     summary.json names them under ``kept_local``. Primary sets always stay (they make a model complete). Returns the
     moved set names; nothing is deleted."""
@@ -1496,7 +1510,7 @@ def unpack(folder: Path, into: str, force: bool = False, root: Path = ROOT, limi
         return 0
     limit = limit if limit_mib is None else limit_mib
     if moved:
-        print(f"{len(moved)} sweep sets kept on this machine only ({dst / LOCAL}, git-ignored) so that the tree stays "
+        print(f"{len(moved)} non-primary sample sets kept on this machine only ({dst / LOCAL}, git-ignored) so that the tree stays "
               f"within {limit:g} MiB: {', '.join(moved[:6])}{', ...' if len(moved) > 6 else ''}")
     print(f"working tree a GPU machine would receive now: {total / 2**20:.1f} MiB (limit {limit:g} MiB)"
           + ("  OVER THE LIMIT even with only the primary sets committed: make room before committing" if total > limit * 2**20 else ""))
@@ -1539,6 +1553,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--sample-seed", type=int, default=1000, help="sampling seed S (notebook 06: 1000)")
     r.add_argument("--ddim-steps", nargs="*", type=int, default=[10, 25, 50, 100, 250])
     r.add_argument("--sweep-fracs", nargs="*", type=float, default=[0.25, 0.5, 0.75], help="training-step sweep (x N)")
+    r.add_argument("--ceiling", action=argparse.BooleanOptionalAction, default=True,
+                   help="after the primary sets: each learned-variance model with Sigma forced to beta_tilde (f = 0) and "
+                        "beta (f = 1), --n samples with the primary sets' noise (notebook 06's ceiling)")
     r.add_argument("--sweeps", choices=["auto", "yes", "no"], default="auto",
                    help="draw the first seed's sweep sets: auto (default) = only in the first window of the benchmark "
                         "(no run under --runs-root yet); later windows give their sampling time to the primary sets")
@@ -1560,7 +1577,7 @@ def main(argv: list[str] | None = None) -> int:
     u.add_argument("--force", action="store_true", help="replace a run folder unpacked before")
     u.add_argument("--tree-limit-mib", type=float, default=None,
                    help="keep the tree a GPU machine receives within this (default: .ci/tree_size.py's limit) by moving "
-                        "the run's sweep sets, lowest priority first, to its git-ignored local/ folder")
+                        "the run's non-primary sets (sweeps, then ceiling), lowest priority first, to its git-ignored local/ folder")
     args = parser.parse_args(argv)
     if args.cmd == "prepare":
         return prepare(Path(args.into).resolve())

@@ -162,7 +162,7 @@ for row in LEARNED_ROWS:
     for k in study.seeds_of(row):
         own_set = study.samples(row, k, "learned", record_last=cfg["record_last"] if k in cfg["seeds"] else 0)
         rates_k = {"own": report(own_set["images"].numpy())["invalid"] / N}
-        if row in CEIL_ROWS and study.drawn(row, k, "learned", variance_frac=0):
+        if row in CEIL_ROWS and all(study.drawn(row, k, "learned", variance_frac=f) for f in (0, 1)):
             for f in (0, 1):
                 forced = study.samples(row, k, "learned", variance_frac=f)
                 rates_k[f"frac{f}"] = report(forced["images"].numpy())["invalid"] / N
@@ -781,8 +781,9 @@ print(f"notebook total: {time.perf_counter() - T0:.0f} s")
 # `run` measures the training step in each mode (eager, CUDA graph, `torch.compile`, channels_last) and keeps the
 # fastest that fits in memory, sets the step count N from the measured rate of all models together, trains fixed,
 # rho0 and vsm x 2 new training seeds in lockstep for exactly N steps (cosine learning rate to 0 at N), then draws
-# the primary sets of every model (600 samples, DDPM-250 with x0 clipping) and the first seed's sweeps, validates
-# them on the GPU machine and packs the files to fit the transfer. Each window adds one run folder with new seeds;
+# the primary sets of every model (600 samples, DDPM-250 with x0 clipping), the ceiling sets of A3 (rho0 and vsm
+# with Sigma forced to beta_tilde_t and to beta_t, the same noise) and the first seed's sweeps, validates them on
+# the GPU machine and packs the files to fit the transfer. Each window adds one run folder with new seeds;
 # training steps never carry over from one window to the next. This profile reads every complete model of every
 # run (first cells: each window's device, versions, training mode, steps, throughput and what it did not draw).
 # The weights stay on the machine that unpacked the run (they are too large to commit), so on a fresh checkout

@@ -103,6 +103,13 @@ def test_rehearsal_trains_samples_validates_and_packs_within_the_limits(failing)
     assert all(sum(e["categories"].values()) == e["n"] for e in s["sample_sets"].values())
     assert {"fixed-seed0_ddpm5_beta_ema_noclip", "vsm-seed0_ddpm5_learned_raw", "rho0-seed0_ddim5_auto_ema"} <= set(s["sample_sets"])
     assert s["sweeps"] == {"drawn": True, "option": "auto", "earlier_runs": []}  # the benchmark's first window
+    ceiling = [n for n in s["samples_planned"] if s["sample_sets"][n]["kind"] == "ceiling"]  # learned variance, f = 0, 1
+    assert ceiling == [f"{m}-seed{k}_ddpm5_learned_ema_frac{f}" for k in (0, 1) for m in ("rho0", "vsm") for f in (0, 1)
+                       if f"{m}-seed{k}" != "rho0-seed1"]
+    order = [s["sample_sets"][n]["kind"] for n in s["samples_planned"]]
+    assert order.index("ceiling") > max(i for i, x in enumerate(order) if x == "primary")  # after every primary set
+    assert min(i for i, x in enumerate(order) if x not in ("primary", "ceiling")) > max(
+        i for i, x in enumerate(order) if x == "ceiling")  # before the sweeps
     with tarfile.open(out / "chunk_0.tar") as tar:
         names = tar.getnames()
     assert {"summary.json", "run.log", "models/vsm-seed1/config.toml", "models/vsm-seed1/log.jsonl",
@@ -225,7 +232,9 @@ def test_notebook_06s_full_profile_reads_the_unpacked_window(failing, capsys) ->
     primary = study.samples("rho0", 0, "learned", record_last=3)
     assert primary["images"].shape == (4, 32, 32) and primary["x0_hat"].shape[0] == 3
     assert set(primary["scores"]) == {"last 10 steps", "t in 20..35"}
-    assert study.drawn("rho0", 0, "learned", weights="raw") and not study.drawn("rho0", 0, "learned", variance_frac=0)
+    assert study.drawn("rho0", 0, "learned", weights="raw") and study.drawn("vsm", 1, "learned", variance_frac=1)
+    forced = study.samples("vsm", 1, "learned", variance_frac=0)["images"]
+    assert forced.shape == (4, 32, 32) and not study.drawn("rho0", 0, "learned", seed=7)
     # without the weights (they stay where the run was unpacked), the sample sets are still read
     for w in (root / "runs" / "full" / "shapes32" / s["run_id"] / "weights").glob("*.safetensors"):
         w.rename(w.with_suffix(".away"))
@@ -249,7 +258,7 @@ def test_a_deadline_mid_training_returns_every_models_weights_with_the_step_reac
     assert s["seeds"] == [2] and s["seeds_auto"]["used_by_earlier_runs"] == [0, 1]
     # a later window: no sweeps (no snapshots, no sweep sets); its sampling time is for the primary sets
     assert s["sweeps"]["drawn"] is False and s["sweeps"]["earlier_runs"] == [s_a["run_id"]] and s["sweep_steps"] == []
-    assert all(e["kind"] == "primary" for e in s["sample_sets"].values())
+    assert {e["kind"] for e in s["sample_sets"].values()} <= {"primary", "ceiling"}
     assert s["steps_planned"] == 100000 and "hard stop" in s["training_stopped"]
     steps = {k: v["step"] for k, v in s["models"].items()}
     assert set(steps) == {"fixed-seed2", "vsm-seed2"} and len(set(steps.values())) == 1  # stopped at the same step

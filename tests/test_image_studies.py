@@ -52,7 +52,8 @@ def _primary(name: str) -> dict[str, str]:
 
 def test_shapes_full_profile_reads_every_windows_complete_models(tmp_path, capsys) -> None:
     first = {f"{m}-seed0": "complete" for m in ("fixed", "rho0", "vsm")} | {"vsm-seed1": "stopped"}
-    _window(tmp_path, "20261201T000000Z-a", first, {k: v for n in first for k, v in _primary(n).items()})
+    ceiling = {sample_name("rho0", 0, "ddpm", 250, "learned", variance_frac=f): "ceiling" for f in (0, 1)}
+    _window(tmp_path, "20261201T000000Z-a", first, {**{k: v for n in first for k, v in _primary(n).items()}, **ceiling})
     second = {"fixed-seed2": "complete", "rho0-seed2": "complete", "vsm-seed2": "failed"}
     _window(tmp_path, "20261202T000000Z-b", second, {k: v for n in ("fixed-seed2", "rho0-seed2") for k, v in _primary(n).items()},
             device="GPU Y")
@@ -70,11 +71,13 @@ def test_shapes_full_profile_reads_every_windows_complete_models(tmp_path, capsy
     got = st.samples("fixed", 2, "beta_tilde")  # read from the second window's files
     assert got["images"].dtype == torch.uint8 and got["images"].shape == (4, 8, 8)
     assert st.drawn("rho0", 2, "learned") and not st.drawn("rho0", 0, "learned", weights="raw")
-    assert not st.drawn("rho0", 0, "learned", variance_frac=0) and not st.drawn("rho0", 0, "learned", seed=7)
+    assert all(st.drawn("rho0", 0, "learned", variance_frac=f) for f in (0, 1))  # the ceiling sets
+    assert st.samples("rho0", 0, "learned", variance_frac=1)["images"].shape == (4, 8, 8)
+    assert not st.drawn("vsm", 0, "learned", variance_frac=0) and not st.drawn("rho0", 0, "learned", seed=7)
     out = capsys.readouterr().out
-    assert "not drawn in the GPU run" in out and "Sigma forced" in out
-    with pytest.raises(ValueError, match="forced-Sigma"):
-        st.samples("rho0", 0, "learned", variance_frac=0)
+    assert "not drawn in the GPU run" in out and "fresh sampling seed" in out
+    with pytest.raises(ValueError, match="fresh sampling seed"):
+        st.samples("rho0", 0, "learned", seed=7)
     with pytest.raises(FileNotFoundError, match="gpu_window.py"):
         ShapesStudy.open("full", dict(SHAPES_PROFILES["full"]), tmp_path / "elsewhere")
 

@@ -11,7 +11,7 @@ complete runs, steps do not (a later window never continues an earlier model). A
     samples/<set>.npz                uint8 sample sets, named by :func:`sample_name` (GPU scripts and notebook 06); a
                                      primary set also holds the detector scores of every sample and, for a few
                                      rows, the x0_hat tail (``trajectory_x0_hat``, uint8 like the images)
-    local/samples/<set>.npz          sweep sets that ``unpack`` kept on this machine only (git-ignored) so that the
+    local/samples/<set>.npz          non-primary sets that ``unpack`` kept on this machine only (git-ignored) so the
                                      tree a GPU machine receives stays within its limit (``kept_local`` in the summary)
 
 ``<name>`` is ``<method>-seed<k>``. A model is *complete* when it trained all its planned steps (status
@@ -134,11 +134,14 @@ def used_seeds(benchmark: str, root: str | os.PathLike | None = None, complete_o
 
 
 def sample_name(method: str, seed: int, sampler: str = "ddpm", steps: int = 250, variance: str = "auto",
-                weights: str = "ema", ckpt_step: int | None = None, clip: bool = True) -> str:
-    """The file stem of a sample set, ``<method>-seed<k>_<sampler><steps>_<variance>_<weights>[_step<S>][_noclip]``:
-    the one source of these names (the GPU scripts write them, notebook 06 reads them)."""
+                weights: str = "ema", ckpt_step: int | None = None, clip: bool = True,
+                variance_frac: float | None = None) -> str:
+    """The file stem of a sample set,
+    ``<method>-seed<k>_<sampler><steps>_<variance>_<weights>[_step<S>][_noclip][_frac<f>]``: the one source of these
+    names (the GPU scripts write them, notebook 06 reads them); ``_frac<f>``: Sigma forced to
+    ``f * beta + (1 - f) * beta_tilde`` (the ceiling sets)."""
     return (f"{method}-seed{seed}_{sampler}{steps}_{variance}_{weights}" + (f"_step{ckpt_step}" if ckpt_step else "")
-            + ("" if clip else "_noclip"))
+            + ("" if clip else "_noclip") + ("" if variance_frac is None else f"_frac{float(variance_frac):g}"))
 
 
 def run_name(bench: str, method: str, seed: int, step: int | None = None) -> str:

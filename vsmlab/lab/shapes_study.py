@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from vsmlab.diffusion.variance import term_gradient_norms
-from vsmlab.lab.full_runs import ModelRun, complete_models, load_summary, run_folders, run_models
+from vsmlab.lab.full_runs import ModelRun, complete_models, load_summary, run_folders, run_models, sample_name
 from vsmlab.lab.sample_store import gpu_sample_path, load_npz_samples, sample_set
 from vsmlab.lab.study import LoadedModel, Model, Study
 
@@ -205,11 +205,11 @@ class ShapesStudy:
         return lm.step if lm is not None else self.gpu_runs[(method, k)].step
 
     def _gpu_path(self, method: str, k: int, sampler: str, steps: int | None, variance: str, weights: str,
-                  ckpt_step: int | None, clip: bool) -> Path:
+                  ckpt_step: int | None, clip: bool, variance_frac: float | None = None) -> Path:
         """The file of a set of the model's GPU window run (in samples/ or, kept on this machine only, local/samples/)."""
         run = self.gpu_runs[(method, k)]
-        path = gpu_sample_path(run.run_dir, method, k, sampler, steps, variance, weights, ckpt_step, clip)
-        return run.samples.get(path.stem, path)
+        name = sample_name(method, k, sampler, steps, variance, weights, ckpt_step, clip, variance_frac)
+        return run.samples.get(name, run.run_dir / "samples" / f"{name}.npz")
 
     def _steps(self, steps: int | str | None) -> int | None:
         return self.cfg["ddpm_steps"] if steps == "primary" else steps
@@ -227,11 +227,11 @@ class ShapesStudy:
                 print(f"{method} seed {k}: the shipped file keeps the EMA weights only; no raw-weights set")
                 return False
             return True
-        if variance_frac is not None or seed is not None:
-            print(f"{method} seed {k}: the GPU run drew no sets with Sigma forced or a fresh sampling seed; they are "
-                  "measured in the default profile")
+        if seed is not None:
+            print(f"{method} seed {k}: the GPU run drew no sets with a fresh sampling seed; they are measured in the "
+                  "default profile")
             return False
-        path = self._gpu_path(method, k, sampler, self._steps(steps), variance, weights, ckpt_step, clip)
+        path = self._gpu_path(method, k, sampler, self._steps(steps), variance, weights, ckpt_step, clip, variance_frac)
         if not path.is_file():
             local = load_summary(self.gpu_runs[(method, k)].run_dir).get("kept_local", {}).get("sets", [])
             why = ("kept on the machine that unpacked the run, not committed (the tree's size limit)" if path.stem in local
@@ -247,9 +247,9 @@ class ShapesStudy:
         sampling seed (or ``seed``) and cached here, or read from the GPU run's file (full profile)."""
         steps = self._steps(steps)
         if self.gpu_runs:
-            if variance_frac is not None or seed is not None:
-                raise ValueError("the GPU run drew no forced-Sigma or fresh-seed sets; these run in the default profile")
-            z = load_npz_samples(self._gpu_path(method, k, sampler, steps, variance, weights, ckpt_step, clip))
+            if seed is not None:
+                raise ValueError("the GPU run drew no sets with a fresh sampling seed; these run in the default profile")
+            z = load_npz_samples(self._gpu_path(method, k, sampler, steps, variance, weights, ckpt_step, clip, variance_frac))
             out = {"images": torch.from_numpy(z["images"]), "batch_seed": torch.from_numpy(z["batch_seed"]),
                    "batch_row": torch.from_numpy(z["batch_row"])}
             if record_last:  # the GPU run kept x0_hat for a few rows (trajectory_rows) and the detector scores of all
