@@ -49,8 +49,9 @@ What ``run`` does, each stage bounded by the clock that starts when the script s
    rows), then the first seed's sweeps notebook 06 reads (no clipping, raw weights, training step, DDIM steps;
    ``--n-sweep`` samples); between the two, the ceiling sets (``--ceiling``, on by default): every learned-variance
    model with Sigma forced to beta_tilde_t and to beta_t, ``--n`` samples with the primary sets' noise.
-   ``--sweeps auto`` draws the sweeps only in the benchmark's first window (no run under
-   ``--runs-root`` yet): a later window gives all its sampling time to the primary sets of its new seeds. File names are the sample store's (``vsmlab.lab.sample_store.gpu_sample_path``). Every set is
+   ``--sweeps auto`` draws the sweeps only in the benchmark's first window (no run under ``--runs-root`` yet): a
+   later window gives all its sampling time to the primary sets of its new seeds. File names are the sample
+   store's (``vsmlab.lab.sample_store.gpu_sample_path``). Every set is
    validated on the device machine (vsmlab.data.shapes_validate, in ``--validate-workers`` processes while the GPU
    samples the next set).
 6. **Packing**: at most 8 files of < 16 MB under ``--out``: ``gpu_window.json`` (the summary) and up to 7 tar
@@ -1426,13 +1427,13 @@ def keep_within(run: Path, summary: dict[str, Any], root: Path, limit_mib: float
     moved set names; nothing is deleted."""
     from vsmlab.lab.full_runs import LOCAL
 
-    limit = (_tree_size(root)[1] if limit_mib is None else limit_mib) * 2**20
+    total, default_mib = _tree_size(root)
+    limit = (default_mib if limit_mib is None else limit_mib) * 2**20
     sets = summary.get("sample_sets", {})
     order = {n: i for i, n in enumerate(summary.get("samples_planned", []))}
     movable = sorted((n for n, e in sets.items() if e.get("kind") != "primary" and (run / "samples" / f"{n}.npz").is_file()),
                      key=lambda n: -order.get(n, 1 << 30))
     moved: list[str] = []
-    total = _tree_size(root)[0]
     while total > limit and len(moved) < len(movable):
         for name in movable[len(moved):]:
             if total <= limit:

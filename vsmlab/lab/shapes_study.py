@@ -16,7 +16,7 @@ the runs set the methods, the seeds, the sampling settings and the training-step
 
 :meth:`ShapesStudy.samples` is every sample set of the notebook: drawn and cached here
 (:func:`vsmlab.lab.sample_store.sample_set`) or, in the full profile, read from the files of the model's run
-(:func:`vsmlab.lab.sample_store.gpu_sample_path`). :func:`unet_term_gradient_norms`: the gradient norm of each
+(named by :func:`vsmlab.lab.full_runs.sample_name`). :func:`unet_term_gradient_norms`: the gradient norm of each
 loss term on the UNet's trunk and heads.
 """
 
@@ -33,7 +33,7 @@ from torch import nn
 
 from vsmlab.diffusion.variance import term_gradient_norms
 from vsmlab.lab.full_runs import ModelRun, complete_models, load_summary, run_folders, run_models, sample_name
-from vsmlab.lab.sample_store import gpu_sample_path, load_npz_samples, sample_set
+from vsmlab.lab.sample_store import load_npz_samples, sample_set
 from vsmlab.lab.study import LoadedModel, Model, Study
 
 __all__ = ["METHOD_CONFIGS", "ROWS", "VARIANCE_OF", "PROFILES", "ShapesStudy", "unet_term_gradient_norms"]
@@ -309,7 +309,7 @@ def _full_runs(root: Path, cfg: dict[str, Any]) -> dict[tuple[str, int], ModelRu
         rows = [v for _, method, v in ROWS if method == m.method]
         if m.method not in METHOD_CONFIGS:
             left.append(f"{m.run_id}/{m.name} (method {m.method!r} is not one of notebook 06's)")
-        elif not all(gpu_sample_path(m.run_dir, m.method, m.seed, "ddpm", cfg["ddpm_steps"], v).is_file() for v in rows):
+        elif not all(sample_name(m.method, m.seed, "ddpm", cfg["ddpm_steps"], v) in m.samples for v in rows):
             left.append(f"{m.run_id}/{m.name} (no primary set with DDPM-{cfg['ddpm_steps']}, the first run's sampler)")
         elif (m.method, m.seed) in chosen:
             left.append(f"{m.run_id}/{m.name} (seed {m.seed} of {m.method} is already in {chosen[(m.method, m.seed)].run_id})")
