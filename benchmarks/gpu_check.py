@@ -18,7 +18,9 @@ What it does, in order, printing one line per result (and writing ``gpu_check.js
 4. ``benchmarks/bench_unet.py --device cuda`` when present (model FLOP/s as a share of the bf16 matmul rate; without
    diffusers, as on the GPU machine, its peer rows are skipped with a note).
 
-Nothing here is a timed assertion; the numbers are for the README and the issue notes.
+Exit 1 when a step failed (named under ``failed_steps`` in the JSON), 2 without CUDA (unless ``--rehearse``: every
+step on the CPU with tiny settings, to check the script and, under ``benchmarks/device_image.py``, that it imports
+nothing the GPU machine's image lacks). Nothing here is a timed assertion; the numbers are for the docs.
 """
 
 from __future__ import annotations
@@ -77,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=os.environ.get("OUT", "gpu_check_out"), help="folder for logs, samples and the JSON summary")
     parser.add_argument("--train-steps", type=int, default=200, help="steps of the short 64-px training")
     parser.add_argument("--config", default="configs/shapes-fixed-gpu.toml")
+    parser.add_argument("--rehearse", action="store_true",
+                        help="run every step on the CPU with tiny settings (configs/shapes-smoke.toml, 3 steps, 8 samples, "
+                             "a 32-px UNet benchmark): checks the script and its imports, e.g. under "
+                             "benchmarks/device_image.py; measures nothing")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -85,9 +91,16 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict[str, object] = {"torch": torch.__version__, "cuda": torch.version.cuda,
                                   "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
     print(f"torch {torch.__version__}  cuda {torch.version.cuda}  device {summary['device']}")
-    if not torch.cuda.is_available():
-        print("no CUDA device: nothing to check here (run this on the GPU machine)")
+    if args.rehearse:
+        device, n, steps = "cpu", 8, 5
+        args.config, args.train_steps = "configs/shapes-smoke.toml", 3
+        bench_args = ["--device", "cpu", "--sizes", "32", "--base", "32", "--batch", "1", "--steps", "1", "--repeats", "1"]
+        summary["rehearsal"] = "CPU, tiny settings: nothing here is a measurement"
+    elif not torch.cuda.is_available():
+        print("no CUDA device: nothing to check here (run this on the GPU machine, or --rehearse)")
         return 2
+    else:
+        device, n, steps, bench_args = "cuda", 256, 50, ["--device", "cuda"]
     py = sys.executable
 
     if importlib.util.find_spec("pytest") is not None:
@@ -101,21 +114,21 @@ def main(argv: list[str] | None = None) -> int:
         print("pytest -m cuda: skipped (pytest not installed; carry its wheel to run it)")
 
     run_dir = out / "run"
-    code, secs, text = _run([py, "-m", "vsmlab", "train", args.config, "--out", str(run_dir), "--device", "cuda",
+    code, secs, text = _run([py, "-m", "vsmlab", "train", args.config, "--out", str(run_dir), "--device", device,
                              "--steps", str(args.train_steps), "--quiet", "--set", "train.save_every=100000"],
                             out / "train.log", 400)
     rate = train_rate(run_dir, secs)
     summary["train"] = {"exit": code, "seconds": round(secs, 1), "steps_asked": args.train_steps, **rate}
-    print(f"train {args.config} {args.train_steps} steps on cuda: exit {code} in {secs:.1f} s; step {rate['steps']} "
+    print(f"train {args.config} {args.train_steps} steps on {device}: exit {code} in {secs:.1f} s; step {rate['steps']} "
           f"logged, {rate['img_per_s_wall']} img/s over the wall time (start-up included)")
     if code != 0:
         print(text[-3000:])
     else:
         npz = out / "samples.npz"
-        code, secs, text = _run([py, "-m", "vsmlab", "sample", str(run_dir / "latest.pt"), "--n", "256", "--steps", "50",
-                                 "--device", "cuda", "--out", str(npz), "--quiet"], out / "sample.log", 300)
+        code, secs, text = _run([py, "-m", "vsmlab", "sample", str(run_dir / "latest.pt"), "--n", str(n), "--steps", str(steps),
+                                 "--device", device, "--out", str(npz), "--quiet"], out / "sample.log", 300)
         summary["sample"] = {"exit": code, "seconds": round(secs, 1)}
-        print(f"sample 256 (DDPM, 50 steps) on cuda: exit {code} in {secs:.1f} s")
+        print(f"sample {n} (DDPM, {steps} steps) on {device}: exit {code} in {secs:.1f} s")
         if code == 0:
             code, secs, text = _run([py, "-m", "vsmlab", "validate", "shapes", str(npz), "--json"], out / "validate.log", 120)
             summary["validate"] = text.strip().splitlines()[-1] if code == 0 else f"exit {code}"
@@ -125,11 +138,14 @@ def main(argv: list[str] | None = None) -> int:
 
     bench = ROOT / "benchmarks" / "bench_unet.py"
     if bench.exists():
-        code, secs, text = _run([py, str(bench), "--device", "cuda"], out / "bench_unet.log", 300)
+        code, secs, text = _run([py, str(bench), *bench_args], out / "bench_unet.log", 300)
         summary["bench_unet"] = {"exit": code, "seconds": round(secs, 1)}
-        print(f"bench_unet --device cuda: exit {code} in {secs:.1f} s\n{text[-2500:]}")
+        print(f"bench_unet {' '.join(bench_args)}: exit {code} in {secs:.1f} s\n{text[-2500:]}")
+    failed = [k for k, v in summary.items() if isinstance(v, dict) and v.get("exit") not in (None, 0)]
+    summary["failed_steps"] = failed
     (out / "gpu_check.json").write_text(json.dumps(summary, indent=2, default=str))
-    return 0
+    print(f"failed steps: {', '.join(failed) or 'none'}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

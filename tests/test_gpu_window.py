@@ -1,9 +1,9 @@
 """benchmarks/gpu_window.py rehearsed end to end on the CPU with tiny settings (32 px, base 8, a few steps, 4 samples):
 the files under --out and their limits, the summary, a model made to fail is named while the others finish, a
 deadline hit mid-training still returns every model's weights with the step reached, unpack checks the manifest,
-the reader sees the run, and a shipped weights file regenerates its sample set with the seed scheme. Also: the
-pure-Python safetensors writer, the 5 MB rule for the 64-px GPU UNet, gpu_check's rate, bench_unet without
-diffusers."""
+the reader sees the run, and a shipped weights file regenerates its sample set with the seed scheme. The rehearsals
+run as on the GPU machine's Python image (benchmarks/device_image.py). Also: the pure-Python safetensors writer, the
+5 MB rule for the 64-px GPU UNet, gpu_check's rate and its CPU rehearsal, bench_unet without diffusers."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ spec = importlib.util.spec_from_file_location("gpu_window", SCRIPT)
 gw = importlib.util.module_from_spec(spec)
 sys.modules["gpu_window"] = gw  # its dataclasses look their module up
 spec.loader.exec_module(gw)
+import device_image  # noqa: E402  (benchmarks/ is on sys.path)
 
 TINY = ["--device", "cpu", "--modes", "eager", "graph", "--calib-seconds", "30", "--n", "4", "--n-sweep", "2",
         "--sample-batch", "4", "--sample-steps", "5", "--ddim-steps", "5", "--sweep-fracs", "0.5", "--log-every", "2",
@@ -42,8 +43,10 @@ TINY = ["--device", "cpu", "--modes", "eager", "graph", "--calib-seconds", "30",
 
 
 def window(tmp: Path, *extra: str) -> tuple[subprocess.CompletedProcess, Path, dict, float]:
+    """One rehearsal, run as on the GPU machine's image (benchmarks/device_image.py: what it lacks fails to import)."""
     out, work = tmp / "out", tmp / "work"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env = device_image.env_for(tmp / "guard", {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                                                "PYTHONUNBUFFERED": "1"})
     t = time.time()
     res = subprocess.run([sys.executable, str(SCRIPT), "run", "--out", str(out), "--work", str(work), *TINY, *extra],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -466,3 +469,33 @@ def test_a_model_failing_in_the_lockstep_measurement_is_rebuilt_eagerly_and_meas
     assert w.specs["vsm-seed1"].mode == "eager" and w.summary["lockstep"]["modes"]["vsm-seed1"] == "eager"
     assert all(s.trainer.loaded == {"step": 0, "of": n, "mode": s.mode} for n, s in w.specs.items())  # back at step 0
     assert w.summary["lockstep"]["img_per_s_all"] == 10.0 * 6 * 128
+
+
+def test_the_device_image_guard_refuses_what_the_image_lacks_unless_it_travels_vendored(tmp_path) -> None:
+    blocked = device_image.blocked_modules()
+    assert {"papermill", "ipywidgets", "chess", "diffusers", "nbformat", "IPython"} <= set(blocked)
+    assert not {"torch", "numpy", "scipy", "matplotlib", "seaborn", "tqdm", "safetensors", "vsmlab", "pytest"} & set(blocked)
+    vendored = tmp_path / "pydeps" / "chess"
+    vendored.mkdir(parents=True)
+    (vendored / "__init__.py").write_text("VENDORED = True\n")
+    code = ("import numpy, torch, safetensors, vsmlab.diffusion.config\nimport chess\nprint('chess', chess.VENDORED)\n"
+            "try:\n    import papermill\nexcept ModuleNotFoundError as e:\n    print('refused', e.name)\n")
+    res = subprocess.run([sys.executable, "-c", code], env=device_image.env_for(tmp_path / "g", allowed=tmp_path / "pydeps"),
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split("\n")[:2] == ["chess True", "refused papermill"]
+    res = subprocess.run([sys.executable, "-c", "import chess"], env=device_image.env_for(tmp_path / "g2", allowed=tmp_path / "none"),
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1 and "not on the GPU machine's image" in res.stderr
+
+
+@pytest.mark.slow
+def test_gpu_check_rehearses_every_step_on_the_cpu_as_on_the_device_image(tmp_path) -> None:
+    env = device_image.env_for(tmp_path / "guard", {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--rehearse", "--out", str(tmp_path / "out")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    summary = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
+    assert summary["failed_steps"] == [] and summary["train"]["steps"] == 3
+    assert summary["sample"]["exit"] == 0 and summary["bench_unet"]["exit"] == 0 and '"n": 8' in summary["validate"]
+    assert "peer rows skipped" in (tmp_path / "out" / "bench_unet.log").read_text()  # no diffusers on the image
