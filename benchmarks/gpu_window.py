@@ -1,17 +1,19 @@
 """One GPU window in ONE process: calibrate, train K models in lockstep to a measured step count, sample, validate,
-and bring back compact results; then unpack them here as a run under ``runs/full/<benchmark>/<run-id>/``.
+and bring back compact results; then unpack them here as a run under ``runs/full/<benchmark>/<run-id>/``. One
+benchmark per window (``--bench``): ``shapes`` (64 px, notebook 06), ``cards`` or ``chess`` (128 px RGB, notebook 07).
 
-Here, before the window (vendors safetensors, pins the commit; both travel as carried, git-ignored paths)::
+Here, before the window (vendors safetensors and python-chess, pins the commit; both travel as carried, git-ignored
+paths)::
 
     python benchmarks/gpu_window.py prepare
 
 On the GPU machine (one call; ``carry=["build/pydeps", "build/gpu_window"]``, ``timeout_s=600``)::
 
-    PYTHONPATH=. python3 benchmarks/gpu_window.py run --out $OUT
+    PYTHONPATH=. python3 benchmarks/gpu_window.py run --out $OUT                 # --bench cards | chess for notebook 07
 
 Back here::
 
-    python benchmarks/gpu_window.py unpack FOLDER        # -> runs/full/shapes64/<run-id>/ (read by notebook 06's full profile)
+    python benchmarks/gpu_window.py unpack FOLDER        # -> runs/full/shapes64/<run-id>/ (notebook 06's full profile)
 
 What ``run`` does, each stage bounded by the clock that starts when the script starts (``--deadline``, default
 540 s, with ``--pack-seconds`` kept for writing the results):
@@ -29,7 +31,7 @@ What ``run`` does, each stage bounded by the clock that starts when the script s
    is warmed up too (what each further model of the window costs to compile). Chosen: the mode that trains the
    most images in the training budget (img/s x (budget - K x per-model setup)) among those whose peak memory
    fits K models; if none fits, the smallest and as many models as fit (the rest named as not done).
-3. **Lockstep rate**: the K models (``--methods`` x ``--seeds``: configs/shapes-<method>-gpu.toml, ``vsm10`` =
+3. **Lockstep rate**: the K models (``--methods`` x ``--seeds``: configs/<bench>-<method>-gpu.toml, ``vsm10`` =
    VSM with rho 10) are built in the chosen mode on one device-resident copy of the data, warmed up one by one
    (a model that fails there is rebuilt eagerly once), stepped in lockstep (``MultiTrainer``, one CUDA stream
    each) for a few seconds, and then put back to their step-0 state. The step count N = measured lockstep
@@ -50,18 +52,23 @@ What ``run`` does, each stage bounded by the clock that starts when the script s
    ``--n-sweep`` samples); between the two, the ceiling sets (``--ceiling``, on by default): every learned-variance
    model with Sigma forced to beta_tilde_t and to beta_t, ``--n`` samples with the primary sets' noise.
    ``--sweeps auto`` draws the sweeps only in the benchmark's first window (no run under ``--runs-root`` yet): a
-   later window gives all its sampling time to the primary sets of its new seeds. File names are the sample
-   store's (``vsmlab.lab.sample_store.gpu_sample_path``). Every set is
-   validated on the device machine (vsmlab.data.shapes_validate, in ``--validate-workers`` processes while the GPU
-   samples the next set).
+   later window gives all its sampling time to the primary sets of its new seeds. That is SimpleShapes; Cards and
+   chess (``BENCHES``) draw what notebook 07 reads: one primary set per model (fixed variance with beta), 400
+   samples, no detector scores, no ceiling sets, and only the training-step sweep at half of N; a chess window also
+   keeps the square tiles it rendered its boards with (``chess_tiles_<size>.npy``). File names are the sample
+   store's (``vsmlab.lab.full_runs.sample_name``). Every set is validated on the device machine (the benchmark's
+   validator: :func:`verdicts`, in ``--validate-workers`` processes while the GPU samples the next set).
 6. **Packing**: at most 8 files of < 16 MB under ``--out``: ``gpu_window.json`` (the summary) and up to 7 tar
    chunks (summary copy, log, configs, training logs; primary sets; weights; sweeps), with a SHA-256 manifest that
-   ``unpack`` checks. Whatever stage fails or runs out of time, the script still packs what is complete.
+   ``unpack`` checks. Every primary set must travel: if one would not fit a chunk (noisy 128-px RGB sets compress
+   to about 46 KB per image), all of them keep the same first k samples (``primary_rows_kept``). Whatever stage
+   fails or runs out of time, the script still packs what is complete.
 
 ``unpack`` checks the manifest, puts the run in place and keeps the tree a GPU machine receives within its limit
-(.ci/tree_size.py): if the run's files would pass it, its non-primary sets (sweeps, then ceiling sets: lowest
-priority first) go to the run's git-ignored ``local/`` folder (named under ``kept_local`` in the summary); the weights
-are git-ignored too.
+(.ci/tree_size.py): if the run's files would pass it, its sets go to the run's git-ignored ``local/`` folder, lowest
+priority first (sweeps, ceiling sets, and last the primary sets: a 128-px RGB run's primary sets alone are over the
+limit, so such a run commits its summary, configs and logs, and its models are complete where it was unpacked);
+``kept_local`` in the summary names them. The weights are git-ignored too.
 
 The summary (``gpu_window.json``, ``summary.json`` in the run folder) records the device, torch / CUDA versions,
 the pinned commit, the calibration table, the chosen mode and why, img/s per model, MFU against the measured
@@ -97,7 +104,7 @@ from typing import Any
 T_START = time.time()  # the deadline clock starts when the script starts (before torch is imported)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _lease import PYDEPS, ROOT, device_facts, pack  # noqa: E402  (importing _lease puts build/pydeps on sys.path)
+from _transfer import PYDEPS, ROOT, device_facts, pack  # noqa: E402  (importing it puts build/pydeps on sys.path)
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -114,6 +121,17 @@ TRAJECTORY_ROWS = (4, 2)  # x0_hat tails kept: the first 4 valid samples, the fi
 METHODS = {"fixed": ("fixed", ()), "rho0": ("rho0", ()), "vsm": ("vsm", ()), "vsm10": ("vsm", ("loss.rho=10.0",))}
 VAR_OF = {"fixed": "beta", "rho0": "learned", "vsm": "learned", "vsm10": "learned"}
 PRIMARY_VARS = {"fixed": ("beta", "beta_tilde"), "rho0": ("learned",), "vsm": ("learned",), "vsm10": ("learned",)}
+#: per benchmark (configs/<bench>-<method>-gpu.toml): what its notebook reads. shapes: notebook 06 (both fixed-variance
+#: samplers, the detector scores and x0_hat tails, the ceiling sets, four sweeps); cards and chess: notebook 07 (one
+#: primary set per model, the training-step sweep at half the steps; 128-px RGB sets are large, so fewer samples)
+BENCHES: dict[str, dict[str, Any]] = {
+    "shapes": dict(n=600, n_sweep=200, primary_vars=PRIMARY_VARS, record=True, ceiling=True,
+                   sweeps=("noclip", "raw", "train_step", "ddim"), sweep_fracs=[0.25, 0.5, 0.75]),
+    "cards": dict(n=400, n_sweep=100, primary_vars={**PRIMARY_VARS, "fixed": ("beta",)}, record=False, ceiling=False,
+                  sweeps=("train_step",), sweep_fracs=[0.5]),
+    "chess": dict(n=400, n_sweep=100, primary_vars={**PRIMARY_VARS, "fixed": ("beta",)}, record=False, ceiling=False,
+                  sweeps=("train_step",), sweep_fracs=[0.5]),
+}
 MODES = {  # name -> Trainer flags
     "eager": dict(cuda_graph=False, compile=False, channels_last=False),
     "eager+cl": dict(cuda_graph=False, compile=False, channels_last=True),
@@ -285,6 +303,29 @@ class Spec:
     model_config: dict[str, Any] | None = None
 
 
+def verdicts(bench: str, imgs) -> list[str]:
+    """The benchmark validator's verdict per image (uint8, [N, S, S] or [N, S, S, 3] as written): shapes, its
+    category ("valid", "blank", ...); cards (at the released threshold) and chess, "valid" or the violated rules
+    joined by "+". Runs in the validator processes."""
+    if bench == "shapes":
+        from vsmlab.data.shapes_validate import validate
+
+        return [v.category for v in validate(imgs)]
+    import torch
+
+    x = torch.from_numpy(imgs)
+    x = x.permute(0, 3, 1, 2) if x.dim() == 4 else x.unsqueeze(1)
+    if bench == "cards":
+        from vsmlab.data.cards import THRESHOLD, validate_cards
+
+        v = validate_cards(x, threshold=THRESHOLD)
+    else:
+        from vsmlab.data.chessboards import validate_chess
+
+        v = validate_chess(x)
+    return ["+".join(c) or "flagged" if bad else "valid" for bad, c in zip(v.hallucinated.tolist(), v.categories)]
+
+
 class FailingLoss:
     """A loss that raises after ``at`` calls once armed (``--fail NAME:AT``: the failure-isolation rehearsal)."""
 
@@ -358,8 +399,7 @@ class Window:
                         setattr(dynamo.config, key, value)
             except Exception:  # noqa: BLE001 - compile modes then report their own errors
                 pass
-        facts = device_facts(a.device, False)
-        facts.pop("mps", None)
+        facts = device_facts(a.device)
         pin = git_pin()
         facts["host_cpus"] = os.cpu_count()
         if cuda:
@@ -372,7 +412,7 @@ class Window:
         self.summary.update(run_id=run_id, commit=pin, options={k: v for k, v in vars(a).items() if k != "cmd"})
         # configs: the method's GPU config, the seed, cosine decay (train.steps = N is set once N is measured)
         stem = a.bench
-        base = [f"train.lr_decay=cosine", "train.log_every=%d" % a.log_every] if a.log_every else ["train.lr_decay=cosine"]
+        base = ["train.lr_decay=cosine", f"train.log_every={a.log_every}"] if a.log_every else ["train.lr_decay=cosine"]
         # the config's [sample] records how the window sampled (the primary sets)
         base += [f"sample.n={a.n}", f"sample.batch_size={a.sample_batch}", f"sample.seed={a.sample_seed}",
                  f"sample.steps={a.sample_steps}", "sample.sampler=ddpm"]
@@ -420,6 +460,14 @@ class Window:
         self.data = data.to(self.device)  # resident on the device, uint8, shared by every model
         self.log(f"data: {self.benchmark}, {tuple(data.shape)} {data.dtype} built and moved to {self.device} in "
                  f"{time.time() - t:.1f} s")
+        if a.bench == "chess":  # the square tiles this machine rendered its boards with (notebook 07 reads against them)
+            import numpy as np
+
+            from vsmlab.data.chessboards import lab_tiles
+
+            buf = io.BytesIO()
+            np.save(buf, lab_tiles(int(d["size"])))
+            atomic_write(self.run_dir / f"chess_tiles_{d['size']}.npy", buf.getvalue())
         for (m, k), cfg in cfgs.items():
             name = f"{m}-seed{k}"
             self.specs[name] = Spec(name, m, k, cfg)
@@ -602,7 +650,7 @@ class Window:
         if not self.sampling_ok or self.sec_per_img_step is None:
             return 0.0
         a = self.args
-        sets = sum(len(PRIMARY_VARS[s.method]) for s in self.specs.values())
+        sets = sum(len(BENCHES[a.bench]["primary_vars"][s.method]) for s in self.specs.values())
         return 1.3 * sets * a.n * min(a.sample_steps, self.schedule.num_steps) * self.sec_per_img_step + 5.0
 
     def train_budget(self, extra_setup: float = 0.0) -> float:
@@ -970,7 +1018,7 @@ class Window:
                 m["weights_error"] = err_text(exc)
                 self.log(f"{name}: weights not written: {m['weights_error']}")
             spec.ema16 = {k: v.detach().to(torch.float16).float().cpu() for k, v in tr.ema.state_dict().items()}
-            if spec.seed == k0 and spec.status != "failed" and self.sweeps:
+            if spec.seed == k0 and spec.status != "failed" and self.sweeps and "raw" in BENCHES[a.bench]["sweeps"]:
                 spec.raw = {k: v.detach().float().cpu() for k, v in tr.model.state_dict().items()}
             spec.model_config = dict(tr.model.config)
         reached = [s.trainer.step for s in live.values() if s.status != "failed"]
@@ -994,6 +1042,7 @@ class Window:
         from vsmlab.lab.full_runs import sample_name
 
         a = self.args
+        bench = BENCHES[a.bench]
         st = min(a.sample_steps, self.schedule.num_steps)
         ok = {n: s for n, s in self.specs.items() if s.ema16 is not None and s.status != "failed"}
         seeds, methods = self.summary["seeds"], self.summary["methods"]
@@ -1010,8 +1059,8 @@ class Window:
             for m in methods:
                 spec = ok.get(f"{m}-seed{k}")
                 if spec is not None:
-                    for var in PRIMARY_VARS[m]:
-                        add(spec, "primary", a.n, variance=var, record=min(RECORD_LAST, st))
+                    for var in bench["primary_vars"][m]:
+                        add(spec, "primary", a.n, variance=var, record=min(RECORD_LAST, st) if bench["record"] else 0)
         if a.ceiling:  # every learned-variance model with Sigma forced to either end of its range, same noise
             for k in seeds:
                 for m in methods:
@@ -1022,16 +1071,17 @@ class Window:
         if not self.sweeps:  # a later window: its sampling time goes to the primary sets of its new seeds
             return out
         first = [ok[f"{m}-seed{seeds[0]}"] for m in methods if f"{m}-seed{seeds[0]}" in ok]
-        for spec in first:
+        kinds = bench["sweeps"]
+        for spec in first if "noclip" in kinds else []:
             add(spec, "noclip", a.n_sweep, clip=False)
-        for spec in first:
+        for spec in first if "raw" in kinds else []:
             if spec.raw is not None:
                 add(spec, "raw", a.n_sweep, weights="raw")
-        for s_ in self.sweep_steps:
+        for s_ in self.sweep_steps if "train_step" in kinds else []:
             for spec in first:
                 if s_ in spec.snapshots:
                     add(spec, "train_step", a.n_sweep, ckpt=s_)
-        for spec in first[:2]:
+        for spec in first[:2] if "ddim" in kinds else []:
             for d in a.ddim_steps:
                 if 2 <= d <= self.schedule.num_steps:
                     add(spec, "ddim", a.n_sweep, sampler="ddim", steps=d)
@@ -1170,26 +1220,22 @@ class Window:
 
     # -- validation and writing (a thread; validation in worker processes) ---------------------------------------
     def validate_inline(self, imgs) -> dict[str, int]:
-        from vsmlab.data.shapes_validate import validate
-
-        cats = [v.category for v in validate(imgs)]
+        cats = verdicts(self.args.bench, imgs)
         return {c: cats.count(c) for c in sorted(set(cats))}
 
     def categories(self, imgs, timeout: float) -> list[str] | None:
-        from vsmlab.data.shapes_validate import validate
+        import functools
 
-        if self.benchmark.rstrip("0123456789") != "shapes":
-            return None
         if self.pool is None:
-            return [v.category for v in validate(imgs)]
+            return verdicts(self.args.bench, imgs)
         w = self.args.validate_workers
         parts = [imgs[i::w] for i in range(w)]  # strided: equal shares of hard (noisy) images
-        res = self.pool.map_async(validate, [p for p in parts if len(p)])
+        res = self.pool.map_async(functools.partial(verdicts, self.args.bench), [p for p in parts if len(p)])
         out = res.get(timeout=max(1.0, timeout))
         cats = [None] * len(imgs)
-        for i, verdicts in enumerate(out):
-            for j, v in enumerate(verdicts):
-                cats[i + j * w] = v.category
+        for i, part in enumerate(out):
+            for j, c in enumerate(part):
+                cats[i + j * w] = c
         return cats
 
     def writer(self) -> None:
@@ -1256,6 +1302,35 @@ class Window:
             if sets:
                 m["primary_valid_fraction"] = {s: e.get("valid_fraction") for s, e in sets.items()}
 
+    def cap_primary(self) -> None:
+        """Every primary set must travel: if one would not fit a chunk beside the small files (noisy 128-px RGB sets
+        compress poorly), every primary set keeps the same first k samples (paired: sample i keeps its noise);
+        ``primary_rows_kept`` in the summary."""
+        from _transfer import cap_rows
+
+        a = self.args
+        run = self.run_dir
+        sets = {n: e for n, e in self.summary["sample_sets"].items()
+                if e.get("kind") == "primary" and (run / "samples" / f"{n}.npz").is_file()}
+        if not sets:
+            return
+        small = sum(p.stat().st_size + 1024 for p in run.rglob("*") if p.is_file() and "samples" not in p.parts
+                    and "weights" not in p.parts) + 262_144  # the summary grows while packing
+        room = min(a.chunk_bytes - small, (MAX_CHUNKS * a.chunk_bytes - small) // len(sets) - 2048)
+        k = cap_rows([run / "samples" / f"{n}.npz" for n in sets], room)
+        self.summary["primary_rows_kept"] = "all" if k is None else k
+        if k is not None:
+            for n, e in sets.items():
+                e.update(n=k, n_drawn=e.get("n"), bytes=(run / "samples" / f"{n}.npz").stat().st_size)
+                if "categories" in e:  # the verdicts of the rows kept
+                    import numpy as np
+
+                    cats = [str(c) for c in np.load(run / "samples" / f"{n}.npz")["categories"]]
+                    e["categories"] = {c: cats.count(c) for c in sorted(set(cats))}
+                    e["valid_fraction"] = round(cats.count("valid") / len(cats), 4)
+            self.not_done(f"primary sets cut to their first {k} samples (each must fit a {a.chunk_bytes / 1e6:.1f} MB "
+                          "chunk of the transfer)")
+
     def finish(self) -> int:
         a = self.args
         if self.pool is not None:
@@ -1267,6 +1342,7 @@ class Window:
         if self.log.file is not None:  # run.log is final from here on (its SHA-256 goes into the manifest)
             self.log.file.close()
             self.log.file = None
+        self.cap_primary()
         files = sorted(p for p in run.rglob("*") if p.is_file() and p.name != "summary.json" and not p.name.endswith(".tmp"))
         self.summary["files"] = {str(p.relative_to(run)): {"bytes": p.stat().st_size, "sha256": sha256(p)} for p in files}
         summary_path = run / "summary.json"
@@ -1282,6 +1358,7 @@ class Window:
         statuses = {n: m.get("status") for n, m in self.summary["models"].items()}
         weights = sorted((run / "weights").glob("*.safetensors"), key=lambda p: statuses.get(p.stem) == "failed")
         items = [("summary.json", summary_path), ("run.log", run / "run.log")]
+        items += [(rel(p), p) for p in sorted(run.glob("*.npy"))]  # chess tiles
         items += [(rel(p), p) for p in sorted((run / "models").rglob("*")) if p.is_file()]
         items += [(rel(p), p) for p in prim] + [(rel(p), p) for p in weights]
         items += [(rel(p), p) for p in sweeps if p not in prim]
@@ -1370,8 +1447,8 @@ def run(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------------- here
 def prepare(into: Path) -> int:
-    """Vendor safetensors (the installed version's manylinux abi3 wheel, else a copy of the installed package) into
-    build/pydeps and pin the commit in build/gpu_window/pin.json; both are carried to the GPU machine."""
+    """Vendor safetensors (the installed version's manylinux abi3 wheel, else a copy of the installed package) and
+    python-chess (a copy: pure Python) into build/pydeps and pin the commit in build/gpu_window/pin.json; both are carried to the GPU machine."""
     import safetensors
 
     version = safetensors.__version__
@@ -1398,6 +1475,11 @@ def prepare(into: Path) -> int:
         shutil.copytree(Path(safetensors.__file__).parent, dst, ignore=shutil.ignore_patterns("__pycache__"))
         how = f"copied the installed package (pip download failed: {(res.stderr or res.stdout).strip()[-200:]})"
     shutil.rmtree(tmp, ignore_errors=True)
+    import chess  # pure Python; the GPU machine's image lacks it and the chess benchmark renders its boards with it
+
+    shutil.rmtree(into / "chess", ignore_errors=True)
+    shutil.copytree(Path(chess.__file__).parent, into / "chess", ignore=shutil.ignore_patterns("__pycache__"))
+    how += f"; chess {chess.__version__} copied from the installed package"
     pin = git_pin()
     if pin["source"] != "git":
         raise SystemExit(f"prepare: no git checkout here to pin ({pin['source']})")
@@ -1421,18 +1503,19 @@ def _tree_size(root: Path):
 
 
 def keep_within(run: Path, summary: dict[str, Any], root: Path, limit_mib: float | None = None) -> list[str]:
-    """Move the run's non-primary sample sets (sweeps, ceiling) into ``run/local/samples/`` (git-ignored: on this machine),
-    lowest priority first, while the tree a GPU machine would receive from ``root`` is over the limit; the run's
-    summary.json names them under ``kept_local``. Primary sets always stay (they make a model complete). Returns the
-    moved set names; nothing is deleted."""
+    """Move the run's sample sets into ``run/local/samples/`` (git-ignored: on this machine), lowest priority first
+    (sweeps, ceiling, and only then primary sets, last seed first), while the tree a GPU machine would receive from
+    ``root`` is over the limit; the run's summary.json names them under ``kept_local``. A model whose primary sets
+    are kept local is complete on this machine only (a 128-px RGB set of 400 samples alone is over 10 MB). Returns
+    the moved set names; nothing is deleted."""
     from vsmlab.lab.full_runs import LOCAL
 
     total, default_mib = _tree_size(root)
     limit = (default_mib if limit_mib is None else limit_mib) * 2**20
     sets = summary.get("sample_sets", {})
     order = {n: i for i, n in enumerate(summary.get("samples_planned", []))}
-    movable = sorted((n for n, e in sets.items() if e.get("kind") != "primary" and (run / "samples" / f"{n}.npz").is_file()),
-                     key=lambda n: -order.get(n, 1 << 30))
+    movable = sorted((n for n, e in sets.items() if (run / "samples" / f"{n}.npz").is_file()),
+                     key=lambda n: (sets[n].get("kind") == "primary", -order.get(n, 1 << 30)))
     moved: list[str] = []
     while total > limit and len(moved) < len(movable):
         for name in movable[len(moved):]:
@@ -1511,10 +1594,13 @@ def unpack(folder: Path, into: str, force: bool = False, root: Path = ROOT, limi
         return 0
     limit = limit if limit_mib is None else limit_mib
     if moved:
-        print(f"{len(moved)} non-primary sample sets kept on this machine only ({dst / LOCAL}, git-ignored) so that the tree stays "
-              f"within {limit:g} MiB: {', '.join(moved[:6])}{', ...' if len(moved) > 6 else ''}")
+        kinds = summary.get("sample_sets", {})
+        prim = [n for n in moved if kinds.get(n, {}).get("kind") == "primary"]
+        print(f"{len(moved)} sample sets kept on this machine only ({dst / LOCAL}, git-ignored) so that the tree stays "
+              f"within {limit:g} MiB: {', '.join(moved[:6])}{', ...' if len(moved) > 6 else ''}"
+              + (f"; {len(prim)} of them primary: their models are complete on this machine only" if prim else ""))
     print(f"working tree a GPU machine would receive now: {total / 2**20:.1f} MiB (limit {limit:g} MiB)"
-          + ("  OVER THE LIMIT even with only the primary sets committed: make room before committing" if total > limit * 2**20 else ""))
+          + ("  OVER THE LIMIT even without the sample sets: make room before committing" if total > limit * 2**20 else ""))
     return 0
 
 
@@ -1525,7 +1611,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--out", default=os.environ.get("OUT", "gpu_window_out"), help="where the <= 8 returned files go")
     r.add_argument("--work", default="/tmp/gpu_window", help="scratch folder (the run folder is built in WORK/run)")
     r.add_argument("--device", default="cuda")
-    r.add_argument("--bench", default="shapes", choices=["shapes"], help="configs/<bench>-<method>-gpu.toml")
+    r.add_argument("--bench", default="shapes", choices=list(BENCHES),
+                   help="configs/<bench>-<method>-gpu.toml: shapes (notebook 06), cards or chess (notebook 07)")
     r.add_argument("--methods", nargs="+", default=["fixed", "rho0", "vsm"], choices=list(METHODS))
     r.add_argument("--seeds", nargs="+", default=["auto"],
                    help="training seeds, or 'auto' (default): the --n-seeds smallest seeds no run under --runs-root used")
@@ -1547,16 +1634,18 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--pack-seconds", type=float, default=25, help="kept at the end for weights, summary and packing")
     r.add_argument("--write-seconds", type=float, default=10, help="kept after sampling for the last validation / npz")
     r.add_argument("--sweep-seconds", type=float, default=40, help="kept from training for the sweep sample sets")
-    r.add_argument("--n", type=int, default=600, help="samples per primary set")
-    r.add_argument("--n-sweep", type=int, default=200, help="samples per sweep set")
+    r.add_argument("--n", type=int, default=None, help="samples per primary set (default: shapes 600, cards and chess 400)")
+    r.add_argument("--n-sweep", type=int, default=None, help="samples per sweep set (default: shapes 200, cards and chess 100)")
     r.add_argument("--sample-batch", type=int, default=600)
     r.add_argument("--sample-steps", type=int, default=250, help="DDPM respaced steps (primary and sweeps)")
     r.add_argument("--sample-seed", type=int, default=1000, help="sampling seed S (notebook 06: 1000)")
     r.add_argument("--ddim-steps", nargs="*", type=int, default=[10, 25, 50, 100, 250])
-    r.add_argument("--sweep-fracs", nargs="*", type=float, default=[0.25, 0.5, 0.75], help="training-step sweep (x N)")
-    r.add_argument("--ceiling", action=argparse.BooleanOptionalAction, default=True,
+    r.add_argument("--sweep-fracs", nargs="*", type=float, default=None,
+                   help="training-step sweep (x N; default: shapes 0.25 0.5 0.75, cards and chess 0.5)")
+    r.add_argument("--ceiling", action=argparse.BooleanOptionalAction, default=None,
                    help="after the primary sets: each learned-variance model with Sigma forced to beta_tilde (f = 0) and "
-                        "beta (f = 1), --n samples with the primary sets' noise (notebook 06's ceiling)")
+                        "beta (f = 1), --n samples with the primary sets' noise (notebook 06's ceiling; default: on for "
+                        "shapes, off for cards and chess)")
     r.add_argument("--sweeps", choices=["auto", "yes", "no"], default="auto",
                    help="draw the first seed's sweep sets: auto (default) = only in the first window of the benchmark "
                         "(no run under --runs-root yet); later windows give their sampling time to the primary sets")
@@ -1585,6 +1674,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "unpack":
         return unpack(Path(args.folder), args.into, args.force, limit_mib=args.tree_limit_mib)
     cuda = args.device.startswith("cuda")
+    for key in ("n", "n_sweep", "sweep_fracs", "ceiling"):  # the benchmark's defaults
+        if getattr(args, key) is None:
+            setattr(args, key, BENCHES[args.bench][key])
     if args.mode_seconds is None:
         args.mode_seconds = 4.0 if cuda else 0.5
     if args.calib_chunk is None:

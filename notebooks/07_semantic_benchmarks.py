@@ -41,10 +41,11 @@
 # rho = 10 (100x), with two further training seeds of each learned-variance model (the comparison of record,
 # VSM - rho = 0, is paired over the three seeds). Chess boards are unreadable below 128 px (16-px squares),
 # and models that draw them legally need more than a CPU budget (the pilot below measures how far one gets),
-# so the chess comparison belongs to `full`: 128-px Cards and 128-px chess models trained on a GPU in one short window by
-# `benchmarks/full07_gpu.py` (`configs/cards-*-gpu.toml`, `configs/chess-*-gpu.toml`) and sampled there with
-# `vsmlab sample`; this notebook then reads the files it brought back (`samples_dir`, default `runs/full07/`)
-# and publishes under `figures/full/`. **The full profile has not been run on a GPU yet** (it was rehearsed on a
+# so the chess comparison belongs to `full`: 128-px Cards and 128-px chess models, fixed / rho = 0 / VSM x two
+# training seeds per benchmark, each benchmark trained and sampled on a GPU in one short window by
+# `benchmarks/gpu_window.py --bench cards` and `--bench chess` (`configs/cards-*-gpu.toml`, `configs/chess-*-gpu.toml`);
+# this notebook then reads the runs they brought back (`samples_dir`, default `runs/full/`) and publishes under
+# `figures/full/`. **The full profile has not been run on a GPU yet** (it was rehearsed on a
 # CPU with tiny models); without the files its first cell stops with a message naming the commands that make
 # them. What a CPU *can* do on chess, `default` measures with a **CPU chess pilot**: VSM and its rho = 0
 # baseline at 128 px, small UNets trained 4,500 steps on one core each and shipped in `checkpoints/chess128/`,
@@ -76,7 +77,7 @@
 profile = "default"  # smoke | default | full
 seed = 0
 figures_dir = ""  # "" -> figures/07_semantic_benchmarks (default), figures/<profile>/07_semantic_benchmarks otherwise
-samples_dir = ""  # full profile: the folder benchmarks/full07_gpu.py unpacked (full07.json, samples/); "" -> runs/full07
+samples_dir = ""  # full profile: the folder of the GPU windows' runs (cards128/, chess128/); "" -> runs/full
 
 # %%
 import math

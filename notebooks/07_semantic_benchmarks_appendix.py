@@ -44,7 +44,7 @@
 profile = "default"  # smoke | default | full
 seed = 0
 figures_dir = ""  # "" -> figures/07_semantic_benchmarks_appendix (default), figures/<profile>/07_semantic_benchmarks_appendix otherwise
-samples_dir = ""  # full profile: the folder benchmarks/full07_gpu.py unpacked (full07.json, samples/); "" -> runs/full07
+samples_dir = ""  # full profile: the folder of the GPU windows' runs (cards128/, chess128/); "" -> runs/full
 
 # %%
 from vsmlab.lab.notebook import continue_lesson
@@ -516,7 +516,7 @@ plt.show()
 # Chess boards are readable from 128 px (16-px squares; the validator reads them exactly, above), four times the
 # pixels of a 64-px Cards grid and in colour. The chess comparison at scale is the full profile: a
 # 3.4M-parameter UNet (`configs/chess-{fixed,rho0,vsm}-gpu.toml`) trained for as long as one GPU window allows and
-# sampled there (`benchmarks/full07_gpu.py`); the GPU machine renders its own training boards, so its samples are
+# sampled there (`benchmarks/gpu_window.py --bench chess`); the GPU machine renders its own training boards, so its samples are
 # read against the tiles it rendered with (brought back beside the samples; the cell prints how far they are from
 # this machine's).
 #
@@ -680,13 +680,12 @@ if sw and CHESS_CKPTS:  # default: the shipped intermediate checkpoints of the C
                 f"hallucinated {r['hallucinated']} of {r['n']}" for r in rs))
     saver.save_table([{k: r.get(k) for k in ("method", "reading", "step", "n", "hallucinated", "readable_share_mean",
                                              "readable_share_half")} for r in CHESS_STEP_ROWS], "chess_training_steps")
-for (m, st), path in SEM.gpu_sweep_files("chess").items():  # full: the seed-0 model at half its training, same sampler
-    if True:
-        for reading, vs in chess_readings(load_sample_images(path)[0], chess_tpl)[0].items():
-            v_end = chess_verdicts[m][1][reading]
-            print(f"{LABELS[m]:<20} {reading:<10} at step {st}: hallucinated {wilson_interval(int(vs.hallucinated.sum()), len(vs.placements))}, "
-                  f"squares readable {100 * float(readable_share(vs).mean()):.1f}%; at step {(SEM.full['common_step'] or {}).get('chess')}: "
-                  f"{wilson_interval(int(v_end.hallucinated.sum()), len(v_end.placements))}, {100 * float(readable_share(v_end).mean()):.1f}%")
+for (m, st), path in SEM.gpu_sweep_files("chess").items():  # full: the seed-0 model part-way through training, same sampler
+    for reading, vs in chess_readings(load_sample_images(path)[0], chess_tpl)[0].items():
+        v_end = chess_verdicts[m][1][reading]
+        print(f"{LABELS[m]:<20} {reading:<10} at step {st}: hallucinated {wilson_interval(int(vs.hallucinated.sum()), len(vs.placements))}, "
+              f"squares readable {100 * float(readable_share(vs).mean()):.1f}%; at step {SEM.trained_steps('chess', m)}: "
+              f"{wilson_interval(int(v_end.hallucinated.sum()), len(v_end.placements))}, {100 * float(readable_share(v_end).mean()):.1f}%")
 fig = chess_boards_figure(chess_verdicts, LABELS)
 saver.save(fig, "chess_samples")
 plt.show()

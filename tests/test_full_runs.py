@@ -80,9 +80,3 @@ def test_sample_names_are_notebook_06s_full_npz_names() -> None:
     assert full_runs.sample_name("fixed", 0, variance="beta", clip=False) == "fixed-seed0_ddpm250_beta_ema_noclip"
     store = (ROOT / "vsmlab" / "lab" / "sample_store.py").read_text()  # the sample store builds its file names with it
     assert "sample_name(method, seed, sampler, steps, variance, weights, ckpt_step, clip)" in store
-
-
-def test_run_names_are_notebook_07s_file_names() -> None:
-    assert full_runs.run_name("cards", "rho0", 1) == "cards-rho0-seed1"
-    assert full_runs.run_name("chess", "vsm", 0, 250) == "chess-vsm-seed0_step250"
-    assert full_runs.run_name("chess", "vsm", 0, None) == "chess-vsm-seed0"

@@ -42,13 +42,13 @@ TINY = ["--device", "cpu", "--modes", "eager", "graph", "--calib-seconds", "30",
         "--set", "train.batch_size=4", "--set", "train.warmup=2"]
 
 
-def window(tmp: Path, *extra: str) -> tuple[subprocess.CompletedProcess, Path, dict, float]:
+def window(tmp: Path, *extra: str, base: list[str] = TINY) -> tuple[subprocess.CompletedProcess, Path, dict, float]:
     """One rehearsal, run as on the GPU machine's image (benchmarks/device_image.py: what it lacks fails to import)."""
     out, work = tmp / "out", tmp / "work"
     env = device_image.env_for(tmp / "guard", {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                                                 "PYTHONUNBUFFERED": "1"})
     t = time.time()
-    res = subprocess.run([sys.executable, str(SCRIPT), "run", "--out", str(out), "--work", str(work), *TINY, *extra],
+    res = subprocess.run([sys.executable, str(SCRIPT), "run", "--out", str(out), "--work", str(work), *base, *extra],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     wall = time.time() - t
     summary = json.loads((out / gw.SUMMARY_NAME).read_text()) if (out / gw.SUMMARY_NAME).exists() else {}
@@ -499,3 +499,122 @@ def test_gpu_check_rehearses_every_step_on_the_cpu_as_on_the_device_image(tmp_pa
     assert summary["failed_steps"] == [] and summary["train"]["steps"] == 3
     assert summary["sample"]["exit"] == 0 and summary["bench_unet"]["exit"] == 0 and '"n": 8' in summary["validate"]
     assert "peer rows skipped" in (tmp_path / "out" / "bench_unet.log").read_text()  # no diffusers on the image
+
+
+CHESS = ["--bench", "chess", "--methods", "fixed", "rho0", "vsm", "--seeds", "0", "--steps", "2", "--log-every", "1",
+         "--n", "2", "--n-sweep", "2", "--sample-batch", "2", "--sample-steps", "3", "--deadline", "300", "--train-seconds", "60",
+         "--validate-workers", "2", "--set", "data.n=16", "--set", "train.batch_size=2"]
+
+
+@pytest.fixture(scope="module")
+def chess_window(tmp_path_factory):
+    """A chess window at the real 128 px (tiny UNet): notebook 07's sets, the device's tiles, chess validated there
+    (python-chess vendored in build/pydeps, as the GPU machine's image lacks it)."""
+    tmp = tmp_path_factory.mktemp("gw_chess")
+    if not (device_image.PYDEPS / "chess").is_dir():
+        assert gw.main(["prepare"]) == 0
+    i = TINY.index("data.size=32")
+    args = TINY[:i - 1] + TINY[i + 1:]  # the real 128 px: chess boards are read from 16-px squares
+    res, out, summary, _ = window(tmp, *CHESS, base=args)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    return tmp, out, summary
+
+
+@pytest.mark.slow
+def test_a_chess_window_draws_notebook_07s_sets_and_validates_them_on_the_device(chess_window) -> None:
+    tmp, out, s = chess_window
+    assert s["benchmark"] == "chess128" and s["options"]["n"] == 2 and not s["options"]["ceiling"]
+    assert all(m["status"] == "complete" and m["step"] == 2 for m in s["models"].values())
+    kinds = {n: e["kind"] for n, e in s["sample_sets"].items()}
+    assert sorted(n for n, k in kinds.items() if k == "primary") == [  # one primary set per model (fixed: beta)
+        "fixed-seed0_ddpm3_beta_ema", "rho0-seed0_ddpm3_learned_ema", "vsm-seed0_ddpm3_learned_ema"]
+    assert set(kinds.values()) == {"primary", "train_step"} and s["sweep_steps"] == [1]  # no ceiling, noclip, raw, DDIM
+    for e in s["sample_sets"].values():  # chess rules read on the device: "valid" or the rules a board breaks
+        assert sum(e["categories"].values()) == e["n"] and all(c == "valid" or "_" in c for c in e["categories"])
+    assert "chess_tiles_128.npy" in s["files"] and s["primary_rows_kept"] == "all"
+    with np.load(tmp / "work" / "run" / "samples" / "vsm-seed0_ddpm3_learned_ema.npz") as z:
+        assert z["images"].shape == (2, 128, 128, 3) and "trajectory_x0_hat" not in z.files  # no detector scores
+
+
+@pytest.mark.slow
+def test_notebook_07s_full_profile_reads_the_window_and_unpack_keeps_even_primary_sets_local_when_needed(
+        chess_window, tmp_path, capsys) -> None:
+    from vsmlab.lab.semantic_study import PROFILES, SemanticStudy
+
+    _, out, s = chess_window
+    repo = tmp_path / "repo"
+    (repo / ".ci").mkdir(parents=True)
+    shutil.copy(ROOT / ".gitignore", repo / ".gitignore")
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    limit = 0.01  # MiB: below even the summary, so every set goes to local/, primary sets last
+    assert gw.unpack(out, "runs/full", root=repo, limit_mib=limit) == 0
+    printed = capsys.readouterr().out
+    run = repo / "runs" / "full" / "chess128" / s["run_id"]
+    moved = json.loads((run / "summary.json").read_text())["kept_local"]["sets"]
+    assert len(moved) == len(s["sample_sets"]) and [s["sample_sets"][n]["kind"] for n in moved][-3:] == ["primary"] * 3
+    assert "3 of them primary: their models are complete on this machine only" in printed and "OVER THE LIMIT" in printed
+    shutil.copytree(run, repo / "runs" / "full" / "cards128" / s["run_id"])  # the study reads both benchmarks
+    sem = SemanticStudy.open("full", dict(PROFILES["full"]), repo)
+    assert sem.chess_methods == ("fixed", "rho0", "vsm")
+    files = sem.primary_files("chess", [(m, 0) for m in sem.chess_methods], {})
+    assert all(p.parent == run / "local" / "samples" and p.is_file() for p in files.values())
+    from vsmlab.lab.sample_store import load_sample_images
+
+    imgs, meta = load_sample_images(files[("vsm", 0)])
+    assert imgs.shape == (2, 3, 128, 128) and meta["checkpoint_step"] == 2 and meta["sampler"]["clip_x0"]
+    assert set(sem.gpu_sweep_files("chess")) == {("fixed", 1), ("rho0", 1), ("vsm", 1)}
+    assert sem.chess_templates(128) is not None and sem.trained_steps("chess", "rho0") == 2
+    assert sem.log_path("chess", "vsm", {}).is_file()
+    shutil.rmtree(run / "local")  # a fresh checkout: the sets are not there, the models are not complete here
+    with pytest.raises(FileNotFoundError, match="no complete seed-0 model of chess128"):
+        SemanticStudy.open("full", dict(PROFILES["full"]), repo)
+    assert "its primary sets are not on this machine" in capsys.readouterr().out
+
+
+def test_each_benchmarks_validator_passes_its_real_images() -> None:
+    from vsmlab.data import cards as C
+    from vsmlab.data import chessboards as CB
+
+    cards, _ = C.make_cards(4, 0, True, "train", 128)
+    nhwc = cards.permute(0, 2, 3, 1).contiguous().numpy()  # as the window writes RGB sets
+    assert gw.verdicts("cards", nhwc) == ["valid"] * 4
+    bad = nhwc.copy()
+    bad[0, :64, :64] = 255  # a blank quadrant: no card there
+    assert gw.verdicts("cards", bad)[0] != "valid" and gw.verdicts("cards", bad)[1:] == ["valid"] * 3
+    classes = np.stack([CB.placement_to_classes(p) for p in CB.random_positions(3, seed=0)])
+    boards = CB.render_boards(classes, CB.lab_tiles(128))  # [3, 128, 128, 3] uint8, as the window writes them
+    assert gw.verdicts("chess", boards) == ["valid"] * 3
+    boards[0, :16, :16] = 0  # a black blot on a8: no tile reads it
+    assert gw.verdicts("chess", boards)[0].startswith("unreadable")
+
+
+def test_primary_sets_too_large_for_a_chunk_all_keep_the_same_first_samples(tmp_path) -> None:
+    """Noisy 128-px RGB sets compress poorly: every primary set is cut to the same first k samples so that each one
+    travels in a chunk; the summary says so and recounts the device's verdicts of the rows kept."""
+    import argparse
+    import threading
+
+    w = gw.Window.__new__(gw.Window)
+    w.args = argparse.Namespace(chunk_bytes=300_000)
+    w.lock, w.log, w.run_dir = threading.Lock(), (lambda msg: None), tmp_path / "run"
+    (w.run_dir / "samples").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    w.summary = {"not_done": [], "sample_sets": {}}
+    for name, kind in (("a", "primary"), ("b", "primary"), ("c", "train_step")):
+        cats = np.asarray(["valid", "blank"] * 10)
+        np.savez_compressed(w.run_dir / "samples" / f"{name}.npz", images=rng.integers(0, 256, (20, 64, 64, 3), dtype=np.uint8),
+                            categories=cats, metadata=np.asarray("{}"))
+        w.summary["sample_sets"][name] = {"kind": kind, "n": 20, "categories": {"blank": 10, "valid": 10}, "valid_fraction": 0.5}
+    w.cap_primary()
+    k = w.summary["primary_rows_kept"]
+    assert isinstance(k, int) and 1 <= k < 20 and "first" in w.summary["not_done"][0]
+    for name in ("a", "b"):
+        e = w.summary["sample_sets"][name]
+        assert e["n"] == k and e["n_drawn"] == 20 and sum(e["categories"].values()) == k
+        assert (w.run_dir / "samples" / f"{name}.npz").stat().st_size <= 300_000
+        assert np.load(w.run_dir / "samples" / f"{name}.npz")["images"].shape[0] == k
+    assert np.load(w.run_dir / "samples" / "c.npz")["images"].shape[0] == 20  # only primary sets are cut
+    w.summary = {"not_done": [], "sample_sets": {"c": {"kind": "primary", "n": 20}}}
+    w.args.chunk_bytes = 10**8
+    w.cap_primary()
+    assert w.summary["primary_rows_kept"] == "all" and not w.summary["not_done"]

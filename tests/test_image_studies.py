@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from vsmlab.lab.full_runs import FORMAT, run_name, sample_name
+from vsmlab.lab.full_runs import FORMAT, sample_name
 from vsmlab.lab.semantic_study import PROFILES as SEMANTIC_PROFILES
 from vsmlab.lab.semantic_study import SemanticStudy
 from vsmlab.lab.shapes_study import PROFILES as SHAPES_PROFILES
@@ -27,9 +27,10 @@ def _npz(path: Path, n: int = 4, size: int = 8, **extra) -> None:
              metadata=np.asarray(json.dumps({"n": n})), **extra)
 
 
-def _window(root: Path, run_id: str, models: dict[str, str], sets: dict[str, str], device: str = "GPU X") -> Path:
-    """A GPU window's run folder under root/runs/full/shapes64/: {model name: status}; {set name: kind} on disk."""
-    run = root / "runs" / "full" / "shapes64" / run_id
+def _window(root: Path, run_id: str, models: dict[str, str], sets: dict[str, str], device: str = "GPU X",
+            bench: str = "shapes64") -> Path:
+    """A GPU window's run folder under root/runs/full/<bench>/: {model name: status}; {set name: kind} on disk."""
+    run = root / "runs" / "full" / bench / run_id
     summary_models = {}
     for name, status in models.items():
         method, seed = name.split("-seed")
@@ -89,32 +90,39 @@ def test_shapes_full_profile_needs_a_seed_with_every_method(tmp_path) -> None:
         ShapesStudy.open("full", dict(SHAPES_PROFILES["full"]), tmp_path)
 
 
-def test_semantic_full_profile_reads_the_gpu_runs_files(tmp_path, capsys) -> None:
-    gpu = tmp_path / "runs" / "full07"
-    record = dict(benches=["cards", "chess"], methods=["fixed", "rho0", "vsm"], seeds=[0, 1], device="GPU Y",
-                  torch="2.x", started="2026-01-01", stages={"train": 1}, common_step={"cards": 500, "chess": 500},
-                  steps_logged=[], n=8, sweep_step={"cards": 250})
-    gpu.mkdir(parents=True)
-    (gpu / "full07.json").write_text(json.dumps(record))
-    for m in ("fixed", "rho0", "vsm"):
-        _npz(gpu / "samples" / f"{run_name('cards', m, 0)}.npz")
-    _npz(gpu / "samples" / f"{run_name('cards', 'rho0', 1)}.npz")
-    _npz(gpu / "samples" / f"{run_name('cards', 'vsm', 0, 250)}.npz")
+def test_semantic_full_profile_reads_the_cards_and_chess_windows(tmp_path, capsys) -> None:
+    def prim(m: str, k: int) -> str:
+        return sample_name(m, k, "ddpm", 250, "beta" if m == "fixed" else "learned")
+
+    cards = {f"{m}-seed0": "complete" for m in ("fixed", "rho0", "vsm")} | {"rho0-seed1": "complete", "vsm-seed1": "stopped"}
+    sets = {prim(m, k): "primary" for m, k in (("fixed", 0), ("rho0", 0), ("vsm", 0), ("rho0", 1))}
+    sets[sample_name("vsm", 0, "ddpm", 250, "learned", ckpt_step=250)] = "train_step"
+    c = _window(tmp_path, "20261201T000000Z-c", cards, sets, device="GPU Y", bench="cards128")
+    chess = {f"{m}-seed0": "complete" for m in ("fixed", "rho0", "vsm")}
+    h = _window(tmp_path, "20261202T000000Z-h", chess, {prim(m, 0): "primary" for m in ("rho0", "vsm")}, bench="chess128")
+    (h / "models" / "vsm-seed0").mkdir(parents=True)
+    np.save(h / "chess_tiles_128.npy", __import__("vsmlab.data.chessboards", fromlist=["lab_tiles"]).lab_tiles(128))
     cfg = dict(SEMANTIC_PROFILES["full"])
     sem = SemanticStudy.open("full", cfg, tmp_path)
     assert sem.methods == ("fixed", "rho0", "vsm") and cfg["further_seeds"] == {"seeds": [1], "methods": list(sem.methods)}
-    assert sem.checkpoints("cards", [("rho0", 0)]) == {}  # the GPU run brings back samples only
-    keys = [("fixed", 0), ("rho0", 0), ("vsm", 0), ("rho0", 1), ("vsm", 1)]
-    files = sem.primary_files("cards", keys, {})
-    assert set(files) == {("fixed", 0), ("rho0", 0), ("vsm", 0), ("rho0", 1)}  # vsm seed 1 was not drawn
-    assert files[("rho0", 1)].name == "cards-rho0-seed1.npz"
-    assert sem.gpu_sweep_files("cards") == {("vsm", 250): gpu / "samples" / "cards-vsm-seed0_step250.npz"}
-    assert sem.log_path("chess", "vsm", {}) == gpu / "chess-vsm-seed0" / "log.jsonl"
-    assert not sem.cpu_only("sets with Sigma forced") and sem.chess_templates(128) is None
+    assert sem.chess_methods == ("rho0", "vsm")  # the chess window's fixed model has no primary set here
+    assert sem.checkpoints("cards", [("rho0", 0)]) == {}  # the windows' sets are read, no weights
+    files = sem.primary_files("cards", [("fixed", 0), ("rho0", 0), ("vsm", 0), ("rho0", 1), ("vsm", 1)], {})
+    assert set(files) == {("fixed", 0), ("rho0", 0), ("vsm", 0), ("rho0", 1)}  # vsm seed 1 stopped early
+    assert files[("fixed", 0)] == c / "samples" / "fixed-seed0_ddpm250_beta_ema.npz"
+    assert sem.gpu_sweep_files("cards") == {("vsm", 250): c / "samples" / "vsm-seed0_ddpm250_learned_ema_step250.npz"}
+    assert sem.log_path("chess", "vsm", {}) == h / "models" / "vsm-seed0" / "log.jsonl"
+    assert sem.trained_steps("chess", "vsm") == 500
+    assert not sem.cpu_only("sets with Sigma forced") and sem.chess_templates(128).source == "gpu machine"
     out = capsys.readouterr().out
-    assert "GPU Y" in out and "vsm seed 1: not drawn by the GPU run" in out and "measured in the default profile" in out
-    with pytest.raises(FileNotFoundError, match=r"3 of 3 sample files are missing(.|\n)*full07_gpu.py run"):
-        sem.primary_files("chess", [(m, 0) for m in sem.chess_methods], {})
+    assert "GPU Y" in out and "GPU X" in out and "20261201T000000Z-c" in out
+    assert "vsm-seed1 (stopped at step 500" in out and "fixed-seed0 (complete" in out  # named, not used
+    assert "cards vsm seed 1: no complete model" in out and "measured in the default profile" in out
+    import shutil
+
+    shutil.rmtree(h)
+    with pytest.raises(FileNotFoundError, match=r"no complete seed-0 model of chess128 .*gpu_window.py run --bench chess"):
+        SemanticStudy.open("full", dict(SEMANTIC_PROFILES["full"]), tmp_path)
 
 
 def test_semantic_default_profile_uses_the_shipped_checkpoints(tmp_path, monkeypatch, capsys) -> None:

@@ -72,7 +72,7 @@ def test_shipped_configs_validate():
         fixed, rho0, vsm = (load_config(ROOT / "configs" / f"{bench}-{m}-{tier}.toml") for m in ("fixed", "rho0", "vsm"))
         assert fixed["data"]["kind"] == bench and fixed["data"]["size"] == size
         if tier == "gpu":
-            # sized for one lease (benchmarks/full07_gpu.py): RGB, bf16, saved often enough for a common step
+            # sized for one GPU window (benchmarks/gpu_window.py): RGB, bf16
             assert fixed["model"]["base_channels"] >= 32 and fixed["train"]["amp"] == "bf16"
             assert fixed["train"]["save_every"] <= 250 and fixed["data"].get("rgb", True)
         assert (fixed["loss"]["name"], fixed["model"]["learn_variance"]) == ("eps_mse", False)

@@ -5,17 +5,20 @@ complete runs, steps do not (a later window never continues an earlier model). A
 
     summary.json                     device, versions, pinned commit, calibration, steps, times, per-model status
     run.log                          the window's log
+    chess_tiles_<size>.npy           (chess) the square tiles the GPU machine rendered its training boards with
     models/<name>/config.toml        the resolved config the model trained with (train.steps = the step count N)
     models/<name>/log.jsonl          one line per read step (step, lr, loss terms, grad_norm, seconds)
     weights/<name>.safetensors       float16 EMA weights (vsmlab.diffusion.checkpoints.load_checkpoint reads them)
-    samples/<set>.npz                uint8 sample sets, named by :func:`sample_name` (GPU scripts and notebook 06); a
-                                     primary set also holds the detector scores of every sample and, for a few
-                                     rows, the x0_hat tail (``trajectory_x0_hat``, uint8 like the images)
-    local/samples/<set>.npz          non-primary sets that ``unpack`` kept on this machine only (git-ignored) so the
-                                     tree a GPU machine receives stays within its limit (``kept_local`` in the summary)
+    samples/<set>.npz                uint8 sample sets, named by :func:`sample_name` (the GPU script writes them,
+                                     notebooks 06 and 07 read them); a SimpleShapes primary set also holds the
+                                     detector scores of every sample and, for a few rows, the x0_hat tail
+                                     (``trajectory_x0_hat``, uint8 like the images)
+    local/samples/<set>.npz          sets that ``unpack`` kept on this machine only (git-ignored) so the tree a GPU
+                                     machine receives stays within its limit (``kept_local`` in the summary)
 
-``<name>`` is ``<method>-seed<k>``. A model is *complete* when it trained all its planned steps (status
-``"complete"``) and every primary sample set of it is on disk; :func:`complete_models` lists those of every run,
+``<benchmark>`` is the data kind and size (``shapes64``, ``cards128``, ``chess128``); ``<name>`` is
+``<method>-seed<k>``. A model is *complete* when it trained all its planned steps (status ``"complete"``) and every
+primary sample set of it is on disk; :func:`complete_models` lists those of every run,
 which is what a notebook's full profile reads. Nothing here imports torch: the summaries are JSON and the
 sample sets npz (numpy, imported when a set is loaded).
 """
@@ -29,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["SUMMARY", "LOCAL", "FORMAT", "ModelRun", "run_folders", "load_summary", "run_models", "complete_models",
-           "used_seeds", "sample_name", "run_name"]
+           "used_seeds", "sample_name", "describe_run"]
 
 SUMMARY = "summary.json"
 LOCAL = "local"  # <run>/local/: files of a run kept on the machine that unpacked it (git-ignored)
@@ -144,8 +147,15 @@ def sample_name(method: str, seed: int, sampler: str = "ddpm", steps: int = 250,
             + ("" if clip else "_noclip") + ("" if variance_frac is None else f"_frac{float(variance_frac):g}"))
 
 
-def run_name(bench: str, method: str, seed: int, step: int | None = None) -> str:
-    """The run folder and sample file stem of notebook 07's GPU runs (``benchmarks/full07_gpu.py`` writes them, the
-    notebook's full profile reads them): ``<bench>-<method>-seed<k>``, and ``..._step<S>`` for the set drawn from the
-    step-S checkpoint."""
-    return f"{bench}-{method}-seed{seed}" + (f"_step{step}" if step else "")
+def describe_run(summary: dict[str, Any], used: list[str]) -> str:
+    """One line on a window: device, versions, training mode, steps, throughput, what it drew and did not, and the
+    models of it that a notebook uses (``used``)."""
+    s = summary
+    cut = s.get("primary_rows_kept")
+    return (f"GPU window {s.get('run_id')} on {s.get('device')} (torch {s.get('torch')}, CUDA {s.get('cuda')}; "
+            f"training mode {s.get('calibration', {}).get('chosen')}): {len(s.get('models', {}))} models trained "
+            f"{s.get('steps_planned')} steps in lockstep in {s.get('train_wall_s')} s ({s.get('img_per_s_all')} img/s, "
+            f"MFU {s.get('mfu_training')}); {len(s.get('samples_done', []))} sample sets drawn, "
+            f"{len(s.get('samples_not_run', []))} not drawn before its deadline"
+            + (f"; primary sets cut to their first {cut} samples for the transfer" if isinstance(cut, int) else "")
+            + f"; models used here: {', '.join(used)}")

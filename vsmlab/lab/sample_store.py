@@ -13,10 +13,9 @@ sample; ``batch_seed`` / ``batch_row`` say which batch and row each sample came 
 a shipped checkpoint in the cache folder :func:`shipped_sample_dir` keyed by the file's SHA-256 (never inside
 ``checkpoints/``).
 
-**Drawn on a GPU** (the full profiles): :func:`gpu_sample_path` and :func:`gpu_run_path` name the files by
-:func:`vsmlab.lab.full_runs.sample_name` / :func:`~vsmlab.lab.full_runs.run_name`, the names the GPU scripts
-write; :func:`load_npz_samples` reads them, :func:`require_files` names every missing one with the command that
-makes it.
+**Drawn on a GPU** (the full profiles): :mod:`vsmlab.lab.full_runs` lists the runs and their sets (named by
+:func:`vsmlab.lab.full_runs.sample_name`); :func:`load_npz_samples` reads a set, :func:`require_files` names every
+missing file with the command that makes it.
 """
 
 from __future__ import annotations
@@ -34,12 +33,11 @@ from torch import nn
 
 from vsmlab.core.checks import check_choice, check_int
 from vsmlab.diffusion.sample_sets import draw_samples, sample_checkpoint, to_uint8
-from vsmlab.lab.full_runs import run_name, sample_name
 from vsmlab.lab.jobs import Job, check_workers, run_jobs
 from vsmlab.lab.study import LoadedModel, file_sha256
 
 __all__ = ["sample_set", "load_npz_samples", "sample_path", "sample_command", "ensure_samples", "shipped_sample_dir",
-           "load_sample_images", "require_files", "gpu_sample_path", "gpu_run_path", "SAMPLING_MODULES"]
+           "load_sample_images", "require_files", "SAMPLING_MODULES"]
 
 #: the code a cached sample set depends on (part of its cache key)
 SAMPLING_MODULES = ("core.schedules", "core.prediction", "nets.unet", "diffusion.samplers", "diffusion.sample_sets",
@@ -111,8 +109,8 @@ def load_npz_samples(path: str | os.PathLike) -> dict[str, Any]:
     """Read a ``vsmlab sample`` npz (a GPU run's set): ``images`` uint8 [N, H, W] (or [N, H, W, 3]), ``batch_seed`` /
     ``batch_row`` int64 [N] (sample i is row batch_row[i] of the batch drawn with generator seed batch_seed[i]),
     ``metadata`` (dict), and for primary sets the detector scores of every sample (``x0hat_var_last10``,
-    ``x0hat_var_t20_35``), the x0_hat tail of the rows ``trajectory_rows`` (``trajectory_x0_hat`` float16
-    [R, rows, C, H, W] at ``trajectory_steps``) and ``categories`` (the strict validator's category per sample, when
+    ``x0hat_var_t20_35``), the x0_hat tail of the rows ``trajectory_rows`` (``trajectory_x0_hat`` uint8 like the
+    images, [R, rows, C, H, W] at ``trajectory_steps``) and ``categories`` (the strict validator's category per sample, when
     it ran). FileNotFoundError naming the file if missing; ValueError if it holds no images."""
     path = Path(path)
     if not path.is_file():
@@ -125,18 +123,6 @@ def load_npz_samples(path: str | os.PathLike) -> dict[str, Any]:
     if out.get("images") is None or len(out["images"]) == 0:
         raise ValueError(f"sample file {str(path)!r}: holds no images (an empty sample set)")
     return out
-
-
-def gpu_sample_path(folder: str | os.PathLike, method: str, seed: int, sampler: str = "ddpm", steps: int = 250,
-                    variance: str = "auto", weights: str = "ema", ckpt_step: int | None = None,
-                    clip: bool = True) -> Path:
-    """``folder/samples/<sample_name(...)>.npz``: a set notebook 06's GPU run drew."""
-    return Path(folder) / "samples" / f"{sample_name(method, seed, sampler, steps, variance, weights, ckpt_step, clip)}.npz"
-
-
-def gpu_run_path(folder: str | os.PathLike, bench: str, method: str, seed: int, step: int | None = None) -> Path:
-    """``folder/samples/<run_name(...)>.npz``: a set notebook 07's GPU run drew."""
-    return Path(folder) / "samples" / f"{run_name(bench, method, seed, step)}.npz"
 
 
 def sample_path(checkpoint: str | os.PathLike, n: int, steps: int, seed: int, batch_size: int,

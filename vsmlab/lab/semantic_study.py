@@ -7,9 +7,10 @@ it prints.
 ``loss.rho=10.0``). The models come from :class:`vsmlab.lab.study.Study` (one folder scheme, one rule: shipped
 ``checkpoints/cards64/`` and ``checkpoints/chess128/`` in the default profile, trained into the cache otherwise),
 their samples from :mod:`vsmlab.lab.sample_store` (``vsmlab sample`` files; a shipped checkpoint's in a cache folder
-keyed by its bytes). In the ``full`` profile every set is a file a GPU run of ``benchmarks/full07_gpu.py`` left in
-``samples_dir`` (default ``runs/full07/``), named by :func:`vsmlab.lab.full_runs.run_name`; the sets it could not
-draw (forced Sigma, fresh seeds, sweeps) are named as measured in the default profile instead.
+keyed by its bytes). In the ``full`` profile every set comes from the GPU windows of ``benchmarks/gpu_window.py
+--bench cards`` and ``--bench chess`` under ``samples_dir`` (default ``runs/full/``: ``cards128/<run-id>/``,
+``chess128/<run-id>/``, read by :mod:`vsmlab.lab.full_runs`); the sets a window does not draw (forced Sigma, fresh
+sampling seeds, other sampling steps) are named as measured in the default profile instead.
 
 **Summaries.** :func:`rule_rates`: share of images that violate each rule, with Wilson intervals (an image can
 violate several). :func:`compare_rates`: difference of two independent rates (method A - method B) with Newcombe's
@@ -28,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,9 +43,9 @@ from vsmlab.core.rates import Rate, mean_ci, wilson_interval
 from vsmlab.data import chessboards as CB
 from vsmlab.diffusion.checkpoints import load_checkpoint
 from vsmlab.lab.cache import cache_dir
-from vsmlab.lab.full_runs import run_name
+from vsmlab.lab.full_runs import ModelRun, describe_run, load_summary, run_folders, run_models
 from vsmlab.lab.plotting import PALETTE
-from vsmlab.lab.sample_store import ensure_samples, gpu_run_path, require_files, sample_command, shipped_sample_dir
+from vsmlab.lab.sample_store import ensure_samples, sample_command, shipped_sample_dir
 from vsmlab.lab.study import Model, Study
 
 __all__ = ["METHODS", "LABELS", "COLOURS", "PROFILES", "SemanticStudy", "rule_rates", "RateDifference",
@@ -84,15 +86,45 @@ PROFILES: dict[str, dict[str, Any]] = {
     "full": dict(
         cards_sizes=[(64, False), (128, True)], cards_real=20000, cards_per_kind=1000, chess_positions=20000,
         chess_real=20000, chess_per_kind=1000, chess_sizes=[256, 128],
-        # seeds, methods and sweep steps come from the GPU run's full07.json
+        # methods, seeds, sampler and sweep steps come from the GPU windows under runs_dir (samples_dir overrides it)
         cards_models={m: (f"configs/cards-{m}-gpu.toml", ()) for m in METHODS},
         chess_models={m: (f"configs/chess-{m}-gpu.toml", ()) for m in METHODS},
-        sample=None, chess_sample=None, workers=0, step_sweep=[], sweep=None, further_seeds=None),
+        sample=None, chess_sample=None, workers=0, step_sweep=[], sweep=None, further_seeds=None, runs_dir="runs/full",
+        benchmarks={"cards": "cards128", "chess": "chess128"}),
 }
 _SHIPPED = {"cards": ("cards64", 64), "chess": ("chess128", 128)}
-_FULL_RUN = "benchmarks/full07_gpu.py"
-_FULL_HOW = (f"on a GPU machine: `PYTHONPATH=. python3 {_FULL_RUN} run --out OUT` (after `python {_FULL_RUN} vendor` "
-             f"here, carrying build/pydeps), then here: `python {_FULL_RUN} unpack OUT`")
+_FULL_RUN = "benchmarks/gpu_window.py"
+_FULL_HOW = (f"here `python {_FULL_RUN} prepare`; on a GPU machine (carrying build/pydeps and build/gpu_window) "
+             f"`PYTHONPATH=. python3 {_FULL_RUN} run --bench {{bench}} --out $OUT`; here `python {_FULL_RUN} unpack OUT` "
+             "(docs/gpu.md)")
+
+
+def _window_models(base: Path, benchmark: str) -> dict[tuple[str, int], ModelRun]:
+    """{(method, seed): ModelRun} of the complete models of the GPU windows under ``base/benchmark`` that notebook 07
+    reads (its methods, the oldest run of a (method, seed) first); prints each window used and every model left out.
+    FileNotFoundError when no seed-0 model is complete (the notebook's primary sets)."""
+    runs = run_folders(benchmark, base)
+    chosen: dict[tuple[str, int], ModelRun] = {}
+    left = []
+    for run in runs:
+        for m in run_models(run):
+            if not m.complete:
+                left.append(f"{m.run_id}/{m.name} ({m.status} at step {m.step} of {m.steps_planned}"
+                            + (", its primary sets are not on this machine" if m.status == "complete" else "") + ")")
+            elif m.method not in METHODS or (m.method, m.seed) in chosen:
+                left.append(f"{m.run_id}/{m.name} (" + ("not one of notebook 07's methods" if m.method not in METHODS
+                                                        else f"already in {chosen[(m.method, m.seed)].run_id}") + ")")
+            else:
+                chosen[(m.method, m.seed)] = m
+    if left:
+        print(f"{benchmark}: not used: " + "; ".join(left))
+    if not any(k == 0 for _, k in chosen):
+        raise FileNotFoundError(f"full profile: no complete seed-0 model of {benchmark} under {base / benchmark} "
+                                f"(runs: {[r.name for r in runs] or 'none'}); make one: "
+                                + _FULL_HOW.format(bench=benchmark.rstrip("0123456789")))
+    for run in sorted({m.run_dir for m in chosen.values()}):
+        print(describe_run(load_summary(run), sorted(m.name for m in chosen.values() if m.run_dir == run)))
+    return chosen
 
 
 def _label(key: Hashable) -> str:
@@ -105,7 +137,8 @@ class SemanticStudy:
     """Notebook 07's models and sample files under one profile (build it with :meth:`open`).
 
     methods / chess_methods: the Cards and chess arms of this profile; studies: {"cards": Study, "chess": Study};
-    full / full_dir: the GPU run's record (``full07.json``) and folder (full profile, else None)."""
+    full: (full profile, else None) {"cards" | "chess": {(method, seed): ModelRun}}, the GPU windows' complete models
+    (the oldest run of a (method, seed) wins); full_dir: the folder of the runs (``runs/full``)."""
 
     profile: str
     cfg: dict[str, Any]
@@ -114,7 +147,7 @@ class SemanticStudy:
     methods: tuple[str, ...]
     chess_methods: tuple[str, ...]
     studies: dict[str, Study]
-    full: dict[str, Any] | None = None
+    full: dict[str, dict[tuple[str, int], ModelRun]] | None = None
     full_dir: Path | None = None
     runs: Path = field(default_factory=lambda: cache_dir() / "runs07")
 
@@ -122,30 +155,22 @@ class SemanticStudy:
     def open(cls, profile: str, cfg: dict[str, Any], root: str | os.PathLike, seed: int = 0,
              samples_dir: str | os.PathLike = "", no_cache: bool | None = None) -> "SemanticStudy":
         """The study of ``profile`` (``cfg``: its PROFILES entry; the full profile sets ``further_seeds`` from the GPU
-        run's record). no_cache (None: reads ``$VSMLAB_NO_CACHE``): ignore the shipped checkpoints and train here."""
+        windows, ``samples_dir``: their folder instead of ``cfg["runs_dir"]``). no_cache (None: reads
+        ``$VSMLAB_NO_CACHE``): ignore the shipped checkpoints and train here."""
         root = Path(root)
         if no_cache is None:
             no_cache = os.environ.get("VSMLAB_NO_CACHE", "").lower() in ("1", "true", "yes")
         methods, chess_methods = tuple(cfg["cards_models"]), tuple(cfg["chess_models"])
         full, full_dir = None, None
-        if profile == "full":  # what the GPU run trained, how far, and what it drew
-            full_dir = Path(samples_dir or "runs/full07")
+        if profile == "full":  # what the GPU windows trained, how far, and what they drew
+            full_dir = Path(samples_dir or cfg["runs_dir"])
             full_dir = full_dir if full_dir.is_absolute() else root / full_dir
-            path = full_dir / "full07.json"
-            if not path.is_file():
-                raise FileNotFoundError(f"full profile: no {path}; make it {_FULL_HOW}")
-            full = json.loads(path.read_text())
-            if sorted(full["benches"]) != ["cards", "chess"]:
-                raise ValueError(f"full profile: {path} trained {full['benches']}; this notebook reads both benchmarks "
-                                 f"(run {_FULL_RUN} without --benches)")
-            methods = tuple(m for m in methods if m in full["methods"])
-            chess_methods = tuple(m for m in chess_methods if m in full["methods"])
-            cfg["further_seeds"] = dict(seeds=full["seeds"][1:], methods=list(methods))
-            print(f"GPU run ({path}): {full['device']}, torch {full['torch']}, started {full['started']}; trained "
-                  f"{full['stages']['train']} s, common step per benchmark {full['common_step']} (steps logged "
-                  f"{full['steps_logged']}); sampled {full['stages'].get('sample')} s: {len(full.get('samples_done', []))} "
-                  f"sets, not run {full.get('samples_not_run')}; {full['n']} samples drawn per primary set, seed-0 sets "
-                  f"kept: {full.get('primary_rows_kept')}; left out of the transfer: {full.get('left_out')}")
+            full = {bench: _window_models(full_dir, cfg["benchmarks"][bench]) for bench in ("cards", "chess")}
+            methods = tuple(m for m in methods if (m, 0) in full["cards"])
+            chess_methods = tuple(m for m in chess_methods if (m, 0) in full["chess"])
+            further = sorted({k for (m, k) in full["cards"] if k != 0 and m in methods})
+            cfg["further_seeds"] = dict(seeds=further, methods=list(methods))
+            print(f"Cards arms {list(methods)} (seed 0, further seeds {further or 'none'}); chess arms {list(chess_methods)}")
         runs = cache_dir() / "runs07"
         studies = {bench: Study(root, runs / bench, root / "checkpoints" / _SHIPPED[bench][0],
                                 use_shipped=profile == "default" and not no_cache, image_size=_SHIPPED[bench][1],
@@ -183,10 +208,15 @@ class SemanticStudy:
         return out
 
     def log_path(self, bench: str, method: str, ckpts: dict[tuple[str, int], Path]) -> Path:
-        """The training log of the seed-0 model: beside its checkpoint, or in the GPU run's folder (full)."""
-        if self.full_dir is not None:
-            return self.full_dir / run_name(bench, method, 0) / "log.jsonl"
+        """The training log of the seed-0 model: beside its checkpoint, or in its GPU window's folder (full)."""
+        if self.full is not None:
+            run = self.full[bench][(method, 0)]
+            return run.run_dir / "models" / run.name / "log.jsonl"
         return ckpts[(method, 0)].parent / "log.jsonl"
+
+    def trained_steps(self, bench: str, method: str) -> int | None:
+        """Full profile: the steps the seed-0 model of ``method`` trained on the GPU (None in other profiles)."""
+        return None if self.full is None else self.full[bench][(method, 0)].step
 
     def training_log(self, bench: str, method: str, ckpts: dict[tuple[str, int], Path]) -> list[dict[str, Any]]:
         """The records of the seed-0 model's log.jsonl (:meth:`log_path`); [] with a printed line when there is none."""
@@ -214,14 +244,16 @@ class SemanticStudy:
     def primary_files(self, bench: str, keys: Sequence[tuple[str, int]],
                       ckpts: dict[tuple[str, int], Path]) -> dict[tuple[str, int], Path]:
         """{(method, seed): npz} of the primary sampler (the profile's ``sample`` / ``chess_sample``) for ``keys``: drawn
-        here from ``ckpts``, or (full) the GPU run's files (every seed-0 set must be there; a missing further seed is
-        named and left out)."""
-        if self.full_dir is not None:
-            paths = {key: gpu_run_path(self.full_dir, bench, *key) for key in keys}
-            first = {_label(k): p for k, p in paths.items() if k[1] == 0}
-            require_files(first, {k: _FULL_HOW for k in first})
-            for key in [key for key, p in paths.items() if not p.is_file()]:
-                print(f"{bench} {key[0]} seed {key[1]}: not drawn by the GPU run ({paths.pop(key)} missing)")
+        here from ``ckpts``, or (full) the primary sets of the GPU windows' models (every seed-0 model must be there,
+        :meth:`open` checked it; a further seed no window completed is named and left out)."""
+        if self.full is not None:
+            paths = {}
+            for key in keys:
+                run = self.full[bench].get(key)
+                if run is None:
+                    print(f"{bench} {key[0]} seed {key[1]}: no complete model of it in the GPU windows under {self.full_dir}")
+                else:
+                    paths[key] = run.samples[run.primary[0]]
             return paths
         s = self.cfg["sample" if bench == "cards" else "chess_sample"]
         t0 = time.perf_counter()
@@ -238,20 +270,27 @@ class SemanticStudy:
         return False
 
     def gpu_sweep_files(self, bench: str) -> dict[tuple[str, int], Path]:
-        """Full profile: {(method, step): npz} of the seed-0 sets the GPU run drew at its sweep step ({} otherwise)."""
+        """Full profile: {(method, step): npz} of the seed-0 sets the GPU window drew from EMA snapshots part-way
+        through training (the same sampler as the primary sets; {} otherwise)."""
         if self.full is None:
             return {}
-        st = (self.full.get("sweep_step") or {}).get(bench, 0)
         methods = self.methods if bench == "cards" else self.chess_methods
-        found = {(m, st): gpu_run_path(self.full_dir, bench, m, 0, st) for m in methods} if st else {}
-        found = {key: p for key, p in found.items() if p.is_file()}
-        print(f"{bench} training-step sweep: the GPU run drew {len(found)} set(s) at step {st or '-'}")
-        return found
+        found = {}
+        for m in methods:
+            run = self.full[bench][(m, 0)]
+            for name, path in run.samples.items():
+                step = re.search(r"_step(\d+)", name)
+                if step and name not in run.primary:
+                    found[(m, int(step.group(1)))] = path
+        steps = sorted({st for _, st in found})
+        print(f"{bench} training-step sweep: the GPU window drew {len(found)} set(s) at step(s) {steps or '-'}")
+        return dict(sorted(found.items(), key=lambda kv: (methods.index(kv[0][0]), kv[0][1])))
 
     def chess_templates(self, size: int) -> CB.ChessTemplates | None:
         """Full profile: the chess tiles the GPU machine rendered its training boards with (it prints how far they are
         from this machine's); None otherwise (the validator reads against this machine's own tiles)."""
-        path = None if self.full_dir is None else self.full_dir / f"chess_tiles_{size}.npy"
+        runs = {} if self.full is None else self.full["chess"]
+        path = next(iter(runs.values())).run_dir / f"chess_tiles_{size}.npy" if runs else None
         if path is None or not path.is_file():
             return None
         tiles = np.load(path)

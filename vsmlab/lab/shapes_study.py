@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from vsmlab.diffusion.variance import term_gradient_norms
-from vsmlab.lab.full_runs import ModelRun, complete_models, load_summary, run_folders, run_models, sample_name
+from vsmlab.lab.full_runs import ModelRun, complete_models, describe_run, load_summary, run_folders, run_models, sample_name
 from vsmlab.lab.sample_store import load_npz_samples, sample_set
 from vsmlab.lab.study import LoadedModel, Model, Study
 
@@ -329,13 +329,7 @@ def _full_runs(root: Path, cfg: dict[str, Any]) -> dict[tuple[str, int], ModelRu
                step_sweep=[int(s) for s in k0_run.get("sweep_steps", [])])
     used = sorted({m.run_dir for m in chosen.values()})
     for run in used:
-        s = load_summary(run)
-        names = sorted(m.name for m in chosen.values() if m.run_dir == run)
-        print(f"GPU window {s.get('run_id', run.name)} on {s.get('device')} (torch {s.get('torch')}, CUDA {s.get('cuda')}; "
-              f"training mode {s.get('calibration', {}).get('chosen')}): {len(s.get('models', {}))} models trained "
-              f"{s.get('steps_planned')} steps in lockstep in {s.get('train_wall_s')} s ({s.get('img_per_s_all')} img/s, "
-              f"MFU {s.get('mfu_training')}); {len(s.get('samples_done', []))} sample sets drawn, "
-              f"{len(s.get('samples_not_run', []))} not drawn before its deadline; models used here: {', '.join(names)}")
+        print(describe_run(load_summary(run), sorted(m.name for m in chosen.values() if m.run_dir == run)))
     print(f"methods: {methods}; seeds with every method (the primary sets): {seeds}; further seeds per method "
           f"(section 5b): {cfg['extra_seeds'] or 'none'}; sampling: n {cfg['n']}, DDPM-{cfg['ddpm_steps']} with x0 "
           f"clipping; training-step sweep at {cfg['step_sweep'] or 'none'}")
