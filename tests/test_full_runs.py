@@ -72,11 +72,13 @@ def test_a_folder_that_is_not_a_window_summary_is_refused(tmp_path) -> None:
         full_runs.run_models(run)
 
 
-def test_sample_names_are_notebook_06s_full_npz_names() -> None:
+def test_sample_names_are_the_full_profiles_npz_names() -> None:
     assert full_runs.sample_name("fixed", 0, variance="beta_tilde") == "fixed-seed0_ddpm250_beta_tilde_ema"
     assert full_runs.sample_name("vsm", 2, variance="learned", ckpt_step=1500) == "vsm-seed2_ddpm250_learned_ema_step1500"
     assert full_runs.sample_name("rho0", 1, "ddim", 50) == "rho0-seed1_ddim50_auto_ema"
     assert full_runs.sample_name("rho0", 1, variance="learned", weights="raw") == "rho0-seed1_ddpm250_learned_raw"
     assert full_runs.sample_name("fixed", 0, variance="beta", clip=False) == "fixed-seed0_ddpm250_beta_ema_noclip"
-    store = (ROOT / "vsmlab" / "lab" / "sample_store.py").read_text()  # the sample store builds its file names with it
-    assert "sample_name(method, seed, sampler, steps, variance, weights, ckpt_step, clip)" in store
+    # the one source of these names: the GPU script writes them with it, notebook 06's reader looks them up with it
+    window = (ROOT / "benchmarks" / "gpu_window.py").read_text()
+    assert "name = sample_name(spec.method, spec.seed, sampler, steps, var, weights, ckpt, clip, frac)" in window
+    assert "sample_name(m.method, m.seed, \"ddpm\", cfg[\"ddpm_steps\"], v)" in (ROOT / "vsmlab" / "lab" / "shapes_study.py").read_text()
