@@ -17,7 +17,7 @@ import torch
 
 from vsmlab.cli import main
 from vsmlab.diffusion import checkpoints as ck
-from vsmlab.diffusion.config import SCHEMA, ConfigError, load_config, parse_override, validate_config
+from vsmlab.diffusion.config import ConfigError, load_config, parse_override, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "configs" / "shapes-smoke.toml"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import re
 import runpy
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -278,7 +278,6 @@ def test_per_step_rng_depends_on_seed_and_step_only(mix1d, aggressive) -> None:
     # dropout draws are keyed too: the same run twice gives the same weights
     def dropout_run():
         torch.manual_seed(123)  # the global generator must not matter
-        model = torch.nn.Sequential()
         net = DropMLP()
         list(Trainer(net, data, aggressive, 5, batch_size=16, rng="per_step", seed=2).run())
         torch.manual_seed(999)
