@@ -85,12 +85,20 @@ def blocked_modules() -> list[str]:
 
 
 def guard_dir(where: str | os.PathLike, allowed: str | os.PathLike = PYDEPS) -> Path:
-    """Write the ``sitecustomize.py`` guard into ``where`` (made if missing) and return that folder; a refused
-    package still imports from ``allowed`` (the vendored copies that travel: ``build/pydeps``)."""
+    """Write the ``sitecustomize.py`` guard into ``where`` (made if missing; atomically) and return that folder; a
+    refused package still imports from ``allowed`` (the vendored copies that travel: ``build/pydeps``). A
+    ``sitecustomize.py`` there that this module did not write is never replaced (FileExistsError)."""
     where = Path(where)
     where.mkdir(parents=True, exist_ok=True)
+    path = where / "sitecustomize.py"
+    marker = _GUARD.splitlines()[0]
+    if path.exists() and path.read_text(encoding="utf-8", errors="replace").splitlines()[:1] != [marker]:
+        raise FileExistsError(f"where: {str(where)!r} holds a sitecustomize.py this script did not write; "
+                              "expected an empty folder or one it made")
     text = _GUARD.format(blocked=sorted(blocked_modules()), allowed=[str(Path(allowed).resolve())])
-    (where / "sitecustomize.py").write_text(text, encoding="utf-8")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
     return where
 
 

@@ -487,6 +487,13 @@ def test_the_device_image_guard_refuses_what_the_image_lacks_unless_it_travels_v
     res = subprocess.run([sys.executable, "-c", "import chess"], env=device_image.env_for(tmp_path / "g2", allowed=tmp_path / "none"),
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 1 and "not on the GPU machine's image" in res.stderr
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "sitecustomize.py").write_text("print('a user file')\n")
+    with pytest.raises(FileExistsError, match="sitecustomize.py this script did not write"):
+        device_image.guard_dir(mine)
+    assert (mine / "sitecustomize.py").read_text() == "print('a user file')\n"  # never replaced
+    assert device_image.guard_dir(tmp_path / "g") == tmp_path / "g"  # its own guard is rewritten
 
 
 @pytest.mark.slow
