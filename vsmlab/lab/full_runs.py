@@ -18,8 +18,8 @@ complete runs, steps do not (a later window never continues an earlier model). A
 
 ``<benchmark>`` is the data kind and size (``shapes64``, ``cards128``, ``chess128``); ``<name>`` is
 ``<method>-seed<k>``. A model is *complete* when it trained all its planned steps (status ``"complete"``) and every
-primary sample set of it is on disk; :func:`complete_models` lists those of every run,
-which is what a notebook's full profile reads. Nothing here imports torch: the summaries are JSON and the
+primary sample set of it is on disk; :func:`complete_models` lists those of every run, and :func:`pick_models` picks
+what a notebook's full profile reads (the oldest run of a (method, seed) first, every model left out named). Nothing here imports torch: the summaries are JSON and the
 sample sets npz (numpy, imported when a set is loaded).
 """
 
@@ -29,10 +29,10 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 __all__ = ["SUMMARY", "LOCAL", "FORMAT", "ModelRun", "run_folders", "load_summary", "run_models", "complete_models",
-           "used_seeds", "sample_name", "describe_run"]
+           "used_seeds", "sample_name", "pick_models", "describe_run"]
 
 SUMMARY = "summary.json"
 LOCAL = "local"  # <run>/local/: files of a run kept on the machine that unpacked it (git-ignored)
@@ -125,6 +125,29 @@ def run_models(run: str | os.PathLike) -> list[ModelRun]:
 def complete_models(benchmark: str, root: str | os.PathLike | None = None) -> list[ModelRun]:
     """The complete models of every run of ``benchmark``, oldest run first (what a full profile reads)."""
     return [m for run in run_folders(benchmark, root) for m in run_models(run) if m.complete]
+
+
+def pick_models(benchmark: str, root: str | os.PathLike | None = None,
+                unusable: Callable[[ModelRun], str | None] = lambda m: None) -> tuple[dict[tuple[str, int], ModelRun], list[str]]:
+    """What a full profile reads of ``benchmark``: {(method, seed): ModelRun} of the complete models of every run, the
+    oldest run of a (method, seed) first, and one line per model left out, saying why (not complete, ``unusable(m)``
+    returned a reason, or its seed is taken)."""
+    chosen: dict[tuple[str, int], ModelRun] = {}
+    left: list[str] = []
+    for run in run_folders(benchmark, root):
+        for m in run_models(run):
+            if not m.complete:
+                why = f"{m.status} at step {m.step} of {m.steps_planned}" + (
+                    ", its primary sets are not on this machine" if m.status == "complete" else "")
+            else:
+                why = unusable(m)
+            if why is None and (m.method, m.seed) in chosen:
+                why = f"seed {m.seed} of {m.method} is already in {chosen[(m.method, m.seed)].run_id}"
+            if why is None:
+                chosen[(m.method, m.seed)] = m
+            else:
+                left.append(f"{m.run_id}/{m.name} ({why})")
+    return chosen, left
 
 
 def used_seeds(benchmark: str, root: str | os.PathLike | None = None, complete_only: bool = False) -> set[int]:

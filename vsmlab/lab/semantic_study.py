@@ -43,7 +43,7 @@ from vsmlab.core.rates import Rate, mean_ci, wilson_interval
 from vsmlab.data import chessboards as CB
 from vsmlab.diffusion.checkpoints import load_checkpoint
 from vsmlab.lab.cache import cache_dir
-from vsmlab.lab.full_runs import ModelRun, describe_run, load_summary, run_folders, run_models
+from vsmlab.lab.full_runs import ModelRun, describe_run, load_summary, pick_models, run_folders
 from vsmlab.lab.plotting import PALETTE
 from vsmlab.lab.sample_store import ensure_samples, sample_command, shipped_sample_dir
 from vsmlab.lab.study import Model, Study
@@ -104,18 +104,7 @@ def _window_models(base: Path, benchmark: str) -> dict[tuple[str, int], ModelRun
     reads (its methods, the oldest run of a (method, seed) first); prints each window used and every model left out.
     FileNotFoundError when no seed-0 model is complete (the notebook's primary sets)."""
     runs = run_folders(benchmark, base)
-    chosen: dict[tuple[str, int], ModelRun] = {}
-    left = []
-    for run in runs:
-        for m in run_models(run):
-            if not m.complete:
-                left.append(f"{m.run_id}/{m.name} ({m.status} at step {m.step} of {m.steps_planned}"
-                            + (", its primary sets are not on this machine" if m.status == "complete" else "") + ")")
-            elif m.method not in METHODS or (m.method, m.seed) in chosen:
-                left.append(f"{m.run_id}/{m.name} (" + ("not one of notebook 07's methods" if m.method not in METHODS
-                                                        else f"already in {chosen[(m.method, m.seed)].run_id}") + ")")
-            else:
-                chosen[(m.method, m.seed)] = m
+    chosen, left = pick_models(benchmark, base, lambda m: None if m.method in METHODS else "not one of notebook 07's methods")
     if left:
         print(f"{benchmark}: not used: " + "; ".join(left))
     if not any(k == 0 for _, k in chosen):

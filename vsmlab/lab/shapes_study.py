@@ -11,7 +11,7 @@ beta_t and with beta_tilde_t).
 **Profiles** (:data:`PROFILES`): ``smoke`` (tiny models trained in this process into a temporary folder),
 ``default`` (32 px: the shipped checkpoints of ``checkpoints/shapes32/``; ``no_cache`` trains them from the
 configs into ``runs/shapes32-notebook/``), ``full`` (64 px: every complete model of every GPU window under
-``runs/full/shapes64/``, brought back by ``benchmarks/gpu_window.py``: :func:`vsmlab.lab.full_runs.complete_models`;
+``runs/full/shapes64/``, brought back by ``benchmarks/gpu_window.py``: :func:`vsmlab.lab.full_runs.pick_models`;
 the runs set the methods, the seeds, the sampling settings and the training-step sweep).
 
 :meth:`ShapesStudy.samples` is every sample set of the notebook: drawn and cached here
@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from vsmlab.diffusion.variance import term_gradient_norms
-from vsmlab.lab.full_runs import ModelRun, complete_models, describe_run, load_summary, run_folders, run_models, sample_name
+from vsmlab.lab.full_runs import ModelRun, describe_run, load_summary, pick_models, run_folders, sample_name
 from vsmlab.lab.sample_store import load_npz_samples, sample_set
 from vsmlab.lab.study import LoadedModel, Model, Study
 
@@ -303,20 +303,16 @@ def _full_runs(root: Path, cfg: dict[str, Any]) -> dict[tuple[str, int], ModelRu
                ddpm_steps=int(opts.get("sample_steps", cfg["ddpm_steps"])), sweep_ddpm_steps=int(opts.get("sample_steps", cfg["ddpm_steps"])),
                ddim_steps=[int(d) for d in opts.get("ddim_steps", cfg["ddim_steps"])])
     cfg["record_last"] = min(cfg["record_last"], cfg["ddpm_steps"])  # a window records at most its sampling steps
-    chosen: dict[tuple[str, int], ModelRun] = {}
-    left: list[str] = []
-    for m in complete_models(bench, base):
-        rows = [v for _, method, v in ROWS if method == m.method]
+
+    def unusable(m: ModelRun) -> str | None:
         if m.method not in METHOD_CONFIGS:
-            left.append(f"{m.run_id}/{m.name} (method {m.method!r} is not one of notebook 06's)")
-        elif not all(sample_name(m.method, m.seed, "ddpm", cfg["ddpm_steps"], v) in m.samples for v in rows):
-            left.append(f"{m.run_id}/{m.name} (no primary set with DDPM-{cfg['ddpm_steps']}, the first run's sampler)")
-        elif (m.method, m.seed) in chosen:
-            left.append(f"{m.run_id}/{m.name} (seed {m.seed} of {m.method} is already in {chosen[(m.method, m.seed)].run_id})")
-        else:
-            chosen[(m.method, m.seed)] = m
-    incomplete = [f"{m.run_id}/{m.name} ({m.status} at step {m.step} of {m.steps_planned})" for r in runs
-                  for m in run_models(r) if not m.complete]
+            return f"method {m.method!r} is not one of notebook 06's"
+        rows = [v for _, method, v in ROWS if method == m.method]
+        if not all(sample_name(m.method, m.seed, "ddpm", cfg["ddpm_steps"], v) in m.samples for v in rows):
+            return f"no primary set with DDPM-{cfg['ddpm_steps']}, the first run's sampler"
+        return None
+
+    chosen, left = pick_models(bench, base, unusable)
     methods = [m for m in METHOD_CONFIGS if any(mm == m for mm, _ in chosen)]
     all_seeds = sorted({k for _, k in chosen})
     seeds = [k for k in all_seeds if all((m, k) in chosen for m in methods)]
@@ -333,6 +329,6 @@ def _full_runs(root: Path, cfg: dict[str, Any]) -> dict[tuple[str, int], ModelRu
     print(f"methods: {methods}; seeds with every method (the primary sets): {seeds}; further seeds per method "
           f"(section 5b): {cfg['extra_seeds'] or 'none'}; sampling: n {cfg['n']}, DDPM-{cfg['ddpm_steps']} with x0 "
           f"clipping; training-step sweep at {cfg['step_sweep'] or 'none'}")
-    if left or incomplete:
-        print("not used: " + "; ".join([*incomplete, *left]))
+    if left:
+        print("not used: " + "; ".join(left))
     return chosen
